@@ -1,0 +1,34 @@
+# The two commands a fresh machine needs: `make demo` and `make test` (README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Re-install whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: test demo install system-deps bench clean lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Prometheus/promtool/Alertmanager come from Debian packages; PostgreSQL is the machine's own server.
+system-deps:
+	@bash .ci/system-deps.sh
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m monitor.demo $(DEMO_ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/detectors.py
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

@@ -1,0 +1,154 @@
+"""Numeric features of input texts, computed for a whole batch at once.
+
+The features are cheap, model-agnostic proxies for "the inputs look different": length, vocabulary richness
+and character mix. Tokenizer features (token count, unknown-token rate, truncation) need the served model's
+tokenizer, which ``monitor.tokenizer`` runs; :func:`tokenizer_features` turns its counts into columns.
+
+Definitions (all per text; a ratio whose denominator is 0 is 0):
+
+==================== ==========================================================================
+``char_length``      number of Unicode code points
+``word_count``       number of whitespace-separated words (``str.split()``)
+``mean_word_length`` non-whitespace code points / ``word_count``
+``unique_word_ratio``distinct lower-cased words / ``word_count``
+``non_ascii_ratio``  code points above U+007F / ``char_length``
+``digit_ratio``      decimal digits (Unicode ``Nd``) / ``char_length``
+``uppercase_ratio``  upper-case letters (``Lu``) / letters (``L*``)
+``punctuation_ratio``punctuation (Unicode ``P*``) / ``char_length``
+``empty``            1 when the text has no word (empty or whitespace only), else 0
+==================== ==========================================================================
+
+Character classes are looked up for the Basic Multilingual Plane; code points above U+FFFF (emoji, rare
+scripts) count as non-ASCII only.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+
+__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "text_features", "tokenizer_features"]
+
+TEXT_FEATURES = (
+    "char_length",
+    "word_count",
+    "mean_word_length",
+    "unique_word_ratio",
+    "non_ascii_ratio",
+    "digit_ratio",
+    "uppercase_ratio",
+    "punctuation_ratio",
+    "empty",
+)
+TOKENIZER_FEATURES = ("token_count", "unk_token_rate", "truncated")
+
+_BMP = 0x10000
+# Column order of the character-class table built below.
+_DIGIT, _UPPER, _LETTER, _PUNCT, _SPACE, _NON_ASCII = range(6)
+
+
+@lru_cache(maxsize=1)
+def _char_classes() -> tuple[np.ndarray, ...]:
+    """One 0/1 lookup array per character class, indexed by code point.
+
+    Index ``_BMP`` stands for every code point above the BMP (only non-ASCII is set there).
+    """
+    table = np.zeros((6, _BMP + 1), dtype=np.uint8)
+    for cp in range(_BMP):
+        ch = chr(cp)
+        cat = unicodedata.category(ch)
+        if cat == "Nd":
+            table[_DIGIT, cp] = 1
+        if cat[0] == "L":
+            table[_LETTER, cp] = 1
+            if cat == "Lu":
+                table[_UPPER, cp] = 1
+        elif cat[0] == "P":
+            table[_PUNCT, cp] = 1
+        if ch.isspace():
+            table[_SPACE, cp] = 1
+    table[_NON_ASCII, 0x80:] = 1
+    return tuple(table)
+
+
+def _per_text_sums(values: np.ndarray, starts: np.ndarray, non_empty: np.ndarray, n: int) -> np.ndarray:
+    # reduceat only over non-empty texts: it yields values[start] (not 0) for an empty segment, and the
+    # starts of non-empty texts are strictly increasing, so each segment ends where the next text begins.
+    sums = np.zeros(n, dtype=np.int64)
+    sums[non_empty] = np.add.reduceat(values, starts, dtype=np.int64)
+    return sums
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(num.shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def text_features(texts: Sequence[str]) -> np.ndarray:
+    """Return an ``(len(texts), len(TEXT_FEATURES))`` float64 matrix, columns in :data:`TEXT_FEATURES` order.
+
+    Examples
+    --------
+    >>> m = text_features(["Hello world!", ""])
+    >>> dict(zip(TEXT_FEATURES, m[0].tolist()))["word_count"], m[1, TEXT_FEATURES.index("empty")]
+    (2.0, 1.0)
+    """
+    n = len(texts)
+    out = np.zeros((n, len(TEXT_FEATURES)), dtype=np.float64)
+    if n == 0:
+        return out
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=bounds[1:])
+
+    out[:, 0] = lengths
+    if bounds[-1] == 0:
+        out[:, 8] = 1.0
+        return out
+    # One UTF-32 buffer for the whole batch: character classes become array lookups instead of a Python
+    # loop over characters, which is what makes ~100k texts/s possible.
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    index = np.minimum(codes, _BMP)
+    non_empty = np.flatnonzero(lengths)
+    starts = bounds[:-1][non_empty]
+    digits, upper, letters, punct, spaces, non_ascii = (
+        _per_text_sums(table[index], starts, non_empty, n) for table in _char_classes()
+    )
+
+    words = np.empty(n, dtype=np.int64)
+    unique = np.empty(n, dtype=np.int64)
+    for i, t in enumerate(texts):
+        w = t.lower().split()
+        words[i] = len(w)
+        unique[i] = len(set(w))
+
+    out[:, 1] = words
+    out[:, 2] = _ratio(lengths - spaces, words)
+    out[:, 3] = _ratio(unique, words)
+    out[:, 4] = _ratio(non_ascii, lengths)
+    out[:, 5] = _ratio(digits, lengths)
+    out[:, 6] = _ratio(upper, letters)
+    out[:, 7] = _ratio(punct, lengths)
+    out[:, 8] = words == 0
+    return out
+
+
+def tokenizer_features(
+    token_counts: np.ndarray, unk_counts: np.ndarray, content_counts: np.ndarray, max_length: int
+) -> np.ndarray:
+    """Return an ``(n, len(TOKENIZER_FEATURES))`` matrix from per-text tokenizer counts.
+
+    ``token_counts`` include the special tokens the model sees ([CLS], [SEP], ...), so ``truncated`` means
+    exactly "the served model would have cut this input at ``max_length``". The unknown-token rate is taken
+    over ``content_counts`` (tokens other than special ones).
+    """
+    token_counts = np.asarray(token_counts, dtype=np.float64)
+    out = np.empty((token_counts.size, len(TOKENIZER_FEATURES)), dtype=np.float64)
+    out[:, 0] = token_counts
+    out[:, 1] = _ratio(np.asarray(unk_counts, dtype=np.float64), np.asarray(content_counts, dtype=np.float64))
+    out[:, 2] = token_counts > max_length
+    return out

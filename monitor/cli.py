@@ -1,0 +1,256 @@
+"""The ``nlpmon`` command line.
+
+Exit codes: 0 success (also when the input contained invalid events: they are counted, not fatal);
+2 usage or configuration error, unreadable input, incompatible reference; 1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from monitor import __version__
+from monitor.config import ConfigError, config_as_dict, load_config
+from monitor.logs import setup_logging
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem the user can fix (bad flag, missing file, incompatible profile): exit 2, one line, no traceback."""
+
+
+def _add_config_flags(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (see docs/config.md)")
+    p.add_argument(
+        "--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+        help="override one config key, e.g. --set window.min_events=100 (repeatable; beats file and environment)",
+    )  # fmt: skip
+    p.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (tokenizer.path)")
+    p.add_argument("--log-format", choices=("text", "json"), help="log format (logging.format)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level (logging.level)")
+
+
+def _add_window_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--window-events", type=int, metavar="N", help="count windows of N events (window.kind=count)")
+    g.add_argument("--window-seconds", type=float, metavar="S", help="tumbling event-time windows of S seconds")
+    p.add_argument("--min-events", type=int, metavar="N", help="test a window only with at least N events (default 200)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nlpmon",
+        description="Monitoring and drift detection for NLP models in production.",
+        epilog="Docs: docs/events.md (input), docs/results.md (output), docs/config.md, docs/metrics.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"nlpmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "replay",
+        help="run the whole pipeline over a JSONL file of events and print window results",
+        description="Run the pipeline over EVENTS (JSONL, '-' for stdin) and write one JSON window result per "
+        "line. Open windows are flushed at the end (\"partial\": true). A one-line JSON summary goes to stderr. "
+        "Exit 0 whenever the input could be read, whatever it contained.",
+    )
+    p.add_argument("events", metavar="EVENTS.jsonl", help="prediction-log events, one JSON object per line ('-' = stdin)")
+    p.add_argument("--reference", "-r", action="append", default=[], metavar="PROFILE",
+                   help="reference profile from `nlpmon reference build` (repeatable, one per model)")
+    p.add_argument("--output", "-o", default="-", metavar="FILE", help="where to write results ('-' = stdout, the default)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on PORT while replaying (0 = any free port)")
+    p.add_argument("--dead-letter", metavar="FILE", help="append rejected events with their reason to FILE (JSONL)")
+    _add_window_flags(p)
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "run",
+        help="run the daemon from a config file",
+        description="Run the monitoring daemon as configured ([source] kind = file | stdin). Stops on SIGTERM/SIGINT "
+        "after flushing open windows; a second signal exits at once.",
+    )
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config and print the effective settings",
+                       description="Load the config (file, NLPMON_* environment, --set flags), validate it, and print "
+                       "the effective settings as JSON. Exit 2 with the offending key on error.")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("reference", help="build reference profiles")
+    rsub = p.add_subparsers(dest="reference_command", metavar="SUBCOMMAND")
+    rsub.required = True
+    b = rsub.add_parser(
+        "build",
+        help="compute a reference profile from a JSONL file of events",
+        description="Compute the reference samples (features, confidences, class proportions, latency) of one "
+        "model from EVENTS and write them to a profile JSON file.",
+    )
+    b.add_argument("events", metavar="EVENTS.jsonl")
+    b.add_argument("--output", "-o", required=True, metavar="PROFILE.json")
+    b.add_argument("--model", metavar="NAME", help="model to profile (required when the file holds several)")
+    b.add_argument("--version", dest="versions", action="append", default=[], metavar="V", help="only these versions (repeatable)")
+    b.add_argument("--sample-size", type=int, default=50_000, metavar="N", help="reservoir size per feature (default 50000)")
+    b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
+    b.add_argument("--max-length", type=int, default=512, metavar="N", help="tokenizer max_length (default 512)")
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(func=cmd_reference_build)
+
+    _add_optional_parsers(sub)
+    return parser
+
+
+def _add_optional_parsers(sub) -> None:
+    """Subcommands that live in their own modules (re-evaluation, demo)."""
+    try:
+        from monitor.reeval.cli import add_parsers
+    except ImportError:  # pragma: no cover - the module ships with nlpmon; this guards partial checkouts only
+        return
+    add_parsers(sub)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _overrides(args, extra: dict | None = None) -> dict:
+    out: dict = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise UsageError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    if args.tokenizer:
+        out["tokenizer.path"] = args.tokenizer
+    if args.log_format:
+        out["logging.format"] = args.log_format
+    if args.log_level:
+        out["logging.level"] = args.log_level
+    out.update({k: v for k, v in (extra or {}).items() if v is not None})
+    return out
+
+
+def _config(args, extra: dict | None = None):
+    try:
+        return load_config(args.config, overrides=_overrides(args, extra))
+    except ConfigError as exc:
+        raise UsageError(f"config error: {exc}") from None
+
+
+def _window_overrides(args) -> dict:
+    out: dict = {}
+    if args.window_events is not None:
+        out["window.kind"] = "count"
+        out["window.events"] = args.window_events
+        if args.min_events is None and args.window_events < 200:
+            # A count window smaller than the default min_events would never be tested; say so by testing it.
+            out["window.min_events"] = args.window_events
+    if args.window_seconds is not None:
+        out["window.kind"] = "time"
+        out["window.size_seconds"] = args.window_seconds
+    if args.min_events is not None:
+        out["window.min_events"] = args.min_events
+    return out
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+def cmd_replay(args) -> int:
+    from monitor.daemon import run_line_source
+
+    extra = {"source.kind": "file" if args.events != "-" else "stdin", "source.path": args.events,
+             **_window_overrides(args)}
+    if args.reference:
+        extra["reference.paths"] = list(args.reference)
+    if args.dead_letter:
+        extra["validation.dead_letter_path"] = args.dead_letter
+    if args.metrics_port is not None:
+        extra["metrics.port"] = args.metrics_port
+    config = _config(args, extra)
+    setup_logging(config.logging.level if args.log_level else "warning", config.logging.format)
+    if args.events != "-" and not Path(args.events).is_file():
+        raise UsageError(f"cannot read {args.events}: no such file")
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    try:
+        summary = run_line_source(config, path=args.events, output=out, serve_metrics=args.metrics_port is not None)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from monitor.daemon import Shutdown, run_line_source
+
+    config = _config(args)
+    setup_logging(config.logging.level, config.logging.format)
+    if config.source.kind == "kafka":
+        raise UsageError("source.kind = 'kafka' is not available in this build yet; use 'file' or 'stdin'")
+    path = config.source.path if config.source.kind == "file" else "-"
+    out = None
+    if config.output.results_path:
+        out = sys.stdout.buffer if config.output.results_path == "-" else open(config.output.results_path, "ab")
+    shutdown = Shutdown().install()
+    try:
+        summary = run_line_source(config, path=path, output=out, serve_metrics=True, shutdown=shutdown)
+    finally:
+        shutdown.uninstall()
+        if out is not None and out is not sys.stdout.buffer:
+            out.close()
+    logging.getLogger("nlpmon").info("stopped: %s", orjson.dumps(summary).decode())
+    return EXIT_OK
+
+
+def cmd_check_config(args) -> int:
+    config = _config(args)
+    sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_reference_build(args) -> int:
+    from monitor.profile_builder import build_profile
+    from monitor.reference import save_profile
+    from monitor.tokenizer import TokenizerFeaturizer
+
+    if args.events != "-" and not Path(args.events).is_file():
+        raise UsageError(f"cannot read {args.events}: no such file")
+    if args.sample_size < 100:
+        raise UsageError("--sample-size must be at least 100")
+    tokenizer = TokenizerFeaturizer(args.tokenizer, max_length=args.max_length) if args.tokenizer else None
+    profile, summary = build_profile(
+        args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
+        sample_cap=args.sample_size, seed=args.seed,
+    )  # fmt: skip
+    save_profile(profile, args.output)
+    sys.stderr.write(orjson.dumps({**summary, "output": args.output}).decode() + "\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from monitor.reference import ProfileError
+    from monitor.tokenizer import TokenizerError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ProfileError, TokenizerError) as exc:
+        sys.stderr.write(f"nlpmon: error: {exc}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"nlpmon: error: {exc.strerror or exc}: {exc.filename or ''}\n".replace(": \n", "\n"))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Decode and validate prediction-log events (the contract is docs/events.md).
+
+Validation is strict: a value of the wrong type is rejected, never coerced. It is also on the hot path (every
+event passes through :func:`decode_event`), so checks are ordered cheap-first and written without helpers
+that would add a Python call per field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+__all__ = ["Event", "InvalidEvent", "REASONS", "decode_event", "parse_ts_ms", "DEFAULT_VERSION"]
+
+DEFAULT_VERSION = "unversioned"
+
+# Every rejection reason, in the order docs/events.md lists them. Metrics pre-create one series per reason
+# so a dashboard shows 0 rather than "no data" for reasons that never happened.
+REASONS = (
+    "malformed_json",
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "bad_timestamp",
+    "unsupported_schema",
+    "non_finite",
+    "negative_latency",
+    "probability_out_of_range",
+    "probabilities_not_normalised",
+    "classes_mismatch",
+    "text_too_long",
+)
+
+# Numbers below this are epoch seconds, at or above it epoch milliseconds (docs/events.md explains why).
+_SECONDS_LIMIT = 100_000_000_000
+_MIN_TS_MS = 0
+_MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
+_PROB_SUM_TOLERANCE = 0.01
+
+_isfinite = math.isfinite
+
+
+class InvalidEvent(Exception):
+    """An event that fails validation; ``reason`` is one of :data:`REASONS`.
+
+    ``detail`` names fields, never values, so it is safe to log. ``model``/``version`` are set when they could
+    be read, so the rejection can be attributed to a stream.
+    """
+
+    __slots__ = ("reason", "detail", "model", "version")
+
+    def __init__(self, reason: str, detail: str, model: str | None = None, version: str | None = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.model = model
+        self.version = version
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated prediction-log event."""
+
+    ts_ms: int
+    model: str
+    version: str
+    prediction: str | None
+    error: str | None = None
+    confidence: float | None = None
+    # Class probabilities as parallel tuples, so entropy can be computed without re-reading a dict.
+    classes: tuple[str, ...] | None = None
+    probabilities: tuple[float, ...] | None = None
+    latency_ms: float | None = None
+    label: str | None = None
+    text: str | None = None
+    features: dict[str, float] | None = None
+    request_id: str | None = None
+    variant: str | None = None
+
+
+def parse_ts_ms(value: object) -> int:
+    """Return epoch milliseconds for an RFC 3339 string or an epoch-seconds/milliseconds number.
+
+    Raises ``ValueError`` (with a message naming no value) when the timestamp is not acceptable.
+    """
+    if type(value) is int or type(value) is float:
+        if not _isfinite(value):
+            raise ValueError("ts is not finite")
+        ms = value * 1000 if abs(value) < _SECONDS_LIMIT else value
+        ms = int(round(ms))
+    elif type(value) is str:
+        try:
+            # RFC 3339 allows lower-case "t" and "z"; fromisoformat does not.
+            dt = datetime.fromisoformat(value.upper() if "z" in value or "t" in value else value)
+        except ValueError:
+            raise ValueError("ts is not an RFC 3339 timestamp") from None
+        # RFC 3339 requires an offset; a naive time would silently be read as the daemon's local time.
+        if dt.tzinfo is None or len(value) < 11 or value[10] not in "Tt ":
+            raise ValueError("ts must be RFC 3339 with a date, time and timezone")
+        ms = int(round(dt.timestamp() * 1000))
+    else:
+        raise ValueError("ts must be a string or a number")
+    if not _MIN_TS_MS <= ms < _MAX_TS_MS:
+        raise ValueError("ts is outside 1970..2200")
+    return ms
+
+
+def _stream_of(obj: dict) -> tuple[str | None, str | None]:
+    model = obj.get("model")
+    version = obj.get("version", DEFAULT_VERSION)
+    if type(model) is not str or not model:
+        return None, None
+    if type(version) is not str or not version:
+        return model, None
+    return model, version
+
+
+def _reject(reason: str, detail: str, obj: dict | None = None) -> InvalidEvent:
+    if obj is None:
+        return InvalidEvent(reason, detail)
+    model, version = _stream_of(obj)
+    return InvalidEvent(reason, detail, model, version)
+
+
+def _number(obj: dict, name: str) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    t = type(value)
+    if t is not float and t is not int:
+        raise _reject("wrong_type", f"{name} must be a number", obj)
+    if not _isfinite(value):
+        raise _reject("non_finite", f"{name} is not finite", obj)
+    return float(value)
+
+
+def _optional_str(obj: dict, name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or type(value) is str:
+        return value
+    raise _reject("wrong_type", f"{name} must be a string", obj)
+
+
+def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
+    """Parse and validate one event; raise :class:`InvalidEvent` with a named reason when it is not valid."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = _lenient_loads(raw)
+    if type(obj) is not dict:
+        raise InvalidEvent("not_an_object", "an event must be a JSON object")
+    return validate_event(obj, max_text_chars=max_text_chars)
+
+
+def _lenient_loads(raw: bytes | str) -> object:
+    """Second chance for what orjson refuses: NaN/Infinity literals and overflowing numbers.
+
+    Such a document is still rejected, but as ``non_finite`` naming the field, which tells the producer what
+    to fix; anything the standard library refuses too is ``malformed_json``. Only the error path pays for it.
+    """
+    try:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        return json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidEvent("malformed_json", "not valid UTF-8 JSON") from None
+
+
+def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
+    """Validate an already-decoded JSON object (see :func:`decode_event`)."""
+    get = obj.get
+    schema = get("schema", 1)
+    if schema != 1 or type(schema) is not int:
+        if type(schema) is not int:
+            raise _reject("wrong_type", "schema must be an integer", obj)
+        raise _reject("unsupported_schema", "only schema 1 is supported", obj)
+
+    model = get("model")
+    if model is None:
+        raise InvalidEvent("missing_field", "model is required")
+    if type(model) is not str or not model:
+        raise InvalidEvent("wrong_type", "model must be a non-empty string")
+    version = get("version")
+    if version is None:
+        version = DEFAULT_VERSION
+    elif type(version) is not str or not version:
+        raise InvalidEvent("wrong_type", "version must be a non-empty string", model)
+
+    ts = get("ts")
+    if ts is None:
+        raise InvalidEvent("missing_field", "ts is required", model, version)
+    if type(ts) is bool:
+        raise InvalidEvent("wrong_type", "ts must be a string or a number", model, version)
+    try:
+        ts_ms = parse_ts_ms(ts)
+    except ValueError as exc:
+        reason = "wrong_type" if type(ts) not in (str, int, float) else "bad_timestamp"
+        raise InvalidEvent(reason, str(exc), model, version) from None
+
+    error = get("error")
+    if error is not None and type(error) is not str:
+        raise InvalidEvent("wrong_type", "error must be a string", model, version)
+    prediction = get("prediction")
+    if prediction is None:
+        if error is None:
+            raise InvalidEvent("missing_field", "prediction is required unless error is set", model, version)
+    elif type(prediction) is not str:
+        raise InvalidEvent("wrong_type", "prediction must be a string", model, version)
+
+    latency = get("latency_ms")
+    if latency is not None:
+        t = type(latency)
+        if t is not float and t is not int:
+            raise InvalidEvent("wrong_type", "latency_ms must be a number", model, version)
+        if not _isfinite(latency):
+            raise InvalidEvent("non_finite", "latency_ms is not finite", model, version)
+        if latency < 0:
+            raise InvalidEvent("negative_latency", "latency_ms is negative", model, version)
+        latency = float(latency)
+
+    classes = probs = None
+    raw_probs = get("probabilities")
+    if raw_probs is not None:
+        classes, probs = _probabilities(obj, raw_probs, model, version)
+
+    confidence = _number(obj, "confidence")
+    if confidence is not None:
+        if not 0.0 <= confidence <= 1.0:
+            raise InvalidEvent("probability_out_of_range", "confidence is outside [0, 1]", model, version)
+    elif probs:
+        confidence = max(probs)
+
+    text = get("text")
+    if text is not None:
+        if type(text) is not str:
+            raise InvalidEvent("wrong_type", "text must be a string", model, version)
+        if len(text) > max_text_chars:
+            raise InvalidEvent("text_too_long", f"text is longer than {max_text_chars} characters", model, version)
+
+    features = get("features")
+    if features is not None:
+        features = _features(features, model, version)
+
+    label = get("label")
+    if label is not None and type(label) is not str:
+        raise InvalidEvent("wrong_type", "label must be a string", model, version)
+
+    return Event(
+        ts_ms=ts_ms,
+        model=model,
+        version=version,
+        prediction=prediction,
+        error=error,
+        confidence=confidence,
+        classes=classes,
+        probabilities=probs,
+        latency_ms=latency,
+        label=label,
+        text=text,
+        features=features,
+        request_id=_optional_str(obj, "request_id"),
+        variant=_optional_str(obj, "variant"),
+    )
+
+
+def _probabilities(obj: dict, raw: object, model: str, version: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    if type(raw) is dict:
+        classes = tuple(raw)
+        values = tuple(raw.values())
+    elif type(raw) is list:
+        names = obj.get("classes")
+        if type(names) is not list or len(names) != len(raw):
+            raise InvalidEvent("classes_mismatch", "list probabilities need classes of the same length", model, version)
+        if any(type(c) is not str for c in names):
+            raise InvalidEvent("wrong_type", "classes must be strings", model, version)
+        classes = tuple(names)
+        if len(set(classes)) != len(classes):
+            raise InvalidEvent("classes_mismatch", "classes has duplicate names", model, version)
+        values = tuple(raw)
+    else:
+        raise InvalidEvent("wrong_type", "probabilities must be an object or a list", model, version)
+    if not values:
+        raise InvalidEvent("classes_mismatch", "probabilities is empty", model, version)
+    total = 0.0
+    for v in values:
+        t = type(v)
+        if t is not float and t is not int:
+            raise InvalidEvent("wrong_type", "probabilities must be numbers", model, version)
+        if not _isfinite(v):
+            raise InvalidEvent("non_finite", "a probability is not finite", model, version)
+        if v < 0 or v > 1:
+            raise InvalidEvent("probability_out_of_range", "a probability is outside [0, 1]", model, version)
+        total += v
+    if abs(total - 1.0) > _PROB_SUM_TOLERANCE:
+        raise InvalidEvent("probabilities_not_normalised", "probabilities do not sum to 1 +/- 0.01", model, version)
+    return classes, tuple(float(v) for v in values)
+
+
+def _features(raw: object, model: str, version: str) -> dict[str, float]:
+    if type(raw) is not dict:
+        raise InvalidEvent("wrong_type", "features must be an object of numbers", model, version)
+    out = {}
+    for name, v in raw.items():
+        t = type(v)
+        if t is not float and t is not int:
+            raise InvalidEvent("wrong_type", "features values must be numbers", model, version)
+        if not _isfinite(v):
+            raise InvalidEvent("non_finite", "a feature value is not finite", model, version)
+        out[name] = float(v)
+    return out

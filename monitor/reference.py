@@ -1,0 +1,188 @@
+"""Reference profiles: what "normal" looked like for a model, built from a file of events.
+
+A profile holds samples of every feature, of confidences and latencies, and the class counts, plus what is
+needed to refuse comparing apples with oranges: the feature-set version, the feature names and the
+fingerprint of the tokenizer that produced token features.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from detectors.text_features import TEXT_FEATURES, TOKENIZER_FEATURES
+
+__all__ = ["Profile", "ProfileError", "FeatureSet", "load_profile", "save_profile", "FEATURES_VERSION"]
+
+PROFILE_SCHEMA = 1
+# Bump when the definition of any text feature changes: old profiles then no longer compare like with like.
+FEATURES_VERSION = 1
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be read, or that does not match the configured features/tokenizer."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The features the pipeline computes: text features, tokenizer features when configured, custom ones."""
+
+    tokenizer: dict | None = None  # TokenizerInfo.to_dict() or None
+    custom: tuple[str, ...] = ()
+
+    @property
+    def base_names(self) -> tuple[str, ...]:
+        return TEXT_FEATURES + (TOKENIZER_FEATURES if self.tokenizer else ())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.base_names + self.custom
+
+
+@dataclass(frozen=True)
+class Profile:
+    model: str
+    versions: tuple[str, ...]
+    source: str
+    source_sha256: str
+    created_at: str
+    events: int
+    features_version: int
+    feature_names: tuple[str, ...]
+    custom_features: tuple[str, ...]
+    tokenizer: dict | None
+    samples: dict[str, np.ndarray] = field(repr=False)
+    confidence: np.ndarray = field(repr=False)
+    latency_ms: np.ndarray = field(repr=False)
+    class_counts: dict[str, int] = field(default_factory=dict)
+    sample_cap: int = 50_000
+    sampled: bool = False
+
+    def check_compatible(self, features: FeatureSet, *, origin: str = "") -> None:
+        """Raise :class:`ProfileError` unless this profile was built with the same features and tokenizer."""
+        where = f" ({origin})" if origin else ""
+        rebuild = "rebuild it with `nlpmon reference build` using the same [tokenizer] settings as the daemon"
+        if self.features_version != FEATURES_VERSION:
+            raise ProfileError(
+                f"reference profile for model {self.model!r}{where} uses text-feature definitions version "
+                f"{self.features_version}, this nlpmon computes version {FEATURES_VERSION}; {rebuild}"
+            )
+        mine, theirs = features.tokenizer, self.tokenizer
+        if (mine is None) != (theirs is None):
+            have = "with tokenizer features" if theirs else "without a tokenizer"
+            now = f"tokenizer {mine['path']!r} is configured" if mine else "no tokenizer is configured"
+            raise ProfileError(f"reference profile for model {self.model!r}{where} was built {have}, but {now}; {rebuild}")
+        if mine and theirs:
+            if mine["fingerprint"] != theirs["fingerprint"]:
+                raise ProfileError(
+                    f"reference profile for model {self.model!r}{where} was built with a different tokenizer "
+                    f"(fingerprint {theirs['fingerprint']}, from {theirs['path']!r}) than the configured one "
+                    f"(fingerprint {mine['fingerprint']}, from {mine['path']!r}); {rebuild}"
+                )
+            if mine["max_length"] != theirs["max_length"]:
+                raise ProfileError(
+                    f"reference profile for model {self.model!r}{where} was built with tokenizer max_length "
+                    f"{theirs['max_length']}, the daemon uses {mine['max_length']}; {rebuild}"
+                )
+        expected = features.base_names
+        if tuple(self.feature_names[: len(expected)]) != expected:
+            raise ProfileError(
+                f"reference profile for model {self.model!r}{where} has features {list(self.feature_names)}, "
+                f"expected {list(expected)} first; {rebuild}"
+            )
+
+    # -- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "profile_schema": PROFILE_SCHEMA,
+            "model": self.model,
+            "versions": list(self.versions),
+            "source": self.source,
+            "source_sha256": self.source_sha256,
+            "created_at": self.created_at,
+            "events": self.events,
+            "features_version": self.features_version,
+            "feature_names": list(self.feature_names),
+            "custom_features": list(self.custom_features),
+            "tokenizer": self.tokenizer,
+            "sample_cap": self.sample_cap,
+            "sampled": self.sampled,
+            "class_counts": dict(self.class_counts),
+            # float64 arrays as base64: exact round trip, a third of the size of decimal text.
+            "samples": {k: _b64(v) for k, v in self.samples.items()},
+            "confidence": _b64(self.confidence),
+            "latency_ms": _b64(self.latency_ms),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, *, origin: str = "profile") -> "Profile":
+        try:
+            if d.get("profile_schema") != PROFILE_SCHEMA:
+                raise ProfileError(f"{origin}: unsupported profile_schema {d.get('profile_schema')!r} (expected {PROFILE_SCHEMA})")
+            return cls(
+                model=d["model"],
+                versions=tuple(d["versions"]),
+                source=d["source"],
+                source_sha256=d["source_sha256"],
+                created_at=d["created_at"],
+                events=int(d["events"]),
+                features_version=int(d["features_version"]),
+                feature_names=tuple(d["feature_names"]),
+                custom_features=tuple(d["custom_features"]),
+                tokenizer=d["tokenizer"],
+                samples={k: _unb64(v) for k, v in d["samples"].items()},
+                confidence=_unb64(d["confidence"]),
+                latency_ms=_unb64(d["latency_ms"]),
+                class_counts={str(k): int(v) for k, v in d["class_counts"].items()},
+                sample_cap=int(d["sample_cap"]),
+                sampled=bool(d["sampled"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, ProfileError):
+                raise
+            raise ProfileError(f"{origin}: not a valid nlpmon reference profile ({type(exc).__name__}: {exc})") from None
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f8").astype(np.float64)
+
+
+def save_profile(profile: Profile, path: str | Path) -> None:
+    Path(path).write_bytes(orjson.dumps(profile.to_dict()))
+
+
+def load_profile(path: str | Path) -> Profile:
+    p = Path(path)
+    try:
+        data = orjson.loads(p.read_bytes())
+    except FileNotFoundError:
+        raise ProfileError(f"reference profile not found: {p}") from None
+    except OSError as exc:
+        raise ProfileError(f"cannot read reference profile {p}: {exc}") from None
+    except orjson.JSONDecodeError:
+        raise ProfileError(f"{p}: not JSON; expected a profile written by `nlpmon reference build`") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"{p}: not a reference profile")
+    return Profile.from_dict(data, origin=str(p))
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

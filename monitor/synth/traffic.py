@@ -1,0 +1,105 @@
+"""Realistic-looking prediction logs of a sentiment model, with drift injected on request.
+
+Used by ``make demo``, the benchmarks and the end-to-end tests. Deterministic for a given seed.
+
+Clean traffic: short product reviews from a fixed vocabulary, confident predictions, ~15 ms latency.
+Drifted traffic (events at index >= ``drift_after``): longer texts with vocabulary the model never saw
+(code-switched Spanish/emoji/product codes), lower confidence, and ~2x latency: what a new market or a
+scraping bug looks like from the model's side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+
+__all__ = ["generate_events", "write_events", "POSITIVE", "NEGATIVE"]
+
+POSITIVE = ("great", "excellent", "love", "perfect", "amazing", "fast", "reliable", "happy", "recommend", "solid")
+NEGATIVE = ("terrible", "broken", "slow", "refund", "awful", "disappointed", "poor", "cheap", "useless", "returned")
+_NOUNS = ("phone", "battery", "screen", "delivery", "price", "case", "charger", "camera", "app", "headphones",
+          "keyboard", "support", "packaging", "speaker", "cable")  # fmt: skip
+_FILLER = ("the", "this", "it", "was", "is", "really", "and", "but", "very", "my", "for", "with", "after", "a", "so")
+_UNSEEN = ("muy", "bueno", "pero", "llegó", "tarde", "envío", "precio", "calidad", "también", "nunca",
+           "SKU-88213", "XR7", "🔥", "👍", "vale", "genial", "roto", "devolución")  # fmt: skip
+
+
+def _sentence(rng: np.random.Generator, sentiment_words, n_words: int, unseen_share: float) -> str:
+    words = []
+    for _ in range(n_words):
+        r = rng.random()
+        if r < unseen_share:
+            words.append(_UNSEEN[rng.integers(len(_UNSEEN))])
+        elif r < unseen_share + 0.25:
+            words.append(sentiment_words[rng.integers(len(sentiment_words))])
+        elif r < unseen_share + 0.5:
+            words.append(_NOUNS[rng.integers(len(_NOUNS))])
+        else:
+            words.append(_FILLER[rng.integers(len(_FILLER))])
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + (".", "!", "")[rng.integers(3)]
+
+
+def generate_events(
+    n: int,
+    *,
+    seed: int = 0,
+    start_ms: int = 1_764_000_000_000,
+    rate_per_s: float = 20.0,
+    drift_after: int | None = None,
+    model: str = "sentiment",
+    version: str = "1",
+    label_share: float = 0.0,
+    error_share: float = 0.002,
+) -> Iterator[dict]:
+    """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average."""
+    rng = np.random.default_rng(seed)
+    ts = float(start_ms)
+    step_ms = 1000.0 / rate_per_s
+    for i in range(n):
+        drifted = drift_after is not None and i >= drift_after
+        ts += rng.exponential(step_ms)
+        true_pos = rng.random() < 0.55
+        words = POSITIVE if true_pos else NEGATIVE
+        if drifted:
+            n_words = int(rng.integers(18, 60))
+            text = _sentence(rng, words, n_words, unseen_share=0.35)
+            margin = rng.beta(1.5, 3.0) * 0.5  # closer to 0.5: the model is unsure
+            latency = float(rng.lognormal(np.log(30.0), 0.35))
+        else:
+            n_words = int(rng.integers(4, 22))
+            text = _sentence(rng, words, n_words, unseen_share=0.0)
+            margin = 0.5 - rng.beta(1.2, 8.0) * 0.5  # mostly confident
+            latency = float(rng.lognormal(np.log(15.0), 0.3))
+        p_true = 0.5 + margin
+        p_pos = p_true if true_pos else 1.0 - p_true
+        pred = "positive" if p_pos >= 0.5 else "negative"
+        event = {
+            "ts": int(ts),
+            "model": model,
+            "version": version,
+            "request_id": f"r{seed}-{i}",
+            "text": text,
+            "prediction": pred,
+            "probabilities": {"positive": round(p_pos, 6), "negative": round(1.0 - p_pos, 6)},
+            "latency_ms": round(latency, 3),
+        }
+        if rng.random() < error_share:
+            event.pop("prediction")
+            event.pop("probabilities")
+            event["error"] = "timeout"
+        elif label_share and rng.random() < label_share:
+            event["label"] = "positive" if true_pos else "negative"
+        yield event
+
+
+def write_events(path, events) -> int:
+    """Write events as JSONL; return how many."""
+    n = 0
+    with open(path, "wb") as f:
+        for e in events:
+            f.write(orjson.dumps(e) + b"\n")
+            n += 1
+    return n
