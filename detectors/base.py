@@ -32,9 +32,10 @@ def check_in_range(
 ) -> float:
     """Return ``value`` as a float, or raise ``ValueError`` naming ``name`` if it is outside the range.
 
-    ``bool`` is refused even though it is an ``int``: ``alpha=True`` is always a mistake.
+    The value must be finite, also when ``high`` is infinite. ``bool`` is refused even though it is an
+    ``int``: ``alpha=True`` is always a mistake.
     """
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         x = float(value)
         ok = (x >= low if low_inclusive else x > low) and (x <= high if high_inclusive else x < high)

@@ -5,7 +5,7 @@ one, ``scipy.stats.kstwo.sf(D, round(n * m / (n + m)))``, which is what ``ks_2sa
 returns. We do not use ``ks_2samp``'s default ``method="auto"``: it switches to the exact distribution at
 and below 10,000 values per sample, so a window's p-value would change method, and jump, as the window
 crosses that size. For samples of 200 values or more the asymptotic p-value is within 0.01 (absolute) of
-the exact one, and within 10% (relative) of it below 0.05 (``tests/detectors/test_ks.py`` checks both),
+the exact one, and within 10% (relative) of it below 0.05 (``tests/detectors/test_ks_drift.py`` checks both),
 which is far from moving a verdict at ``alpha = 0.01``. The one deviation from scipy: when both samples hold
 a single value the effective size rounds to 0, where scipy's p-value is NaN; we use 1 instead.
 
