@@ -10,7 +10,7 @@ import numpy as np
 
 from monitor.reservoir import Reservoir
 
-__all__ = ["WindowAccumulator", "BatchSlice", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
+__all__ = ["WindowAccumulator", "BatchSlice", "FIXED_POINT", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
 
 # Reservoir columns: latency, confidence, then the stream's features in order.
 LATENCY_COL, CONFIDENCE_COL, FIRST_FEATURE_COL = 0, 1, 2
@@ -26,6 +26,17 @@ class BatchSlice:
     labels: list  # label or None
     entropy: np.ndarray  # NaN where the event had no probabilities
     low_confidence_threshold: float
+
+
+# Sums of confidences and entropies are kept as integers in units of 2**-32: integer addition is exact and
+# associative, so a window's mean does not depend on how its events were batched (float sums do, in the last
+# bits), which exactly-once restarts rely on. Resolution 2.3e-10; int64 per batch cannot overflow below
+# ~2e9 summed units of 1.0, far beyond any batch.
+FIXED_POINT = float(2**32)
+
+
+def fixed_sum(values: np.ndarray) -> int:
+    return int(np.rint(values * FIXED_POINT).astype(np.int64).sum())
 
 
 def window_seed(seed: int, model: str, version: str, key: int) -> int:
@@ -54,7 +65,7 @@ class WindowAccumulator:
         self.events = self.errors = self.labelled = self.correct = 0
         self.class_counts: Counter[str] = Counter()
         self.confidence_n = self.low_confidence_n = self.entropy_n = 0
-        self.confidence_sum = self.entropy_sum = 0.0
+        self.confidence_sum = self.entropy_sum = 0  # fixed point, see FIXED_POINT
         key = start_ms if kind == "time" else seq
         self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key))
 
@@ -76,11 +87,11 @@ class WindowAccumulator:
         conf = s.rows[:, CONFIDENCE_COL]
         has_conf = ~np.isnan(conf)
         self.confidence_n += int(has_conf.sum())
-        self.confidence_sum += float(conf[has_conf].sum())
+        self.confidence_sum += fixed_sum(conf[has_conf])
         self.low_confidence_n += int((conf[has_conf] < s.low_confidence_threshold).sum())
         has_entropy = ~np.isnan(s.entropy)
         self.entropy_n += int(has_entropy.sum())
-        self.entropy_sum += float(s.entropy[has_entropy].sum())
+        self.entropy_sum += fixed_sum(s.entropy[has_entropy])
         self.reservoir.add(s.rows)
 
     # -- checkpoints ---------------------------------------------------------------------------------------

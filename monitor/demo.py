@@ -14,6 +14,7 @@ from pathlib import Path
 
 from monitor.config import load_config
 from monitor.daemon import run_line_source
+from monitor.logs import setup_logging
 from monitor.profile_builder import build_profile
 from monitor.reference import save_profile
 from monitor.synth.traffic import generate_events, write_events
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=20.0, help="events per second of event time (default 20)")
     ap.add_argument("--out", default=None, help="directory for the generated files (default: a temp dir)")
     args = ap.parse_args(argv)
+    setup_logging("error")  # the table is the output; window log lines would interleave with it
 
     out = Path(args.out or tempfile.mkdtemp(prefix="nlpmon-demo-"))
     out.mkdir(parents=True, exist_ok=True)

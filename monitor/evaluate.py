@@ -10,7 +10,7 @@ from detectors.classes import PredictionShift
 from detectors.confidence import ConfidenceShift
 from detectors.ks import KSDrift
 from detectors.latency import latency_summary
-from monitor.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, LATENCY_COL, WindowAccumulator
+from monitor.accumulator import CONFIDENCE_COL, FIXED_POINT, FIRST_FEATURE_COL, LATENCY_COL, WindowAccumulator
 from monitor.config import DetectConfig
 from monitor.reference import Profile
 
@@ -70,7 +70,7 @@ def window_result(
 ) -> dict:
     rows = acc.reservoir.rows
     latency = latency_summary(_finite(rows[:, LATENCY_COL]))
-    mean_conf = acc.confidence_sum / acc.confidence_n if acc.confidence_n else None
+    mean_conf = acc.confidence_sum / FIXED_POINT / acc.confidence_n if acc.confidence_n else None
     result = {
         "result_schema": RESULT_SCHEMA,
         "model": acc.model,
@@ -90,7 +90,7 @@ def window_result(
         "confidence": {
             "mean": mean_conf,
             "low_ratio": acc.low_confidence_n / acc.confidence_n if acc.confidence_n else None,
-            "entropy_mean": acc.entropy_sum / acc.entropy_n if acc.entropy_n else None,
+            "entropy_mean": acc.entropy_sum / FIXED_POINT / acc.entropy_n if acc.entropy_n else None,
             "count": acc.confidence_n,
         },
         "predictions": dict(sorted(acc.class_counts.items())),

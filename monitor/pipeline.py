@@ -18,7 +18,7 @@ import numpy as np
 from monitor.accumulator import BatchSlice, WindowAccumulator
 from monitor.config import Config
 from monitor.evaluate import StreamDetectors, window_result
-from monitor.events import REASONS, Event, InvalidEvent, decode_event
+from monitor.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
 from monitor.features import base_features, entropies, event_rows
 from monitor.reference import FeatureSet, Profile
 from monitor.tokenizer import TokenizerFeaturizer
@@ -112,6 +112,7 @@ class Pipeline:
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.stats = PipelineStats()
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self._rejected: Counter[tuple[str, str]] = Counter()
         w = config.window
         self._size_ms = max(1, int(round(w.size_seconds * 1000)))
         self._lateness_ms = int(round(w.lateness_seconds * 1000))
@@ -128,6 +129,10 @@ class Pipeline:
             by_stream: dict[tuple[str, str], list[int]] = {}
             for i, e in enumerate(events):
                 by_stream.setdefault((e.model, e.version), []).append(i)
+            for key in by_stream:
+                self._stream(key)
+        self._attribute_rejections()
+        if events:
             for key, idx in by_stream.items():
                 results.extend(self._add(key, events, idx, batch.matrix, batch.lengths))
         if self.sink is not None:
@@ -176,10 +181,16 @@ class Pipeline:
         if self.dead_letter is not None:
             self.dead_letter.write(rec.value, exc.reason, exc.detail, rec.position)
         if exc.model is not None:
-            key = (exc.model, exc.version or "unversioned")
+            self._rejected[(exc.model, exc.version or DEFAULT_VERSION)] += 1
+
+    def _attribute_rejections(self) -> None:
+        # After the batch's streams exist, so a stream's first batch keeps its own rejections; streams never
+        # seen with a valid event are not created, so garbage model names cannot grow memory.
+        for key, n in self._rejected.items():
             stream = self._streams.get(key)
             if stream is not None:
-                stream.pending_invalid += 1
+                stream.pending_invalid += n
+        self._rejected.clear()
 
     # -- windowing -----------------------------------------------------------------------------------------
     def _stream(self, key: tuple[str, str]) -> _Stream:

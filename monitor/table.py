@@ -10,6 +10,8 @@ _COLS = ("window_start", "events", "p50ms", "p99ms", "conf", "low%", "input drif
 def _p(x) -> str:
     if x is None:
         return "-"
+    if x == 0:
+        return "<1e-300"  # below double precision: "0" would read as a certainty nobody has
     return f"{x:.0e}" if x < 1e-3 else f"{x:.3f}"
 
 

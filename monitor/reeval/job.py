@@ -38,6 +38,7 @@ __all__ = [
     "ReevalResult",
     "Timings",
     "run_reeval",
+    "score_texts",
     "REEVAL_SCHEMA",
 ]
 
@@ -354,6 +355,24 @@ def _batch_consistency(
         flip_rate=flips / limit,
         max_probability_change=float(np.max(np.abs(one - batched))),
     )
+
+
+def score_texts(
+    model: OnnxClassifier,
+    tokenizer,
+    texts: list[str] | tuple[str, ...],
+    *,
+    batch_size: int = 32,
+    max_length: int = 512,
+    sort_by_length: bool = True,
+) -> np.ndarray:
+    """Class probabilities ``(len(texts), num_labels)`` in the order of ``texts``, batched as ``run_reeval`` does.
+
+    For scoring unlabelled texts (e.g. logged traffic through a candidate) with a loaded model and tokenizer.
+    """
+    encoded = encode_texts(tokenizer, texts, max_length=max_length, with_type_ids=model.wants_token_type_ids)
+    batches = plan_batches(encoded.lengths, batch_size, sort=sort_by_length)
+    return model.predict_proba(batches, _feeder(encoded, model), len(encoded))
 
 
 def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> ReevalResult:

@@ -19,12 +19,16 @@ Public API
     ``n`` review-like texts (``list[str]``) and their labels (``list[int]``, 0 = negative, 1 = positive),
     drawn from the same vocabulary as a model built with the same ``n_filler_words``. With ``drift=True``
     the traffic shifts: 70% negative instead of 50%, texts 1.5x longer, 10% of filler words replaced by
-    unseen words (letters the tokenizer never saw, so many become ``[UNK]``), and an emoji in about a third
-    of the texts.
+    unseen words with digits (the tokenizer never saw a digit, so they become ``[UNK]``), and an emoji in about
+    a third of the texts.
 
 The graph is ``Gather(embedding, input_ids) [+ Gather(type_embedding, token_type_ids)]
 -> [MatMul + Add + Relu, per token] -> masked mean over the sequence (attention_mask) -> MatMul + Add ->
 logits [batch, num_labels]``, opset 17, with dynamic batch and sequence axes.
+
+The tokenizer is a ``tokenizers`` WordPiece model (lowercase/NFD/strip-accents normalizer,
+``BertPreTokenizer``, ``[CLS] $A [SEP]`` post-processor) whose vocabulary is counted from the training
+corpus: every character, then the most frequent whole words up to ``vocab_size``.
 
 How the weights are trained: a softmax regression (L-BFGS, L2) on the mean-pooled token counts of the
 tokenized training texts, [CLS] and [SEP] included exactly as the graph pools them. Its per-token evidence
@@ -70,7 +74,6 @@ _COMMON = (
 ).split()
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
-_DRIFT_CONSONANTS = "qxyjcwh"  # letters no training word contains: drifted words tokenize to [UNK]
 _EMOJI = ("\U0001F600", "\U0001F62D", "\U0001F525", "\U0001F44E", "\U0001F44D")
 
 
@@ -139,7 +142,8 @@ def make_texts(
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
     rng = np.random.default_rng(seed)
     words, weights = _filler(n_filler_words)
-    drift_words = _pseudo_words(200, _DRIFT_CONSONANTS, 1)
+    # Model numbers and handles: digits never occur in training text, so WordPiece maps them to [UNK].
+    drift_words = tuple(f"{w}{i}" for i, w in enumerate(_pseudo_words(200, _CONSONANTS, 1), 2))
     pools = (_NEGATIVE, _POSITIVE)
     labels = (rng.random(n) < (0.3 if drift else 0.5)).astype(np.int64)
     lengths = _lengths(rng, n, min_words, max_words)
@@ -171,14 +175,36 @@ def make_texts(
     return texts, labels.tolist()
 
 
-def _train_tokenizer(texts: list[str], vocab_size: int, max_length: int):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+def _train_tokenizer(texts: list[str], vocab_size: int):
+    """A BERT-style WordPiece tokenizer whose vocabulary is learned from ``texts``.
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
+    The vocabulary is the special tokens, every character seen (alone and as a ``##`` continuation), then the
+    most frequent words, ties broken alphabetically, up to ``vocab_size``; rarer words fall back to pieces.
+    It is counted here rather than with ``tokenizers.trainers.WordPieceTrainer`` because that trainer breaks
+    ties in hash-map order, so two runs with the same seed would give different vocabularies.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({c for w in counts for c in w})
+    vocab = list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
+    known = set(vocab)
+    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in known:
+            vocab.append(word)
+            known.add(word)
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -368,7 +394,7 @@ def build_tiny_classifier(
     train_y = np.where(rng.random(n_train) < label_noise, 1 - train_y, train_y)
     held_y = np.where(rng.random(n_heldout) < label_noise, 1 - held_y, held_y)
 
-    tok = _train_tokenizer(train_texts, vocab_size, max_length)
+    tok = _train_tokenizer(train_texts, vocab_size)
     tok.enable_truncation(max_length)
     vocab = tok.get_vocab_size()
 

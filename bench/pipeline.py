@@ -1,0 +1,162 @@
+"""Throughput of the whole pipeline on one core, and peak RSS of long replays.
+
+    .venv/bin/python bench/pipeline.py                 # throughput, without and with tokenizer features
+    .venv/bin/python bench/pipeline.py --rss 1000000 5000000   # + peak RSS of `nlpmon replay` on N events
+
+Throughput: events are read into memory first, then timed through decode -> validation -> features ->
+windows -> detectors -> Prometheus collector (Pipeline.process + flush), against a bare ``orjson.loads``
+loop over the same lines in the same process. Medians of --repeats runs. Pinned to one CPU.
+Targets (issue 2): >= 100k events/s without tokenizer features, >= 30k with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # the Rust tokenizer must not borrow other cores
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import orjson  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from monitor.config import load_config  # noqa: E402
+from monitor.pipeline import Pipeline, Record  # noqa: E402
+from monitor.profile_builder import build_profile  # noqa: E402
+from monitor.reference import save_profile  # noqa: E402
+from monitor.synth.traffic import generate_events, write_events  # noqa: E402
+from monitor.tokenizer import TokenizerFeaturizer  # noqa: E402
+from sinks.prometheus import PrometheusSink  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+
+
+def events_file(n: int, *, drift_after: int | None = None, seed: int = 11) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"events-{n}-{drift_after}-{seed}.jsonl"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        write_events(tmp, generate_events(n, seed=seed, rate_per_s=20.0, drift_after=drift_after))
+        tmp.rename(path)
+    return path
+
+
+def tokenizer_dir() -> Path | None:
+    try:
+        from monitor.synth.model import build_tiny_classifier
+    except ImportError:
+        return None
+    out = CACHE / "tiny-model"
+    if not (out / "tokenizer").exists() and not any(out.glob("**/tokenizer.json")):
+        build_tiny_classifier(out)
+    found = next(iter(out.glob("**/tokenizer.json")), None)
+    return found.parent if found else None
+
+
+def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None, batch: int) -> float:
+    over = {"source.kind": "stdin", "reference.paths": [str(profile_path)], "window.max_future_seconds": 1e9}
+    if tokenizer:
+        over["tokenizer.path"] = str(tokenizer)
+    config = load_config(env={}, overrides=over)
+    from monitor.daemon import load_profiles
+
+    tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
+    sink = PrometheusSink(CollectorRegistry())
+    pipeline = Pipeline(config, profiles=load_profiles(config.reference.paths), tokenizer=tok, sink=sink)
+    records = [Record(line) for line in lines]
+    t0 = time.perf_counter()
+    windows = 0
+    for lo in range(0, len(records), batch):
+        windows += len(pipeline.process(records[lo : lo + batch]))
+    windows += len(pipeline.flush())
+    elapsed = time.perf_counter() - t0
+    assert windows > 0 and pipeline.stats.valid == len(lines)
+    return elapsed
+
+
+def time_orjson(lines: list[bytes]) -> float:
+    loads = orjson.loads
+    t0 = time.perf_counter()
+    for line in lines:
+        loads(line)
+    return time.perf_counter() - t0
+
+
+def throughput(args) -> None:
+    n = args.events
+    ref_path = events_file(20_000, seed=5)
+    lines = events_file(n, drift_after=n // 2).read_bytes().splitlines()
+    tok = tokenizer_dir()
+    print(f"pipeline throughput: {n} events, batch {args.batch}, {args.repeats} repeats, pinned to one CPU")
+    print(f"{'configuration':<34} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
+    for label, tokenizer in (("text features", None), ("text + tokenizer features", tok)):
+        if label.startswith("text +") and tokenizer is None:
+            print(f"{label:<34} skipped: monitor.synth.model not available")
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            profile, _ = build_profile(
+                str(ref_path),
+                tokenizer=TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None,
+                sample_cap=10_000,
+            )
+            profile_path = Path(d) / "profile.json"
+            save_profile(profile, profile_path)
+            pipe_t, json_t = [], []
+            for _ in range(args.repeats):
+                json_t.append(time_orjson(lines))
+                pipe_t.append(time_pipeline(lines, profile_path, tokenizer, args.batch))
+        p, j = statistics.median(pipe_t), statistics.median(json_t)
+        print(f"{label:<34} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+
+
+def peak_rss(n_values: list[int]) -> None:
+    print("\npeak RSS of `nlpmon replay` (fresh process each; reference of 20k events, 5-min windows)")
+    ref = events_file(20_000, seed=5)
+    with tempfile.TemporaryDirectory() as d:
+        profile, _ = build_profile(str(ref), sample_cap=10_000)
+        save_profile(profile, Path(d) / "p.json")
+        rows = []
+        for n in n_values:
+            path = events_file(n, drift_after=n // 2)
+            code = (
+                "import resource, sys; from monitor.cli import main; "
+                f"rc = main(['replay', {str(path)!r}, '-r', {str(Path(d) / 'p.json')!r}, '-o', '/dev/null', "
+                "'--set', 'window.max_future_seconds=1e9']); "
+                "print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+            )
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+            elapsed = time.perf_counter() - t0
+            rss = int(next(line.split()[1] for line in out.stderr.splitlines() if line.startswith("RSS_KB")))
+            rows.append((n, rss, elapsed))
+            print(f"  {n:>9,} events: peak RSS {rss / 1024:7.1f} MiB  ({elapsed:.0f} s)")
+        base = rows[0][1]
+        for n, rss, _ in rows[1:]:
+            print(f"  RSS {n:,} / {rows[0][0]:,}: {rss / base:.3f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rss", type=int, nargs="*", metavar="N", help="also measure peak RSS replaying N events")
+    ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[0]})
+    throughput(args)
+    if args.rss:
+        peak_rss(args.rss)
+
+
+if __name__ == "__main__":
+    main()
