@@ -158,7 +158,8 @@ class KSDrift:
     >>> detector = KSDrift(reference, alpha=0.01, min_effect=0.1)
     >>> detector.feature_names
     ('char_length', 'digit_ratio')
-    >>> result = detector.test({"char_length": rng.normal(110, 20, 1000), "digit_ratio": rng.beta(1, 20, 1000)})
+    >>> window = {"char_length": rng.normal(110, 20, 1000), "digit_ratio": rng.beta(1, 20, 1000)}
+    >>> result = detector.test(window)
     >>> result.drifted
     True
     >>> [(f.feature, f.drifted) for f in result.features]
@@ -210,7 +211,9 @@ class KSDrift:
         for i in candidates:
             column = np.asarray(window[self._names[i]], dtype=np.float64)
             if column.ndim != 1:
-                raise ValueError(f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}.")
+                raise ValueError(
+                    f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}."
+                )
             columns.append(column)
 
         # One block, one sort for every feature. Non-finite values become NaN, which np.sort puts last, so
@@ -234,9 +237,7 @@ class KSDrift:
             if n == 0:
                 continue
             tested.append((i, n))
-            statistics.append(
-                _statistic(self._sorted[i], self._right[i], block[row, :n])
-            )
+            statistics.append(_statistic(self._sorted[i], self._right[i], block[row, :n]))
         if not tested:
             return self._result(())
 
@@ -278,7 +279,7 @@ class KSDrift:
 
 
 def _prepare_reference(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return a reference sample's finite values sorted, and its ECDF counts at them (``#{ref <= ref[i]}``)."""
+    """Return a reference sample's finite values sorted, and its ECDF counts ``#{ref <= ref[i]}`` at them."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {values.shape}.")
@@ -335,9 +336,10 @@ def _statistic(ref: np.ndarray, ref_right: np.ndarray, win: np.ndarray) -> float
 
 @functools.lru_cache(maxsize=16)
 def _window_ecdf(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``j / n`` and ``(j + 1) / n`` for ``j = 0 .. n - 1``: a sorted sample's ECDF below and at each point.
+    """Return ``j / n`` and ``(j + 1) / n`` for ``j = 0 .. n - 1``.
 
-    Cached: windows of a stream mostly have the same size (the reservoir's).
+    They are a sorted sample's ECDF just below and at each of its points. Cached: windows of a stream mostly
+    have the same size (the reservoir's).
     """
     below = np.arange(n) / n
     at = np.arange(1, n + 1) / n
