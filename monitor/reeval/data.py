@@ -155,7 +155,8 @@ def _jsonl(path: Path, text_field: str, label_field: str):
 
 def _delimited(path: Path, text_field: str, label_field: str, delimiter: str):
     with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+        # strict: a stray quote is an error rather than a silently merged field.
+        reader = csv.DictReader(f, delimiter=delimiter, strict=True)
         header = reader.fieldnames
         if header is None:
             return
@@ -163,7 +164,16 @@ def _delimited(path: Path, text_field: str, label_field: str, delimiter: str):
             if field not in header:
                 cols = ", ".join(repr(c) for c in header)
                 raise DataError(f"{path}: no column {field!r} in the header (columns: {cols}); set {flag}")
-        for row in reader:
+        rows = iter(reader)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                kind = "TSV" if delimiter == "\t" else "CSV"
+                # line_num counts the lines parsed so far; the bad one is the next.
+                raise DataError(f"{path}:{reader.line_num + 1}: unreadable {kind}: {exc}") from None
             text, label = row.get(text_field), row.get(label_field)
             if text is None or label is None:
                 raise DataError(f"{path}:{reader.line_num}: the row has fewer columns than the header")
@@ -196,6 +206,8 @@ def read_records(path: Path | str, *, text_field: str = "text", label_field: str
     for line, text, _ in records:
         if not isinstance(text, str):
             raise DataError(f"{path}:{line}: field {text_field!r} must be a string, got {json.dumps(text)}")
+        if "\x00" in text:
+            raise DataError(f"{path}:{line}: the text holds a NUL character; is {path.name} a binary file?")
     return records
 
 
