@@ -1,0 +1,506 @@
+"""The SQL store: reference profiles, window results, drift events and consumer checkpoints.
+
+Any SQLAlchemy URL works; SQLite (the default, ``sqlite:///nlpmon.db``) and PostgreSQL (``postgresql+psycopg://``)
+are tested. The one call the daemon's exactly-once guarantee rests on is :meth:`SqlStore.commit`: the window
+results a batch produced and the checkpoints (offsets and open-window state) that cover them are written in a
+single transaction, so after a crash the store holds either both or neither. docs/storage.md has the tables
+and the protocol.
+
+The store is deliberately dumb: it never looks inside a checkpoint's state and never computes anything from a
+result beyond the columns it indexes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from sinks import sql_schema as tables
+from sinks.sql_schema import MIGRATIONS, SCHEMA_VERSION, WINDOW_KEY
+
+__all__ = [
+    "DEFAULT_URL", "SqlStore", "StoreUnavailable", "SchemaVersionError", "ProfileNotFound", "ProfileInfo",
+]
+
+DEFAULT_URL = "sqlite:///nlpmon.db"
+
+# How long a SQLite writer waits for another writer's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# libpq settings that bound how long a dead PostgreSQL server can hang a call: connecting, and noticing a
+# silent peer on an open connection (keepalive after 10 s idle, then 3 probes 5 s apart).
+_PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                        "keepalives_interval": 5, "keepalives_count": 3}
+# Serialises concurrent create_schema() calls on one PostgreSQL database (an arbitrary constant).
+_PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
+_CHECKPOINT_KEY = ("group_id", "topic", "partition")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or is locked right now; back off and retry."""
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer nlpmon, whose tables this version does not know."""
+
+
+class ProfileNotFound(LookupError):
+    """No reference profile with that model and version."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileInfo:
+    """A stored reference profile, without its (possibly large) body."""
+
+    model: str
+    version: int
+    active: bool
+    created_at_ms: int
+
+
+class SqlStore:
+    """Durable state of nlpmon in a SQL database.
+
+    The constructor does not connect. The schema is created, or checked and upgraded, by
+    :meth:`create_schema`, which runs by itself before the first operation that needs the tables. Every call
+    that cannot reach the database (server down, connection lost, SQLite file locked past the busy timeout)
+    raises :class:`StoreUnavailable`; other errors (a bad argument, a constraint violation) propagate as they
+    are. One store may be shared by threads.
+    """
+
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False):
+        self.url = sa.engine.make_url(url)
+        backend = self.url.get_backend_name()
+        kwargs: dict = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        if backend == "postgresql" and self.url.get_driver_name() in ("psycopg", "psycopg2"):
+            kwargs["connect_args"] = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in self.url.query}
+        if backend != "sqlite":
+            kwargs["pool_pre_ping"] = True
+        self._engine = sa.create_engine(self.url, **kwargs)
+        if backend == "sqlite":
+            _configure_sqlite(self._engine, in_memory=self.url.database in (None, "", ":memory:"))
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url.render_as_string(hide_password=True)!r})"
+
+    # -- connections -------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sa.Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    # Read by the SQLite "begin" hook: take the write lock up front (BEGIN IMMEDIATE), so a
+                    # transaction never fails half-way because another writer got there first.
+                    conn.execution_options(nlpmon_write=True)
+                with conn.begin():
+                    yield conn
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+            raise StoreUnavailable(_describe(exc)) from exc
+        except sa_exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise StoreUnavailable(_describe(exc)) from exc
+            raise
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Open a write transaction for composing several writes atomically (committed when the block ends)."""
+        self._ensure_schema()
+        with self._transaction(write=True) as conn:
+            yield conn
+
+    def ping(self) -> bool:
+        """Return whether the database answers a trivial query now (for readiness probes); never raises."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.select(1))
+            return True
+        except Exception:
+            return False
+
+    # -- schema ------------------------------------------------------------------------------------------------
+
+    def create_schema(self) -> None:
+        """Create missing tables and record the schema version; upgrade an older database; refuse a newer one.
+
+        Idempotent, and safe to run from several processes at once.
+        """
+        with self._transaction(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK_KEY})
+            found = _stored_version(conn)
+            if found is not None and found > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"the database at {self.url.render_as_string(hide_password=True)} has schema version "
+                    f"{found}, newer than the {SCHEMA_VERSION} this nlpmon knows: upgrade nlpmon (downgrading "
+                    f"a database is not supported; see docs/storage.md)"
+                )
+            if found is not None:
+                for step in range(found, SCHEMA_VERSION):
+                    MIGRATIONS[step](conn)
+            tables.metadata.create_all(conn, checkfirst=True)
+            now = _now_ms()
+            if found is None:
+                conn.execute(sa.insert(tables.schema_version).values(id=1, version=SCHEMA_VERSION, updated_at_ms=now))
+            elif found < SCHEMA_VERSION:
+                conn.execute(sa.update(tables.schema_version).values(version=SCHEMA_VERSION, updated_at_ms=now))
+        self._schema_ready = True
+
+    def schema_version(self) -> int | None:
+        """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
+        with self._transaction(write=False) as conn:
+            return _stored_version(conn)
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.create_schema()
+
+    # -- reference profiles ------------------------------------------------------------------------------------
+
+    def save_profile(self, model: str, profile_json: dict, *, activate: bool) -> int:
+        """Store a new version of ``model``'s reference profile and return its version (1, 2, ...)."""
+        _check_name("model", model)
+        if not isinstance(profile_json, Mapping):
+            raise TypeError("profile_json must be a dict")
+        self._ensure_schema()
+        t = tables.reference_profiles.c
+        for attempt in range(3):
+            try:
+                with self._transaction(write=True) as conn:
+                    latest = conn.execute(sa.select(sa.func.max(t.profile_version)).where(t.model == model)).scalar()
+                    version = (latest or 0) + 1
+                    if activate:
+                        conn.execute(sa.update(tables.reference_profiles).where(t.model == model, t.active).values(active=False))
+                    conn.execute(sa.insert(tables.reference_profiles).values(
+                        model=model, profile_version=version, active=bool(activate), created_at_ms=_now_ms(),
+                        profile=dict(profile_json),
+                    ))
+                    return version
+            except sa_exc.IntegrityError:
+                # Another writer took the same version number (PostgreSQL, concurrent saves): take the next.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def activate_profile(self, model: str, version: int) -> None:
+        """Make profile ``version`` the active reference of ``model`` (and no other)."""
+        self._ensure_schema()
+        t = tables.reference_profiles.c
+        with self._transaction(write=True) as conn:
+            exists = conn.execute(
+                sa.select(t.active).where(t.model == model, t.profile_version == version)
+            ).first()
+            if exists is None:
+                raise ProfileNotFound(f"model {model!r} has no reference profile version {version}")
+            # Two statements, the deactivation first: the unique index allows one active row at every step.
+            conn.execute(sa.update(tables.reference_profiles)
+                         .where(t.model == model, t.active, t.profile_version != version).values(active=False))
+            conn.execute(sa.update(tables.reference_profiles)
+                         .where(t.model == model, t.profile_version == version).values(active=True))
+
+    def active_profile(self, model: str) -> dict | None:
+        """Return the active reference profile of ``model``, or ``None`` when it has none."""
+        self._ensure_schema()
+        t = tables.reference_profiles.c
+        with self._transaction(write=False) as conn:
+            return conn.execute(sa.select(t.profile).where(t.model == model, t.active)).scalar()
+
+    def list_profiles(self, model: str) -> list[ProfileInfo]:
+        """Return every stored profile of ``model``, oldest version first."""
+        self._ensure_schema()
+        t = tables.reference_profiles.c
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                sa.select(t.model, t.profile_version, t.active, t.created_at_ms)
+                .where(t.model == model).order_by(t.profile_version)
+            ).all()
+        return [ProfileInfo(r.model, r.profile_version, bool(r.active), r.created_at_ms) for r in rows]
+
+    # -- window results and checkpoints ------------------------------------------------------------------------
+
+    def upsert_window_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+        """Insert or replace window results and their drift events, keyed by stream and window.
+
+        With ``conn`` (from :meth:`transaction`) the writes join that transaction; with ``None`` they get
+        their own. Writing the same result twice leaves one row, so a replayed batch is harmless.
+        """
+        rows, events = _result_rows(results)
+        if conn is not None:
+            self._write_results(conn, rows, events)
+            return
+        with self.transaction() as own:
+            self._write_results(own, rows, events)
+
+    def commit(
+        self,
+        group_id: str,
+        *,
+        results: Iterable[Mapping],
+        checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
+    ) -> None:
+        """Write window results, their drift events and partition checkpoints in ONE transaction.
+
+        ``checkpoints`` maps ``(topic, partition)`` to ``(next_offset, state)``: the next offset to consume
+        and the serialized open-window state once every record before it is accounted for. Either everything
+        is stored or, when anything fails, nothing is.
+        """
+        _check_name("group_id", group_id)
+        rows, events = _result_rows(results)
+        checkpoint_rows = _checkpoint_rows(group_id, checkpoints)
+        with self.transaction() as conn:
+            _upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
+            self._write_results(conn, rows, events)
+
+    def load_checkpoints(
+        self, group_id: str, topic_partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int, bytes | None]]:
+        """Return ``{(topic, partition): (next_offset, state)}`` for those of the partitions that have one."""
+        wanted = {(tp[0], int(tp[1])) for tp in topic_partitions}
+        if not wanted:
+            return {}
+        self._ensure_schema()
+        t = tables.checkpoints.c
+        topics = sorted({topic for topic, _ in wanted})
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                sa.select(t.topic, t.partition, t.next_offset, t.state)
+                .where(t.group_id == group_id, t.topic.in_(topics))
+            ).all()
+        return {
+            (r.topic, r.partition): (r.next_offset, None if r.state is None else bytes(r.state))
+            for r in rows if (r.topic, r.partition) in wanted
+        }
+
+    def history(
+        self,
+        model: str,
+        version: str | None = None,
+        since: datetime | str | int | None = None,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """Return stored window results of ``model``, ordered by window start.
+
+        ``version`` keeps one model version; ``since`` (an aware datetime, an RFC 3339 string, or epoch
+        milliseconds) keeps windows starting at or after it; ``limit`` keeps the newest ``limit`` windows.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        self._ensure_schema()
+        t = tables.window_results.c
+        query = sa.select(t.result).where(t.model == model)
+        if version is not None:
+            query = query.where(t.version == version)
+        if since is not None:
+            query = query.where(t.window_start_ms >= _to_ms(since, "since"))
+        order = (t.window_start_ms, t.version, t.window_kind, t.window_seq)
+        if limit is None:
+            query = query.order_by(*order)
+        else:
+            query = query.order_by(*(c.desc() for c in order)).limit(limit)
+        with self._transaction(write=False) as conn:
+            found = list(conn.execute(query).scalars())
+        return found if limit is None else found[::-1]
+
+    def _write_results(self, conn: sa.Connection, rows: list[dict], events: list[dict]) -> None:
+        if not rows:
+            return
+        _upsert(conn, tables.window_results, rows, WINDOW_KEY)
+        # Replace, not merge, the drift events of each window: a re-evaluated window may drift on fewer features.
+        t = tables.drift_events.c
+        conn.execute(
+            sa.delete(tables.drift_events).where(*(getattr(t, k) == sa.bindparam(f"k_{k}") for k in WINDOW_KEY)),
+            [{f"k_{k}": row[k] for k in WINDOW_KEY} for row in rows],
+        )
+        if events:
+            conn.execute(sa.insert(tables.drift_events), events)
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _describe(exc: sa_exc.SQLAlchemyError) -> str:
+    # The driver's message without the statement and parameters SQLAlchemy appends (they may hold state).
+    orig = getattr(exc, "orig", None)
+    return f"database unavailable: {(str(orig) if orig is not None else str(exc)).strip()}"
+
+
+def _configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy emit BEGIN (below) instead of the sqlite3 module, which skips it before SELECTs.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            # WAL: readers (history, /readyz) never block the daemon's writes, nor the writes them.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL is still atomic and consistent after a crash; a power loss can only drop the
+            # newest commits, and checkpoints roll back together with the results they cover.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("nlpmon_write") else "BEGIN")
+
+
+def _stored_version(conn: sa.Connection) -> int | None:
+    if not sa.inspect(conn).has_table(tables.schema_version.name):
+        return None
+    return conn.execute(sa.select(tables.schema_version.c.version).where(tables.schema_version.c.id == 1)).scalar()
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
+    """Insert ``rows``, replacing the row with the same ``key`` where one exists."""
+    if not rows:
+        return
+    # One statement must not touch a key twice (PostgreSQL refuses): the last row for a key wins.
+    rows = list({tuple(row[k] for k in key): row for row in rows}.values())
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key},
+        )
+        conn.execute(stmt, rows)
+        return
+    # Any other database: update, and insert where nothing was updated (the transaction makes it safe for
+    # the single writer a checkpoint or window has).
+    where = [table.c[k] == sa.bindparam(f"k_{k}") for k in key]
+    update = sa.update(table).where(*where)
+    for row in rows:
+        values = {k: v for k, v in row.items() if k not in key}
+        params = {f"k_{k}": row[k] for k in key}
+        if conn.execute(update.values(**values), params).rowcount == 0:
+            conn.execute(sa.insert(table), [row])
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+
+
+def _to_ms(value: datetime | str | int, what: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be a datetime, an RFC 3339 string or epoch milliseconds")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{what} is not an RFC 3339 timestamp") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{what} needs a timezone")
+        return int(round(value.timestamp() * 1000))
+    raise TypeError(f"{what} must be a datetime, an RFC 3339 string or epoch milliseconds")
+
+
+def _float_or_none(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _result_rows(results: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
+    """Return the window_results rows and drift_events rows of window-result dicts (docs/results.md)."""
+    rows, events = [], []
+    for result in results:
+        try:
+            key = {
+                "model": result["model"],
+                "version": result["version"],
+                "window_kind": result.get("window_kind") or "time",
+                "window_start_ms": _to_ms(result["window_start"], "window_start"),
+                "window_seq": int(result.get("window_seq") or 0),
+            }
+            row = dict(
+                key,
+                window_end_ms=_to_ms(result["window_end"], "window_end"),
+                partial=bool(result.get("partial", False)),
+                drifted=bool(result["drifted"]),
+                events=int(result["events"]),
+                result=result,
+            )
+        except KeyError as exc:
+            raise ValueError(f"a window result has no {exc.args[0]!r}") from None
+        _check_name("a window result's model", key["model"])
+        _check_name("a window result's version", key["version"])
+        rows.append(row)
+        events.extend(dict(key, **event) for event in _drift_rows(result.get("drift")))
+    return rows, events
+
+
+def _drift_rows(drift: object) -> Iterator[dict]:
+    """One row per drifted input feature, and one per other detector that drifted."""
+    if not isinstance(drift, Mapping):
+        return
+    for detector, verdict in drift.items():
+        if not isinstance(verdict, Mapping) or not verdict.get("drifted"):
+            continue
+        features = verdict.get("features")
+        drifted = [(name, f) for name, f in features.items() if isinstance(f, Mapping) and f.get("drifted")] \
+            if isinstance(features, Mapping) else []
+        if not drifted:
+            drifted = [("", verdict)]
+        for name, f in drifted:
+            yield {
+                "detector": str(detector), "feature": str(name),
+                "statistic": _float_or_none(f.get("statistic")), "p_value": _float_or_none(f.get("p_value")),
+                "p_value_adjusted": _float_or_none(f.get("p_value_adjusted")),
+            }
+
+
+def _checkpoint_rows(group_id: str, cps: Mapping[tuple[str, int], tuple[int, bytes | None]]) -> list[dict]:
+    now = _now_ms()
+    rows = []
+    for (topic, partition), (next_offset, state) in cps.items():
+        if isinstance(next_offset, bool) or not isinstance(next_offset, int) or next_offset < 0:
+            raise ValueError(f"checkpoint of {topic}[{partition}]: next_offset must be an integer >= 0")
+        if state is not None and not isinstance(state, bytes | bytearray | memoryview):
+            raise TypeError(f"checkpoint of {topic}[{partition}]: state must be bytes or None")
+        rows.append({
+            "group_id": group_id, "topic": topic, "partition": int(partition), "next_offset": next_offset,
+            "state": None if state is None else bytes(state), "updated_at_ms": now,
+        })
+    return rows

@@ -1,0 +1,100 @@
+"""Tables of the SQL store, and the schema version they make up (docs/storage.md documents both).
+
+Every timestamp is an integer of epoch milliseconds (UTC), so SQLite and PostgreSQL store and compare them
+the same way. Changing a table means: bump :data:`SCHEMA_VERSION` and add the step from the previous version
+to :data:`MIGRATIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+__all__ = [
+    "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
+    "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints",
+]
+
+SCHEMA_VERSION = 1
+
+# MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
+# version. A step alters or backfills existing tables; tables that are new in a version are created after
+# the steps by ``metadata.create_all`` from the definitions below.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+
+# JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
+_Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+_Name = sa.String(255)
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "nlpmon_schema", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("id = 1", name="nlpmon_schema_single_row"),
+)
+
+reference_profiles = sa.Table(
+    "reference_profiles", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("profile_version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("profile", _Json, nullable=False),
+)
+# At most one active profile per model, enforced by the database (a partial unique index on both backends).
+sa.Index(
+    "reference_profiles_one_active", reference_profiles.c.model, unique=True,
+    sqlite_where=reference_profiles.c.active, postgresql_where=reference_profiles.c.active,
+)
+
+# A window is identified by its stream, kind, start and, for count windows, its sequence number: count
+# windows of a stream can share a start time when events share a timestamp. Time windows have window_seq 0.
+WINDOW_KEY = ("model", "version", "window_kind", "window_start_ms", "window_seq")
+
+window_results = sa.Table(
+    "window_results", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("version", _Name, primary_key=True),
+    sa.Column("window_kind", sa.String(16), primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("drifted", sa.Boolean, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("result", _Json, nullable=False),
+    sa.Index("window_results_model_start", "model", "window_start_ms"),
+)
+
+drift_events = sa.Table(
+    "drift_events", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("version", _Name, primary_key=True),
+    sa.Column("window_kind", sa.String(16), primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("detector", sa.String(64), primary_key=True),
+    # The drifted input feature; "" for a detector that tests the window as a whole.
+    sa.Column("feature", _Name, primary_key=True),
+    sa.Column("statistic", sa.Double, nullable=True),
+    sa.Column("p_value", sa.Double, nullable=True),
+    sa.Column("p_value_adjusted", sa.Double, nullable=True),
+    sa.Index("drift_events_model_start", "model", "window_start_ms"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints", metadata,
+    sa.Column("group_id", _Name, primary_key=True),
+    sa.Column("topic", _Name, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    # The next offset to consume: every record below it is reflected in `state` and in window_results.
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    # Serialized open-window state of the partition; opaque to the store.
+    sa.Column("state", sa.LargeBinary, nullable=True),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
