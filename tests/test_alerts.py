@@ -166,6 +166,12 @@ def test_rule_expressions_use_known_metrics():
             assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown metrics {sorted(unknown)}"
 
 
+def test_drift_persistence_range_is_in_one_place():
+    # Tests with short windows load a copy of the rules with this range shortened (docs/runbooks.md).
+    ranges = {r.get("record") or r.get("alert"): re.findall(r"\[6m\]", r["expr"]) for r in load_rules()}
+    assert {name for name, found in ranges.items() if found} == {"model_version_detector:nlp_drift_detected:persistent6m"}
+
+
 def test_metric_name_parser():
     expr = ('histogram_quantile(0.99, sum by (le, model) (rate(nlp_prediction_latency_seconds_bucket'
             '{model=~"$model"}[$__rate_interval]))) > 1e3 and on (model) up offset 5m '
