@@ -122,7 +122,8 @@ def test_config_comes_from_the_config_map_at_the_path_the_image_reads():
 def test_secrets_come_from_the_secret_through_the_environment():
     secret = k8s_object("Secret")
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
-    refs = [e["valueFrom"]["secretKeyRef"] for e in nlpmon_container()["env"] if "secretKeyRef" in e.get("valueFrom", {})]
+    env = nlpmon_container()["env"]
+    refs = [e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})]
     assert any(r["key"] == "kafka-sasl-password" for r in refs), "the Kafka SASL password must come from the Secret"
     for ref in refs:
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in keys

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -104,7 +103,9 @@ REQUIRED_PANELS = {
         any(f"histogram_quantile({q}," in e and "nlp_prediction_latency_seconds_bucket" in e for e in qs)
         for q in ("0.5", "0.95", "0.99")
     ),
-    "predictions per second": lambda qs: any("rate(nlp_predictions_total" in q and "prediction_class" not in q for q in qs),
+    "predictions per second": lambda qs: any(
+        "rate(nlp_predictions_total" in q and "prediction_class" not in q for q in qs
+    ),
     "class distribution": lambda qs: any("nlp_predictions_total" in q and "prediction_class" in q for q in qs)
     or _uses("nlp_window_class_ratio")(qs),
     "confidence distribution": _uses("nlp_prediction_confidence_bucket"),
