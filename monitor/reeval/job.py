@@ -290,7 +290,7 @@ class ReevalResult:
                 "sha256": self.model_sha256,
             },
             "tokenizer": self.tokenizer_path,
-            "dataset": {"name": self.dataset, "path": self.data_path, "n": self.n, "truncated": self.truncated},
+            "dataset": {"name": self.dataset, "path": self.data_path},
             "provider": self.provider,
             "provider_requested": self.provider_requested,
             "providers_available": list(self.providers_available),
