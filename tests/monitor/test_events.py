@@ -149,3 +149,43 @@ def test_every_reason_is_documented():
     doc = open("docs/events.md", encoding="utf-8").read()
     for reason in REASONS:
         assert f"`{reason}`" in doc
+
+
+# -- the fast (msgspec) path and the authoritative validator agree ---------------------------------------------
+from monitor.events import _slow_decode  # noqa: E402
+
+_VALUES = [None, True, False, 0, 1, -1, 0.5, 1.5, -0.0, 1e300, 1_764_000_000, 1_764_000_000_123, "", "x", "1",
+           "2026-11-25T10:00:00Z", "2026-11-25", [], [0.5, 0.5], ["a", "b"], ["a", "a"], {}, {"a": 0.4, "b": 0.6},
+           {"a": 1}, {"a": "x"}, {"a": 0.5, "b": 0.5004}, {"a": 0.5, "b": 0.52}, [1], ["a"], "x" * 60]
+_FIELDS = ["ts", "model", "schema", "version", "prediction", "error", "confidence", "probabilities", "classes",
+           "latency_ms", "label", "text", "features", "request_id", "variant"]
+
+
+def _outcome(fn, raw):
+    try:
+        return fn(raw, 50)
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+def test_fast_and_slow_paths_agree_on_mutated_events():
+    import random
+
+    rnd = random.Random(7)
+    good = {"ts": 1_764_000_000, "model": "m", "version": "1", "prediction": "a", "probabilities": {"a": 0.7, "b": 0.3},
+            "latency_ms": 3, "text": "hi", "label": "a", "features": {"f": 1.5}}
+    fast = lambda raw, n: decode_event(raw, max_text_chars=n)  # noqa: E731
+    checked = 0
+    for _ in range(4000):
+        obj = dict(good)
+        for _ in range(rnd.randint(1, 3)):
+            field = rnd.choice(_FIELDS)
+            if rnd.random() < 0.2:
+                obj.pop(field, None)
+            else:
+                obj[field] = rnd.choice(_VALUES)
+        raw = json.dumps(obj).encode()
+        a, b = _outcome(fast, raw), _outcome(_slow_decode, raw)
+        assert a == b, (obj, a, b)
+        checked += 1
+    assert checked == 4000
