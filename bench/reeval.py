@@ -30,7 +30,6 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")  # the Rust tokenizer must not b
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from monitor.quantize import quantize_model  # noqa: E402
@@ -107,17 +106,25 @@ def main() -> None:
     lengths = encode_texts(tok, texts, max_length=model.max_length).lengths
     batches = plan_batches(lengths, args.batch_size, sort=True)
 
-    base = dict(tokenizer=model.tokenizer_dir, data=model.heldout_path, provider="cpu", batch_size=args.batch_size, intra_op_threads=args.threads)
+    base = dict(
+        tokenizer=model.tokenizer_dir,
+        data=model.heldout_path,
+        provider="cpu",
+        batch_size=args.batch_size,
+        intra_op_threads=args.threads,
+    )
     configs = {
         "job fp32 sorted": ReevalOptions(model=model.model_path, **base),
         "job int8 sorted": ReevalOptions(model=int8, **base),
         "job fp32 unsorted": ReevalOptions(model=model.model_path, sort_by_length=False, **base),
     }
     print(
-        f"re-evaluation bench: {n} sentences ({int(lengths.min())}-{int(lengths.max())} tokens, mean {lengths.mean():.0f}), "
+        f"re-evaluation bench: {n} sentences ({int(lengths.min())}-{int(lengths.max())} tokens, "
+        f"mean {lengths.mean():.0f}), "
         f"batch {args.batch_size}, embed {model.embed_dim}, hidden {model.hidden_dim}, vocab {model.vocab_size}, "
         f"max_length {model.max_length}; onnxruntime {ort.__version__} CPU, {args.threads or 'default'} thread(s), "
-        f"{len(os.sched_getaffinity(0))} CPU(s); model built in {build_s:.1f} s; held-out accuracy {model.heldout_accuracy:.3f}"
+        f"{len(os.sched_getaffinity(0))} CPU(s); model built in {build_s:.1f} s; "
+        f"held-out accuracy {model.heldout_accuracy:.3f}"
     )
 
     wall: dict[str, list[float]] = {k: [] for k in configs}
@@ -152,12 +159,20 @@ def main() -> None:
     }
     print(f"\n{'measure':<44} {'sentences/s':>12} {'ratio':>8}  target")
     print(f"{'bare loop (tokenizer + session.run)':<44} {bare_rate:>12,.0f}")
-    print(f"{'run_reeval end to end (incl. loading)':<44} {job_rate:>12,.0f} {job_rate / bare_rate:>8.3f}  >= 0.9 x bare")
+    print(
+        f"{'run_reeval end to end (incl. loading)':<44} {job_rate:>12,.0f} {job_rate / bare_rate:>8.3f}  >= 0.9 x bare"
+    )
     print(f"{'run_reeval eval phase (tokenize + model)':<44} {fp32_eval:>12,.0f} {fp32_eval / bare_rate:>8.3f}")
     print(f"{'FP32, eval phase':<44} {fp32_eval:>12,.0f}")
-    print(f"{'INT8 per-channel, eval phase':<44} {int8_eval:>12,.0f} {int8_eval / fp32_eval:>8.3f}  as measured (INT8 / FP32)")
+    print(
+        f"{'INT8 per-channel, eval phase':<44} {int8_eval:>12,.0f} {int8_eval / fp32_eval:>8.3f}"
+        "  as measured (INT8 / FP32)"
+    )
     print(f"{'unsorted batches, eval phase':<44} {unsorted_eval:>12,.0f}")
-    print(f"{'length-sorted batches, eval phase':<44} {fp32_eval:>12,.0f} {fp32_eval / unsorted_eval:>8.3f}  >= 1.5 x unsorted")
+    print(
+        f"{'length-sorted batches, eval phase':<44} {fp32_eval:>12,.0f} {fp32_eval / unsorted_eval:>8.3f}"
+        "  >= 1.5 x unsorted"
+    )
     if args.json:
         print(json.dumps(figures))
 

@@ -209,7 +209,9 @@ class CalibrationTable:
         _check_bins(self.bins)
         for name in ("counts", "accuracy", "mean_confidence"):
             if len(getattr(self, name)) != self.bins:
-                raise ValueError(f"calibration table {name} must have {self.bins} entries, got {len(getattr(self, name))}")
+                raise ValueError(
+                    f"calibration table {name} must have {self.bins} entries, got {len(getattr(self, name))}"
+                )
         for c, a, m in zip(self.counts, self.accuracy, self.mean_confidence):
             if c < 0:
                 raise ValueError("calibration table counts must be non-negative")
@@ -228,9 +230,7 @@ class CalibrationTable:
     def ece(self) -> float:
         """Expected calibration error of the data the table was fitted on."""
         n = self.n
-        return float(
-            sum(c / n * abs(a - m) for c, a, m in zip(self.counts, self.accuracy, self.mean_confidence) if c)
-        )
+        return float(sum(c / n * abs(a - m) for c, a, m in zip(self.counts, self.accuracy, self.mean_confidence) if c))
 
     def to_dict(self) -> dict:
         return {

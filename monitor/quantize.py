@@ -43,27 +43,37 @@ class QuantizeResult:
         }
 
 
-def quantize_model(source: Path | str, output: Path | str, *, per_channel: bool = True, reduce_range: bool = False) -> QuantizeResult:
+def quantize_model(
+    source: Path | str, output: Path | str, *, per_channel: bool = True, reduce_range: bool = False
+) -> QuantizeResult:
     """Write a dynamically quantized copy of ``source`` to ``output`` (QInt8 weights).
 
     ``reduce_range`` uses 7-bit weights, which can help accuracy on CPUs without VNNI instructions.
     """
     source, output = Path(source), Path(output)
     if not source.is_file():
-        raise ModelError(f"model file {source} does not exist" if not source.exists() else f"model path {source} is not a file")
+        raise ModelError(
+            f"model file {source} does not exist" if not source.exists() else f"model path {source} is not a file"
+        )
     if output.resolve() == source.resolve():
         raise ModelError("the output path is the input model; choose another file name with -o")
     if output.exists() and output.is_dir():
-        raise ModelError(f"output path {output} is a directory; give a file name such as {output / (source.stem + '_int8.onnx')}")
+        raise ModelError(
+            f"output path {output} is a directory; give a file name such as {output / (source.stem + '_int8.onnx')}"
+        )
     try:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
-        raise ModelError(f"quantization needs the 'onnx' package next to onnxruntime ({exc}); pip install onnx") from None
+        raise ModelError(
+            f"quantization needs the 'onnx' package next to onnxruntime ({exc}); pip install onnx"
+        ) from None
     try:
         model = onnx.load(str(source))
     except Exception as exc:
-        raise ModelError(f"cannot read ONNX model {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ModelError(
+            f"cannot read ONNX model {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     output.parent.mkdir(parents=True, exist_ok=True)
     # The quantizer logs advice (pre-processing, op coverage) on the root logger; keep the CLI's output clean.
     root = logging.getLogger()
@@ -78,7 +88,9 @@ def quantize_model(source: Path | str, output: Path | str, *, per_channel: bool 
             weight_type=QuantType.QInt8,
         )
     except Exception as exc:
-        raise ModelError(f"onnxruntime could not quantize {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise ModelError(
+            f"onnxruntime could not quantize {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     finally:
         root.setLevel(level)
     quantized = onnx.load(str(output), load_external_data=False)

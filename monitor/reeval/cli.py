@@ -64,14 +64,32 @@ def add_parsers(subparsers) -> None:
         "config.json next to the model, else labels must be class indices)",
     )
     p.add_argument("--batch-size", type=_positive_int, default=32, help="sentences per model call (default: 32)")
-    p.add_argument("--max-length", type=_positive_int, help="truncate at this many tokens (default: the tokenizer's limit, else 512)")
-    p.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto", help="onnxruntime execution provider (default: auto)")
+    p.add_argument(
+        "--max-length",
+        type=_positive_int,
+        help="truncate at this many tokens (default: the tokenizer's limit, else 512)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="onnxruntime execution provider (default: auto)",
+    )
     p.add_argument("--candidate", type=Path, help="a second model (e.g. the INT8 export) to compare on the same data")
     p.add_argument("--baseline-accuracy", type=_fraction, help="accuracy to compare against; the report shows the drop")
-    p.add_argument("--calibration-bins", type=_positive_int, default=15, help="equal-width confidence bins for ECE (default: 15)")
-    p.add_argument("--flip-check-limit", type=_non_negative_int, default=2000, help="sentences the candidate re-runs at batch size 1 (default: 2000, 0 to skip)")
+    p.add_argument(
+        "--calibration-bins", type=_positive_int, default=15, help="equal-width confidence bins for ECE (default: 15)"
+    )
+    p.add_argument(
+        "--flip-check-limit",
+        type=_non_negative_int,
+        default=2000,
+        help="sentences the candidate re-runs at batch size 1 (default: 2000, 0 to skip)",
+    )
     p.add_argument("--no-sort", action="store_true", help="batch in file order instead of by length (for comparisons)")
-    p.add_argument("--threads", type=_non_negative_int, default=0, help="onnxruntime intra-op threads (default: 0, its own choice)")
+    p.add_argument(
+        "--threads", type=_non_negative_int, default=0, help="onnxruntime intra-op threads (default: 0, its own choice)"
+    )
     p.add_argument("--name", help="model name in the report (default: the model file's stem)")
     p.add_argument("--model-version", help="model version in the report")
     p.add_argument("--dataset-name", help="data set name in the report (default: the data file's stem)")
@@ -87,7 +105,9 @@ def add_parsers(subparsers) -> None:
     )
     q.add_argument("model", type=Path, help="the FP32 .onnx model")
     q.add_argument("-o", "--output", required=True, type=Path, help="where to write the quantized model")
-    q.add_argument("--per-tensor", action="store_true", help="one scale per weight tensor instead of per output channel")
+    q.add_argument(
+        "--per-tensor", action="store_true", help="one scale per weight tensor instead of per output channel"
+    )
     q.add_argument("--reduce-range", action="store_true", help="7-bit weights (can help on CPUs without VNNI)")
     q.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     q.set_defaults(func=quantize_command)

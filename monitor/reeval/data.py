@@ -180,7 +180,9 @@ def _delimited(path: Path, text_field: str, label_field: str, delimiter: str):
             yield reader.line_num, text, label
 
 
-def read_records(path: Path | str, *, text_field: str = "text", label_field: str = "label") -> list[tuple[int, str, object]]:
+def read_records(
+    path: Path | str, *, text_field: str = "text", label_field: str = "label"
+) -> list[tuple[int, str, object]]:
     """Return ``(line, text, raw_label)`` per record; every problem is a ``DataError`` naming file and line."""
     path = Path(path)
     if not path.exists():
@@ -223,7 +225,9 @@ def _label_key(raw: object) -> str | None:
     return None
 
 
-def resolve_labels(path: Path, records: list[tuple[int, str, object]], space: LabelSpace, num_labels: int) -> np.ndarray:
+def resolve_labels(
+    path: Path, records: list[tuple[int, str, object]], space: LabelSpace, num_labels: int
+) -> np.ndarray:
     """Map each record's raw label to a class index; the first unknown label is a ``DataError``."""
     lookup = space.lookup()
     accept_index = space.source != "label-map"

@@ -29,7 +29,11 @@ def load_tokenizer(path: Path | str):
     """Load ``AutoTokenizer.from_pretrained(path)`` from a local directory, never from a hub."""
     path = Path(path)
     if not path.is_dir():
-        raise ModelError(f"tokenizer directory {path} does not exist" if not path.exists() else f"tokenizer path {path} is not a directory")
+        raise ModelError(
+            f"tokenizer directory {path} does not exist"
+            if not path.exists()
+            else f"tokenizer path {path} is not a directory"
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     try:
@@ -122,12 +126,16 @@ def encode_texts(
             progress(min(lo + chunk_size, n), n)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
     if n and lengths.min() == 0:
-        raise ModelError("the tokenizer produced an empty sequence for some text (no special tokens?); nothing to feed the model")
+        raise ModelError(
+            "the tokenizer produced an empty sequence for some text (no special tokens?); nothing to feed the model"
+        )
     offsets = np.zeros(n, dtype=np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
     total = int(lengths.sum())
     flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=total)
-    flat_types = np.fromiter(itertools.chain.from_iterable(type_ids), dtype=np.int64, count=total) if with_type_ids else None
+    flat_types = (
+        np.fromiter(itertools.chain.from_iterable(type_ids), dtype=np.int64, count=total) if with_type_ids else None
+    )
     pad_id = getattr(tokenizer, "pad_token_id", None)
     return Encoded(
         ids=flat,

@@ -70,9 +70,13 @@ class Baseline:
         """Use an earlier run (a ``ReevalResult`` or its stored ``to_dict()``) as the baseline."""
         d = result.to_dict() if isinstance(result, ReevalResult) else result
         try:
-            return cls(accuracy=float(d["accuracy"]), macro_f1=d.get("macro_f1"), source=source, run=run or d.get("started_at"))
+            return cls(
+                accuracy=float(d["accuracy"]), macro_f1=d.get("macro_f1"), source=source, run=run or d.get("started_at")
+            )
         except (KeyError, TypeError):
-            raise ValueError("a stored re-evaluation result must hold an 'accuracy' figure to serve as a baseline") from None
+            raise ValueError(
+                "a stored re-evaluation result must hold an 'accuracy' figure to serve as a baseline"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -345,7 +349,9 @@ def _batch_consistency(
         return None
     rng = np.random.default_rng(options.seed)
     sample = np.sort(rng.choice(n, size=limit, replace=False)) if limit < n else np.arange(n)
-    single = model.predict_proba([sample[i : i + 1] for i in range(limit)], _feeder(encoded, model), n, _phase(progress, "candidate, batch 1"))
+    single = model.predict_proba(
+        [sample[i : i + 1] for i in range(limit)], _feeder(encoded, model), n, _phase(progress, "candidate, batch 1")
+    )
     one, batched = single[sample], probs[sample]
     flips = int(np.sum(one.argmax(axis=1) != batched.argmax(axis=1)))
     return BatchConsistency(
@@ -410,13 +416,17 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
     n = len(data)
 
     t0 = time.perf_counter()
-    encoded = encode_texts(tokenizer, data.texts, max_length=max_length, with_type_ids=with_type_ids, progress=_phase(progress, "tokenize"))
+    encoded = encode_texts(
+        tokenizer, data.texts, max_length=max_length, with_type_ids=with_type_ids, progress=_phase(progress, "tokenize")
+    )
     batches = plan_batches(encoded.lengths, options.batch_size, sort=options.sort_by_length)
     t1 = time.perf_counter()
     probs = model.predict_proba(batches, _feeder(encoded, model), n, _phase(progress, "model"))
     t2 = time.perf_counter()
     if probs.shape[1] != num_labels:
-        raise ModelError(f"model {options.model.name} returned {probs.shape[1]} classes, its graph declares {num_labels}")
+        raise ModelError(
+            f"model {options.model.name} returned {probs.shape[1]} classes, its graph declares {num_labels}"
+        )
 
     pred = probs.argmax(axis=1)
     confidence = probs.max(axis=1)

@@ -45,7 +45,11 @@ def format_table(result: ReevalResult) -> str:
     """Render a result as aligned text sections for a terminal."""
     r = result
     m = r.metrics
-    out = [f"Re-evaluation of {r.model_name}" + (f" (version {r.model_version})" if r.model_version else "") + f" on {r.dataset}"]
+    out = [
+        f"Re-evaluation of {r.model_name}"
+        + (f" (version {r.model_version})" if r.model_version else "")
+        + f" on {r.dataset}"
+    ]
     provider = r.provider + (f"  (requested {r.provider_requested})" if r.provider_requested != "cpu" else "")
     rows = [
         ("model", f"{r.model_path}  sha256 {r.model_sha256[:12]}"),
@@ -84,14 +88,19 @@ def format_table(result: ReevalResult) -> str:
             ("macro-F1", f"{c.metrics.macro_f1:.4f}"),
             ("ECE", f"{c.ece:.4f}"),
             ("agreement", f"{_pct(cmp.agreement)}  ({cmp.disagreements} of {cmp.n} sentences differ)"),
-            ("max prob change", f"{cmp.max_probability_change:.4f}  (sentence {cmp.max_change_index}; mean {cmp.mean_probability_change:.4f})"),
+            (
+                "max prob change",
+                f"{cmp.max_probability_change:.4f}  (sentence {cmp.max_change_index}; "
+                f"mean {cmp.mean_probability_change:.4f})",
+            ),
         ]
         bc = c.batch_consistency
         if bc is not None:
             rows.append(
                 (
                     "batch 1 vs " + str(bc.batch_size),
-                    f"{bc.flips} of {bc.n} labels flip ({_pct(bc.flip_rate)}), max prob change {bc.max_probability_change:.4f}",
+                    f"{bc.flips} of {bc.n} labels flip ({_pct(bc.flip_rate)}), "
+                    f"max prob change {bc.max_probability_change:.4f}",
                 )
             )
         rows.append(("speed", f"{c.sentences_per_second:,.0f} sentences/s  (model {c.inference_seconds:.2f} s)"))

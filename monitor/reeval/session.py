@@ -85,14 +85,18 @@ class OnnxClassifier:
                 sess = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
                 self.note = f"{CUDA} is built in but could not start ({_first_line(exc)}); ran on CPU"
             elif CUDA in wanted and provider == "cuda" and self._loads_on_cpu(ort, path, opts):
-                raise ProviderError(f"--provider cuda was requested but {CUDA} could not start: {_first_line(exc)}") from None
+                raise ProviderError(
+                    f"--provider cuda was requested but {CUDA} could not start: {_first_line(exc)}"
+                ) from None
             else:
                 raise ModelError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
         active = sess.get_providers()
         if CUDA in wanted and (not active or active[0] != CUDA):
             # onnxruntime falls back to CPU silently when the CUDA provider cannot initialise (no GPU, no driver).
             if provider == "cuda":
-                raise ProviderError(f"--provider cuda was requested but {CUDA} did not start (no usable GPU); use --provider cpu")
+                raise ProviderError(
+                    f"--provider cuda was requested but {CUDA} did not start (no usable GPU); use --provider cpu"
+                )
             self.note = f"{CUDA} is built in but no GPU could be used; ran on CPU"
         self.provider = active[0] if active else CPU
         self._session = sess

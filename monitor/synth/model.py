@@ -74,7 +74,7 @@ _COMMON = (
 ).split()
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
-_EMOJI = ("\U0001F600", "\U0001F62D", "\U0001F525", "\U0001F44E", "\U0001F44D")
+_EMOJI = ("\U0001f600", "\U0001f62d", "\U0001f525", "\U0001f44e", "\U0001f44d")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ def _pseudo_words(n: int, consonants: str, salt: int) -> tuple[str, ...]:
     out: list[str] = []
     while len(out) < n:
         syllables = int(rng.integers(2, 4))
-        w = "".join(consonants[rng.integers(len(consonants))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(syllables))
+        w = "".join(
+            consonants[rng.integers(len(consonants))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(syllables)
+        )
         if rng.random() < 0.3:
             w += "nrsl"[rng.integers(4)]
         if w not in taken:
@@ -201,7 +203,9 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
         if word not in known:
             vocab.append(word)
             known.add(word)
-    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok = Tokenizer(
+        models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100)
+    )
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     tok.normalizer = normalizer
     tok.pre_tokenizer = pre
@@ -221,16 +225,31 @@ def _save_tokenizer(tok, out: Path, max_length: int, token_type_ids: bool) -> No
     # 4.x cannot resolve) and keeps transformers' import time out of every test that builds a model.
     out.mkdir(parents=True, exist_ok=True)
     tok.save(str(out / "tokenizer.json"))
-    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+    special = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": max_length,
         "padding_side": "right",
         "truncation_side": "right",
         "clean_up_tokenization_spaces": False,
-        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"] if token_type_ids else ["input_ids", "attention_mask"],
+        "model_input_names": ["input_ids", "token_type_ids", "attention_mask"]
+        if token_type_ids
+        else ["input_ids", "attention_mask"],
         "added_tokens_decoder": {
-            str(tok.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+            str(tok.token_to_id(t)): {
+                "content": t,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": True,
+            }
             for t in SPECIAL_TOKENS
         },
         **special,
@@ -308,7 +327,9 @@ def _onnx_graph(emb, type_emb, w1, b1, w2, b2, labels):
     if type_emb is not None:
         inputs.append(helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, seq))
         nodes += [
-            helper.make_node("Gather", [init("embeddings.token_type", type_emb), "token_type_ids"], ["type_emb"], name="embed_type"),
+            helper.make_node(
+                "Gather", [init("embeddings.token_type", type_emb), "token_type_ids"], ["type_emb"], name="embed_type"
+            ),
             helper.make_node("Add", ["tok_emb", "type_emb"], ["emb"], name="embed_sum"),
         ]
         x = "emb"

@@ -79,14 +79,20 @@ def test_token_type_ids_model_runs_through_the_job(tmp_path):
     from monitor.synth.model import build_tiny_classifier
 
     tt = build_tiny_classifier(tmp_path, seed=1, n_heldout=100, token_type_ids=True)
-    result = run_reeval(ReevalOptions(model=tt.model_path, tokenizer=tt.tokenizer_dir, data=tt.heldout_path, provider="cpu"))
+    result = run_reeval(
+        ReevalOptions(model=tt.model_path, tokenizer=tt.tokenizer_dir, data=tt.heldout_path, provider="cpu")
+    )
     assert result.n == 100 and result.accuracy > 0.7
 
 
 def test_options_and_result_survive_a_process_boundary(tiny):
     opts = ReevalOptions(
-        model=str(tiny.model_path), tokenizer=tiny.tokenizer_dir, data=tiny.heldout_path, provider="cpu",
-        label_map={"negative": 0, "positive": 1}, baseline=Baseline(accuracy=0.9, source="first_run", run="42"),
+        model=str(tiny.model_path),
+        tokenizer=tiny.tokenizer_dir,
+        data=tiny.heldout_path,
+        provider="cpu",
+        label_map={"negative": 0, "positive": 1},
+        baseline=Baseline(accuracy=0.9, source="first_run", run="42"),
     )
     assert pickle.loads(pickle.dumps(opts)) == opts
     result = run_reeval(opts)
@@ -94,12 +100,18 @@ def test_options_and_result_survive_a_process_boundary(tiny):
     assert again == result
     d = json.loads(json.dumps(result.to_dict()))
     assert d["baseline"] == {
-        "source": "first_run", "run": "42", "accuracy": 0.9, "accuracy_drop": pytest.approx(0.9 - result.accuracy),
-        "macro_f1": None, "macro_f1_drop": None,
+        "source": "first_run",
+        "run": "42",
+        "accuracy": 0.9,
+        "accuracy_drop": pytest.approx(0.9 - result.accuracy),
+        "macro_f1": None,
+        "macro_f1_drop": None,
     }
     # A stored run (its JSON) becomes the next run's baseline.
     b = Baseline.from_result(d, run="row-1")
-    assert b.accuracy == result.accuracy and b.macro_f1 == result.macro_f1 and b.source == "first_run" and b.run == "row-1"
+    assert (
+        b.accuracy == result.accuracy and b.macro_f1 == result.macro_f1 and b.source == "first_run" and b.run == "row-1"
+    )
     assert Baseline.from_result(result).run == result.started_at
 
 
@@ -123,9 +135,103 @@ def test_invalid_options(tmp_path, kwargs, message):
 
 def test_provider_selection():
     assert select_providers("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    assert select_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert select_providers("auto", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     assert select_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
     from monitor.reeval.errors import ProviderError
 
     with pytest.raises(ProviderError, match="no CUDAExecutionProvider"):
         select_providers("cuda", ["AzureExecutionProvider", "CPUExecutionProvider"])
+
+
+def _graph_with_input(tmp_path, name):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], ["logits"])],
+        "odd",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "odd.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_a_model_that_is_not_a_text_classifier_is_refused(tmp_path):
+    from monitor.reeval.errors import ModelError
+
+    with pytest.raises(ModelError, match="has input 'pixel_values'; a text classifier takes only input_ids"):
+        OnnxClassifier(_graph_with_input(tmp_path, "pixel_values"), provider="cpu")
+
+
+def test_symbolic_class_dimension_is_probed(tiny, tmp_path):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    # Reshape the logits to [batch, -1] with a shape computed at run time: shape inference cannot know the
+    # class count, as with some exported graphs.
+    model = onnx.load(str(tiny.model_path))
+    g = model.graph
+    for node in g.node:
+        node.output[:] = ["raw_logits" if o == "logits" else o for o in node.output]
+    g.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([0], dtype=np.int64), "zero1"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "one1"),
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"),
+        ]
+    )
+    g.node.extend(
+        [
+            helper.make_node("Shape", ["raw_logits"], ["raw_shape"]),
+            helper.make_node("Slice", ["raw_shape", "zero1", "one1"], ["batch_dim"]),
+            helper.make_node("Concat", ["batch_dim", "minus1"], ["target_shape"], axis=0),
+            helper.make_node("Reshape", ["raw_logits", "target_shape"], ["logits"]),
+        ]
+    )
+    g.output[0].type.tensor_type.ClearField("shape")
+    path = tmp_path / "symbolic.onnx"
+    onnx.save(model, str(path))
+    (tmp_path / "config.json").write_bytes(tiny.config_path.read_bytes())
+    clf = OnnxClassifier(path, provider="cpu")
+    assert clf.num_labels is None
+    result = run_reeval(ReevalOptions(model=path, tokenizer=tiny.tokenizer_dir, data=tiny.heldout_path, provider="cpu"))
+    assert result.metrics.num_classes == 2 and result.labels == ("negative", "positive")
+    assert abs(result.accuracy - tiny.heldout_accuracy) <= 2 / tiny.n_heldout
+
+
+def test_tokenizer_of_another_model_is_a_clear_error(tiny, tmp_path):
+    from monitor.reeval.errors import ModelError
+    from monitor.synth.model import build_tiny_classifier
+
+    # A vocabulary of 300 ids: the tiny tokenizer's larger ids fall outside its embedding.
+    small = build_tiny_classifier(tmp_path, n_train=200, n_heldout=20, vocab_size=300, n_filler_words=100)
+    with pytest.raises(ModelError, match="does the tokenizer belong to this model"):
+        run_reeval(
+            ReevalOptions(model=small.model_path, tokenizer=tiny.tokenizer_dir, data=tiny.heldout_path, provider="cpu")
+        )
+
+
+def test_progress_bar_draws_only_after_its_delay_and_clears():
+    import io
+
+    from monitor.reeval.report import ProgressBar
+
+    quiet = io.StringIO()
+    bar = ProgressBar(quiet, delay=60)
+    bar(5, 10, "model")
+    bar.close()
+    assert quiet.getvalue() == ""
+    out = io.StringIO()
+    bar = ProgressBar(out, delay=0, interval=0)
+    bar(5, 10, "model")
+    bar(10, 10, "model")
+    assert "model" in out.getvalue() and "5/10" in out.getvalue() and "10/10" in out.getvalue()
+    assert "[" + "#" * 15 + "." * 15 + "]" in out.getvalue()
+    bar.close()
+    assert out.getvalue().endswith("\r")

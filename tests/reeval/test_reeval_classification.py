@@ -50,9 +50,7 @@ def _loop_ece(conf, correct, bins):
     edges = [i / bins for i in range(bins + 1)]
     total = 0.0
     for b in range(bins):
-        members = [
-            i for i, c in enumerate(conf) if (edges[b] < c <= edges[b + 1]) or (b == 0 and c == 0.0)
-        ]
+        members = [i for i, c in enumerate(conf) if (edges[b] < c <= edges[b + 1]) or (b == 0 and c == 0.0)]
         if members:
             acc = sum(correct[i] for i in members) / len(members)
             mean_c = sum(conf[i] for i in members) / len(members)
@@ -112,7 +110,8 @@ def test_ece_hand_worked():
     # bins=4: (0,.25] (.25,.5] (.5,.75] (.75,1]
     conf = [0.3, 0.6, 0.7, 0.9, 1.0]
     correct = [0, 1, 0, 1, 1]
-    # bin1: {0.3} acc 0 conf .3 -> 1/5*.3 ; bin2: {.6,.7} acc .5 conf .65 -> 2/5*.15 ; bin3: {.9,1} acc 1 conf .95 -> 2/5*.05
+    # bin1: {0.3} acc 0, conf .3 -> 1/5 * .3;  bin2: {.6, .7} acc .5, conf .65 -> 2/5 * .15;
+    # bin3: {.9, 1} acc 1, conf .95 -> 2/5 * .05
     expected = 0.2 * 0.3 + 0.4 * 0.15 + 0.4 * 0.05
     assert expected_calibration_error(conf, correct, bins=4) == pytest.approx(expected)
 
@@ -123,7 +122,9 @@ def test_ece_equals_loop_recomputation(bins):
     conf = rng.uniform(0.5, 1.0, 400)
     conf[:5] = [0.6, 0.8, 1.0, 0.5, 0.75]  # values on or near bin edges
     correct = (rng.random(400) < conf - 0.1).astype(int)
-    assert expected_calibration_error(conf, correct, bins) == pytest.approx(_loop_ece(conf.tolist(), correct.tolist(), bins))
+    assert expected_calibration_error(conf, correct, bins) == pytest.approx(
+        _loop_ece(conf.tolist(), correct.tolist(), bins)
+    )
 
 
 def test_edge_value_falls_in_the_lower_bin():
@@ -139,7 +140,9 @@ def test_calibration_table_round_trip_and_estimate():
     again = CalibrationTable.from_dict(t.to_dict())
     assert again == t
     assert pickle.loads(pickle.dumps(t)) == t
-    assert t.ece == pytest.approx(expected_calibration_error([0.55, 0.65, 0.62, 0.95, 0.97, 0.99], [0, 1, 1, 1, 1, 0], 5))
+    assert t.ece == pytest.approx(
+        expected_calibration_error([0.55, 0.65, 0.62, 0.95, 0.97, 0.99], [0, 1, 1, 1, 1, 0], 5)
+    )
     # 0.96 -> bin 4 (acc 2/3); 0.7 -> bin 3 (acc 1); 0.3 -> empty bin 1 -> counts for itself.
     assert estimate_accuracy(t, [0.96, 0.7, 0.3]) == pytest.approx((2 / 3 + 1.0 + 0.3) / 3)
 
@@ -174,7 +177,10 @@ def test_comparison_against_hand_values():
         (lambda: expected_calibration_error([0.5], [1], bins=0), "positive integer"),
         (lambda: fit_confidence_calibration([], []), "no samples"),
         (lambda: compare_probabilities(np.ones((2, 2)), np.ones((3, 2))), "same shape"),
-        (lambda: CalibrationTable(bins=2, counts=(1, 0), accuracy=(None, None), mean_confidence=(0.5, None)), "exactly when"),
+        (
+            lambda: CalibrationTable(bins=2, counts=(1, 0), accuracy=(None, None), mean_confidence=(0.5, None)),
+            "exactly when",
+        ),
     ],
 )
 def test_invalid_inputs_raise_value_error(call, message):

@@ -16,7 +16,18 @@ HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 
 
 def _reeval_json(nlpmon, capsys, tiny, *extra) -> dict:
-    code = nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--format", "json", *extra)
+    code = nlpmon(
+        "reeval",
+        "--model",
+        tiny.model_path,
+        "--tokenizer",
+        tiny.tokenizer_dir,
+        "--data",
+        tiny.heldout_path,
+        "--format",
+        "json",
+        *extra,
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.count("\n") == 1  # exactly one JSON object on one line
@@ -30,7 +41,9 @@ def _independent_predictions(tiny, rows):
     sess = ort.InferenceSession(str(tiny.model_path), providers=["CPUExecutionProvider"])
     probs = []
     for enc in tok.encode_batch([r["text"] for r in rows]):
-        logits = sess.run(None, {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask])})[0][0].astype(np.float64)
+        logits = sess.run(None, {"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.attention_mask])})[
+            0
+        ][0].astype(np.float64)
         e = np.exp(logits - logits.max())
         probs.append(e / e.sum())
     return np.array(probs)
@@ -73,12 +86,36 @@ def test_json_report_matches_an_independent_numpy_computation(nlpmon, capsys, ti
 
 
 def test_json_object_has_every_figure(nlpmon, capsys, tiny):
-    d = _reeval_json(nlpmon, capsys, tiny, "--name", "sentiment", "--model-version", "3", "--dataset-name", "sst2-heldout")
+    d = _reeval_json(
+        nlpmon, capsys, tiny, "--name", "sentiment", "--model-version", "3", "--dataset-name", "sst2-heldout"
+    )
     for key in (
-        "reeval_schema", "started_at", "model", "tokenizer", "dataset", "provider", "providers_available",
-        "batch_size", "max_length", "sorted_batches", "labels", "n", "accuracy", "macro_f1", "ece",
-        "mean_confidence", "per_class", "confusion_matrix", "truncated", "sentences_per_second",
-        "duration_seconds", "timings", "accuracy_drop", "baseline", "calibration", "candidate",
+        "reeval_schema",
+        "started_at",
+        "model",
+        "tokenizer",
+        "dataset",
+        "provider",
+        "providers_available",
+        "batch_size",
+        "max_length",
+        "sorted_batches",
+        "labels",
+        "n",
+        "accuracy",
+        "macro_f1",
+        "ece",
+        "mean_confidence",
+        "per_class",
+        "confusion_matrix",
+        "truncated",
+        "sentences_per_second",
+        "duration_seconds",
+        "timings",
+        "accuracy_drop",
+        "baseline",
+        "calibration",
+        "candidate",
     ):
         assert key in d, key
     assert d["model"]["name"] == "sentiment" and d["model"]["version"] == "3" and len(d["model"]["sha256"]) == 64
@@ -104,10 +141,29 @@ def test_truncation_is_counted(nlpmon, capsys, tiny, heldout_rows):
 
 
 def test_table_output(nlpmon, capsys, tiny):
-    code = nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--baseline-accuracy", "0.9")
+    code = nlpmon(
+        "reeval",
+        "--model",
+        tiny.model_path,
+        "--tokenizer",
+        tiny.tokenizer_dir,
+        "--data",
+        tiny.heldout_path,
+        "--baseline-accuracy",
+        "0.9",
+    )
     out, err = capsys.readouterr()
     assert code == 0
-    for text in ("accuracy", "macro-F1", "ECE", "CPUExecutionProvider", "sentences/s", "Confusion matrix", "negative", "accuracy drop"):
+    for text in (
+        "accuracy",
+        "macro-F1",
+        "ECE",
+        "CPUExecutionProvider",
+        "sentences/s",
+        "Confusion matrix",
+        "negative",
+        "accuracy drop",
+    ):
         assert text in out, text
     assert err == ""  # stderr is not a terminal here: no progress bar
 
@@ -119,8 +175,21 @@ def test_label_map_with_a_csv(nlpmon, capsys, tiny, heldout_rows, tmp_path):
     data = tmp_path / "heldout.tsv"
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     code = nlpmon(
-        "reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", data, "--format", "json",
-        "--text-field", "review", "--label-field", "sentiment", "--label-map", "neg=0,pos=1",
+        "reeval",
+        "--model",
+        tiny.model_path,
+        "--tokenizer",
+        tiny.tokenizer_dir,
+        "--data",
+        data,
+        "--format",
+        "json",
+        "--text-field",
+        "review",
+        "--label-field",
+        "sentiment",
+        "--label-map",
+        "neg=0,pos=1",
     )
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -131,7 +200,17 @@ def test_label_map_with_a_csv(nlpmon, capsys, tiny, heldout_rows, tmp_path):
 
 @pytest.mark.skipif(HAS_CUDA, reason="this onnxruntime has CUDA; the error path needs a CPU-only build")
 def test_cuda_on_a_cpu_only_machine_is_a_clear_error(nlpmon, capsys, tiny):
-    code = nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--provider", "cuda")
+    code = nlpmon(
+        "reeval",
+        "--model",
+        tiny.model_path,
+        "--tokenizer",
+        tiny.tokenizer_dir,
+        "--data",
+        tiny.heldout_path,
+        "--provider",
+        "cuda",
+    )
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -164,15 +243,48 @@ def _bad(tmp_path, tiny, name, content):
 def test_bad_inputs_exit_2_with_one_clear_line(nlpmon, capsys, tiny, tmp_path, case, message):
     ok = '{"text": "great", "label": "positive"}\n'
     argv = {
-        "missing model": lambda: ["--model", tmp_path / "nope.onnx", "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path],
-        "missing tokenizer": lambda: ["--model", tiny.model_path, "--tokenizer", tmp_path / "no-tokenizer", "--data", tiny.heldout_path],
-        "not a model": lambda: ["--model", (tmp_path / "garbage.onnx"), "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path],
-        "label not in map": lambda: _bad(tmp_path, tiny, "d.jsonl", ok + '{"text": "so so", "label": "meh"}\n') + ["--label-map", "negative=0,positive=1"],
+        "missing model": lambda: [
+            "--model",
+            tmp_path / "nope.onnx",
+            "--tokenizer",
+            tiny.tokenizer_dir,
+            "--data",
+            tiny.heldout_path,
+        ],
+        "missing tokenizer": lambda: [
+            "--model",
+            tiny.model_path,
+            "--tokenizer",
+            tmp_path / "no-tokenizer",
+            "--data",
+            tiny.heldout_path,
+        ],
+        "not a model": lambda: [
+            "--model",
+            (tmp_path / "garbage.onnx"),
+            "--tokenizer",
+            tiny.tokenizer_dir,
+            "--data",
+            tiny.heldout_path,
+        ],
+        "label not in map": lambda: (
+            _bad(tmp_path, tiny, "d.jsonl", ok + '{"text": "so so", "label": "meh"}\n')
+            + ["--label-map", "negative=0,positive=1"]
+        ),
         "label not a class": lambda: _bad(tmp_path, tiny, "d.jsonl", '{"text": "so so", "label": "meh"}\n'),
         "empty data set": lambda: _bad(tmp_path, tiny, "d.jsonl", ""),
         "missing text field": lambda: _bad(tmp_path, tiny, "d.jsonl", '{"body": "great", "label": "positive"}\n'),
         "unreadable csv": lambda: _bad(tmp_path, tiny, "d.csv", b"text,label\n\x89PNG\r\n\x1a\n\xff\xd8\n"),
-        "bad label map": lambda: ["--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--label-map", "neg"],
+        "bad label map": lambda: [
+            "--model",
+            tiny.model_path,
+            "--tokenizer",
+            tiny.tokenizer_dir,
+            "--data",
+            tiny.heldout_path,
+            "--label-map",
+            "neg",
+        ],
     }[case]()
     (tmp_path / "garbage.onnx").write_bytes(b"this is not protobuf")
     code = nlpmon("reeval", *argv)
@@ -185,8 +297,28 @@ def test_bad_inputs_exit_2_with_one_clear_line(nlpmon, capsys, tiny, tmp_path, c
 
 def test_usage_errors_exit_2(nlpmon, tiny):
     with pytest.raises(SystemExit) as exc:
-        nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--batch-size", "0")
+        nlpmon(
+            "reeval",
+            "--model",
+            tiny.model_path,
+            "--tokenizer",
+            tiny.tokenizer_dir,
+            "--data",
+            tiny.heldout_path,
+            "--batch-size",
+            "0",
+        )
     assert exc.value.code == 2
     with pytest.raises(SystemExit) as exc:
-        nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path, "--baseline-accuracy", "1.5")
+        nlpmon(
+            "reeval",
+            "--model",
+            tiny.model_path,
+            "--tokenizer",
+            tiny.tokenizer_dir,
+            "--data",
+            tiny.heldout_path,
+            "--baseline-accuracy",
+            "1.5",
+        )
     assert exc.value.code == 2

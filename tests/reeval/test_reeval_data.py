@@ -60,12 +60,17 @@ def test_jsonl_csv_tsv_with_custom_fields(tmp_path):
         assert d.texts == tuple(t for t, _ in rows), path
         assert d.labels.tolist() == [1, 0]
         assert d.space.names == ("neg", "pos") and d.space.source == "label-map"
-    assert load_labelled_data(jl, num_labels=2, text_field="review", label_field="y", label_map={"neg": 0, "pos": 1}).lines == (1, 3)
+    assert load_labelled_data(
+        jl, num_labels=2, text_field="review", label_field="y", label_map={"neg": 0, "pos": 1}
+    ).lines == (1, 3)
 
 
 def test_labels_from_config_json_accept_names_and_indices(tmp_path):
     _write(tmp_path / "config.json", json.dumps({"id2label": {"0": "negative", "1": "positive"}}))
-    data = _write(tmp_path / "d.jsonl", '{"text": "a", "label": "positive"}\n{"text": "b", "label": 0}\n{"text": "c", "label": "1"}\n')
+    data = _write(
+        tmp_path / "d.jsonl",
+        '{"text": "a", "label": "positive"}\n{"text": "b", "label": 0}\n{"text": "c", "label": "1"}\n',
+    )
     d = load_labelled_data(data, num_labels=2, config_dirs=(tmp_path,))
     assert d.labels.tolist() == [1, 0, 1]
     assert d.space.names == ("negative", "positive") and d.space.source == "config.json"
@@ -88,12 +93,31 @@ def test_label_map_index_beyond_the_model(tmp_path):
     "name, content, kwargs, message",
     [
         # label not in map: names the label and the line
-        ("d.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "label": "neutral"}\n', dict(label_map={"neg": 0, "pos": 1}),
-         r"d\.jsonl:2: label 'neutral' is not in the label map \(known: neg, pos\)"),
-        ("d.jsonl", '{"text": "a", "label": "pos"}\n', {}, r"d\.jsonl:1: label 'pos' is not a class index and no label map is known"),
+        (
+            "d.jsonl",
+            '{"text": "a", "label": "pos"}\n{"text": "b", "label": "neutral"}\n',
+            dict(label_map={"neg": 0, "pos": 1}),
+            r"d\.jsonl:2: label 'neutral' is not in the label map \(known: neg, pos\)",
+        ),
+        (
+            "d.jsonl",
+            '{"text": "a", "label": "pos"}\n',
+            {},
+            r"d\.jsonl:1: label 'pos' is not a class index and no label map is known",
+        ),
         # missing fields
-        ("d.jsonl", '{"text": "a", "label": 0}\n{"body": "b", "label": 1}\n', {}, r"d\.jsonl:2: no field 'text' \(fields: 'body', 'label'\); set --text-field"),
-        ("d.csv", "body,label\nx,0\n", {}, r"no column 'text' in the header \(columns: 'body', 'label'\); set --text-field"),
+        (
+            "d.jsonl",
+            '{"text": "a", "label": 0}\n{"body": "b", "label": 1}\n',
+            {},
+            r"d\.jsonl:2: no field 'text' \(fields: 'body', 'label'\); set --text-field",
+        ),
+        (
+            "d.csv",
+            "body,label\nx,0\n",
+            {},
+            r"no column 'text' in the header \(columns: 'body', 'label'\); set --text-field",
+        ),
         ("d.tsv", "text\tlabel\nonly-one-column\n", {}, r"d\.tsv:2: the row has fewer columns than the header"),
         ("d.jsonl", '{"text": null, "label": 0}\n', {}, r"d\.jsonl:1: field 'text' must be a string, got null"),
         ("d.jsonl", '{"text": "a", "label": 0}\n{"text": "b", "lab\n', {}, r"d\.jsonl:2: not valid JSON"),

@@ -52,8 +52,21 @@ def test_int8_agrees_with_fp32_on_most_of_the_heldout_set(tiny, tiny_int8, heldo
 
 def test_candidate_report(nlpmon, capsys, tiny, tiny_int8):
     code = nlpmon(
-        "reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path,
-        "--candidate", tiny_int8, "--batch-size", "16", "--flip-check-limit", "200", "--format", "json",
+        "reeval",
+        "--model",
+        tiny.model_path,
+        "--tokenizer",
+        tiny.tokenizer_dir,
+        "--data",
+        tiny.heldout_path,
+        "--candidate",
+        tiny_int8,
+        "--batch-size",
+        "16",
+        "--flip-check-limit",
+        "200",
+        "--format",
+        "json",
     )
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -75,8 +88,15 @@ def test_candidate_report(nlpmon, capsys, tiny, tiny_int8):
 
 def test_a_model_compared_with_itself_agrees_exactly(tiny):
     r = run_reeval(
-        ReevalOptions(model=tiny.model_path, tokenizer=tiny.tokenizer_dir, data=tiny.heldout_path, provider="cpu",
-                      candidate=tiny.model_path, batch_size=8, flip_check_limit=None)
+        ReevalOptions(
+            model=tiny.model_path,
+            tokenizer=tiny.tokenizer_dir,
+            data=tiny.heldout_path,
+            provider="cpu",
+            candidate=tiny.model_path,
+            batch_size=8,
+            flip_check_limit=None,
+        )
     )
     c = r.candidate
     assert c.comparison.agreement == 1.0 and c.comparison.disagreements == 0
@@ -87,8 +107,15 @@ def test_a_model_compared_with_itself_agrees_exactly(tiny):
 
 def test_flip_rate_matches_a_direct_batch_one_run(tiny, tiny_int8, heldout_rows):
     r = run_reeval(
-        ReevalOptions(model=tiny.model_path, tokenizer=tiny.tokenizer_dir, data=tiny.heldout_path, provider="cpu",
-                      candidate=tiny_int8, batch_size=32, flip_check_limit=None)
+        ReevalOptions(
+            model=tiny.model_path,
+            tokenizer=tiny.tokenizer_dir,
+            data=tiny.heldout_path,
+            provider="cpu",
+            candidate=tiny_int8,
+            batch_size=32,
+            flip_check_limit=None,
+        )
     )
     tok = load_tokenizer(tiny.tokenizer_dir)
     texts = [row["text"] for row in heldout_rows]

@@ -53,7 +53,10 @@ def test_heldout_accuracy_clearly_above_chance_but_imperfect(tiny, heldout_rows)
 
 def test_graph_inputs_outputs_and_config(tiny):
     sess = ort.InferenceSession(str(tiny.model_path), providers=["CPUExecutionProvider"])
-    assert [(i.name, i.type) for i in sess.get_inputs()] == [("input_ids", "tensor(int64)"), ("attention_mask", "tensor(int64)")]
+    assert [(i.name, i.type) for i in sess.get_inputs()] == [
+        ("input_ids", "tensor(int64)"),
+        ("attention_mask", "tensor(int64)"),
+    ]
     (out,) = sess.get_outputs()
     assert out.name == "logits" and out.shape[1] == 2 and isinstance(out.shape[0], str)
     config = json.loads(tiny.config_path.read_text())
