@@ -27,7 +27,8 @@ from sinks import sql_schema as tables
 from sinks.sql_schema import MIGRATIONS, SCHEMA_VERSION, WINDOW_KEY
 
 __all__ = [
-    "DEFAULT_URL", "SqlStore", "StoreUnavailable", "SchemaVersionError", "ProfileNotFound", "ProfileInfo",
+    "DEFAULT_URL", "SqlStore", "StoreUnavailable", "SchemaVersionError", "CheckpointConflict", "ProfileNotFound",
+    "ProfileInfo",
 ]
 
 DEFAULT_URL = "sqlite:///nlpmon.db"
@@ -49,6 +50,18 @@ class StoreUnavailable(Exception):
 
 class SchemaVersionError(RuntimeError):
     """The database was written by a newer nlpmon, whose tables this version does not know."""
+
+
+class CheckpointConflict(Exception):
+    """Another consumer moved a partition's checkpoint: this one no longer owns the partition.
+
+    ``partitions`` maps each conflicting ``(topic, partition)`` to ``(expected, found)``.
+    """
+
+    def __init__(self, partitions: dict[tuple[str, int], tuple[object, object]]):
+        self.partitions = partitions
+        detail = ", ".join(f"{t}[{p}]: expected {e}, found {f}" for (t, p), (e, f) in sorted(partitions.items()))
+        super().__init__(f"checkpoint moved by another consumer: {detail}")
 
 
 class ProfileNotFound(LookupError):
@@ -263,17 +276,38 @@ class SqlStore:
         *,
         results: Iterable[Mapping],
         checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
+        expected_offsets: Mapping[tuple[str, int], int | None] | None = None,
     ) -> None:
         """Write window results, their drift events and partition checkpoints in ONE transaction.
 
         ``checkpoints`` maps ``(topic, partition)`` to ``(next_offset, state)``: the next offset to consume
         and the serialized open-window state once every record before it is accounted for. Either everything
         is stored or, when anything fails, nothing is.
+
+        ``expected_offsets`` fences out a consumer that lost its partitions without noticing (a "zombie"
+        after a session timeout): it maps a partition to the ``next_offset`` its checkpoint must still have
+        (``None``: it must have none), normally the value this consumer loaded or last committed. When any
+        differs, nothing is written and :class:`CheckpointConflict` is raised.
         """
         _check_name("group_id", group_id)
         rows, events = _result_rows(results)
         checkpoint_rows = _checkpoint_rows(group_id, checkpoints)
+        expected = {(tp[0], int(tp[1])): offset for tp, offset in (expected_offsets or {}).items()}
         with self.transaction() as conn:
+            if expected:
+                _check_expected(conn, group_id, expected)
+                # A first checkpoint is a plain INSERT, so that of two consumers racing to write it the second
+                # fails on the primary key instead of overwriting the first.
+                is_first = [(r["topic"], r["partition"]) in expected and expected[(r["topic"], r["partition"])] is None
+                            for r in checkpoint_rows]
+                first = [r for r, f in zip(checkpoint_rows, is_first) if f]
+                checkpoint_rows = [r for r, f in zip(checkpoint_rows, is_first) if not f]
+                if first:
+                    try:
+                        conn.execute(sa.insert(tables.checkpoints), first)
+                    except sa_exc.IntegrityError:
+                        raise CheckpointConflict({(r["topic"], r["partition"]): (None, "written meanwhile")
+                                                  for r in first}) from None
             _upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
             self._write_results(conn, rows, events)
 
@@ -382,6 +416,21 @@ def _stored_version(conn: sa.Connection) -> int | None:
     if not sa.inspect(conn).has_table(tables.schema_version.name):
         return None
     return conn.execute(sa.select(tables.schema_version.c.version).where(tables.schema_version.c.id == 1)).scalar()
+
+
+def _check_expected(conn: sa.Connection, group_id: str, expected: dict[tuple[str, int], int | None]) -> None:
+    t = tables.checkpoints.c
+    # FOR UPDATE holds the rows until commit, so a concurrent commit for the same partitions waits for this
+    # one and then sees its offsets (PostgreSQL); SQLite's BEGIN IMMEDIATE already serialises writers.
+    rows = conn.execute(
+        sa.select(t.topic, t.partition, t.next_offset)
+        .where(t.group_id == group_id, t.topic.in_(sorted({topic for topic, _ in expected})))
+        .with_for_update()
+    ).all()
+    stored = {(r.topic, r.partition): r.next_offset for r in rows}
+    conflicts = {tp: (offset, stored.get(tp)) for tp, offset in expected.items() if stored.get(tp) != offset}
+    if conflicts:
+        raise CheckpointConflict(conflicts)
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from sinks import sql_schema
-from sinks.sql import ProfileInfo, ProfileNotFound, SchemaVersionError, SqlStore, StoreUnavailable
+from sinks.sql import CheckpointConflict, ProfileInfo, ProfileNotFound, SchemaVersionError, SqlStore, StoreUnavailable
 
 pytestmark = pytest.mark.integration
 
@@ -360,3 +361,58 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+# -- fencing -------------------------------------------------------------------------------------------------------
+
+
+def test_expected_offsets_fence_out_a_stale_writer(store):
+    store.commit("g", results=[result(T0)], checkpoints={("t", 0): (10, b"a")}, expected_offsets={("t", 0): None})
+    before = _committed_state(store)
+    for expected in (None, 9):  # "no checkpoint yet", or an offset it has moved past
+        with pytest.raises(CheckpointConflict) as info:
+            store.commit("g", results=[result(T0, events=1)], checkpoints={("t", 0): (30, b"stale")},
+                         expected_offsets={("t", 0): expected})
+        assert info.value.partitions[("t", 0)][0] == expected
+        assert _committed_state(store) == before
+    store.commit("g", results=[], checkpoints={("t", 0): (20, b"b")}, expected_offsets={("t", 0): 10})
+    assert store.load_checkpoints("g", [("t", 0)]) == {("t", 0): (20, b"b")}
+
+
+@pytest.mark.parametrize("expected", [None, 10])
+def test_of_two_concurrent_fenced_commits_exactly_one_wins(store, expected):
+    if expected is not None:
+        store.commit("g", results=[], checkpoints={("t", 0): (expected, b"")})
+    url = store.url.render_as_string(hide_password=False)
+    stores = [SqlStore(url), SqlStore(url)]
+    barrier = threading.Barrier(2)
+    outcomes = {}
+
+    def slow_results(conn, cursor, statement, parameters, context, executemany):
+        # Hold the transaction open after the checkpoint write, so the other commit overlaps it.
+        if statement.lstrip().upper().startswith("INSERT INTO WINDOW_RESULTS"):
+            time.sleep(0.5)
+
+    def run(i):
+        barrier.wait()
+        try:
+            stores[i].commit("g", results=[result(T0, events=100 + i)], checkpoints={("t", 0): (50 + i, b"%d" % i)},
+                             expected_offsets={("t", 0): expected})
+            outcomes[i] = "committed"
+        except CheckpointConflict:
+            outcomes[i] = "conflict"
+
+    for s in stores:
+        s.create_schema()
+        sa.event.listen(s.engine, "before_cursor_execute", slow_results)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in stores:
+        s.close()
+    assert sorted(outcomes.values()) == ["committed", "conflict"]
+    winner = next(i for i, o in outcomes.items() if o == "committed")
+    assert store.load_checkpoints("g", [("t", 0)]) == {("t", 0): (50 + winner, b"%d" % winner)}
+    assert [r["events"] for r in store.history("sentiment")] == [100 + winner]
