@@ -416,3 +416,18 @@ def test_of_two_concurrent_fenced_commits_exactly_one_wins(store, expected):
     winner = next(i for i, o in outcomes.items() if o == "committed")
     assert store.load_checkpoints("g", [("t", 0)]) == {("t", 0): (50 + winner, b"%d" % winner)}
     assert [r["events"] for r in store.history("sentiment")] == [100 + winner]
+
+
+def test_postgresql_outage_raises_store_unavailable_and_recovers(postgres_outage):
+    with SqlStore(postgres_outage.url) as store:
+        store.commit("g", results=[result(T0)], checkpoints={("t", 0): (1, b"a")})
+        postgres_outage.cut()
+        assert store.ping() is False
+        with pytest.raises(StoreUnavailable):
+            store.commit("g", results=[result(T0 + FIVE_MIN)], checkpoints={("t", 0): (2, b"b")})
+        postgres_outage.restore()
+        # The pool replaces the dropped connections by itself.
+        assert store.ping() is True
+        store.commit("g", results=[result(T0 + FIVE_MIN)], checkpoints={("t", 0): (2, b"b")})
+        assert len(store.history("sentiment")) == 2
+        assert store.load_checkpoints("g", [("t", 0)]) == {("t", 0): (2, b"b")}
