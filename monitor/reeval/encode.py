@@ -102,6 +102,8 @@ def encode_texts(
     ids: list[list[int]] = []
     type_ids: list[list[int]] = []
     truncated = np.zeros(n, dtype=bool)
+    if progress is not None:
+        progress(0, n)
     for lo in range(0, n, chunk_size):
         chunk = list(texts[lo : lo + chunk_size])
         enc = tokenizer(

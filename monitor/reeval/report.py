@@ -119,13 +119,16 @@ class ProgressBar:
         self._start = time.monotonic()
         self._phase_start = self._start
         self._phase = None
+        self._prev = self._start
         self._last = 0.0
         self._drawn = False
 
     def __call__(self, done: int, total: int, phase: str) -> None:
         now = time.monotonic()
         if phase != self._phase:
-            self._phase, self._phase_start = phase, now
+            # A phase reports only when work is done; it began when the previous report (or the bar) did.
+            self._phase, self._phase_start = phase, self._prev
+        self._prev = now
         if now - self._start < self.delay or (now - self._last < self.interval and done < total):
             return
         self._last = now
