@@ -142,7 +142,7 @@ def test_second_member_triggers_rebalance_with_listener_callbacks(kafka_broker):
             a.poll(timeout_ms=100)
             b.poll(timeout_ms=100)
             mine, theirs = a.assignment(), b.assignment()
-            if mine and theirs and len(mine | theirs) == 4:
+            if mine and theirs and not mine & theirs and len(mine | theirs) == 4:
                 break
         a_final = {tp.partition for tp in a.assignment()}
         b_final = {tp.partition for tp in b.assignment()}
