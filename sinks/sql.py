@@ -13,9 +13,10 @@ result beyond the columns it indexes.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -244,6 +245,13 @@ class SqlStore:
         with self._transaction(write=False) as conn:
             return conn.execute(sa.select(t.profile).where(t.model == model, t.active)).scalar()
 
+    def active_profiles(self) -> dict[str, dict]:
+        """Return ``{model: profile}`` for every model that has an active reference profile."""
+        self._ensure_schema()
+        t = tables.reference_profiles.c
+        with self._transaction(write=False) as conn:
+            return {row.model: row.profile for row in conn.execute(sa.select(t.model, t.profile).where(t.active))}
+
     def list_profiles(self, model: str) -> list[ProfileInfo]:
         """Return every stored profile of ``model``, oldest version first."""
         self._ensure_schema()
@@ -277,6 +285,7 @@ class SqlStore:
         results: Iterable[Mapping],
         checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
         expected_offsets: Mapping[tuple[str, int], int | None] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         """Write window results, their drift events and partition checkpoints in ONE transaction.
 
@@ -288,6 +297,8 @@ class SqlStore:
         after a session timeout): it maps a partition to the ``next_offset`` its checkpoint must still have
         (``None``: it must have none), normally the value this consumer loaded or last committed. When any
         differs, nothing is written and :class:`CheckpointConflict` is raised.
+
+        ``before_commit`` is called after every write, just before COMMIT (fault injection for crash tests).
         """
         _check_name("group_id", group_id)
         rows, events = _result_rows(results)
@@ -310,6 +321,8 @@ class SqlStore:
                                                   for r in first}) from None
             _upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
             self._write_results(conn, rows, events)
+            if before_commit is not None:  # fault injection for crash tests: everything written, nothing committed
+                before_commit()
 
     def load_checkpoints(
         self, group_id: str, topic_partitions: Iterable[tuple[str, int]]
@@ -340,8 +353,10 @@ class SqlStore:
     ) -> list[dict]:
         """Return stored window results of ``model``, ordered by window start.
 
-        ``version`` keeps one model version; ``since`` (an aware datetime, an RFC 3339 string, or epoch
-        milliseconds) keeps windows starting at or after it; ``limit`` keeps the newest ``limit`` windows.
+        ``version`` keeps one model version; ``since`` keeps windows starting at or after it: an aware
+        datetime, an RFC 3339 string, or epoch seconds or milliseconds (a number or a string of digits; below
+        10^11 it is seconds, as for event timestamps in docs/events.md); ``limit`` keeps the newest ``limit``
+        windows.
         """
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
@@ -468,21 +483,27 @@ def _check_name(what: str, value: object) -> None:
         raise ValueError(f"{what} must be a non-empty string")
 
 
-def _to_ms(value: datetime | str | int, what: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{what} must be a datetime, an RFC 3339 string or epoch milliseconds")
-    if isinstance(value, int):
-        return value
+# Epoch numbers below this are seconds, at or above it milliseconds (the rule of docs/events.md).
+_SECONDS_LIMIT = 100_000_000_000
+
+
+def _to_ms(value: datetime | str | int | float, what: str) -> int:
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float | str | datetime):
+        raise TypeError(f"{what} must be a datetime, an RFC 3339 string or an epoch number")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} is not finite")
+        return int(round(value * 1000 if abs(value) < _SECONDS_LIMIT else value))
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{what} is not an RFC 3339 timestamp") from None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(f"{what} needs a timezone")
-        return int(round(value.timestamp() * 1000))
-    raise TypeError(f"{what} must be a datetime, an RFC 3339 string or epoch milliseconds")
+            raise ValueError(f"{what} is not an RFC 3339 timestamp or an epoch number") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{what} needs a timezone")
+    return int(round(value.timestamp() * 1000))
 
 
 def _float_or_none(value: object) -> float | None:

@@ -163,6 +163,14 @@ def test_profiles_are_versioned_per_model_and_one_is_active(store):
     assert store.active_profile("sentiment") == {"n": 2}
 
 
+def test_active_profiles_of_every_model(store):
+    store.save_profile("sentiment", {"n": 1}, activate=True)
+    store.save_profile("sentiment", {"n": 2}, activate=False)
+    store.save_profile("toxicity", {"n": 3}, activate=False)
+    store.save_profile("spam", {"n": 4}, activate=True)
+    assert store.active_profiles() == {"sentiment": {"n": 1}, "spam": {"n": 4}}
+
+
 def test_database_allows_one_active_profile_per_model(store):
     store.save_profile("sentiment", {"n": 1}, activate=True)
     with pytest.raises(sa.exc.IntegrityError):
@@ -228,6 +236,19 @@ def test_malformed_result_is_rejected_before_writing(store):
 
 def _committed_state(store):
     return store.history("sentiment"), store.load_checkpoints("g", [("t", 0), ("t", 1)]), drift_rows(store)
+
+
+def test_before_commit_runs_inside_the_transaction(store):
+    seen = []
+
+    def hook():
+        seen.append(True)
+        raise RuntimeError("killed mid-checkpoint")
+
+    with pytest.raises(RuntimeError):
+        store.commit("g", results=[result()], checkpoints={("t", 0): (3, b"")}, before_commit=hook)
+    assert seen == [True]
+    assert _committed_state(store) == ([], {}, [])
 
 
 def test_commit_writes_results_and_checkpoints_together(store):
@@ -324,6 +345,10 @@ def test_history_filters_by_version_since_and_limit(store):
     assert starts(store.history("sentiment", since=since)) == expected
     assert starts(store.history("sentiment", since=iso(since))) == expected
     assert starts(store.history("sentiment", since=datetime.fromtimestamp(since / 1000, tz=timezone.utc))) == expected
+    # Epoch numbers, also as the strings a command line passes: below 10^11 seconds, else milliseconds.
+    assert starts(store.history("sentiment", since=since // 1000)) == expected
+    assert starts(store.history("sentiment", since=str(since))) == expected
+    assert starts(store.history("sentiment", since=str(since // 1000))) == expected
     # limit keeps the newest windows, still oldest first.
     assert starts(store.history("sentiment", version="3", limit=2)) == [
         ("3", iso(T0 + 2 * FIVE_MIN)), ("3", iso(T0 + 3 * FIVE_MIN))]
