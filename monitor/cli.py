@@ -103,7 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
     b.add_argument("--max-length", type=int, default=512, metavar="N", help="tokenizer max_length (default 512)")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
+    b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
     b.set_defaults(func=cmd_reference_build)
+
+    p = sub.add_parser(
+        "history",
+        help="print stored window results",
+        description="Print window results stored by the daemon in the SQL store, oldest first.",
+    )
+    p.add_argument("--model", required=True, metavar="NAME")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--since", metavar="TIME", help="only windows starting at or after TIME (RFC 3339, or epoch seconds/ms)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or JSON lines")
+    p.add_argument("--store", metavar="URL", help="SQL store URL (default: store.url of the config)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_history)
 
     _add_optional_parsers(sub)
     return parser
@@ -191,7 +207,13 @@ def cmd_run(args) -> int:
     config = _config(args)
     setup_logging(config.logging.level, config.logging.format)
     if config.source.kind == "kafka":
-        raise UsageError("source.kind = 'kafka' is not available in this build yet; use 'file' or 'stdin'")
+        from monitor.kafka_daemon import KafkaDaemon
+
+        shutdown = Shutdown().install()
+        try:
+            return KafkaDaemon(config, shutdown=shutdown).run()
+        finally:
+            shutdown.uninstall()
     path = config.source.path if config.source.kind == "file" else "-"
     out = None
     if config.output.results_path:
@@ -227,8 +249,48 @@ def cmd_reference_build(args) -> int:
         args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
         sample_cap=args.sample_size, seed=args.seed,
     )  # fmt: skip
+    if args.activate and not args.store:
+        raise UsageError("--activate needs --store URL")
     save_profile(profile, args.output)
-    sys.stderr.write(orjson.dumps({**summary, "output": args.output}).decode() + "\n")
+    extra = {}
+    if args.store:
+        from sinks.sql import SqlStore, StoreUnavailable
+
+        try:
+            with SqlStore(args.store) as store:
+                extra["store_version"] = store.save_profile(profile.model, profile.to_dict(), activate=args.activate)
+        except StoreUnavailable as exc:
+            raise UsageError(f"cannot reach the store: {exc}") from None
+        extra["active"] = args.activate
+    sys.stderr.write(orjson.dumps({**summary, "output": args.output, **extra}).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_history(args) -> int:
+    from monitor.table import window_header, window_row
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    url = args.store
+    if not url:
+        url = _config(args, {"source.kind": "stdin"}).store.url
+    try:
+        with SqlStore(url) as store:
+            rows = store.history(args.model, version=args.version, since=args.since, limit=args.limit)
+    except StoreUnavailable as exc:
+        raise UsageError(f"cannot reach the store: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = sys.stdout
+    if args.format == "json":
+        for r in rows:
+            out.write(orjson.dumps(r).decode() + "\n")
+        return EXIT_OK
+    if not rows:
+        sys.stderr.write(f"no stored windows for model {args.model!r}\n")
+        return EXIT_OK
+    out.write(f"{'version':<12} " + window_header() + "\n")
+    for r in rows:
+        out.write(f"{r['version'][:12]:<12} " + window_row(r) + "\n")
     return EXIT_OK
 
 

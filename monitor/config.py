@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "config_as_dict"]
+__all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "config_as_dict", "redact_url"]
 
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the key."""
 
 
-def _key(min: float | None = None, max: float | None = None, choices: tuple | None = None, doc: str = ""):
-    return {"min": min, "max": max, "choices": choices, "doc": doc}
+def _key(min: float | None = None, max: float | None = None, choices: tuple | None = None, secret: bool = False,
+         secret_url: bool = False):
+    return {"min": min, "max": max, "choices": choices, "secret": secret, "secret_url": secret_url}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,47 @@ class ReferenceConfig:
 
 
 @dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topics: tuple[str, ...] = ("prediction-logs",)
+    group_id: str = "nlpmon"
+    client_id: str = "nlpmon"
+    start_offset: str = field(default="earliest", metadata=_key(choices=("earliest", "latest")))
+    security_protocol: str = field(default="PLAINTEXT", metadata=_key(choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")))
+    sasl_mechanism: str = field(default="", metadata=_key(choices=("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")))
+    sasl_username: str = ""
+    # Secret: only from the environment (NLPMON_KAFKA_SASL_PASSWORD), refused in a file, redacted when shown.
+    sasl_password: str = field(default="", metadata=_key(secret=True))
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    max_poll_records: int = field(default=2000, metadata=_key(min=1, max=100_000))
+    poll_timeout_ms: int = field(default=500, metadata=_key(min=1, max=60_000))
+    session_timeout_ms: int = field(default=30_000, metadata=_key(min=1000))
+    dead_letter_topic: str = ""
+    output_topic: str = ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Secret-bearing when it holds a password: NLPMON_STORE_URL; shown with the password masked.
+    url: str = field(default="sqlite:///nlpmon.db", metadata=_key(secret_url=True))
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    interval_events: int = field(default=20_000, metadata=_key(min=1))
+    interval_seconds: float = field(default=5.0, metadata=_key(min=0.05))
+    max_pending_events: int = field(default=200_000, metadata=_key(min=1))
+    retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    grace_seconds: float = field(default=30.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     results_path: str = ""
 
@@ -105,6 +147,10 @@ class Config:
     validation: ValidationConfig = ValidationConfig()
     metrics: MetricsConfig = MetricsConfig()
     reference: ReferenceConfig = ReferenceConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    store: StoreConfig = StoreConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    daemon: DaemonConfig = DaemonConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
 
@@ -210,6 +256,9 @@ def load_config(
             if not isinstance(table, dict):
                 raise ConfigError(f"{p}: top-level key {section!r} must be a [section]")
             for key, value in table.items():
+                if _field_meta(f"{section}.{key}").get("secret"):
+                    env_name = f"NLPMON_{section.upper()}_{key.upper()}"
+                    raise ConfigError(f"{p}: {section}.{key} is a secret; set it through the environment ({env_name}), not the file")
                 _apply(values, f"{section}.{key}", value, False, str(p))
 
     env = os.environ if env is None else env
@@ -231,6 +280,15 @@ def load_config(
     return config
 
 
+def _field_meta(dotted: str) -> Mapping:
+    section, _, key = dotted.partition(".")
+    cls = SECTIONS.get(section)
+    for f in dataclasses.fields(cls) if cls else ():
+        if f.name == key:
+            return f.metadata
+    return {}
+
+
 def _field_kind(dotted: str) -> type | None:
     section, _, key = dotted.partition(".")
     for f in dataclasses.fields(SECTIONS.get(section, SourceConfig)):
@@ -242,6 +300,15 @@ def _field_kind(dotted: str) -> type | None:
 def _check_consistency(config: Config) -> None:
     if config.source.kind == "file" and not config.source.path:
         raise ConfigError("source.path: required when source.kind is 'file'")
+    if config.source.kind == "kafka":
+        if not config.kafka.bootstrap_servers:
+            raise ConfigError("kafka.bootstrap_servers: at least one broker is required when source.kind is 'kafka'")
+        if not config.kafka.topics:
+            raise ConfigError("kafka.topics: at least one topic is required when source.kind is 'kafka'")
+        if config.kafka.security_protocol.startswith("SASL") and not config.kafka.sasl_mechanism:
+            raise ConfigError("kafka.sasl_mechanism: required with security_protocol SASL_*")
+        if config.kafka.dead_letter_topic and config.kafka.dead_letter_topic in config.kafka.topics:
+            raise ConfigError("kafka.dead_letter_topic: must not be one of kafka.topics (rejected records would loop)")
     if config.window.kind == "count" and config.window.min_events > config.window.events:
         raise ConfigError(
             f"window.min_events ({config.window.min_events}) is larger than window.events "
@@ -254,5 +321,24 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
     out = {}
     for f in dataclasses.fields(config):
         section = getattr(config, f.name)
-        out[f.name] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(section).items()}
+        values = {}
+        for sf in dataclasses.fields(section):
+            v = getattr(section, sf.name)
+            if sf.metadata.get("secret") and v:
+                v = "***"
+            elif sf.metadata.get("secret_url") and v:
+                v = redact_url(v)
+            values[sf.name] = list(v) if isinstance(v, tuple) else v
+        out[f.name] = values
     return out
+
+
+def redact_url(url: str) -> str:
+    """Mask the password of a URL like ``postgresql://user:secret@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    if ":" in creds:
+        creds = creds.split(":", 1)[0] + ":***"
+    return f"{scheme}://{creds}@{host}"

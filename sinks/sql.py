@@ -210,7 +210,8 @@ class SqlStore:
                     latest = conn.execute(sa.select(sa.func.max(t.profile_version)).where(t.model == model)).scalar()
                     version = (latest or 0) + 1
                     if activate:
-                        conn.execute(sa.update(tables.reference_profiles).where(t.model == model, t.active).values(active=False))
+                        conn.execute(sa.update(tables.reference_profiles)
+                                     .where(t.model == model, t.active).values(active=False))
                     conn.execute(sa.insert(tables.reference_profiles).values(
                         model=model, profile_version=version, active=bool(activate), created_at_ms=_now_ms(),
                         profile=dict(profile_json),

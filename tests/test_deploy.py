@@ -169,7 +169,8 @@ def test_dockerfile_builds_a_non_root_nlpmon_image():
 def test_dockerfile_copies_what_the_package_build_needs():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     copied = " ".join(args for op, args in dockerfile_instructions() if op == "COPY")
-    for package in pyproject["tool"]["setuptools"]["packages"]:
+    for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        package = pattern.rstrip("*")
         assert f"{package}/" in copied, f"package {package} is not copied into the build stage"
     assert pyproject["project"]["readme"] in copied
 
