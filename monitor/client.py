@@ -235,8 +235,9 @@ class PredictionLogger:
         if text is not None:
             event["text"] = text
         if features is not None:
-            event["features"] = {k: _number(v, "features") for k, v in features.items()} if isinstance(features, Mapping) \
-                else features
+            if isinstance(features, Mapping):
+                features = {k: _number(v, "features") for k, v in features.items()}
+            event["features"] = features
         if request_id is not None:
             event["request_id"] = request_id
         if variant is not None:
@@ -284,8 +285,9 @@ class PredictionLogger:
     def close(self, timeout: float = 10.0) -> bool:
         """Stop accepting events, send what is buffered, and release the producer, within ``timeout`` seconds.
 
-        Returns whether every accepted event was acknowledged or failed in time (anything still buffered at
-        the deadline is counted in ``dropped_on_close``). Idempotent; never raises.
+        Returns whether every event :meth:`log` accepted was acknowledged by the broker: nothing failed,
+        nothing was left behind (anything still buffered at the deadline is counted in ``dropped_on_close``,
+        anything the producer still held in ``send_errors``). Idempotent; never raises.
         """
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cv:
@@ -300,14 +302,13 @@ class PredictionLogger:
         if thread is not None:
             thread.join(max(0.0, deadline - time.monotonic()))
         with self._cv:
-            done = not self._abandon and not self._buffer and not self._in_flight
-            if not done or (thread is not None and thread.is_alive()):
+            if self._buffer or self._in_flight or (thread is not None and thread.is_alive()):
                 # Out of time (broker down or slow): give up on what is left, and let the thread wind down.
                 self._abandon = True
                 self._dropped_close += len(self._buffer)
                 self._buffer.clear()
                 self._cv.notify_all()
-        return done
+            return not (self._abandon or self._in_flight or self._send_errors or self._dropped_close)
 
     def __enter__(self) -> PredictionLogger:
         return self
