@@ -29,6 +29,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/detectors.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/reeval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache demo-out

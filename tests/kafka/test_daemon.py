@@ -186,3 +186,73 @@ def test_readyz_and_gauges_while_running(kafka_broker, profile, tmp_path):
         assert f'nlpmon_consumer_lag{{partition="0",topic="{topic}"}} 0.0' in body
         assert urllib.request.urlopen(base + "/healthz", timeout=2).status == 200
         assert d.stop() == 0
+
+
+def _metric(body: str, name: str) -> float | None:
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def _scrape(port: str) -> str:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return ""
+
+
+def _port(d: DaemonProcess) -> str:
+    wait_until(lambda: any(e.get("msg") == "serving metrics" for e in d.logs()), 30, "the HTTP server", d)
+    return next(e["url"].rsplit(":", 1)[1].split("/")[0] for e in d.logs() if e.get("msg") == "serving metrics")
+
+
+def test_database_outage_pauses_consumption_and_loses_nothing(kafka_broker, profile, postgres_outage, tmp_path):
+    topic = kafka_broker.new_topic(partitions=2)
+    events = _events(5000, seed=12)
+    cfg = write_config(tmp_path / "o.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="o",
+                       store_url=postgres_outage.url, profile=profile)
+    cfg.write_text(cfg.read_text().replace("[checkpoint]\n", "[checkpoint]\nmax_pending_events = 1000\nretry_max_seconds = 1\n"))
+    ends = produce(kafka_broker.bootstrap, topic, events[:2000])
+    with DaemonProcess(cfg, tmp_path / "o.log") as d:
+        port = _port(d)
+        wait_until(lambda: caught_up(postgres_outage.url, "o", topic, ends), 60, "the first part", d)
+        postgres_outage.cut()
+        ends = produce(kafka_broker.bootstrap, topic, events[2000:])
+        wait_until(lambda: _metric(_scrape(port), "nlpmon_consumption_paused") == 1.0, 60, "backpressure", d)
+        body = _scrape(port)
+        assert _metric(body, "nlpmon_db_connected") == 0.0
+        assert http_status(f"http://127.0.0.1:{port}/readyz") == 503
+        assert d.popen.poll() is None  # no crash
+        postgres_outage.restore()
+        wait_until(lambda: caught_up(postgres_outage.url, "o", topic, ends), 90, "recovery and catch-up", d)
+        wait_until(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 30, "ready again", d)
+        assert d.stop() == 0
+    msgs = [e.get("msg") for e in d.logs()]
+    assert "database unreachable; results wait in memory" in msgs and "consumption resumed" in msgs
+
+    store_a = f"sqlite:///{tmp_path / 'a.db'}"
+    cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="ref", store_url=store_a, profile=profile)
+    _run_to_end(cfg_a, tmp_path / "a.log", store_a, "ref", topic, ends)
+    assert all_results(postgres_outage.url, MODELS) == all_results(store_a, MODELS)
+
+
+def test_broker_paused_then_resumed(private_kafka_broker, profile, tmp_path):
+    broker = private_kafka_broker
+    topic = broker.new_topic()
+    events = _events(3000, seed=13)
+    store = f"sqlite:///{tmp_path / 'p.db'}"
+    cfg = write_config(tmp_path / "p.toml", bootstrap=broker.bootstrap, topic=topic, group="p", store_url=store, profile=profile)
+    ends = produce(broker.bootstrap, topic, events[:1500])
+    with DaemonProcess(cfg, tmp_path / "p.log") as d:
+        port = _port(d)
+        wait_until(lambda: caught_up(store, "p", topic, ends), 60, "the first part", d)
+        with broker.paused():
+            wait_until(lambda: _metric(_scrape(port), "nlpmon_kafka_connected") == 0.0, 60, "the broker to count as unreachable", d)
+            assert http_status(f"http://127.0.0.1:{port}/readyz") == 503
+            assert http_status(f"http://127.0.0.1:{port}/healthz") == 200  # alive: do not restart me
+        ends = produce(broker.bootstrap, topic, events[1500:])
+        wait_until(lambda: caught_up(store, "p", topic, ends), 120, "catch-up after the broker came back", d)
+        wait_until(lambda: _metric(_scrape(port), "nlpmon_kafka_connected") == 1.0, 30, "reconnection", d)
+        assert d.stop() == 0
+    assert len(all_results(store, MODELS)) >= 5

@@ -7,13 +7,9 @@ import json
 
 import pytest
 
-from monitor.synth.model import build_tiny_classifier
 
 
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """The default tiny classifier: tokenizer dir, model.onnx, config.json, heldout.jsonl (500 sentences)."""
-    return build_tiny_classifier(tmp_path_factory.mktemp("tiny"), seed=0)
+# ``tiny`` (the default tiny classifier) comes from tests/conftest.py.
 
 
 @pytest.fixture(scope="session")
