@@ -17,7 +17,7 @@ def _p(x) -> str:
 
 def window_header() -> str:
     return (f"{'window start (UTC)':<24} {'events':>6} {'p50ms':>6} {'p99ms':>6} {'conf':>5} {'low%':>5}  "
-            f"{'input drift (features: KS, adj p)':<44} {'conf p':>7} {'class p':>7}  drift")  # fmt: skip
+            f"{'input drift: top feature, KS D, adj. p':<44} {'conf p':>7} {'class p':>7}  drift")  # fmt: skip
 
 
 def window_row(r: dict) -> str:
@@ -28,10 +28,13 @@ def window_row(r: dict) -> str:
     else:
         hits = [(n, f) for n, f in d_in["features"].items() if f["drifted"]]
         hits.sort(key=lambda nf: -nf[1]["statistic"])
-        features = ", ".join(f"{n} {f['statistic']:.2f}/{_p(f['p_value_adjusted'])}" for n, f in hits[:2])
-        if len(hits) > 2:
-            features += f" +{len(hits) - 2}"
-        features = features or "none"
+        if hits:
+            name, f = hits[0]  # the strongest shift, then how many more features drifted
+            features = f"{name} D={f['statistic']:.2f} p={_p(f['p_value_adjusted'])}"
+            if len(hits) > 1:
+                features += f" (+{len(hits) - 1} more)"
+        else:
+            features = "none"
     cp = _p(drift["confidence"]["p_value"]) if drift["confidence"] else "-"
     kp = _p(drift["prediction"]["p_value"]) if drift["prediction"] else "-"
     flag = "DRIFT" if r["drifted"] else ("partial" if r["partial"] else "ok")
