@@ -139,6 +139,32 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ReevalConfig:
+    enabled: bool = False
+    model: str = ""
+    tokenizer: str = ""
+    data: str = ""
+    text_field: str = "text"
+    label_field: str = "label"
+    label_map: str = ""
+    batch_size: int = field(default=32, metadata=_key(min=1, max=100_000))
+    max_length: int = field(default=0, metadata=_key(min=0))
+    provider: str = field(default="auto", metadata=_key(choices=("auto", "cuda", "cpu")))
+    threads: int = field(default=1, metadata=_key(min=0, max=1024))
+    calibration_bins: int = field(default=15, metadata=_key(min=1, max=1000))
+    model_name: str = ""
+    model_version: str = "unversioned"
+    dataset_name: str = ""
+    on_drift: bool = True
+    cooldown_seconds: float = field(default=3600.0, metadata=_key(min=0))
+    interval_seconds: float = field(default=0.0, metadata=_key(min=0))
+    timeout_seconds: float = field(default=600.0, metadata=_key(min=0.1))
+    baseline_accuracy: float = field(default=0.0, metadata=_key(min=0, max=1))
+    # Secret: only from the environment (NLPMON_REEVAL_TOKEN), refused in a file, redacted when shown.
+    token: str = field(default="", metadata=_key(secret=True))
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = SourceConfig()
     window: WindowConfig = WindowConfig()
@@ -153,6 +179,7 @@ class Config:
     daemon: DaemonConfig = DaemonConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
+    reeval: ReevalConfig = ReevalConfig()
 
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
@@ -309,6 +336,12 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError("kafka.sasl_mechanism: required with security_protocol SASL_*")
         if config.kafka.dead_letter_topic and config.kafka.dead_letter_topic in config.kafka.topics:
             raise ConfigError("kafka.dead_letter_topic: must not be one of kafka.topics (rejected records would loop)")
+    if config.reeval.enabled:
+        for key in ("model", "tokenizer", "data"):
+            if not getattr(config.reeval, key):
+                raise ConfigError(f"reeval.{key}: required when reeval.enabled is true")
+    if config.reeval.max_length == 1:
+        raise ConfigError("reeval.max_length: must be 0 (the tokenizer's limit) or at least 2, got 1")
     if config.window.kind == "count" and config.window.min_events > config.window.events:
         raise ConfigError(
             f"window.min_events ({config.window.min_events}) is larger than window.events "
