@@ -109,6 +109,7 @@ class KafkaDaemon:
         self._clock = clock
         self.partitions: dict = {}  # TopicPartition -> _Partition
         self.store: SqlStore | None = None
+        self.reeval = None  # monitor.reeval.scheduler.ReevalScheduler when [reeval] is enabled
         self.consumer = None
         self.producer = None
         self.tokenizer: TokenizerFeaturizer | None = None
@@ -151,9 +152,16 @@ class KafkaDaemon:
         self.store = SqlStore(c.store.url)
         stack.callback(self.store.close)
         self._load_store_profiles()
+        if c.reeval.enabled:
+            from monitor.reeval.scheduler import ReevalScheduler
+
+            self.reeval = ReevalScheduler(c.reeval, store=self.store, sink=self.sink, max_streams=c.metrics.max_streams)
+            self.reeval.start()
+            stack.callback(self.reeval.close)  # before the store closes: kills a run still going
         if c.metrics.enabled:
             server = HttpServer(self.registry, host=c.metrics.host, port=c.metrics.port, readiness=self.readiness,
-                                status=self.status).start()
+                                status=self.status,
+                                post_handlers={"/reeval": self.reeval.handle_post} if self.reeval else None).start()
             stack.callback(server.stop)
             self.http_port = server.port
             log_event(logging.INFO, "serving metrics", url=f"http://{c.metrics.host}:{server.port}/metrics")
@@ -228,6 +236,8 @@ class KafkaDaemon:
             results = part.pipeline.process(batch)
             for r in results:
                 _log_window(r)
+                if self.reeval is not None:
+                    self.reeval.on_window(r)
             part.pending.extend(results)
             part.next_offset = records[-1].offset + 1
             self._events_since_checkpoint += len(records)
@@ -236,11 +246,16 @@ class KafkaDaemon:
         due = (
             self._events_since_checkpoint >= c.checkpoint.interval_events
             or self._clock() - self._last_checkpoint >= c.checkpoint.interval_seconds
+            # The stream went quiet: make what was consumed durable now rather than at the next interval.
+            or (not polled and self._events_since_checkpoint > 0)
         )
         if due and not self.paused:
             self._checkpoint(list(self.partitions), reason="interval")
         if not self.paused and self._events_since_checkpoint >= c.checkpoint.max_pending_events:
             self._pause()
+        if self.reeval is not None:
+            self.reeval.tick()
+            self.reeval.poll()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def _checkpoint(self, tps, *, reason: str) -> bool:
@@ -418,7 +433,8 @@ class KafkaDaemon:
         log_event(logging.INFO, "partitions assigned", partitions=_tps(new), restored=sum(1 for tp in new if stored and (tp.topic, tp.partition) in stored))
 
     def _new_pipeline(self) -> Pipeline:
-        return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink)
+        return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink,
+                        on_window_confidences=self.reeval.observe_confidences if self.reeval else None)
 
     # -- health --------------------------------------------------------------------------------------------
     def _observe_kafka(self, polled) -> None:
@@ -468,6 +484,7 @@ class KafkaDaemon:
                                                            "pending_results": len(p.pending), "open_windows": p.pipeline.open_windows}
                            for tp, p in self.partitions.items()},
             "ready": self.readiness()[1],
+            **({"reeval": self.reeval.status()} if self.reeval else {}),
         }  # fmt: skip
 
 
