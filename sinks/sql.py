@@ -1,4 +1,4 @@
-"""The SQL store: reference profiles, window results, drift events and consumer checkpoints.
+"""The SQL store: reference profiles, window results, drift events, consumer checkpoints and re-evaluation runs.
 
 Any SQLAlchemy URL works; SQLite (the default, ``sqlite:///nlpmon.db``) and PostgreSQL (``postgresql+psycopg://``)
 are tested. The one call the daemon's exactly-once guarantee rests on is :meth:`SqlStore.commit`: the window
@@ -29,7 +29,7 @@ from sinks.sql_schema import MIGRATIONS, SCHEMA_VERSION, WINDOW_KEY
 
 __all__ = [
     "DEFAULT_URL", "SqlStore", "StoreUnavailable", "SchemaVersionError", "CheckpointConflict", "ProfileNotFound",
-    "ProfileInfo",
+    "ProfileInfo", "ReevalRun", "REEVAL_OUTCOMES",
 ]
 
 DEFAULT_URL = "sqlite:///nlpmon.db"
@@ -43,6 +43,7 @@ _PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle
 # Serialises concurrent create_schema() calls on one PostgreSQL database (an arbitrary constant).
 _PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
 _CHECKPOINT_KEY = ("group_id", "topic", "partition")
+REEVAL_OUTCOMES = ("success", "failure", "timeout")
 
 
 class StoreUnavailable(Exception):
@@ -77,6 +78,23 @@ class ProfileInfo:
     version: int
     active: bool
     created_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReevalRun:
+    """A stored re-evaluation run (table ``reeval_runs``); ``result`` is ``None`` for a failed run."""
+
+    id: int
+    model: str
+    version: str
+    dataset: str
+    started_at_ms: int
+    duration_seconds: float | None
+    trigger: str
+    outcome: str
+    accuracy: float | None
+    error: str | None
+    result: dict | None
 
 
 class SqlStore:
@@ -376,6 +394,79 @@ class SqlStore:
         with self._transaction(write=False) as conn:
             found = list(conn.execute(query).scalars())
         return found if limit is None else found[::-1]
+
+    # -- re-evaluation runs ------------------------------------------------------------------------------------
+
+    def save_reeval_run(
+        self,
+        *,
+        model: str,
+        version: str,
+        dataset: str,
+        started_at_ms: int,
+        trigger: str,
+        outcome: str,
+        result: Mapping | None = None,
+        error: str | None = None,
+        duration_seconds: float | None = None,
+    ) -> int:
+        """Store one finished re-evaluation run and return its id (increasing with every save).
+
+        ``result`` is the run's JSON document (``ReevalResult.to_dict()``); its ``accuracy`` is copied into
+        the indexed column. ``outcome`` is one of :data:`REEVAL_OUTCOMES`.
+        """
+        for what, value in (("model", model), ("version", version), ("dataset", dataset), ("trigger", trigger)):
+            _check_name(what, value)
+        if outcome not in REEVAL_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(REEVAL_OUTCOMES)}, got {outcome!r}")
+        if isinstance(started_at_ms, bool) or not isinstance(started_at_ms, int):
+            raise TypeError("started_at_ms must be an integer of epoch milliseconds")
+        if result is not None and not isinstance(result, Mapping):
+            raise TypeError("result must be a dict or None")
+        self._ensure_schema()
+        row = {
+            "model": model, "version": version, "dataset": dataset, "started_at_ms": started_at_ms,
+            "duration_seconds": _float_or_none(duration_seconds), "trigger": trigger, "outcome": outcome,
+            "accuracy": _float_or_none(result.get("accuracy")) if result is not None else None,
+            "error": error, "result": dict(result) if result is not None else None,
+        }
+        with self._transaction(write=True) as conn:
+            return int(conn.execute(sa.insert(tables.reeval_runs).values(**row)).inserted_primary_key[0])
+
+    def reeval_runs(
+        self,
+        model: str | None = None,
+        *,
+        version: str | None = None,
+        dataset: str | None = None,
+        outcome: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[ReevalRun]:
+        """Return stored re-evaluation runs, oldest first (``newest_first``: newest first), filtered by the
+        given columns; ``limit`` keeps the first ``limit`` of that order.
+
+        ``reeval_runs(model, dataset=d, outcome="success", limit=1)`` is the default baseline of a model.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        self._ensure_schema()
+        t = tables.reeval_runs.c
+        query = sa.select(tables.reeval_runs)
+        for column, value in (("model", model), ("version", version), ("dataset", dataset), ("outcome", outcome)):
+            if value is not None:
+                query = query.where(t[column] == value)
+        order = (t.started_at_ms, t.id)
+        query = query.order_by(*(c.desc() for c in order) if newest_first else order)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(query).all()
+        return [
+            ReevalRun(r.id, r.model, r.version, r.dataset, r.started_at_ms, r.duration_seconds, r.trigger,
+                      r.outcome, r.accuracy, r.error, r.result)
+            for r in rows
+        ]  # fmt: skip
 
     def _write_results(self, conn: sa.Connection, rows: list[dict], events: list[dict]) -> None:
         if not rows:

@@ -14,15 +14,18 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
-    "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints",
+    "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
 # version. A step alters or backfills existing tables; tables that are new in a version are created after
 # the steps by ``metadata.create_all`` from the definitions below.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    # 1 -> 2 adds the table reeval_runs; nothing existing changes.
+    1: lambda conn: None,
+}
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
 _Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -97,4 +100,25 @@ checkpoints = sa.Table(
     # Serialized open-window state of the partition; opaque to the store.
     sa.Column("state", sa.LargeBinary, nullable=True),
     sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+
+# One row per finished re-evaluation run (docs/reeval.md), successful or not; the newest run of a model and
+# data set carries the calibration table, the oldest successful one is the default baseline.
+reeval_runs = sa.Table(
+    "reeval_runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", _Name, nullable=False),
+    sa.Column("version", _Name, nullable=False),
+    sa.Column("dataset", _Name, nullable=False),
+    sa.Column("started_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("duration_seconds", sa.Double, nullable=True),
+    # What started it: drift, interval, on_demand (POST /reeval), cli.
+    sa.Column("trigger", sa.String(32), nullable=False),
+    # success, failure or timeout.
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("accuracy", sa.Double, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # The run's result document (ReevalResult.to_dict() plus what the daemon adds); NULL for failed runs.
+    sa.Column("result", _Json, nullable=True),
+    sa.Index("reeval_runs_model_dataset_started", "model", "dataset", "started_at_ms"),
 )
