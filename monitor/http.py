@@ -28,7 +28,8 @@ class HttpServer:
         port: int = 9108,
         readiness: Callable[[], tuple[bool, dict]] = lambda: (True, {}),
         status: Callable[[], dict] = dict,
-        post_handlers: dict[str, Callable[[dict, bytes], tuple[int, dict]]] | None = None,
+        # POST handlers get (headers, body, client address) and answer (status code, JSON object).
+        post_handlers: dict[str, Callable[[dict, bytes, str], tuple[int, dict]]] | None = None,
     ):
         handler = _make_handler(registry, readiness, status, post_handlers or {})
         self._server = ThreadingHTTPServer((host, port), handler)
@@ -93,7 +94,7 @@ def _make_handler(registry, readiness, status, post_handlers):
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, 1 << 20)) if length else b""
-            code, obj = handler(dict(self.headers), body)
+            code, obj = handler(dict(self.headers), body, self.client_address[0])
             self._json(code, obj)
 
     return Handler

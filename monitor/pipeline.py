@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from monitor.accumulator import BatchSlice, WindowAccumulator
+from monitor.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.config import Config
 from monitor.evaluate import StreamDetectors, window_result
 from monitor.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
@@ -99,8 +99,12 @@ class Pipeline:
         sink: Sink | None = None,
         dead_letter: DeadLetter | None = None,
         now_ms: Callable[[], int] | None = None,
+        on_window_confidences: Callable[[dict, np.ndarray], None] | None = None,
     ):
         self.config = config
+        # Called with each closed window's result and its reservoir's confidences (NaN for error events),
+        # e.g. for the label-free accuracy estimate; the result is not changed by it.
+        self.on_window_confidences = on_window_confidences
         self.tokenizer = tokenizer
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
         self.profiles = dict(profiles or {})
@@ -290,6 +294,8 @@ class Pipeline:
             invalid=stream.pending_invalid,
         )
         stream.pending_late = stream.pending_invalid = 0
+        if self.on_window_confidences is not None:
+            self.on_window_confidences(result, acc.reservoir.rows[:, CONFIDENCE_COL])
         self.stats.windows += 1
         if self.sink is not None:
             self.sink.window_closed(result)

@@ -16,13 +16,24 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-__all__ = ["PrometheusSink", "OTHER", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUCKETS", "LENGTH_BUCKETS_TOKENS"]
+__all__ = ["PrometheusSink", "OTHER", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUCKETS", "LENGTH_BUCKETS_TOKENS",
+           "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES"]
 
 OTHER = "__other__"
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LENGTH_BUCKETS_TOKENS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 _QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max"))
+# The gauges of the latest re-evaluation of each (model, version, dataset): name -> help text.
+REEVAL_GAUGES = {
+    "nlp_reeval_accuracy": "Accuracy of the latest re-evaluation on the held-out data set.",
+    "nlp_reeval_f1": "Macro-F1 of the latest re-evaluation.",
+    "nlp_reeval_ece": "Expected calibration error of the latest re-evaluation.",
+    "nlp_reeval_accuracy_drop": "Baseline accuracy minus the latest re-evaluation's accuracy (positive: worse).",
+    "nlp_reeval_duration_seconds": "Wall-clock duration of the latest re-evaluation.",
+    "nlp_reeval_last_run_timestamp_seconds": "When the latest successful re-evaluation finished.",
+}
+REEVAL_RUN_OUTCOMES = ("success", "failure", "timeout", "skipped_busy")
 
 
 class _Histogram:
@@ -78,6 +89,9 @@ class PrometheusSink:
         self._dead_letter = 0
         self._open_windows = 0
         self._gauges: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
+        self._reeval: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._reeval_runs: Counter[str] | None = None  # None until re-evaluation is enabled
+        self._estimated_accuracy: dict[tuple[str, str], float] = {}
         registry.register(self)
 
     # -- label bounds --------------------------------------------------------------------------------------
@@ -168,6 +182,30 @@ class PrometheusSink:
                 entry = self._gauges[name] = (doc, tuple(sorted(labels)), {})
             entry[2][tuple(labels[k] for k in entry[1])] = float(value)
 
+    def set_reeval(self, model: str, version: str, dataset: str, values: dict[str, float | None]) -> None:
+        """Replace the ``nlp_reeval_*`` gauges of (model, version, dataset); keys of ``values`` are
+        :data:`REEVAL_GAUGES` names, a ``None`` value leaves that gauge out."""
+        unknown = set(values) - set(REEVAL_GAUGES)
+        if unknown:
+            raise ValueError(f"not re-evaluation gauges: {', '.join(sorted(unknown))}")
+        with self._lock:
+            m, v = self._stream(model, version)
+            self._reeval[(m, v, dataset)] = {k: float(x) for k, x in values.items() if x is not None}
+
+    def count_reeval_run(self, outcome: str, n: int = 1) -> None:
+        """Count a re-evaluation run by outcome; the first call (any ``n``, 0 included) creates every series."""
+        if outcome not in REEVAL_RUN_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(REEVAL_RUN_OUTCOMES)}, got {outcome!r}")
+        with self._lock:
+            if self._reeval_runs is None:
+                self._reeval_runs = Counter({o: 0 for o in REEVAL_RUN_OUTCOMES})
+            self._reeval_runs[outcome] += n
+
+    def set_estimated_accuracy(self, model: str, version: str, value: float) -> None:
+        """Set the label-free accuracy estimate of a stream's latest closed window."""
+        with self._lock:
+            self._estimated_accuracy[self._stream(model, version)] = float(value)
+
     def latest_windows(self) -> list[dict]:
         with self._lock:
             return list(self._windows.values())
@@ -177,6 +215,7 @@ class PrometheusSink:
         with self._lock:
             yield from self._collect_events()
             yield from self._collect_windows()
+            yield from self._collect_reeval()
             yield from self._collect_daemon()
 
     def _collect_events(self):
@@ -275,6 +314,28 @@ class PrometheusSink:
                 pval.add_metric(lv + [detector, feature], d["p_value"])
                 flag.add_metric(lv + [detector, feature], 1.0 if d["drifted"] else 0.0)
                 flag.add_metric(lv + [detector, "__any__"], 1.0 if d["drifted"] else 0.0)
+
+    def _collect_reeval(self):
+        if not (self._reeval or self._estimated_accuracy or self._reeval_runs is not None):
+            return
+        labels = ["model", "version", "dataset"]
+        families = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc in REEVAL_GAUGES.items()}
+        for key, values in sorted(self._reeval.items()):
+            for name, value in values.items():
+                families[name].add_metric(list(key), value)
+        yield from families.values()
+        est = GaugeMetricFamily("nlp_estimated_accuracy", "Label-free accuracy estimate of the latest closed window "
+                                "(its confidences through the latest re-evaluation's calibration table).",
+                                labels=["model", "version"])  # fmt: skip
+        for (m, v), value in sorted(self._estimated_accuracy.items()):
+            est.add_metric([m, v], value)
+        yield est
+        if self._reeval_runs is not None:
+            runs = CounterMetricFamily("nlpmon_reeval_runs", "Re-evaluation runs by outcome (skipped_busy: a trigger "
+                                       "that found a run in progress).", labels=["outcome"])  # fmt: skip
+            for outcome in REEVAL_RUN_OUTCOMES:
+                runs.add_metric([outcome], self._reeval_runs[outcome])
+            yield runs
 
     def _collect_daemon(self):
         c = CounterMetricFamily("nlpmon_events_consumed", "Records read from the source, valid or not.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from monitor.reeval.errors import ReevalError
@@ -95,6 +96,12 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--dataset-name", help="data set name in the report (default: the data file's stem)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="SQL store URL: store this run in reeval_runs, and use the first stored run of the model and data "
+        "set as the baseline when --baseline-accuracy is not given",
+    )
     p.set_defaults(func=reeval_command)
 
     q = subparsers.add_parser(
@@ -125,7 +132,11 @@ def reeval_command(args: argparse.Namespace) -> int:
     from monitor.reeval.report import ProgressBar, format_table
 
     bar = None
+    store = None
     try:
+        baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
+        if args.store:
+            store, baseline = _open_store(args, baseline)
         options = ReevalOptions(
             model=args.model,
             tokenizer=args.tokenizer,
@@ -137,7 +148,7 @@ def reeval_command(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             provider=args.provider,
             candidate=args.candidate,
-            baseline=Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None,
+            baseline=baseline,
             calibration_bins=args.calibration_bins,
             sort_by_length=not args.no_sort,
             intra_op_threads=args.threads,
@@ -148,8 +159,11 @@ def reeval_command(args: argparse.Namespace) -> int:
         )
         if not args.quiet and sys.stderr.isatty():
             bar = ProgressBar(sys.stderr)
+        started_at_ms = time.time_ns() // 1_000_000
         result = run_reeval(options, progress=bar)
     except (ReevalError, ValueError) as exc:
+        if store is not None:
+            store.close()
         return _fail("reeval", exc)
     finally:
         if bar is not None:
@@ -158,6 +172,45 @@ def reeval_command(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), allow_nan=False))
     else:
         sys.stdout.write(format_table(result))
+    if store is not None:
+        return _save_run(store, result, started_at_ms)
+    return 0
+
+
+def _open_store(args: argparse.Namespace, baseline):
+    """Open ``--store``; without a configured baseline, take the first stored successful run of this model
+    and data set (labels as the result will have them)."""
+    from monitor.reeval.job import Baseline
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    store = SqlStore(args.store)
+    if baseline is not None:
+        return store, baseline
+    name = args.name or args.model.stem
+    dataset = args.dataset_name or args.data.stem
+    try:
+        first = store.reeval_runs(name, dataset=dataset, outcome="success", limit=1)
+    except StoreUnavailable as exc:
+        store.close()
+        raise ReevalError(f"cannot reach the store: {exc}") from None
+    if first and first[0].result:
+        baseline = Baseline.from_result(first[0].result, source="first_run", run=str(first[0].id))
+    return store, baseline
+
+
+def _save_run(store, result, started_at_ms: int) -> int:
+    from sinks.sql import StoreUnavailable
+
+    try:
+        with store:
+            run_id = store.save_reeval_run(
+                model=result.model_name, version=result.model_version or "unversioned", dataset=result.dataset,
+                started_at_ms=started_at_ms, trigger="cli", outcome="success", result=result.to_dict(),
+                duration_seconds=result.duration_seconds,
+            )
+    except StoreUnavailable as exc:
+        return _fail("reeval", f"the run is not stored: cannot reach the store: {exc}")
+    print(f"stored as re-evaluation run {run_id}", file=sys.stderr)
     return 0
 
 
