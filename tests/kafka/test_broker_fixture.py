@@ -3,6 +3,7 @@ subscribe with a rebalance listener, and recovery after the broker is paused."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
@@ -135,15 +136,30 @@ def test_second_member_triggers_rebalance_with_listener_callbacks(kafka_broker):
             a.poll(timeout_ms=100)
         assert {tp.partition for tp in a.assignment()} == {0, 1, 2, 3}
 
-        # Both members must keep polling for the group to re-form; poll them in turn.
+        # Both members must keep polling for the group to re-form. Each polls in its own thread, as two
+        # processes would: a member's JoinGroup can block inside poll() until every member has rejoined, so
+        # polling both from one thread in turn can starve the other for a whole rebalance timeout.
         b.subscribe([topic], listener=b_listener)
+        done = threading.Event()
+
+        def keep_polling(consumer):
+            while not done.is_set():
+                consumer.poll(timeout_ms=100)
+
+        pollers = [threading.Thread(target=keep_polling, args=(c,), daemon=True) for c in (a, b)]
+        for t in pollers:
+            t.start()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            a.poll(timeout_ms=100)
-            b.poll(timeout_ms=100)
-            mine, theirs = a.assignment(), b.assignment()
-            if mine and theirs and not mine & theirs and len(mine | theirs) == 4:
-                break
+        try:
+            while time.monotonic() < deadline:
+                mine, theirs = a.assignment(), b.assignment()
+                if mine and theirs and not mine & theirs and len(mine | theirs) == 4:
+                    break
+                time.sleep(0.05)
+        finally:
+            done.set()
+            for t in pollers:
+                t.join(10)
         a_final = {tp.partition for tp in a.assignment()}
         b_final = {tp.partition for tp in b.assignment()}
     finally:
