@@ -147,15 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_stack(stack: contextlib.ExitStack, port: int, out: Path) -> dict:
-    """Prometheus + Alertmanager with the project's rules, when installed (issue 5's monitor.stack)."""
-    try:
-        from monitor.stack import start_local_stack
-    except ImportError:
-        return {}
+def _start_stack(stack: contextlib.ExitStack, port: int, out: Path) -> dict[str, str]:
+    """Start Prometheus (+ Alertmanager) with the project's rules when installed; return what to print."""
+    from monitor.stack import INSTALL_HINT, StackUnavailable, start_local_stack
+
     root = Path(__file__).resolve().parent.parent
-    urls = stack.enter_context(start_local_stack([f"127.0.0.1:{port}"], out / "stack", str(root / "alerts" / "*.yml")))
-    return dict(urls or {})
+    try:
+        servers = stack.enter_context(
+            start_local_stack([f"127.0.0.1:{port}"], out / "stack", str(root / "alerts" / "*.yml"))
+        )
+    except StackUnavailable as exc:  # the demo goes on without it
+        return {"prometheus": f"not started: {exc}"}
+    if servers is None:
+        return {"prometheus": f"not installed ({INSTALL_HINT})"}
+    return {
+        "prometheus": f"{servers.prometheus}   alerts: {servers.prometheus}/alerts",
+        "alertmanager": servers.alertmanager or f"not installed ({INSTALL_HINT})",
+    }
 
 
 def _live_view(port: int, daemon: subprocess.Popen, stop: threading.Event, deadline: float, counts: dict) -> None:

@@ -34,3 +34,12 @@ def test_live_demo_finds_the_injected_drift(tmp_path):
     assert "DRIFT" in after[-1], out.stdout
     assert len(rows) == len(before) + len(after)
     assert "http://127.0.0.1:" in out.stdout and "/metrics" in out.stdout
+    # Issue 5: with Prometheus and Alertmanager installed, the demo starts both and says where they are.
+    from monitor.stack import find_binaries
+
+    prometheus, alertmanager = find_binaries()
+    shown = {line.split()[0]: line for line in lines if line.startswith("  ") and line.split()}
+    if prometheus:
+        assert "http://127.0.0.1:" in shown["prometheus"] and "/alerts" in shown["prometheus"], out.stdout
+    if alertmanager:
+        assert "http://127.0.0.1:" in shown["alertmanager"], out.stdout
