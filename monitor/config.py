@@ -160,6 +160,8 @@ class ReevalConfig:
     interval_seconds: float = field(default=0.0, metadata=_key(min=0))
     timeout_seconds: float = field(default=600.0, metadata=_key(min=0.1))
     baseline_accuracy: float = field(default=0.0, metadata=_key(min=0, max=1))
+    candidate: str = ""
+    traffic_sample: int = field(default=1000, metadata=_key(min=0, max=100_000))
     # Secret: only from the environment (NLPMON_REEVAL_TOKEN), refused in a file, redacted when shown.
     token: str = field(default="", metadata=_key(secret=True))
 

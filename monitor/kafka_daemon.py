@@ -434,7 +434,8 @@ class KafkaDaemon:
 
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink,
-                        on_window_confidences=self.reeval.observe_confidences if self.reeval else None)
+                        on_window_confidences=self.reeval.observe_confidences if self.reeval else None,
+                        on_events=self.reeval.observe_events if self.reeval else None)
 
     # -- health --------------------------------------------------------------------------------------------
     def _observe_kafka(self, polled) -> None:

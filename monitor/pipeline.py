@@ -100,11 +100,14 @@ class Pipeline:
         dead_letter: DeadLetter | None = None,
         now_ms: Callable[[], int] | None = None,
         on_window_confidences: Callable[[dict, np.ndarray], None] | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
     ):
         self.config = config
         # Called with each closed window's result and its reservoir's confidences (NaN for error events),
         # e.g. for the label-free accuracy estimate; the result is not changed by it.
         self.on_window_confidences = on_window_confidences
+        # Called with each batch's valid events before windowing (e.g. to keep a sample of recent texts).
+        self.on_events = on_events
         self.tokenizer = tokenizer
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
         self.profiles = dict(profiles or {})
@@ -128,6 +131,8 @@ class Pipeline:
         """Validate and window one batch; return the results of the windows it closed."""
         events = self._decode(records)
         results: list[dict] = []
+        if events and self.on_events is not None:
+            self.on_events(events)
         if events:
             batch = base_features(events, self.features, self.tokenizer)
             by_stream: dict[tuple[str, str], list[int]] = {}

@@ -77,6 +77,16 @@ def add_parsers(subparsers) -> None:
         help="onnxruntime execution provider (default: auto)",
     )
     p.add_argument("--candidate", type=Path, help="a second model (e.g. the INT8 export) to compare on the same data")
+    p.add_argument(
+        "--traffic",
+        type=Path,
+        metavar="EVENTS.jsonl",
+        help="with --candidate: a prediction log (nlpmon's event JSONL); both models also score the logged texts "
+        "of its last --traffic-sample events (of --name's model when given) and the report shows their agreement",
+    )
+    p.add_argument(
+        "--traffic-sample", type=_positive_int, default=2000, help="logged texts used from --traffic (default: 2000)"
+    )
     p.add_argument("--baseline-accuracy", type=_fraction, help="accuracy to compare against; the report shows the drop")
     p.add_argument(
         "--calibration-bins", type=_positive_int, default=15, help="equal-width confidence bins for ECE (default: 15)"
@@ -135,6 +145,17 @@ def reeval_command(args: argparse.Namespace) -> int:
     store = None
     try:
         baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
+        if args.traffic is not None and args.candidate is None:
+            raise ValueError("--traffic needs --candidate: it compares the two models on logged traffic")
+        traffic = ()
+        if args.traffic is not None:
+            from monitor.reeval.traffic import read_traffic_texts
+
+            sample = read_traffic_texts(args.traffic, limit=args.traffic_sample, model=args.name)
+            traffic = sample.texts
+            if sample.invalid:
+                reasons = ", ".join(f"{k}: {v}" for k, v in sorted(sample.invalid.items()))
+                print(f"nlpmon reeval: {args.traffic}: skipped invalid events ({reasons})", file=sys.stderr)
         if args.store:
             store, baseline = _open_store(args, baseline)
         options = ReevalOptions(
@@ -149,6 +170,7 @@ def reeval_command(args: argparse.Namespace) -> int:
             provider=args.provider,
             candidate=args.candidate,
             baseline=baseline,
+            traffic_texts=traffic,
             calibration_bins=args.calibration_bins,
             sort_by_length=not args.no_sort,
             intra_op_threads=args.threads,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -88,6 +88,9 @@ class ReevalOptions:
     ``max_length=None`` uses the tokenizer's ``model_max_length`` (512 when it has none).
     ``flip_check_limit`` caps how many sentences the candidate re-runs one at a time (a seeded sample).
     ``model_name``, ``model_version`` and ``dataset_name`` label the result (default: file stems).
+    ``traffic_texts`` are logged texts of recent real traffic (unlabelled); with a ``candidate`` both models
+    score them too and the result reports their agreement there (``candidate.traffic``). The texts themselves
+    never appear in the result.
     """
 
     model: Path
@@ -109,12 +112,17 @@ class ReevalOptions:
     model_name: str | None = None
     model_version: str | None = None
     dataset_name: str | None = None
+    traffic_texts: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("model", "tokenizer", "data", "candidate"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
+        if not isinstance(self.traffic_texts, tuple):
+            object.__setattr__(self, "traffic_texts", tuple(self.traffic_texts))
+        if not all(isinstance(t, str) for t in self.traffic_texts):
+            raise ValueError("traffic_texts must be strings")
         if isinstance(self.label_map, dict):
             object.__setattr__(self, "label_map", tuple(self.label_map.items()))
         if not self.text_field or not self.label_field:
@@ -212,6 +220,8 @@ class CandidateResult:
     batch_consistency: BatchConsistency | None
     inference_seconds: float
     sentences_per_second: float
+    # Agreement with the model on logged traffic (options.traffic_texts); None without traffic texts.
+    traffic: ModelComparison | None = None
 
     def to_dict(self, labels: tuple[str, ...], primary: ClassificationReport) -> dict:
         m = self.metrics.to_dict(labels)
@@ -230,6 +240,10 @@ class CandidateResult:
             "batch_consistency": self.batch_consistency.to_dict() if self.batch_consistency else None,
             "inference_seconds": self.inference_seconds,
             "sentences_per_second": self.sentences_per_second,
+            # No text here: max_change_index points into traffic nobody can look up, so it is left out.
+            "traffic": None if self.traffic is None else {
+                k: v for k, v in self.traffic.to_dict().items() if k != "max_change_index"
+            },
         }
 
 
@@ -449,6 +463,9 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
     candidate_result = None
     if candidate is not None:
         candidate_result = _evaluate_candidate(candidate, options, encoded, batches, data, probs, t1 - t0, progress)
+        if options.traffic_texts:
+            candidate_result = replace(candidate_result, traffic=_traffic_agreement(model, candidate, tokenizer,
+                                                                                    options, max_length))
 
     tokenize_seconds, inference_seconds = t1 - t0, t2 - t1
     return ReevalResult(
@@ -522,3 +539,12 @@ def _evaluate_candidate(
         inference_seconds=seconds,
         sentences_per_second=_rate(n, tokenize_seconds + seconds),
     )
+
+
+def _traffic_agreement(model: OnnxClassifier, candidate: OnnxClassifier, tokenizer, options: ReevalOptions,
+                       max_length: int) -> ModelComparison:
+    """Both models on the logged traffic texts: how often they agree where it matters, on real inputs."""
+    texts = options.traffic_texts
+    kwargs = {"batch_size": options.batch_size, "max_length": max_length, "sort_by_length": options.sort_by_length}
+    return compare_probabilities(score_texts(model, tokenizer, texts, **kwargs),
+                                 score_texts(candidate, tokenizer, texts, **kwargs))

@@ -103,6 +103,10 @@ def format_table(result: ReevalResult) -> str:
                     f"max prob change {bc.max_probability_change:.4f}",
                 )
             )
+        if c.traffic is not None:
+            rows.append(("on traffic", f"{_pct(c.traffic.agreement)} agreement ({c.traffic.disagreements} of "
+                                       f"{c.traffic.n} logged texts differ), max prob change "
+                                       f"{c.traffic.max_probability_change:.4f}"))  # fmt: skip
         rows.append(("speed", f"{c.sentences_per_second:,.0f} sentences/s  (model {c.inference_seconds:.2f} s)"))
         out += ["", "Candidate"] + _rows(rows)
     return "\n".join(out) + "\n"

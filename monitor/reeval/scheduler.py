@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -148,6 +149,12 @@ class ReevalScheduler:
         self._calibration_from: int | None = None  # its started_at_ms, until it is stored
         self._windows: dict[tuple[str, str], _Window] = {}
         self._unsaved: list[FinishedRun] = []
+        # Texts of recent traffic for the candidate's agreement on real inputs: memory only (bounded by
+        # traffic_sample x validation.max_text_chars), handed to the worker in its private run directory,
+        # never stored, logged or exported. Refilled after a restart.
+        self._traffic: deque[str] | None = (
+            deque(maxlen=settings.traffic_sample) if settings.candidate and settings.traffic_sample else None
+        )
         self._save_retry_at = 0.0
         self.last: FinishedRun | None = None
         if sink is not None:
@@ -248,6 +255,8 @@ class ReevalScheduler:
             batch_size=s.batch_size, max_length=s.max_length or None, provider=s.provider, baseline=baseline,
             calibration_bins=s.calibration_bins, intra_op_threads=s.threads, flip_check_limit=0,
             model_name=model, model_version=version, dataset_name=self.dataset,
+            candidate=Path(s.candidate) if s.candidate else None,
+            traffic_texts=tuple(self._traffic) if self._traffic else (),
         )  # fmt: skip
 
     def _baseline(self, model: str) -> Baseline | None:
@@ -436,6 +445,18 @@ class ReevalScheduler:
                 self._unsaved.extend(waiting[i + 1 :])
                 return
 
+    def observe_events(self, events: Sequence) -> None:
+        """Keep the texts of the latest valid events of the re-evaluated model (``Pipeline`` calls this)."""
+        if self._traffic is None:
+            return
+        target = self.settings.model_name
+        self._traffic.extend(e.text for e in events if e.text and (not target or e.model == target))
+
+    @property
+    def traffic_texts(self) -> int:
+        """How many texts of recent traffic are kept for the candidate."""
+        return len(self._traffic) if self._traffic is not None else 0
+
     # -- label-free estimate ---------------------------------------------------------------------------------
     def observe_confidences(self, result: dict, confidences: np.ndarray) -> float | None:
         """Estimate a closed window's accuracy from its confidences (``Pipeline`` calls this); return it."""
@@ -486,7 +507,8 @@ class ReevalScheduler:
                          for (m, v), w in sorted(self._windows.items())}  # fmt: skip
             calibration_run = self._calibration_run if self._calibration is not None else None
         return {"running": running, "requested": pending, "last": self.last.summary() if self.last else None,
-                "calibration_run": calibration_run, "estimates": estimates, "unsaved_runs": len(self._unsaved)}
+                "calibration_run": calibration_run, "estimates": estimates, "unsaved_runs": len(self._unsaved),
+                "traffic_texts": self.traffic_texts}
 
     def _set_running(self, running: bool) -> None:
         if self.sink is not None:

@@ -51,7 +51,9 @@ def main(run_dir: Path) -> int:
                                                 "mean_confidence": [0.4, 0.9]}),
         "options_seen": {"model_name": options.model_name, "model_version": options.model_version,
                          "dataset_name": options.dataset_name, "label_map": options.label_map,
-                         "intra_op_threads": options.intra_op_threads, "max_length": options.max_length},
+                         "intra_op_threads": options.intra_op_threads, "max_length": options.max_length,
+                         "candidate": None if options.candidate is None else str(options.candidate),
+                         "traffic_texts": list(options.traffic_texts)},
     }
     _write_outcome(run_dir, {"outcome": "success", "result": result})
     return 0

@@ -139,3 +139,58 @@ def test_quantize_bad_inputs_exit_2(nlpmon, capsys, tiny, tmp_path, case):
     assert nlpmon("quantize", src, "-o", dst) == 2
     err = capsys.readouterr().err
     assert err.startswith("nlpmon quantize: error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def _traffic_log(path, texts, *, garbage=()):
+    lines = [json.dumps({"ts": 1_764_000_000 + i, "model": "sentiment", "prediction": "pos", "text": t})
+             for i, t in enumerate(texts)]
+    lines += [json.dumps({"ts": 1_764_000_100, "model": "intent", "prediction": "x", "text": "another model"})]
+    lines += list(garbage)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_candidate_agreement_on_logged_traffic(nlpmon, capsys, tiny, tiny_int8, heldout_rows, tmp_path):
+    from monitor.reeval.encode import load_tokenizer
+    from monitor.reeval.job import score_texts
+    from monitor.reeval.session import OnnxClassifier
+
+    texts = [r["text"] for r in heldout_rows[:150]]
+    log = _traffic_log(tmp_path / "traffic.jsonl", texts, garbage=["{not json", '{"ts": 1, "model": "sentiment"}'])
+    code = nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path,
+                  "--candidate", tiny_int8, "--flip-check-limit", "0", "--traffic", log, "--traffic-sample", "100",
+                  "--name", "sentiment", "--format", "json")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    traffic = json.loads(out)["candidate"]["traffic"]
+
+    # Independently: the last 100 logged texts of the model through both models.
+    tok = load_tokenizer(tiny.tokenizer_dir)
+    a = score_texts(OnnxClassifier(tiny.model_path, provider="cpu"), tok, texts[-100:], max_length=tiny.max_length)
+    b = score_texts(OnnxClassifier(tiny_int8, provider="cpu"), tok, texts[-100:], max_length=tiny.max_length)
+    same = a.argmax(axis=1) == b.argmax(axis=1)
+    assert traffic["n"] == 100
+    assert traffic["agreement"] == pytest.approx(same.mean()) and traffic["disagreements"] == int((~same).sum())
+    assert traffic["max_probability_change"] == pytest.approx(np.abs(a - b).max(axis=1).max(), abs=1e-6)
+    assert "max_change_index" not in traffic
+    # Invalid lines are reported by reason; no logged text is printed anywhere.
+    assert "skipped invalid events" in err and "malformed_json" in err
+    assert not any(t in out or t in err for t in texts)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--traffic", "{log}"], "--traffic needs --candidate"),
+        (["--candidate", "{int8}", "--traffic", "{missing}"], "cannot read the traffic log"),
+        (["--candidate", "{int8}", "--traffic", "{log}", "--name", "nobody"], "no valid event of model 'nobody'"),
+    ],
+)
+def test_traffic_errors_exit_2(nlpmon, capsys, tiny, tiny_int8, tmp_path, extra, message):
+    log = _traffic_log(tmp_path / "traffic.jsonl", ["a logged text"])
+    fill = {"log": log, "int8": tiny_int8, "missing": tmp_path / "missing.jsonl"}
+    code = nlpmon("reeval", "--model", tiny.model_path, "--tokenizer", tiny.tokenizer_dir, "--data", tiny.heldout_path,
+                  *[a.format(**fill) for a in extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

@@ -257,7 +257,33 @@ def test_options_follow_the_config(env):
     s.tick()
     seen = wait_finished(s).result["options_seen"]
     assert seen == {"model_name": "model", "model_version": "4", "dataset_name": "heldout",
-                    "label_map": [["neg", 0], ["pos", 1]], "intra_op_threads": 2, "max_length": None}
+                    "label_map": [["neg", 0], ["pos", 1]], "intra_op_threads": 2, "max_length": None,
+                    "candidate": None, "traffic_texts": []}
+
+
+class _Ev:
+    def __init__(self, model: str, text: str | None):
+        self.model, self.text = model, text
+
+
+def test_with_a_candidate_the_latest_traffic_texts_go_to_the_run(env, tmp_path):
+    s = env.scheduler(candidate=str(tmp_path / "int8.onnx"), traffic_sample=3, model_name="sentiment")
+    s.observe_events([_Ev("sentiment", "one"), _Ev("intent", "not this model"), _Ev("sentiment", None)])
+    s.observe_events([_Ev("sentiment", ""), _Ev("sentiment", "two"), _Ev("sentiment", "three")])
+    s.observe_events([_Ev("sentiment", "four")])
+    assert s.traffic_texts == 3 and s.status()["traffic_texts"] == 3
+    s.request()
+    s.tick()
+    seen = wait_finished(s).result["options_seen"]
+    assert seen["candidate"] == str(tmp_path / "int8.onnx")
+    assert seen["traffic_texts"] == ["two", "three", "four"]  # the newest, in arrival order
+
+
+def test_no_texts_are_kept_without_a_candidate_or_with_a_zero_sample(env, tmp_path):
+    for settings in ({}, {"candidate": str(tmp_path / "int8.onnx"), "traffic_sample": 0}):
+        s = env.scheduler(**settings)
+        s.observe_events([_Ev("model", "kept only for a candidate")])
+        assert s.traffic_texts == 0
 
 
 def test_windows_get_the_label_free_estimate_from_the_latest_calibration(env, tmp_path):
