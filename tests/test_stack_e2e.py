@@ -6,9 +6,12 @@ drifted. ``nlpmon run`` consumes it with windows of WINDOW_S seconds; a real Pro
 shortened in a checked copy (monitor.stack.shorten_drift_persistence), and sends alerts to a real Alertmanager
 (``prometheus-alertmanager``) running the project's routing, whose receivers point at a webhook server here.
 
-Asserted through Prometheus' HTTP API and the webhook: every dashboard query returns data (except the
-re-evaluation queries listed in NO_DATA_EXPECTED); NlpInputDrift fires and reaches the page receiver after
-the drift starts; no drift alert fires, and nothing is notified, during the clean part.
+Re-evaluation runs in the daemon on the tiny real ONNX model: once on demand (``POST /reeval``) at the start,
+then on drift, with the first run as its baseline.
+
+Asserted through Prometheus' HTTP API and the webhook: every dashboard query returns data (except those listed
+in NO_DATA_EXPECTED, each with its reason); NlpInputDrift fires and reaches the page receiver after the drift
+starts; no drift alert fires, and nothing is notified, during the clean part.
 
 Without the binaries the test is skipped, except under CI=true, where it fails: CI must not pass by skipping.
 """
@@ -19,6 +22,7 @@ import contextlib
 import os
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,19 +54,7 @@ DRIFT_ALERTS_RE = "Nlp.*Drift|NlpConfidenceShift|NlpPredictionClassShift"
 
 # Dashboard queries that cannot return data here, each with the reason. Keep this minimal: a query listed
 # here that does return data fails the test, so the list shrinks as the features land.
-_REEVAL = ("re-evaluation (issue 4) runs as the `nlpmon reeval` batch job, not in the daemon, and exports "
-           "no Prometheus metrics yet")
-NO_DATA_EXPECTED = {
-    ("Re-evaluation accuracy", "A"): _REEVAL,
-    ("Re-evaluation accuracy", "B"): _REEVAL,
-    ("Re-evaluation accuracy", "C"): _REEVAL,
-    ("Estimated vs measured accuracy", "A"): _REEVAL + " (nlp_estimated_accuracy comes with it)",
-    ("Estimated vs measured accuracy", "B"): _REEVAL,
-    ("Re-evaluation accuracy drop", "A"): _REEVAL,
-    ("Re-evaluation runs per hour", "A"): _REEVAL,
-    ("Re-evaluation timing", "A"): _REEVAL,
-    ("Re-evaluation timing", "B"): _REEVAL,
-}
+NO_DATA_EXPECTED: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -108,14 +100,28 @@ def _metrics_port(daemon: DaemonProcess) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tmp_path):
+def _reeval_section(tiny) -> str:
+    # Cooldown shorter than the clean part, so the drift starts a second run (baseline: the first).
+    return (f'[reeval]\nenabled = true\nmodel = "{tiny.model_path}"\ntokenizer = "{tiny.tokenizer_dir}"\n'
+            f'data = "{tiny.heldout_path}"\nmodel_name = "sentiment"\nmodel_version = "1"\n'
+            f'cooldown_seconds = 5\ntimeout_seconds = 60\n')
+
+
+def _post_reeval(port: int) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/reeval", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status
+
+
+def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_path):
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     rules_glob = _short_rules(tmp_path / "rules")
     profile = _profile(tmp_path)
     topic = kafka_broker.new_topic()
     config = write_config(tmp_path / "nlpmon.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="e2e",
-                          store_url=f"sqlite:///{tmp_path / 'store.db'}", profile=profile)
+                          store_url=f"sqlite:///{tmp_path / 'store.db'}", profile=profile,
+                          extra=_reeval_section(tiny))
     env = {"NLPMON_WINDOW_SIZE_SECONDS": str(WINDOW_S), "NLPMON_WINDOW_LATENESS_SECONDS": "0.5",
            "NLPMON_WINDOW_MIN_EVENTS": "200", "NLPMON_LOGGING_LEVEL": "info"}
 
@@ -125,6 +131,7 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tmp_path):
         traffic = LiveTraffic(kafka_broker.bootstrap, topic, rate_per_s=RATE_PER_S, seed=1, label_share=0.2).start()
         stack.callback(traffic.stop)
         port = _metrics_port(daemon)
+        assert _post_reeval(port) == 202  # the first re-evaluation: the baseline of the drift-triggered one
         servers = stack.enter_context(start_local_stack(
             [f"127.0.0.1:{port}"], tmp_path / "stack", rules_glob, scrape_interval_s=1, evaluation_interval_s=1,
             alertmanager_config=local_alertmanager_config(ALERTS / "alertmanager" / "alertmanager.yml",
@@ -172,6 +179,13 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tmp_path):
         assert alert["labels"]["severity"] == "page" and alert["labels"]["version"] == "1"
         description = alert["annotations"]["description"]
         assert "Drifted features: " in description and "Largest KS statistic: " in description, description
+
+        # The drift-triggered re-evaluation, compared with the on-demand one (the accuracy-drop panel).
+        progress(lambda: prom.value('count(nlp_reeval_accuracy_drop{job="nlpmon"})') is not None, 60,
+                 "Prometheus to scrape the drift-triggered re-evaluation")
+        runs = prom.value('sum(nlpmon_reeval_runs_total{job="nlpmon",outcome="success"})')
+        assert runs >= 2, f"{runs} successful re-evaluation runs"
+        assert prom.value('max(nlp_reeval_accuracy_drop{job="nlpmon"})') == pytest.approx(0.0, abs=1e-9)
 
         # Dashboard: every panel query returns data, now that clean and drifted windows were both scraped.
         empty, unexpected = [], []
