@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nlpmon",
         description="Monitoring and drift detection for NLP models in production.",
-        epilog="Docs: docs/events.md (input), docs/results.md (output), docs/config.md, docs/metrics.md.",
+        epilog="Docs: docs/events.md (input), docs/results.md (output), docs/config.md, docs/metrics.md, "
+        "docs/kafka.md (the sidecar), docs/storage.md, docs/reeval.md, docs/runbooks.md.",
     )
     parser.add_argument("--version", action="version", version=f"nlpmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -74,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "run",
         help="run the daemon from a config file",
-        description="Run the monitoring daemon as configured ([source] kind = file | stdin). Stops on SIGTERM/SIGINT "
-        "after flushing open windows; a second signal exits at once.",
+        description="Run the monitoring daemon as configured: [source] kind = kafka is the sidecar (docs/kafka.md; "
+        "windows, checkpoints and re-evaluation runs in the SQL store), file or stdin read a JSONL prediction log. "
+        "Serves /metrics, /healthz, /readyz, /status (and POST /reeval with [reeval] enabled). The first "
+        "SIGTERM/SIGINT stops consuming and drains (Kafka: final checkpoint within daemon.grace_seconds; file: "
+        "open windows flushed), exit 0; a second signal exits at once.",
     )
     _add_config_flags(p)
     p.set_defaults(func=cmd_run)
