@@ -256,3 +256,42 @@ def test_broker_paused_then_resumed(private_kafka_broker, profile, tmp_path):
         wait_until(lambda: _metric(_scrape(port), "nlpmon_kafka_connected") == 1.0, 30, "reconnection", d)
         assert d.stop() == 0
     assert len(all_results(store, MODELS)) >= 5
+
+
+def test_active_profile_from_the_store_is_the_reference(kafka_broker, tmp_path, capsys):
+    """`nlpmon reference build --store --activate`, then a daemon with no [reference] paths tests against it."""
+    from monitor.cli import main
+
+    store = f"sqlite:///{tmp_path / 'p.db'}"
+    write_events(tmp_path / "ref.jsonl", generate_events(3000, seed=99, rate_per_s=20))
+    assert main(["reference", "build", str(tmp_path / "ref.jsonl"), "-o", str(tmp_path / "profile.json"),
+                 "--store", store, "--activate"]) == 0
+    capsys.readouterr()
+    topic = kafka_broker.new_topic()
+    ends = produce(kafka_broker.bootstrap, topic, _events(1500, seed=8))
+    cfg = write_config(tmp_path / "p.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="p", store_url=store,
+                       profile=None)
+    _run_to_end(cfg, tmp_path / "p.log", store, "p", topic, ends)
+    tested = [r for r in all_results(store, ["sentiment"]) if r["drift"]["input"] is not None]
+    assert tested, "no sentiment window was tested against the stored profile"
+    assert any(r["drifted"] for r in tested) and not tested[0]["drifted"]  # drift in the second half only
+
+
+def test_a_second_signal_exits_at_once(kafka_broker, profile, tmp_path):
+    import signal
+    import time
+
+    topic = kafka_broker.new_topic()
+    produce(kafka_broker.bootstrap, topic, _events(400, seed=9))
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    cfg = write_config(tmp_path / "s.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="s", store_url=store,
+                       profile=profile)
+    # Checkpoints made slow, so that the first SIGTERM's drain is still going when the second one arrives.
+    with DaemonProcess(cfg, tmp_path / "s.log", env={"NLPMONTEST_CHECKPOINT_PAUSE_SECONDS": "20"}) as d:
+        wait_until(lambda: any(e.get("msg") == "partitions assigned" for e in d.logs()), 30, "an assignment", d)
+        d.popen.send_signal(signal.SIGTERM)
+        wait_until(lambda: any(e.get("msg") == "shutdown requested, draining" for e in d.logs()), 10, "the drain", d)
+        t0 = time.monotonic()
+        d.popen.send_signal(signal.SIGTERM)
+        assert d.popen.wait(10) == 143
+        assert time.monotonic() - t0 < 5
