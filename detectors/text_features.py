@@ -48,38 +48,50 @@ TOKENIZER_FEATURES = ("token_count", "unk_token_rate", "truncated")
 _BMP = 0x10000
 # Column order of the character-class table built below.
 _DIGIT, _UPPER, _LETTER, _PUNCT, _SPACE, _NON_ASCII = range(6)
+_N_CODES = 1 << 6
 
 
 @lru_cache(maxsize=1)
-def _char_classes() -> tuple[np.ndarray, ...]:
-    """One 0/1 lookup array per character class, indexed by code point.
+def _char_codes() -> tuple[np.ndarray, np.ndarray]:
+    """The character classes of every code point as one 6-bit code, and the code -> classes matrix.
 
-    Index ``_BMP`` stands for every code point above the BMP (only non-ASCII is set there).
+    ``codes[cp]`` has bit ``k`` set when code point ``cp`` is in class ``k`` (order above); index ``_BMP``
+    stands for every code point above the BMP (only non-ASCII is set there). ``bits[code, k]`` is 1 when
+    ``code`` has bit ``k``. A batch's per-text class counts are then one gather and one ``bincount`` over
+    (text, code) pairs, instead of a gather and a segmented sum per class.
     """
-    table = np.zeros((6, _BMP + 1), dtype=np.uint8)
+    codes = np.zeros(_BMP + 1, dtype=np.intp)
     for cp in range(_BMP):
         ch = chr(cp)
         cat = unicodedata.category(ch)
+        code = 0
         if cat == "Nd":
-            table[_DIGIT, cp] = 1
+            code |= 1 << _DIGIT
         if cat[0] == "L":
-            table[_LETTER, cp] = 1
+            code |= 1 << _LETTER
             if cat == "Lu":
-                table[_UPPER, cp] = 1
+                code |= 1 << _UPPER
         elif cat[0] == "P":
-            table[_PUNCT, cp] = 1
+            code |= 1 << _PUNCT
         if ch.isspace():
-            table[_SPACE, cp] = 1
-    table[_NON_ASCII, 0x80:] = 1
-    return tuple(table)
+            code |= 1 << _SPACE
+        codes[cp] = code
+    codes[0x80:] |= 1 << _NON_ASCII
+    # float64: the matrix product below then runs in BLAS (integer matmul has no fast path); counts stay exact
+    # far beyond any batch (2**53).
+    bits = ((np.arange(_N_CODES)[:, None] >> np.arange(6)[None, :]) & 1).astype(np.float64)
+    codes.flags.writeable = bits.flags.writeable = False
+    return codes, bits
 
 
-def _per_text_sums(values: np.ndarray, starts: np.ndarray, non_empty: np.ndarray, n: int) -> np.ndarray:
-    # reduceat only over non-empty texts: it yields values[start] (not 0) for an empty segment, and the
-    # starts of non-empty texts are strictly increasing, so each segment ends where the next text begins.
-    sums = np.zeros(n, dtype=np.int64)
-    sums[non_empty] = np.add.reduceat(values, starts, dtype=np.int64)
-    return sums
+def _class_counts(chars: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per-text counts of each character class: ``(len(lengths), 6)``, columns in class order."""
+    codes, bits = _char_codes()
+    # intp indices: numpy converts any other index dtype to intp on every gather.
+    code = codes[np.minimum(chars, _BMP).astype(np.intp)]
+    text_of = np.repeat(np.arange(lengths.size, dtype=np.intp), lengths)
+    per_code = np.bincount(text_of * _N_CODES + code, minlength=lengths.size * _N_CODES)
+    return (per_code.reshape(lengths.size, _N_CODES).astype(np.float64) @ bits).astype(np.int64)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -102,29 +114,20 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
     if n == 0:
         return out
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-    bounds = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=bounds[1:])
-
     out[:, 0] = lengths
-    if bounds[-1] == 0:
+    if not lengths.any():
         out[:, 8] = 1.0
         return out
     # One UTF-32 buffer for the whole batch: character classes become array lookups instead of a Python
     # loop over characters, which is what makes ~100k texts/s possible.
-    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
-    index = np.minimum(codes, _BMP)
-    non_empty = np.flatnonzero(lengths)
-    starts = bounds[:-1][non_empty]
-    digits, upper, letters, punct, spaces, non_ascii = (
-        _per_text_sums(table[index], starts, non_empty, n) for table in _char_classes()
-    )
+    chars = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    counts = _class_counts(chars, lengths)
+    digits, upper, letters, punct, spaces, non_ascii = (counts[:, c] for c in range(6))
 
-    words = np.empty(n, dtype=np.int64)
-    unique = np.empty(n, dtype=np.int64)
-    for i, t in enumerate(texts):
-        w = t.lower().split()
-        words[i] = len(w)
-        unique[i] = len(set(w))
+    # map() keeps the per-text work in C calls; no Python-level loop body per text.
+    split = list(map(str.split, map(str.lower, texts)))
+    words = np.fromiter(map(len, split), dtype=np.int64, count=n)
+    unique = np.fromiter(map(len, map(set, split)), dtype=np.int64, count=n)
 
     out[:, 1] = words
     out[:, 2] = _ratio(lengths - spaces, words)

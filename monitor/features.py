@@ -38,9 +38,11 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
     with_text = [i for i, e in enumerate(events) if e.text is not None]
     if with_text:
         texts = [events[i].text for i in with_text]
-        matrix[with_text, : len(TEXT_FEATURES)] = text_features(texts)
+        # Every event has a text in the common case: a slice assignment, not a fancy-indexed scatter.
+        rows = slice(None) if len(with_text) == n else with_text
+        matrix[rows, : len(TEXT_FEATURES)] = text_features(texts)
         if tokenizer is not None:
-            matrix[with_text, len(TEXT_FEATURES) :] = tokenizer.features(texts)
+            matrix[rows, len(TEXT_FEATURES) :] = tokenizer.features(texts)
     length_col = len(TEXT_FEATURES) if tokenizer is not None else _WORD_COUNT
     return BatchFeatures(matrix, matrix[:, length_col])
 
