@@ -12,6 +12,8 @@ of ``monitor`` (side effects) and ``sinks`` (outputs). One module, one idea:
 ``base``             the frozen result objects and threshold validation
 ``text_features``    numeric features of input texts
 ``classification``   quality of a classifier on labelled data
+``ab``               A/B checks: sample-ratio mismatch, fixed-horizon tests, sample size, guardrails
+``sequential``       always-valid A/B inference: mixture SPRT p-value and confidence sequence
 ==================== ==========================================================================
 
 Every result's ``to_dict()`` is its part of the window-result JSON described in ``docs/results.md``.

@@ -144,8 +144,9 @@ def sample_ratio_mismatch(
                         for v in intended])
     share = weights / weights.sum()
     observed = np.array([_count(f"counts[{v!r}]", counts.get(v, 0)) for v in names], dtype=np.int64)
-    unexpected = tuple(sorted(str(v) for v, c in counts.items() if v not in intended and _count(f"counts[{v!r}]", c)))
-    unexpected_n = sum(int(counts[v]) for v in unexpected)
+    extra = {str(v): _count(f"counts[{v!r}]", c) for v, c in counts.items() if v not in intended}
+    unexpected = tuple(sorted(v for v, c in extra.items() if c))
+    unexpected_n = sum(extra.values())
     n = int(observed.sum())
     expected = share * n
     dof = len(names) - 1

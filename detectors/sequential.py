@@ -53,7 +53,7 @@ and "the interval excludes 0" can disagree near the boundary; ``significant`` is
 Choosing ``tau2``
 -----------------
 At a fixed sample size the interval is narrowest when ``r`` is about ``2 log(1/alpha) + log(1 + 2
-log(1/alpha))`` (8.2 at ``alpha = 0.05``), and its width is flat around that optimum: within 7% for sample
+log(1/alpha))`` (7.9 at ``alpha = 0.05``), and its width is flat around that optimum: within 7% for sample
 sizes 4x smaller or larger, within 10% for 16x larger. The default ``tau2 = 1e-3`` (standardised effects of
 about +-0.03 standard deviations, e.g. one point on a 10% error rate) puts the optimum near 16,000
 observations per variant at ``alpha = 0.05``, the size of a typical experiment on a per-prediction metric;
@@ -191,7 +191,9 @@ class SequentialResult:
     confidence sequence for ``lift`` (at level ``1 - alpha``), so both are monotone and stay valid however
     often they are read. Before both variants hold ``min_samples`` observations nothing is tested:
     ``p_value`` is 1 and the interval is unbounded (``None`` in ``to_dict``). ``direction`` is
-    ``"increase"`` (b above a) or ``"decrease"`` once ``significant``, ``"none"`` before.
+    ``"increase"`` (b above a) or ``"decrease"`` once ``significant``, ``"none"`` before: the sign of the
+    lift at the look that first made the test significant. That decision is final, like the running
+    minimum it rests on, even if the point estimate later changes sign.
     """
 
     metric: str
@@ -368,6 +370,7 @@ class SequentialTest:
         self._p = 1.0
         self._low = -math.inf
         self._high = math.inf
+        self._direction = "none"
 
     def update(self, a: ArmStats, b: ArmStats) -> SequentialResult:
         """Add one batch of observations per variant (either may be empty) and look; return the result."""
@@ -380,6 +383,9 @@ class SequentialTest:
         self._looks += 1
         p, low, high = self._look()
         self._p = min(self._p, p)
+        if self._direction == "none" and self._p <= self.alpha:
+            # Fixed when the decision is made: a later sign change of the estimate does not undo a rejection.
+            self._direction = "increase" if self._b.mean > self._a.mean else "decrease"
         new_low, new_high = max(self._low, low), min(self._high, high)
         if new_low <= new_high:
             self._low, self._high = new_low, new_high
@@ -429,7 +435,7 @@ class SequentialTest:
             ci_high=self._high,
             alpha=self.alpha,
             significant=significant,
-            direction=("increase" if lift > 0 else "decrease") if significant else "none",
+            direction=self._direction,
             looks=self._looks,
         )
 
@@ -439,6 +445,7 @@ class SequentialTest:
             "metric": self.metric, "alpha": self.alpha, "tau2": self.tau2, "min_samples": self.min_samples,
             "a": [self._a.n, self._a.mean, self._a.m2], "b": [self._b.n, self._b.mean, self._b.m2],
             "looks": self._looks, "p_value": self._p, "ci_low": _num(self._low), "ci_high": _num(self._high),
+            "direction": self._direction,
         }  # fmt: skip
 
     @classmethod
@@ -449,6 +456,11 @@ class SequentialTest:
         test._looks, test._p = int(state["looks"]), float(state["p_value"])
         test._low = -math.inf if state["ci_low"] is None else float(state["ci_low"])
         test._high = math.inf if state["ci_high"] is None else float(state["ci_high"])
+        direction = state.get("direction")
+        if direction is None:  # a state written before the direction was kept: as it was then reported
+            lift = test._b.mean - test._a.mean
+            direction = ("increase" if lift > 0 else "decrease") if test._p <= test.alpha else "none"
+        test._direction = direction
         return test
 
     def __repr__(self) -> str:
