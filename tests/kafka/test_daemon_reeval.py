@@ -15,23 +15,12 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.profile_builder import build_profile
-from monitor.reference import save_profile
-from monitor.synth.traffic import generate_events, write_events
+from monitor.synth.traffic import generate_events
 from sinks.sql import SqlStore
 
 from .harness import DaemonProcess, produce, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    d = tmp_path_factory.mktemp("profile")
-    write_events(d / "ref.jsonl", generate_events(3000, seed=99, rate_per_s=20))
-    p, _ = build_profile(str(d / "ref.jsonl"))
-    save_profile(p, d / "profile.json")
-    return d / "profile.json"
 
 
 @pytest.fixture(scope="module")
