@@ -130,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_parsers(sub) -> None:
-    """Subcommands that live in their own modules (re-evaluation, demo)."""
+    """Subcommands that live in their own modules (re-evaluation, A/B reports, demo)."""
+    from monitor.ab_cli import add_parsers as add_ab_parsers
+
+    add_ab_parsers(sub)
     try:
         from monitor.reeval.cli import add_parsers
     except ImportError:  # pragma: no cover - the module ships with nlpmon; this guards partial checkouts only

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "config_as_dict", "redact_url"]
+__all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "ARRAY_SECTIONS", "ExperimentConfig", "GuardrailConfig",
+           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url"]
 
 
 class ConfigError(ValueError):
@@ -25,8 +26,9 @@ class ConfigError(ValueError):
 
 
 def _key(min: float | None = None, max: float | None = None, choices: tuple | None = None, secret: bool = False,
-         secret_url: bool = False):
-    return {"min": min, "max": max, "choices": choices, "secret": secret, "secret_url": secret_url}
+         secret_url: bool = False, kind: str | None = None):
+    # kind: how a tuple-valued key of [[experiments]] is parsed ("shares", "guardrails"); None: plain value.
+    return {"min": min, "max": max, "choices": choices, "secret": secret, "secret_url": secret_url, "kind": kind}
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,58 @@ class ReevalConfig:
 
 
 @dataclass(frozen=True)
+class ShadowConfig:
+    enabled: bool = False
+    marker: str = "shadow"
+    models: tuple[str, ...] = ()
+    ttl_seconds: float = field(default=60.0, metadata=_key(min=0, max=86_400))
+    max_pending: int = field(default=10_000, metadata=_key(min=1, max=10_000_000))
+    min_agreement: float = field(default=0.9, metadata=_key(min=0, max=1))
+    alpha: float = field(default=0.01, metadata=_key(min=1e-12, max=0.5))
+
+
+# -- [[experiments]]: an array of tables, each with its own [[experiments.guardrails]] -------------------------
+EXPERIMENT_METRICS = ("accuracy", "misclassification_rate", "error_rate", "outcome", "confidence")
+GUARDRAIL_METRICS = ("latency_p99_ms", "error_rate", "low_confidence_ratio")
+
+
+@dataclass(frozen=True)
+class GuardrailConfig:
+    metric: str = field(default="latency_p99_ms", metadata=_key(choices=GUARDRAIL_METRICS))
+    direction: str = field(default="increase_is_bad", metadata=_key(choices=("increase_is_bad", "decrease_is_bad")))
+    tolerance: float = field(default=0.0, metadata=_key(min=0))
+    relative: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = ""
+    model: str = ""
+    # (variant, intended share) pairs in the order of the file; a TOML table {control = 50, treatment = 50}.
+    variants: tuple = field(default=(), metadata=_key(kind="shares"))
+    control: str = ""
+    variant_field: str = field(default="variant", metadata=_key(choices=("variant", "version")))
+    metric: str = field(default="accuracy", metadata=_key(choices=EXPERIMENT_METRICS))
+    alpha: float = field(default=0.05, metadata=_key(min=1e-6, max=0.5))
+    tau2: float = field(default=1e-3, metadata=_key(min=1e-9, max=10))
+    min_samples: int = field(default=100, metadata=_key(min=2))
+    srm_alpha: float = field(default=0.001, metadata=_key(min=1e-12, max=0.5))
+    planned_samples: int = field(default=0, metadata=_key(min=0))
+    mde: float = field(default=0.0, metadata=_key(min=0))
+    power: float = field(default=0.8, metadata=_key(min=0.5, max=0.999))
+    guardrails: tuple = field(default=(), metadata=_key(kind="guardrails"))
+
+    @property
+    def control_variant(self) -> str:
+        """The variant the others are compared with: ``control``, else the first one listed."""
+        return self.control or (self.variants[0][0] if self.variants else "")
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        return tuple(v for v, _ in self.variants if v != self.control_variant)
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = SourceConfig()
     window: WindowConfig = WindowConfig()
@@ -182,12 +236,16 @@ class Config:
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     reeval: ReevalConfig = ReevalConfig()
+    shadow: ShadowConfig = ShadowConfig()
+    experiments: tuple[ExperimentConfig, ...] = ()
 
     def replace(self, **sections: Any) -> "Config":
         return dataclasses.replace(self, **sections)
 
 
-SECTIONS: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Config)}
+# Array-of-tables sections ([[experiments]]): only in the file, never from the environment or flags.
+ARRAY_SECTIONS: dict[str, type] = {"experiments": ExperimentConfig}
+SECTIONS: dict[str, type] = {f.name: type(f.default) for f in dataclasses.fields(Config) if f.name not in ARRAY_SECTIONS}
 
 
 def _coerce(dotted: str, value: Any, f: dataclasses.Field, from_text: bool) -> Any:
@@ -271,6 +329,7 @@ def load_config(
     ``env`` defaults to ``os.environ``; pass ``{}`` to ignore the environment.
     """
     values: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, tuple] = {}
     if path is not None:
         p = Path(path)
         try:
@@ -282,6 +341,9 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: invalid TOML: {exc}") from None
         for section, table in data.items():
+            if section in ARRAY_SECTIONS:
+                arrays[section] = _array_section(section, table, str(p))
+                continue
             if not isinstance(table, dict):
                 raise ConfigError(f"{p}: top-level key {section!r} must be a [section]")
             for key, value in table.items():
@@ -304,9 +366,48 @@ def load_config(
         _apply(values, dotted, value, isinstance(value, str) and _field_kind(dotted) is not str, "flag")
 
     sections = {name: SECTIONS[name](**values.get(name, {})) for name in SECTIONS}
-    config = Config(**sections)
+    config = Config(**sections, **arrays)
     _check_consistency(config)
     return config
+
+
+def _array_section(section: str, items: Any, origin: str) -> tuple:
+    """Build the entries of an array of tables (``[[experiments]]``); keys are named ``section[i].key``."""
+    if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+        raise ConfigError(f"{origin}: {section} must be an array of tables ([[{section}]])")
+    return tuple(_table(ARRAY_SECTIONS[section], f"{section}[{i}]", t, origin) for i, t in enumerate(items))
+
+
+def _table(cls: type, prefix: str, table: dict, origin: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}"
+        f = fields.get(key)
+        if f is None:
+            raise ConfigError(f"{origin}: unknown key {dotted!r} (keys of {prefix}: {', '.join(fields)})")
+        kind = f.metadata.get("kind")
+        if kind == "shares":
+            values[key] = _shares(dotted, value)
+        elif kind == "guardrails":
+            if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+                raise ConfigError(f"{dotted}: expected an array of tables ([[experiments.guardrails]])")
+            values[key] = tuple(_table(GuardrailConfig, f"{dotted}[{i}]", t, origin) for i, t in enumerate(value))
+        else:
+            values[key] = _coerce(dotted, value, f, False)
+    return cls(**values)
+
+
+def _shares(dotted: str, value: Any) -> tuple[tuple[str, float], ...]:
+    if not isinstance(value, dict) or len(value) < 2:
+        raise ConfigError(f"{dotted}: expected a table of at least two variants and their shares, "
+                          f"e.g. {{control = 50, treatment = 50}}, got {value!r}")
+    out = []
+    for name, share in value.items():
+        if type(share) not in (int, float) or not 0 < share < float("inf"):
+            raise ConfigError(f"{dotted}.{name}: the share must be a number greater than 0, got {share!r}")
+        out.append((name, float(share)))
+    return tuple(out)
 
 
 def _field_meta(dotted: str) -> Mapping:
@@ -344,6 +445,7 @@ def _check_consistency(config: Config) -> None:
                 raise ConfigError(f"reeval.{key}: required when reeval.enabled is true")
     if config.reeval.max_length == 1:
         raise ConfigError("reeval.max_length: must be 0 (the tokenizer's limit) or at least 2, got 1")
+    _check_experiments(config)
     if config.window.kind == "count" and config.window.min_events > config.window.events:
         raise ConfigError(
             f"window.min_events ({config.window.min_events}) is larger than window.events "
@@ -351,11 +453,38 @@ def _check_consistency(config: Config) -> None:
         )
 
 
+def _check_experiments(config: Config) -> None:
+    names = set()
+    for i, e in enumerate(config.experiments):
+        where = f"experiments[{i}]"
+        for key in ("name", "model"):
+            if not getattr(e, key):
+                raise ConfigError(f"{where}.{key}: required")
+        # The name becomes a Prometheus label value and a CLI argument: keep it plain.
+        if not all(c.isalnum() or c in "-_." for c in e.name):
+            raise ConfigError(f"{where}.name: only letters, digits, '-', '_' and '.', got {e.name!r}")
+        if e.name in names:
+            raise ConfigError(f"{where}.name: experiment {e.name!r} is defined twice")
+        names.add(e.name)
+        if not e.variants:
+            raise ConfigError(f"{where}.variants: required (e.g. variants = {{control = 50, treatment = 50}})")
+        variant_names = [v for v, _ in e.variants]
+        if e.control and e.control not in variant_names:
+            raise ConfigError(f"{where}.control: {e.control!r} is not one of the variants ({', '.join(variant_names)})")
+        if e.variant_field == "variant" and config.shadow.enabled and config.shadow.marker in variant_names:
+            raise ConfigError(f"{where}.variants: {config.shadow.marker!r} is shadow.marker, the variant of shadow events")
+        if e.metric in ("accuracy", "misclassification_rate", "error_rate") and e.mde >= 1:
+            raise ConfigError(f"{where}.mde: a difference of proportions must be below 1, got {e.mde!r}")
+
+
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
     """Return the effective configuration as plain data (for ``check-config`` and the status page)."""
     out = {}
     for f in dataclasses.fields(config):
         section = getattr(config, f.name)
+        if f.name in ARRAY_SECTIONS:
+            out[f.name] = [_plain(dataclasses.asdict(entry)) for entry in section]
+            continue
         values = {}
         for sf in dataclasses.fields(section):
             v = getattr(section, sf.name)
@@ -366,6 +495,17 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
             values[sf.name] = list(v) if isinstance(v, tuple) else v
         out[f.name] = values
     return out
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (of variants, guardrails) as JSON-able lists and tables."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (list, tuple)) and len(v) == 2 and isinstance(v[0], str) for v in value):
+            return {k: v for k, v in value}
+        return [_plain(v) for v in value]
+    return value
 
 
 def redact_url(url: str) -> str:

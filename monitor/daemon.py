@@ -110,6 +110,15 @@ def _log_window(result: dict) -> None:
     )  # fmt: skip
 
 
+def _log_ab(pipeline: Pipeline) -> None:
+    # Experiment and shadow results of a line source go to Prometheus (through the sink) and the log only;
+    # the SQL store, and so `nlpmon ab report`, is fed by the Kafka sidecar.
+    from monitor.experiments import log_ab_result
+
+    for r in pipeline.take_ab_results():
+        log_ab_result(r)
+
+
 def run_line_source(
     config: Config,
     *,
@@ -162,9 +171,11 @@ def run_line_source(
         ):
             if batch:
                 emit(pipeline.process(batch))
+                _log_ab(pipeline)
             if shutdown.should_exit:
                 break
         emit(pipeline.flush())
+        _log_ab(pipeline)
         if dead_letter is not None:
             dead_letter.flush()
         return pipeline.stats.to_dict()

@@ -80,6 +80,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     features: dict[str, float] | None = None
     request_id: str | None = None
     variant: str | None = None
+    # A numeric outcome of the prediction (user satisfaction, revenue), for experiments (docs/experiments.md).
+    outcome: float | None = None
 
 
 def parse_ts_ms(value: object) -> int:
@@ -145,6 +147,9 @@ def _optional_str(obj: dict, name: str) -> str | None:
     raise _reject("wrong_type", f"{name} must be a string", obj)
 
 
+_Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
 class _Wire(msgspec.Struct, gc=False):
     """The event's JSON shape with its types, checked by msgspec in C while decoding (the fast path)."""
 
@@ -155,7 +160,8 @@ class _Wire(msgspec.Struct, gc=False):
     prediction: Union[str, None] = None
     error: Union[str, None] = None
     confidence: Union[Annotated[float, msgspec.Meta(ge=0.0, le=1.0)], None] = None
-    probabilities: Union[dict[str, float], list[float], None] = None
+    # Bounds checked in C; the sum and the classes' shape are checked after decoding.
+    probabilities: Union[dict[str, _Probability], list[_Probability], None] = None
     classes: Union[list[str], None] = None
     latency_ms: Union[Annotated[float, msgspec.Meta(ge=0.0)], None] = None
     label: Union[str, None] = None
@@ -163,6 +169,7 @@ class _Wire(msgspec.Struct, gc=False):
     features: Union[dict[str, float], None] = None
     request_id: Union[str, None] = None
     variant: Union[str, None] = None
+    outcome: Union[float, None] = None
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
@@ -185,9 +192,15 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
         return _slow_decode(raw, max_text_chars)
     if w.text is not None and len(w.text) > max_text_chars:
         return _slow_decode(raw, max_text_chars)
-    try:
-        ts_ms = parse_ts_ms(w.ts)
-    except ValueError:
+    ts = w.ts
+    if type(ts) is int and _SECONDS_LIMIT <= ts < _MAX_TS_MS:
+        ts_ms = ts  # epoch milliseconds, the common case: parse_ts_ms would return it unchanged
+    else:
+        try:
+            ts_ms = parse_ts_ms(ts)
+        except ValueError:
+            return _slow_decode(raw, max_text_chars)
+    if w.outcome is not None and not _isfinite(w.outcome):
         return _slow_decode(raw, max_text_chars)
     classes = probs = None
     confidence = w.confidence
@@ -199,7 +212,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
             if w.classes is None or len(w.classes) != len(p) or len(set(w.classes)) != len(p):
                 return _slow_decode(raw, max_text_chars)
             classes, probs = tuple(w.classes), tuple(p)
-        if not probs or not 0.0 <= min(probs) <= max(probs) <= 1.0 or abs(math.fsum(probs) - 1.0) > _PROB_SUM_TOLERANCE:
+        if not probs or abs(math.fsum(probs) - 1.0) > _PROB_SUM_TOLERANCE:
             return _slow_decode(raw, max_text_chars)
         if confidence is None:
             confidence = max(probs)
@@ -218,6 +231,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
         features=w.features,
         request_id=w.request_id,
         variant=w.variant,
+        outcome=w.outcome,
     )
 
 
@@ -339,6 +353,7 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
         features=features,
         request_id=_optional_str(obj, "request_id"),
         variant=_optional_str(obj, "variant"),
+        outcome=_number(obj, "outcome"),
     )
 
 

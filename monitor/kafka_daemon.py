@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.config import Config
 from monitor.daemon import Shutdown, _log_window, load_profiles
+from monitor.experiments import ExperimentResult, log_ab_result
 from monitor.http import HttpServer
 from monitor.logs import log_event
 from monitor.pipeline import ALL_REASONS, Pipeline, Record
@@ -72,6 +73,9 @@ class _Partition:
     next_offset: int | None  # next offset to consume (None: no checkpoint and nothing fetched yet)
     committed_offset: int | None  # next_offset of the last durable checkpoint (None: no checkpoint yet)
     pending: list[dict] = field(default_factory=list)  # closed-window results not yet durable
+    # Experiment and shadow results (docs/experiments.md) not yet durable; written with the same checkpoint.
+    pending_experiments: list[dict] = field(default_factory=list)
+    pending_shadow: list[dict] = field(default_factory=list)
     dead_letters: list[tuple[bytes, str, str, str]] = field(default_factory=list)
     highwater: int | None = None
 
@@ -239,6 +243,9 @@ class KafkaDaemon:
                 if self.reeval is not None:
                     self.reeval.on_window(r)
             part.pending.extend(results)
+            for r in part.pipeline.take_ab_results():
+                log_ab_result(r)
+                (part.pending_experiments if isinstance(r, ExperimentResult) else part.pending_shadow).append(r.to_dict())
             part.next_offset = records[-1].offset + 1
             self._events_since_checkpoint += len(records)
         self._observe_kafka(polled)
@@ -261,7 +268,8 @@ class KafkaDaemon:
     def _checkpoint(self, tps, *, reason: str) -> bool:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         parts = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions]
-        dirty = [(tp, p) for tp, p in parts if p.next_offset is not None and (p.committed_offset != p.next_offset or p.pending)]
+        dirty = [(tp, p) for tp, p in parts if p.next_offset is not None
+                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow)]
         if not dirty:
             self._last_checkpoint = self._clock()
             if len(tps) == len(self.partitions):
@@ -280,6 +288,8 @@ class KafkaDaemon:
             self.store.commit(
                 self.config.kafka.group_id, results=results, checkpoints=checkpoints, expected_offsets=expected,
                 before_commit=self._test_pause if self._pause_sleep else None,
+                experiment_results=[r for _, p in dirty for r in p.pending_experiments],
+                shadow_results=[r for _, p in dirty for r in p.pending_shadow],
             )  # fmt: skip
         except StoreUnavailable as exc:
             self._db_down(exc)
@@ -320,6 +330,8 @@ class KafkaDaemon:
         self._to_publish.append((offsets, dead, list(results)))
         for _, p in dirty:
             p.pending.clear()
+            p.pending_experiments.clear()
+            p.pending_shadow.clear()
             p.dead_letters.clear()
 
     def _publish(self) -> None:
@@ -471,6 +483,8 @@ class KafkaDaemon:
         s.set_gauge("nlpmon_ready", "1 when /readyz answers 200.", float(self.readiness()[0]))
         s.set_gauge("nlpmon_pending_events", "Records consumed since the last durable checkpoint.", float(self._events_since_checkpoint))
         s.set_open_windows(sum(p.pipeline.open_windows for p in self.partitions.values()))
+        if self.config.shadow.enabled:
+            s.set_shadow_pending(sum(p.pipeline.shadow.joiner.pending for p in self.partitions.values()))
 
     def readiness(self) -> tuple[bool, dict]:
         checks = {"kafka_connected": self.kafka_connected, "db_connected": self.db_connected,

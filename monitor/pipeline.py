@@ -19,8 +19,10 @@ from monitor.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.config import Config
 from monitor.evaluate import StreamDetectors, window_result
 from monitor.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
+from monitor.experiments import ExperimentResult, ExperimentSet
 from monitor.features import base_features, entropies, event_rows
 from monitor.reference import FeatureSet, Profile
+from monitor.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.tokenizer import TokenizerFeaturizer
 from monitor.windows import NO_EVENTS_YET, closed_by_ms, is_late, watermark_before_ms, window_start_ms
 
@@ -125,6 +127,13 @@ class Pipeline:
         self._lateness_ms = int(round(w.lateness_seconds * 1000))
         self._future_ms = int(round(w.max_future_seconds * 1000))
         self._low = config.detect.low_confidence_threshold
+        # A/B experiments and shadow joins (docs/experiments.md); their closed windows wait in _ab_results
+        # until the source takes them (take_ab_results), like window results they become durable together
+        # with the checkpoint that covers them.
+        self.experiments = ExperimentSet(config) if config.experiments else None
+        self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
+        self._ab_results: list[ExperimentResult | ShadowResult] = []
+        self._joins_reported: dict[str, int] = {}
 
     # -- public API ----------------------------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> list[dict]:
@@ -133,6 +142,8 @@ class Pipeline:
         results: list[dict] = []
         if events and self.on_events is not None:
             self.on_events(events)
+        if events and (self.experiments is not None or self.shadow is not None):
+            self._observe_ab(events)
         if events:
             batch = base_features(events, self.features, self.tokenizer)
             by_stream: dict[tuple[str, str], list[int]] = {}
@@ -155,12 +166,47 @@ class Pipeline:
         for stream in self._streams.values():
             for start in sorted(stream.open):
                 results.append(self._close(stream, start, partial=True))
+        if self.experiments is not None:
+            self._emit_ab(self.experiments.flush())
+        if self.shadow is not None:
+            self._emit_ab(self.shadow.flush())
+            self._report_joins()
         if self.sink is not None:
             self.sink.set_open_windows(0)
         return results
 
+    def take_ab_results(self) -> list[ExperimentResult | ShadowResult]:
+        """Return (and forget) the experiment and shadow results of the windows closed since the last call."""
+        out, self._ab_results = self._ab_results, []
+        return out
+
+    def _observe_ab(self, events: list[Event]) -> None:
+        if self.experiments is not None:
+            self._emit_ab(self.experiments.add_events(events))
+        if self.shadow is not None:
+            self._emit_ab(self.shadow.add_events(events))
+            self._report_joins()
+
+    def _report_joins(self) -> None:
+        # Deltas, so that several partitions' pipelines add up and a restored joiner's counts are not re-sent.
+        counters = self.shadow.joiner.counters()
+        if self.sink is not None and hasattr(self.sink, "count_shadow_joins"):
+            self.sink.count_shadow_joins({k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
+            self.sink.set_shadow_pending(counters["pending"])
+        self._joins_reported = counters
+
+    def _emit_ab(self, results: list) -> None:
+        self._ab_results.extend(results)
+        if self.sink is None:
+            return
+        for r in results:
+            hook = getattr(self.sink, "experiment_closed" if isinstance(r, ExperimentResult) else "shadow_closed", None)
+            if hook is not None:
+                hook(r.to_dict())
+
     @property
     def open_windows(self) -> int:
+        """Open windows of the (model, version) streams (experiment and shadow windows are not counted)."""
         return sum(len(s.open) for s in self._streams.values())
 
     # -- validation ----------------------------------------------------------------------------------------
@@ -317,7 +363,9 @@ class Pipeline:
                     "open": [acc.state() for acc in s.open.values()],
                 }
                 for s in self._streams.values()
-            ]
+            ],
+            **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
+            **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -328,3 +376,9 @@ class Pipeline:
             for acc_state in s["open"]:
                 acc = WindowAccumulator.from_state(acc_state)
                 stream.open[acc.start_ms if acc.kind == "time" else acc.seq] = acc
+        # A checkpoint from before experiments were configured has neither key: they start from here.
+        if self.experiments is not None and "experiments" in state:
+            self.experiments.restore(state["experiments"])
+        if self.shadow is not None and "shadow" in state:
+            self.shadow.restore(state["shadow"])
+            self._joins_reported = self.shadow.joiner.counters()

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 __all__ = ["PrometheusSink", "OTHER", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUCKETS", "LENGTH_BUCKETS_TOKENS",
-           "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES"]
+           "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES", "SHADOW_GAUGES", "SHADOW_JOIN_OUTCOMES"]
 
 OTHER = "__other__"
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -34,6 +34,17 @@ REEVAL_GAUGES = {
     "nlp_reeval_last_run_timestamp_seconds": "When the latest successful re-evaluation finished.",
 }
 REEVAL_RUN_OUTCOMES = ("success", "failure", "timeout", "skipped_busy")
+# Shadow-join gauges of the latest closed window of each served model: name -> (help, key of the result).
+SHADOW_GAUGES = {
+    "nlp_shadow_pairs": ("Served/shadow pairs joined in the latest closed window.", "n"),
+    "nlp_shadow_agreement_ratio": ("Share of pairs where served and shadow predicted the same class.", "agreement_rate"),
+    "nlp_shadow_agreement_low": ("1 when the agreement is below shadow.min_agreement.", "agreement_low"),
+    "nlp_shadow_confidence_diff_mean": ("Mean of shadow minus served confidence over the pairs.", "confidence_diff_mean"),
+    "nlp_shadow_confidence_ks_statistic": ("KS statistic between served and shadow confidences.", "ks_statistic"),
+    "nlp_shadow_confidence_ks_p_value": ("KS p-value between served and shadow confidences.", "ks_p_value"),
+}
+SHADOW_JOIN_OUTCOMES = ("joined", "unmatched_served", "unmatched_shadow", "duplicates", "evicted_overflow",
+                        "no_request_id")
 
 
 class _Histogram:
@@ -92,6 +103,11 @@ class PrometheusSink:
         self._reeval: dict[tuple[str, str, str], dict[str, float]] = {}
         self._reeval_runs: Counter[str] | None = None  # None until re-evaluation is enabled
         self._estimated_accuracy: dict[tuple[str, str], float] = {}
+        self._experiments: dict[str, dict] = {}  # experiment label -> latest result
+        self._experiment_windows: Counter[str] = Counter()
+        self._shadow: dict[str, dict] = {}  # served model label -> latest shadow result
+        self._shadow_joins: Counter[str] | None = None  # None until shadow mode reports
+        self._shadow_pending = 0
         registry.register(self)
 
     # -- label bounds --------------------------------------------------------------------------------------
@@ -206,6 +222,36 @@ class PrometheusSink:
         with self._lock:
             self._estimated_accuracy[self._stream(model, version)] = float(value)
 
+    def experiment_closed(self, result: dict) -> None:
+        """Keep an experiment's latest result (ExperimentResult.to_dict()) for its nlp_experiment_* gauges."""
+        with self._lock:
+            name = self._bounded(self._experiments, result["experiment"], "experiment")
+            self._experiments[name] = result
+            self._experiment_windows[name] += 1
+
+    def shadow_closed(self, result: dict) -> None:
+        """Keep a served model's latest shadow-join result (ShadowResult.to_dict()) for the nlp_shadow_* gauges."""
+        with self._lock:
+            self._shadow[self._bounded(self._shadow, result["model"], "stream")] = result
+
+    def count_shadow_joins(self, deltas: dict[str, int]) -> None:
+        """Add to ``nlpmon_shadow_events_total`` by outcome; the first call creates every series."""
+        with self._lock:
+            if self._shadow_joins is None:
+                self._shadow_joins = Counter({o: 0 for o in SHADOW_JOIN_OUTCOMES})
+            for outcome, n in deltas.items():
+                if outcome in SHADOW_JOIN_OUTCOMES and n > 0:
+                    self._shadow_joins[outcome] += n
+
+    def set_shadow_pending(self, n: int) -> None:
+        self._shadow_pending = n
+
+    def _bounded(self, known: dict, name: str, label: str) -> str:
+        if name in known or len(known) < self._max_streams:
+            return name
+        self._folded[label] += 1
+        return OTHER
+
     def latest_windows(self) -> list[dict]:
         with self._lock:
             return list(self._windows.values())
@@ -216,6 +262,8 @@ class PrometheusSink:
             yield from self._collect_events()
             yield from self._collect_windows()
             yield from self._collect_reeval()
+            yield from self._collect_experiments()
+            yield from self._collect_shadow()
             yield from self._collect_daemon()
 
     def _collect_events(self):
@@ -337,6 +385,89 @@ class PrometheusSink:
                 runs.add_metric([outcome], self._reeval_runs[outcome])
             yield runs
 
+    def _collect_experiments(self):
+        if not self._experiments:
+            return
+        el, vl = ["experiment", "model"], ["experiment", "model", "variant"]
+        fam = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in (
+            ("nlp_experiment_samples", "Events assigned to each variant since the experiment started.", vl),
+            ("nlp_experiment_intended_share", "Intended traffic share of each variant.", vl),
+            ("nlp_experiment_metric_mean", "Primary metric of each variant since the experiment started.", vl),
+            ("nlp_experiment_metric_samples", "Observations of the primary metric per variant (e.g. labelled events).", vl),
+            ("nlp_experiment_lift", "Treatment minus control on the primary metric.", vl),
+            ("nlp_experiment_lift_ci_low", "Lower bound of the always-valid confidence sequence of the lift.", vl),
+            ("nlp_experiment_lift_ci_high", "Upper bound of the always-valid confidence sequence of the lift.", vl),
+            ("nlp_experiment_p_value", "Always-valid p-value of the lift (may be read at every window).", vl),
+            ("nlp_experiment_significant", "1 when the always-valid test rejected 'no difference'.", vl),
+            ("nlp_experiment_degraded", "1 when the treatment is significantly worse on the primary metric.", vl),
+            ("nlp_experiment_srm_p_value", "Sample-ratio mismatch chi-square p-value (assignment vs intended shares).", el),
+            ("nlp_experiment_srm_mismatch", "1 when the split does not match the intended shares: every figure is suspect.", el),
+            ("nlp_experiment_planned_samples", "Planned samples per variant of the fixed-horizon test.", el),
+            ("nlp_experiment_window_end_timestamp_seconds", "End of the experiment's latest closed window.", el),
+        )}  # fmt: skip
+        guard = GaugeMetricFamily("nlp_experiment_guardrail_breached", "1 when a guardrail of the treatment is worse "
+                                  "than tolerated (0: within, or not evaluated yet).", labels=vl + ["guardrail"])
+        delta = GaugeMetricFamily("nlp_experiment_guardrail_delta", "Treatment minus control on a guardrail metric.",
+                                  labels=vl + ["guardrail"])
+        windows = CounterMetricFamily("nlp_experiment_windows", "Experiment windows closed (looks).", labels=el)
+        for name, r in sorted(self._experiments.items()):
+            m = r["model"]
+            windows.add_metric([name, m], self._experiment_windows[name])
+            srm = r["srm"]
+            for key, value in (("nlp_experiment_srm_p_value", srm["p_value"]),
+                               ("nlp_experiment_srm_mismatch", 1.0 if r["srm_mismatch"] else 0.0),
+                               ("nlp_experiment_planned_samples", r["planned_samples"]),
+                               ("nlp_experiment_window_end_timestamp_seconds", _epoch(r["window_end"]))):
+                if value is not None:
+                    fam[key].add_metric([name, m], value)
+            for variant, v in r["variants"].items():
+                lv = [name, m, variant]
+                fam["nlp_experiment_samples"].add_metric(lv, v["samples"])
+                fam["nlp_experiment_intended_share"].add_metric(lv, v["intended_share"])
+                fam["nlp_experiment_metric_samples"].add_metric(lv, v["metric_n"])
+                if v["metric_mean"] is not None:
+                    fam["nlp_experiment_metric_mean"].add_metric(lv, v["metric_mean"])
+            for variant, c in r["comparisons"].items():
+                lv, av = [name, m, variant], c["always_valid"]
+                for key, value in (("nlp_experiment_lift", av["lift"]), ("nlp_experiment_lift_ci_low", av["ci_low"]),
+                                   ("nlp_experiment_lift_ci_high", av["ci_high"]),
+                                   ("nlp_experiment_p_value", av["p_value"]),
+                                   ("nlp_experiment_significant", 1.0 if av["significant"] else 0.0),
+                                   ("nlp_experiment_degraded", 1.0 if c["degraded"] else 0.0)):
+                    if value is not None:  # an unbounded interval (too few samples yet) is left out
+                        fam[key].add_metric(lv, value)
+                for g in c["guardrails"]:
+                    guard.add_metric(lv + [g["name"]], 1.0 if g["breached"] else 0.0)
+                    if g["delta"] is not None:
+                        delta.add_metric(lv + [g["name"]], g["delta"])
+        yield from fam.values()
+        yield from (guard, delta, windows)
+
+    def _collect_shadow(self):
+        if not self._shadow and self._shadow_joins is None:
+            return
+        fam = {name: GaugeMetricFamily(name, doc, labels=["model"]) for name, (doc, _) in SHADOW_GAUGES.items()}
+        lat = GaugeMetricFamily("nlp_shadow_latency_diff_p95_seconds", "Shadow p95 latency minus served p95 latency "
+                                "over the pairs of the latest closed window.", labels=["model"])  # fmt: skip
+        for model, r in sorted(self._shadow.items()):
+            for name, (_, key) in SHADOW_GAUGES.items():
+                value = r.get(key)
+                if value is not None:
+                    fam[name].add_metric([model], float(value))
+            if r.get("latency_diff_p95_ms") is not None:
+                lat.add_metric([model], r["latency_diff_p95_ms"] / 1000.0)
+        yield from fam.values()
+        yield lat
+        if self._shadow_joins is not None:
+            c = CounterMetricFamily("nlpmon_shadow_events", "Events through the shadow joiner, by outcome.",
+                                    labels=["outcome"])
+            for outcome in SHADOW_JOIN_OUTCOMES:
+                c.add_metric([outcome], self._shadow_joins[outcome])
+            yield c
+            g = GaugeMetricFamily("nlpmon_shadow_pending", "Events waiting for their served/shadow partner.")
+            g.add_metric([], self._shadow_pending)
+            yield g
+
     def _collect_daemon(self):
         c = CounterMetricFamily("nlpmon_events_consumed", "Records read from the source, valid or not.")
         c.add_metric([], self._consumed)
@@ -356,7 +487,7 @@ class PrometheusSink:
         c.add_metric([], self._dead_letter)
         yield c
         c = CounterMetricFamily("nlpmon_label_values_folded", "Label values folded into __other__.", labels=["label"])
-        for label in ("stream", "prediction_class"):
+        for label in ("stream", "prediction_class", "experiment"):
             c.add_metric([label], self._folded[label])
         yield c
         g = GaugeMetricFamily("nlpmon_open_windows", "Windows currently open.")

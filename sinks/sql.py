@@ -1,4 +1,4 @@
-"""The SQL store: reference profiles, window results, drift events, consumer checkpoints and re-evaluation runs.
+"""The SQL store: reference profiles, window results, drift events, checkpoints, re-evaluation runs, experiments.
 
 Any SQLAlchemy URL works; SQLite (the default, ``sqlite:///nlpmon.db``) and PostgreSQL (``postgresql+psycopg://``)
 are tested. The one call the daemon's exactly-once guarantee rests on is :meth:`SqlStore.commit`: the window
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from sinks import sql_schema as tables
-from sinks.sql_schema import MIGRATIONS, SCHEMA_VERSION, WINDOW_KEY
+from sinks.sql_schema import EXPERIMENT_KEY, MIGRATIONS, SCHEMA_VERSION, SHADOW_KEY, WINDOW_KEY
 
 __all__ = [
     "DEFAULT_URL", "SqlStore", "StoreUnavailable", "SchemaVersionError", "CheckpointConflict", "ProfileNotFound",
@@ -305,8 +305,13 @@ class SqlStore:
         checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
         expected_offsets: Mapping[tuple[str, int], int | None] | None = None,
         before_commit: Callable[[], None] | None = None,
+        experiment_results: Iterable[Mapping] = (),
+        shadow_results: Iterable[Mapping] = (),
     ) -> None:
         """Write window results, their drift events and partition checkpoints in ONE transaction.
+
+        ``experiment_results`` and ``shadow_results`` (docs/experiments.md) closed by the same records join
+        that transaction, so they are exactly-once like the window results.
 
         ``checkpoints`` maps ``(topic, partition)`` to ``(next_offset, state)``: the next offset to consume
         and the serialized open-window state once every record before it is accounted for. Either everything
@@ -321,6 +326,7 @@ class SqlStore:
         """
         _check_name("group_id", group_id)
         rows, events = _result_rows(results)
+        exp_rows, shadow_rows = _experiment_rows(experiment_results), _shadow_rows(shadow_results)
         checkpoint_rows = _checkpoint_rows(group_id, checkpoints)
         expected = {(tp[0], int(tp[1])): offset for tp, offset in (expected_offsets or {}).items()}
         with self.transaction() as conn:
@@ -340,6 +346,8 @@ class SqlStore:
                                                   for r in first}) from None
             _upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
             self._write_results(conn, rows, events)
+            _upsert(conn, tables.experiment_results, exp_rows, EXPERIMENT_KEY)
+            _upsert(conn, tables.shadow_results, shadow_rows, SHADOW_KEY)
             if before_commit is not None:  # fault injection for crash tests: everything written, nothing committed
                 before_commit()
 
@@ -387,6 +395,63 @@ class SqlStore:
         if since is not None:
             query = query.where(t.window_start_ms >= _to_ms(since, "since"))
         order = (t.window_start_ms, t.version, t.window_kind, t.window_seq)
+        if limit is None:
+            query = query.order_by(*order)
+        else:
+            query = query.order_by(*(c.desc() for c in order)).limit(limit)
+        with self._transaction(write=False) as conn:
+            found = list(conn.execute(query).scalars())
+        return found if limit is None else found[::-1]
+
+    # -- experiments and shadow joins --------------------------------------------------------------------------
+
+    def upsert_experiment_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+        """Insert or replace experiment results (docs/experiments.md), keyed by experiment and window."""
+        self._upsert_own(conn, tables.experiment_results, _experiment_rows(results), EXPERIMENT_KEY)
+
+    def upsert_shadow_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+        """Insert or replace shadow-join results, keyed by served model and window."""
+        self._upsert_own(conn, tables.shadow_results, _shadow_rows(results), SHADOW_KEY)
+
+    def _upsert_own(self, conn, table, rows, key) -> None:
+        if conn is not None:
+            _upsert(conn, table, rows, key)
+            return
+        with self.transaction() as own:
+            _upsert(own, table, rows, key)
+
+    def experiment_results(
+        self, experiment: str, *, since: datetime | str | int | None = None, limit: int | None = None
+    ) -> list[dict]:
+        """Return stored results of ``experiment`` oldest first; ``since``/``limit`` as in :meth:`history`.
+
+        Each result is cumulative since the experiment started, so the last one is its current state.
+        """
+        return self._window_docs(tables.experiment_results, tables.experiment_results.c.experiment == experiment,
+                                 since, limit)
+
+    def shadow_results(
+        self, model: str, *, since: datetime | str | int | None = None, limit: int | None = None
+    ) -> list[dict]:
+        """Return stored shadow-join results of served ``model``, oldest first."""
+        return self._window_docs(tables.shadow_results, tables.shadow_results.c.model == model, since, limit)
+
+    def experiment_names(self) -> list[str]:
+        """Return the names of every experiment with a stored result, sorted."""
+        self._ensure_schema()
+        t = tables.experiment_results.c
+        with self._transaction(write=False) as conn:
+            return list(conn.execute(sa.select(t.experiment).distinct().order_by(t.experiment)).scalars())
+
+    def _window_docs(self, table: sa.Table, where, since, limit) -> list[dict]:
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        self._ensure_schema()
+        t = table.c
+        query = sa.select(t.result).where(where)
+        if since is not None:
+            query = query.where(t.window_start_ms >= _to_ms(since, "since"))
+        order = (t.window_start_ms, t.window_kind, t.window_seq)
         if limit is None:
             query = query.order_by(*order)
         else:
@@ -631,6 +696,52 @@ def _result_rows(results: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
         rows.append(row)
         events.extend(dict(key, **event) for event in _drift_rows(result.get("drift")))
     return rows, events
+
+
+def _window_key(result: Mapping, what: str) -> dict:
+    return {
+        "window_kind": result.get("window_kind") or "time",
+        "window_start_ms": _to_ms(result["window_start"], f"{what}'s window_start"),
+        "window_seq": int(result.get("window_seq") or 0),
+        "window_end_ms": _to_ms(result["window_end"], f"{what}'s window_end"),
+        "partial": bool(result.get("partial", False)),
+    }
+
+
+def _experiment_rows(results: Iterable[Mapping]) -> list[dict]:
+    """Rows of ``experiment_results`` from experiment-result dicts (ExperimentResult.to_dict())."""
+    rows = []
+    for result in results:
+        try:
+            row = dict(
+                _window_key(result, "an experiment result"), experiment=result["experiment"], model=result["model"],
+                samples=int(result["samples"]), srm_mismatch=bool(result["srm_mismatch"]),
+                significant=bool(result["significant"]), degraded=bool(result["degraded"]),
+                guardrail_breached=bool(result["guardrail_breached"]), result=dict(result),
+            )  # fmt: skip
+        except KeyError as exc:
+            raise ValueError(f"an experiment result has no {exc.args[0]!r}") from None
+        _check_name("an experiment result's experiment", row["experiment"])
+        _check_name("an experiment result's model", row["model"])
+        rows.append(row)
+    return rows
+
+
+def _shadow_rows(results: Iterable[Mapping]) -> list[dict]:
+    """Rows of ``shadow_results`` from shadow-result dicts (ShadowResult.to_dict())."""
+    rows = []
+    for result in results:
+        try:
+            row = dict(
+                _window_key(result, "a shadow result"), model=result["model"], pairs=int(result["n"]),
+                agreement_rate=_float_or_none(result.get("agreement_rate")),
+                agreement_low=bool(result.get("agreement_low")), result=dict(result),
+            )  # fmt: skip
+        except KeyError as exc:
+            raise ValueError(f"a shadow result has no {exc.args[0]!r}") from None
+        _check_name("a shadow result's model", row["model"])
+        rows.append(row)
+    return rows
 
 
 def _drift_rows(drift: object) -> Iterator[dict]:

@@ -15,9 +15,10 @@ from sqlalchemy.dialects import postgresql
 __all__ = [
     "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
     "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
+    "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
 # version. A step alters or backfills existing tables; tables that are new in a version are created after
@@ -25,6 +26,8 @@ SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     # 1 -> 2 adds the table reeval_runs; nothing existing changes.
     1: lambda conn: None,
+    # 2 -> 3 adds the tables experiment_results and shadow_results; nothing existing changes.
+    2: lambda conn: None,
 }
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
@@ -121,4 +124,42 @@ reeval_runs = sa.Table(
     # The run's result document (ReevalResult.to_dict() plus what the daemon adds); NULL for failed runs.
     sa.Column("result", _Json, nullable=True),
     sa.Index("reeval_runs_model_dataset_started", "model", "dataset", "started_at_ms"),
+)
+
+# One row per experiment and closed window (docs/experiments.md); the result is cumulative since the
+# experiment started, so the newest row of an experiment is its current state.
+EXPERIMENT_KEY = ("experiment", "window_kind", "window_start_ms", "window_seq")
+
+experiment_results = sa.Table(
+    "experiment_results", metadata,
+    sa.Column("experiment", _Name, primary_key=True),
+    sa.Column("window_kind", sa.String(16), primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("model", _Name, nullable=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("samples", sa.BigInteger, nullable=False),
+    sa.Column("srm_mismatch", sa.Boolean, nullable=False),
+    sa.Column("significant", sa.Boolean, nullable=False),
+    sa.Column("degraded", sa.Boolean, nullable=False),
+    sa.Column("guardrail_breached", sa.Boolean, nullable=False),
+    sa.Column("result", _Json, nullable=False),
+)
+
+# One row per served model and closed window of shadow joins (docs/experiments.md, *Shadow mode*).
+SHADOW_KEY = ("model", "window_kind", "window_start_ms", "window_seq")
+
+shadow_results = sa.Table(
+    "shadow_results", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("window_kind", sa.String(16), primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("pairs", sa.BigInteger, nullable=False),
+    sa.Column("agreement_rate", sa.Double, nullable=True),
+    sa.Column("agreement_low", sa.Boolean, nullable=False),
+    sa.Column("result", _Json, nullable=False),
 )

@@ -53,9 +53,22 @@ def generate_events(
     version: str = "1",
     label_share: float = 0.0,
     error_share: float = 0.002,
+    variants: dict[str, float] | None = None,
+    shadow_share: float = 0.0,
 ) -> Iterator[dict]:
-    """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average."""
+    """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average.
+
+    ``variants`` ({name: share}) assigns each event a ``variant`` at random with those shares (an A/B split);
+    ``shadow_share`` of the successful predictions are followed by their shadow model's event (same
+    ``request_id``, ``variant: "shadow"``, up to 200 ms later, 3% different predictions, other confidence and
+    latency), which is not counted in ``n``. Both draw from their own generators, so the served events are
+    the same with and without them.
+    """
     rng = np.random.default_rng(seed)
+    split_rng = np.random.default_rng([seed, 1])
+    shadow_rng = np.random.default_rng([seed, 2])
+    names = list(variants) if variants else []
+    shares = np.asarray([variants[v] for v in names], dtype=np.float64) if variants else None
     ts = float(start_ms)
     step_ms = 1000.0 / rate_per_s
     for i in range(n):
@@ -92,7 +105,28 @@ def generate_events(
             event["error"] = "timeout"
         elif label_share and rng.random() < label_share:
             event["label"] = "positive" if true_pos else "negative"
+        if names:
+            event["variant"] = names[int(split_rng.choice(len(names), p=shares / shares.sum()))]
+        # Built before the served event is yielded: a consumer may change it (live traffic restamps ts).
+        shadow = None
+        if shadow_share and "prediction" in event and shadow_rng.random() < shadow_share:
+            shadow = _shadow_of(event, shadow_rng)
         yield event
+        if shadow is not None:
+            yield shadow
+
+
+def _shadow_of(event: dict, rng: np.random.Generator) -> dict:
+    """The shadow model's event for a served one: same request, a slightly different model."""
+    p_pos = float(np.clip(event["probabilities"]["positive"] + rng.normal(0.0, 0.03), 0.0, 1.0))
+    if rng.random() < 0.03:
+        p_pos = 1.0 - p_pos  # disagrees
+    shadow = dict(event, ts=event["ts"] + int(rng.integers(0, 200)), variant="shadow",
+                  prediction="positive" if p_pos >= 0.5 else "negative",
+                  probabilities={"positive": round(p_pos, 6), "negative": round(1.0 - p_pos, 6)},
+                  latency_ms=round(event["latency_ms"] * float(rng.uniform(1.1, 1.5)), 3))
+    shadow.pop("label", None)
+    return shadow
 
 
 def write_events(path, events) -> int:

@@ -12,9 +12,8 @@ import urllib.request
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.profile_builder import build_profile
-from monitor.reference import save_profile
 from monitor.synth.traffic import generate_events, write_events
+from sinks.sql import SqlStore
 from tests.fixtures.databases import _fresh_postgres_schema
 
 from .harness import (
@@ -23,22 +22,16 @@ from .harness import (
 
 pytestmark = pytest.mark.integration
 MODELS = ["sentiment", "intent"]
+# An experiment on the sentiment traffic: its cumulative state lives in the checkpoints too (docs/experiments.md).
+AB = ('[[experiments]]\nname = "crash-ab"\nmodel = "sentiment"\nvariants = {a = 50, b = 50}\nmetric = "confidence"\n'
+      'mde = 0.02\n[[experiments.guardrails]]\nmetric = "latency_p99_ms"\ntolerance = 0.5\nrelative = true\n')
 
 
 def _events(n: int, seed: int) -> list[dict]:
     """Two models interleaved by time; sentiment drifts in its second half. Keyed by model on the topic."""
-    a = list(generate_events(n, seed=seed, rate_per_s=20, drift_after=n // 2))
+    a = list(generate_events(n, seed=seed, rate_per_s=20, drift_after=n // 2, variants={"a": 0.5, "b": 0.5}))
     b = list(generate_events(n // 2, seed=seed + 1, rate_per_s=10, model="intent", version="7"))
     return sorted(a + b, key=lambda e: e["ts"])
-
-
-@pytest.fixture(scope="module")
-def profile(tmp_path_factory):
-    d = tmp_path_factory.mktemp("profile")
-    write_events(d / "ref.jsonl", generate_events(3000, seed=99, rate_per_s=20))
-    p, _ = build_profile(str(d / "ref.jsonl"))
-    save_profile(p, d / "profile.json")
-    return d / "profile.json"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -70,7 +63,8 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     # The crashed run: produce a third, start, SIGKILL once something is durable; more traffic arrives while
     # it is down; restart and SIGKILL in the middle of a checkpoint transaction; restart and run to the end.
     group = "crashy"
-    cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b, profile=profile)
+    cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b,
+                       profile=profile, extra=AB)
     ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage)
     with DaemonProcess(cfg, tmp_path / "b1.log") as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > 800, 60, "a first checkpoint", d)
@@ -89,7 +83,8 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     _run_to_end(cfg, tmp_path / "b4.log", store_b, group, topic, ends)
 
     # The reference run: same topic, its own group and store, never interrupted.
-    cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a, profile=profile)
+    cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a,
+                         profile=profile, extra=AB)
     _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends)
 
     expected, got = all_results(store_a, MODELS), all_results(store_b, MODELS)
@@ -97,6 +92,10 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     assert any(r["drifted"] for r in expected) and any(r["tested"] and not r["drifted"] for r in expected)
     assert sum(r["invalid"] for r in expected) == 2  # two of the three garbage records name the stream
     assert got == expected
+    with SqlStore(store_a) as a, SqlStore(store_b) as b:
+        ab_expected, ab_got = a.experiment_results("crash-ab"), b.experiment_results("crash-ab")
+    assert len(ab_expected) >= 5 and ab_expected[-1]["comparisons"]["b"]["always_valid"]["looks"] == len(ab_expected)
+    assert ab_got == ab_expected  # the experiment's cumulative state survived every SIGKILL exactly
 
 
 def test_rebalance_second_daemon_joins_mid_stream(kafka_broker, profile, tmp_path):

@@ -73,3 +73,60 @@ def test_every_key_is_documented():
             shown = {True: "true", False: "false"}.get(default, default) if isinstance(default, bool) else default
             if not isinstance(default, tuple):
                 assert str(shown) in doc, f"default of {section}.{f.name} missing"
+
+
+# -- [[experiments]] and [shadow] (docs/experiments.md) ------------------------------------------------------------
+EXPERIMENT = '[source]\npath = "x"\n[[experiments]]\nname = "e1"\nmodel = "m"\nvariants = {a = 90, b = 10}\n'
+
+
+def test_experiments_array_of_tables_with_guardrails(tmp_path):
+    c = load_config(write(tmp_path, EXPERIMENT + 'metric = "outcome"\n[[experiments.guardrails]]\n'
+                          'metric = "error_rate"\ntolerance = 0.01\n[[experiments.guardrails]]\n'
+                          'metric = "latency_p99_ms"\nrelative = true\ntolerance = 0.2\n'
+                          '[[experiments]]\nname = "e2"\nmodel = "m"\nvariant_field = "version"\n'
+                          'variants = {"3" = 1, "4" = 1}\ncontrol = "4"\n'), env={})
+    e1, e2 = c.experiments
+    assert e1.variants == (("a", 90.0), ("b", 10.0)) and e1.control_variant == "a" and e1.treatments == ("b",)
+    assert [g.metric for g in e1.guardrails] == ["error_rate", "latency_p99_ms"] and e1.guardrails[1].relative
+    assert e2.control_variant == "4" and e2.treatments == ("3",) and e2.guardrails == ()
+    from monitor.config import config_as_dict
+    assert config_as_dict(c)["experiments"][0]["variants"] == {"a": 90.0, "b": 10.0}
+
+
+@pytest.mark.parametrize("toml, key", [
+    (EXPERIMENT + "metrik = 1\n", "experiments[0].metrik"),
+    (EXPERIMENT + '[[experiments.guardrails]]\nmetric = "error_rate"\ntolerence = 0.1\n',
+     "experiments[0].guardrails[0].tolerence"),
+    (EXPERIMENT + '[[experiments.guardrails]]\nmetric = "p50"\n', "experiments[0].guardrails[0].metric"),
+    (EXPERIMENT + 'metric = "ctr"\n', "experiments[0].metric"),
+    (EXPERIMENT + 'alpha = 0.9\n', "experiments[0].alpha"),
+    ('[source]\npath = "x"\n[[experiments]]\nmodel = "m"\nvariants = {a = 1, b = 1}\n', "experiments[0].name"),
+    ('[source]\npath = "x"\n[[experiments]]\nname = "e"\nmodel = "m"\nvariants = {a = 1}\n', "experiments[0].variants"),
+    ('[source]\npath = "x"\n[[experiments]]\nname = "e"\nmodel = "m"\nvariants = {a = 1, b = 0}\n',
+     "experiments[0].variants.b"),
+    (EXPERIMENT + 'control = "c"\n', "experiments[0].control"),
+    (EXPERIMENT + EXPERIMENT.split("\n", 2)[2], "experiments[1].name"),
+    (EXPERIMENT.replace('"e1"', '"e 1"'), "experiments[0].name"),
+    ('[source]\npath = "x"\n[experiments]\nname = "e"\n', "experiments"),
+    ('[source]\npath = "x"\n[shadow]\nttl_second = 3\n', "shadow.ttl_second"),
+])
+def test_bad_experiments_name_the_key(tmp_path, toml, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(write(tmp_path, toml), env={})
+
+
+def test_experiments_come_from_the_file_only(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown section \[experiments\]"):
+        load_config(write(tmp_path, '[source]\npath = "x"\n'), env={"NLPMON_EXPERIMENTS_NAME": "x"})
+    c = load_config(write(tmp_path, '[source]\npath = "x"\n'), env={"NLPMON_SHADOW_ENABLED": "true"})
+    assert c.shadow.enabled and c.experiments == ()
+
+
+def test_every_experiment_key_is_documented():
+    from monitor.config import ExperimentConfig, GuardrailConfig
+
+    doc = open("docs/config.md", encoding="utf-8").read()
+    section = doc[doc.index("## [[experiments]]"):]
+    for cls in (ExperimentConfig, GuardrailConfig):
+        for f in dataclasses.fields(cls):
+            assert f"`{f.name}`" in section, f"{cls.__name__}.{f.name} missing from docs/config.md"

@@ -35,6 +35,12 @@ def test_full_event_round_trip():
     assert e.latency_ms == 12.0 and e.label == "neg" and e.features == {"f": 1.0}
 
 
+def test_outcome_is_an_optional_number():
+    assert decode_event(enc({**BASE, "outcome": 4})).outcome == 4.0
+    assert decode_event(enc({**BASE, "outcome": -0.5})).outcome == -0.5
+    assert decode_event(enc(BASE)).outcome is None
+
+
 def test_list_probabilities_with_classes():
     e = decode_event(enc({**BASE, "probabilities": [0.3, 0.7], "classes": ["a", "b"], "confidence": 0.7}))
     assert e.classes == ("a", "b") and e.confidence == 0.7
@@ -80,7 +86,8 @@ def test_missing_field(drop):
     "field, value",
     [("model", ""), ("model", 3), ("latency_ms", "12"), ("latency_ms", True), ("prediction", 1), ("label", 0),
      ("text", ["a"]), ("probabilities", "0.5"), ("features", [1]), ("features", {"f": "x"}), ("ts", True),
-     ("version", 2), ("confidence", "high"), ("schema", "1"), ("request_id", 5)],
+     ("version", 2), ("confidence", "high"), ("schema", "1"), ("request_id", 5), ("outcome", "4"),
+     ("outcome", True), ("variant", 1)],
 )
 def test_wrong_type(field, value):
     exc = reject({**BASE, field: value})
@@ -104,6 +111,8 @@ def test_unsupported_schema():
     b'{"ts": 1764000000, "model": "m", "prediction": "p", "confidence": Infinity}',
     b'{"ts": 1764000000, "model": "m", "prediction": "p", "latency_ms": 1e999}',
     b'{"ts": 1764000000, "model": "m", "prediction": "p", "features": {"f": -Infinity}}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "outcome": 1e999}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "outcome": NaN}',
 ])
 def test_non_finite(raw):
     assert reject(raw).reason == "non_finite"
@@ -158,7 +167,7 @@ _VALUES = [None, True, False, 0, 1, -1, 0.5, 1.5, -0.0, 1e300, 1_764_000_000, 1_
            "2026-11-25T10:00:00Z", "2026-11-25", [], [0.5, 0.5], ["a", "b"], ["a", "a"], {}, {"a": 0.4, "b": 0.6},
            {"a": 1}, {"a": "x"}, {"a": 0.5, "b": 0.5004}, {"a": 0.5, "b": 0.52}, [1], ["a"], "x" * 60]
 _FIELDS = ["ts", "model", "schema", "version", "prediction", "error", "confidence", "probabilities", "classes",
-           "latency_ms", "label", "text", "features", "request_id", "variant"]
+           "latency_ms", "label", "text", "features", "request_id", "variant", "outcome"]
 
 
 def _outcome(fn, raw):
