@@ -79,7 +79,13 @@ def test_every_query_uses_the_provisioned_datasource():
 def test_model_panels_follow_the_template_variables():
     for p in panels():
         for expr in exprs(p):
-            if any(name.startswith(("nlp_", "model_version")) for name in helpers.metric_names(expr)):
+            names = helpers.metric_names(expr)
+            # Experiments are chosen by their own variable; shadow joins are per served model (no version label).
+            if any(name.startswith("nlp_experiment_") for name in names):
+                assert '$experiment' in expr, f"{p['title']}: {expr}"
+            elif any(name.startswith("nlp_shadow_") for name in names):
+                assert '$model' in expr, f"{p['title']}: {expr}"
+            elif any(name.startswith(("nlp_", "model_version")) for name in names):
                 assert '$model' in expr and '$version' in expr, f"{p['title']}: {expr}"
 
 
@@ -117,6 +123,14 @@ REQUIRED_PANELS = {
     "estimated vs measured accuracy": _uses("nlp_estimated_accuracy", "nlp_reeval_accuracy"),
     "consumer lag": _uses("nlpmon_consumer_lag"),
     "invalid events": _uses("nlpmon_events_invalid_total"),
+    # Issue 6: experiments and shadow deployments.
+    "experiment samples per variant": _uses("nlp_experiment_samples"),
+    "experiment lift and always-valid interval": _uses("nlp_experiment_lift", "nlp_experiment_lift_ci_low",
+                                                       "nlp_experiment_lift_ci_high"),
+    "experiment always-valid p-value": _uses("nlp_experiment_p_value"),
+    "sample-ratio mismatch": _uses("nlp_experiment_srm_p_value", "nlp_experiment_srm_mismatch"),
+    "experiment guardrails": _uses("nlp_experiment_guardrail"),
+    "shadow agreement": _uses("nlp_shadow_agreement_ratio"),
 }
 
 
@@ -154,7 +168,7 @@ def test_provisioning_files():
 def _as_promql(expr: str) -> str:
     """Replace Grafana's variables with values Prometheus accepts (the end-to-end test needs the same)."""
     for var, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"),
-                       ("$model", ".*"), ("$version", ".*")):
+                       ("$model", ".*"), ("$version", ".*"), ("$experiment", ".*")):
         expr = expr.replace(var, value)
     assert "$" not in expr, f"unhandled Grafana variable in {expr!r}"
     return expr

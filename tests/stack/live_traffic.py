@@ -27,13 +27,18 @@ class LiveTraffic:
     :meth:`start_drift`) with ``ts`` replaced by the current time in milliseconds.
     """
 
-    def __init__(self, bootstrap: str, topic: str, *, rate_per_s: float, seed: int, label_share: float = 0.0):
+    def __init__(self, bootstrap: str, topic: str, *, rate_per_s: float, seed: int, label_share: float = 0.0,
+                 variants: dict[str, float] | None = None, shadow_share: float = 0.0):
         self.topic = topic
         self.rate_per_s = rate_per_s
         self.sent = 0
         self.drift_started_at: float | None = None  # wall time of the first drifted event
-        self._clean = generate_events(_EVENTS_PER_STREAM, seed=seed, label_share=label_share)
-        self._drifted = generate_events(_EVENTS_PER_STREAM, seed=seed + 1, drift_after=0, label_share=label_share)
+        # variants/shadow_share: an A/B split and shadow predictions (generate_events); a shadow event is sent
+        # right after its served one, stamped with the same wall-clock time plus its generated delay.
+        kw = {"label_share": label_share, "variants": variants, "shadow_share": shadow_share}
+        self._clean = generate_events(_EVENTS_PER_STREAM, seed=seed, **kw)
+        self._drifted = generate_events(_EVENTS_PER_STREAM, seed=seed + 1, drift_after=0, **kw)
+        self._last_served: tuple[int, int] | None = None  # (generated ts, wall ts) of the latest served event
         self._drift = threading.Event()
         self._stop = threading.Event()
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
@@ -81,7 +86,12 @@ class LiveTraffic:
                     now = time.time()
                     if drifted and self.drift_started_at is None:
                         self.drift_started_at = now
-                    event["ts"] = int(now * 1000)
+                    if event.get("variant") == "shadow" and self._last_served is not None:
+                        generated, wall = self._last_served
+                        event["ts"] = wall + (event["ts"] - generated)
+                    else:
+                        self._last_served = (event["ts"], int(now * 1000))
+                        event["ts"] = int(now * 1000)
                     self.send(event)
                     self.sent += 1
                 time.sleep(_TICK_S)
