@@ -123,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
                                       stdout=log, stderr=log, start_new_session=True)
             stack.callback(_stop_daemon, daemon)
             urls = _start_stack(stack, port, out)
-            print(f"  broker      {broker.bootstrap} (topic {TOPIC}, 3 partitions)")
-            print(f"  daemon      pid {daemon.pid}, store {out / 'nlpmon.db'}, log {out / 'daemon.log'}")
-            print(f"  metrics     http://127.0.0.1:{port}/metrics   status: /status   probes: /healthz /readyz")
+            print(f"  broker       {broker.bootstrap} (topic {TOPIC}, 3 partitions)")
+            print(f"  daemon       pid {daemon.pid}, store {out / 'nlpmon.db'}, log {out / 'daemon.log'}")
+            print(f"  metrics      http://127.0.0.1:{port}/metrics   status: /status   probes: /healthz /readyz")
             for name, url in urls.items():
-                print(f"  {name:<11} {url}")
-            print(f"  traffic     {args.rate:.0f} predictions/s; drift injected after {args.drift_after:.0f} s; "
+                print(f"  {name:<12} {url}")
+            print(f"  traffic      {args.rate:.0f} predictions/s; drift injected after {args.drift_after:.0f} s; "
                   f"stops after {args.duration:.0f} s (Ctrl-C stops earlier)\n")
             counts: dict = {"sent": 0, "drifting": False}
             gen = threading.Thread(target=_traffic, args=(broker.bootstrap, args.rate, args.drift_after, stop, counts), daemon=True)
