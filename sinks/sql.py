@@ -385,23 +385,9 @@ class SqlStore:
         10^11 it is seconds, as for event timestamps in docs/events.md); ``limit`` keeps the newest ``limit``
         windows.
         """
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be >= 0")
-        self._ensure_schema()
         t = tables.window_results.c
-        query = sa.select(t.result).where(t.model == model)
-        if version is not None:
-            query = query.where(t.version == version)
-        if since is not None:
-            query = query.where(t.window_start_ms >= _to_ms(since, "since"))
-        order = (t.window_start_ms, t.version, t.window_kind, t.window_seq)
-        if limit is None:
-            query = query.order_by(*order)
-        else:
-            query = query.order_by(*(c.desc() for c in order)).limit(limit)
-        with self._transaction(write=False) as conn:
-            found = list(conn.execute(query).scalars())
-        return found if limit is None else found[::-1]
+        where = t.model == model if version is None else sa.and_(t.model == model, t.version == version)
+        return self._window_docs(tables.window_results, where, since, limit, tiebreak=(t.version,))
 
     # -- experiments and shadow joins --------------------------------------------------------------------------
 
@@ -443,7 +429,8 @@ class SqlStore:
         with self._transaction(write=False) as conn:
             return list(conn.execute(sa.select(t.experiment).distinct().order_by(t.experiment)).scalars())
 
-    def _window_docs(self, table: sa.Table, where, since, limit) -> list[dict]:
+    def _window_docs(self, table: sa.Table, where, since, limit, tiebreak: tuple = ()) -> list[dict]:
+        """Result documents of ``table`` matching ``where``, oldest window first (``limit``: the newest ones)."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
         self._ensure_schema()
@@ -451,7 +438,7 @@ class SqlStore:
         query = sa.select(t.result).where(where)
         if since is not None:
             query = query.where(t.window_start_ms >= _to_ms(since, "since"))
-        order = (t.window_start_ms, t.window_kind, t.window_seq)
+        order = (t.window_start_ms, *tiebreak, t.window_kind, t.window_seq)
         if limit is None:
             query = query.order_by(*order)
         else:
