@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nlpmon",
         description="Monitoring and drift detection for NLP models in production.",
         epilog="Docs: docs/events.md (input), docs/results.md (output), docs/config.md, docs/metrics.md, "
-        "docs/kafka.md (the sidecar), docs/storage.md, docs/reeval.md, docs/runbooks.md.",
+        "docs/kafka.md (the sidecar), docs/storage.md, docs/reeval.md, docs/experiments.md, docs/runbooks.md.",
     )
     parser.add_argument("--version", action="version", version=f"nlpmon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
