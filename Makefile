@@ -24,7 +24,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m monitor.demo $(DEMO_ARGS)
+	$(PY) -m monitor.devkit.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/detectors.py

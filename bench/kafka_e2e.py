@@ -32,12 +32,12 @@ import orjson  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
 from monitor.config import load_config  # noqa: E402
-from monitor.daemon import Shutdown  # noqa: E402
-from monitor.embedded_broker import FAST_GROUP, start_tansu  # noqa: E402
-from monitor.kafka_daemon import KafkaDaemon  # noqa: E402
-from monitor.profile_builder import build_profile  # noqa: E402
-from monitor.reference import save_profile  # noqa: E402
-from monitor.synth.traffic import generate_events, write_events  # noqa: E402
+from monitor.devkit.embedded_broker import FAST_GROUP, start_tansu  # noqa: E402
+from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
+from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.ingest.reference import save_profile  # noqa: E402
+from monitor.runtime.kafka_daemon import KafkaDaemon  # noqa: E402
+from monitor.runtime.shutdown import Shutdown  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, n: int) -> None:

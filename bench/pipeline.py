@@ -29,11 +29,11 @@ import orjson  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from monitor.config import load_config  # noqa: E402
+from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
+from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.ingest.reference import save_profile  # noqa: E402
+from monitor.ingest.tokenizer import TokenizerFeaturizer  # noqa: E402
 from monitor.pipeline import Pipeline, Record  # noqa: E402
-from monitor.profile_builder import build_profile  # noqa: E402
-from monitor.reference import save_profile  # noqa: E402
-from monitor.synth.traffic import generate_events, write_events  # noqa: E402
-from monitor.tokenizer import TokenizerFeaturizer  # noqa: E402
 from sinks.prometheus import PrometheusSink  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
@@ -51,7 +51,7 @@ def events_file(n: int, *, drift_after: int | None = None, seed: int = 11) -> Pa
 
 def tokenizer_dir() -> Path | None:
     try:
-        from monitor.synth.model import build_tiny_classifier
+        from monitor.devkit.synth.model import build_tiny_classifier
     except ImportError:
         return None
     out = CACHE / "tiny-model"
@@ -66,7 +66,7 @@ def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None
     if tokenizer:
         over["tokenizer.path"] = str(tokenizer)
     config = load_config(env={}, overrides=over)
-    from monitor.daemon import load_profiles
+    from monitor.runtime.line_daemon import load_profiles
 
     tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
     sink = PrometheusSink(CollectorRegistry())
@@ -99,7 +99,7 @@ def throughput(args) -> None:
     print(f"{'configuration':<34} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
     for label, tokenizer in (("text features", None), ("text + tokenizer features", tok)):
         if label.startswith("text +") and tokenizer is None:
-            print(f"{label:<34} skipped: monitor.synth.model not available")
+            print(f"{label:<34} skipped: monitor.devkit.synth.model not available")
             continue
         with tempfile.TemporaryDirectory() as d:
             profile, _ = build_profile(

@@ -3,7 +3,7 @@
     .venv/bin/python bench/reeval.py                    # defaults below, about a minute on one core
     .venv/bin/python bench/reeval.py --n 500 --repeats 3 --embed-dim 64 --hidden-dim 64   # quick look
 
-All in one process, on a generated classifier (monitor.synth.model) big enough for padding to matter:
+All in one process, on a generated classifier (monitor.devkit.synth.model) big enough for padding to matter:
 embedding 256, a 256-unit per-token hidden layer, vocabulary 4000, max_length 256, texts of 5-200 words
 (log-uniform). Medians of --repeats runs, interleaved (each repeat runs every configuration once); ratios
 are medians of the per-repeat ratios, with their range. One warm-up run of each configuration first.
@@ -11,7 +11,7 @@ are medians of the per-repeat ratios, with their range. One warm-up run of each 
 1. ``run_reeval`` end to end (model, tokenizer and data loading included) against a bare loop: the same
    tokenizer (``AutoTokenizer``, ``padding=True, truncation=True, return_tensors="np"`` per batch), an
    onnxruntime session with the same options, the same length-sorted batches, nothing else. Target >= 0.9.
-2. FP32 against per-channel dynamic INT8 (``monitor.quantize``), sentences/s of the eval phase.
+2. FP32 against per-channel dynamic INT8 (``monitor.reeval.quantize``), sentences/s of the eval phase.
 3. Length-sorted against file-order batching, sentences/s of the eval phase. Target sorted >= 1.5x.
 """
 
@@ -33,10 +33,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import onnxruntime as ort  # noqa: E402
 
-from monitor.quantize import quantize_model  # noqa: E402
+from monitor.devkit.synth.model import build_tiny_classifier  # noqa: E402
 from monitor.reeval import ReevalOptions, run_reeval  # noqa: E402
 from monitor.reeval.encode import encode_texts, load_tokenizer, plan_batches  # noqa: E402
-from monitor.synth.model import build_tiny_classifier  # noqa: E402
+from monitor.reeval.quantize import quantize_model  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 

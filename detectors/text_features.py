@@ -2,7 +2,7 @@
 
 The features are cheap, model-agnostic proxies for "the inputs look different": length, vocabulary richness
 and character mix. Tokenizer features (token count, unknown-token rate, truncation) need the served model's
-tokenizer, which ``monitor.tokenizer`` runs; :func:`tokenizer_features` turns its counts into columns.
+tokenizer, which ``monitor.ingest.tokenizer`` runs; :func:`tokenizer_features` turns its counts into columns.
 
 Definitions (all per text; a ratio whose denominator is 0 is 0):
 

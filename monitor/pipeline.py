@@ -15,16 +15,16 @@ from typing import Protocol
 
 import numpy as np
 
-from monitor.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
+from monitor.ab.experiments import ExperimentResult, ExperimentSet
+from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
-from monitor.evaluate import StreamDetectors, window_result
-from monitor.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
-from monitor.experiments import ExperimentResult, ExperimentSet
-from monitor.features import base_features, entropies, event_rows
-from monitor.reference import FeatureSet, Profile
-from monitor.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
-from monitor.tokenizer import TokenizerFeaturizer
-from monitor.windows import NO_EVENTS_YET, closed_by_ms, is_late, watermark_before_ms, window_start_ms
+from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
+from monitor.ingest.features import base_features, entropies, event_rows
+from monitor.ingest.reference import FeatureSet, Profile
+from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
+from monitor.windowing.evaluate import StreamDetectors, window_result
+from monitor.windowing.windows import NO_EVENTS_YET, closed_by_ms, is_late, watermark_before_ms, window_start_ms
 
 __all__ = ["Pipeline", "Record", "PipelineStats", "ALL_REASONS"]
 

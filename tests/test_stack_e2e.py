@@ -3,7 +3,7 @@
 Live traffic, stamped with the wall clock, is produced to the test broker: clean for CLEAN_S seconds, then
 drifted. ``nlpmon run`` consumes it with windows of WINDOW_S seconds; a real Prometheus (Debian package
 ``prometheus``) scrapes it every second and evaluates the project's rules, with the drift persistence range
-shortened in a checked copy (monitor.stack.shorten_drift_persistence), and sends alerts to a real Alertmanager
+shortened in a checked copy (monitor.devkit.stack.shorten_drift_persistence), and sends alerts to a real Alertmanager
 (``prometheus-alertmanager``) running the project's routing, whose receivers point at a webhook server here.
 
 Re-evaluation runs in the daemon on the tiny real ONNX model: once on demand (``POST /reeval``) at the start,
@@ -27,14 +27,19 @@ from pathlib import Path
 
 import pytest
 
-from monitor.profile_builder import build_profile
-from monitor.reference import save_profile
-from monitor.stack import (
-    DRIFT_ALERTS, INSTALL_HINT, PERSISTENCE_RULE, find_binaries, local_alertmanager_config, shorten_drift_persistence,
+from monitor.devkit.stack import (
+    DRIFT_ALERTS,
+    INSTALL_HINT,
+    PERSISTENCE_RULE,
+    find_binaries,
+    local_alertmanager_config,
+    shorten_drift_persistence,
     start_local_stack,
 )  # fmt: skip
-from monitor.synth.traffic import generate_events, write_events
-from tests.kafka.harness import DaemonProcess, wait_until, write_config
+from monitor.devkit.synth.traffic import generate_events, write_events
+from monitor.ingest.profile_builder import build_profile
+from monitor.ingest.reference import save_profile
+from tests.monitor.runtime.harness import DaemonProcess, wait_until, write_config
 from tests.stack.live_traffic import LiveTraffic
 from tests.stack.prometheus_api import PrometheusAPI
 from tests.stack.webhook import webhook_receiver

@@ -1,7 +1,7 @@
 """Re-evaluation: replay a labelled held-out set through the served ONNX model and report how good it still is.
 
 ``run_reeval(ReevalOptions(...)) -> ReevalResult`` is the job (``monitor.reeval.job``); the CLI
-(``monitor.reeval.cli``) and, later, the daemon's triggers call it. See docs/reeval.md.
+(``monitor.cli.reeval``) and, later, the daemon's triggers call it. See docs/reeval.md.
 """
 
 from monitor.reeval.errors import DataError, ModelError, ProviderError, ReevalError

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.events import InvalidEvent, decode_event
+from monitor.ingest.events import InvalidEvent, decode_event
 from monitor.reeval.errors import DataError
 
 __all__ = ["TrafficSample", "read_traffic_texts"]

@@ -9,7 +9,11 @@ import pytest
 from scipy import stats
 
 from detectors.ab import (
-    evaluate_guardrail, required_sample_size, sample_ratio_mismatch, two_proportion_z_test, welch_t_test,
+    evaluate_guardrail,
+    required_sample_size,
+    sample_ratio_mismatch,
+    two_proportion_z_test,
+    welch_t_test,
 )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = ["detectors.ks", "detectors.confidence", "detectors.classes", "detectors.correction",
-           "detectors.latency", "detectors.ab", "detectors.sequential", "monitor.shadow"]
+           "detectors.latency", "detectors.ab", "detectors.sequential", "monitor.ab.shadow"]
 
 
 @pytest.mark.parametrize("name", MODULES)

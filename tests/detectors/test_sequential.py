@@ -15,7 +15,11 @@ import pytest
 from scipy import stats
 
 from detectors.sequential import (
-    ArmStats, SequentialTest, mixture_half_width, mixture_p_value, tau2_for_sample_size,
+    ArmStats,
+    SequentialTest,
+    mixture_half_width,
+    mixture_p_value,
+    tau2_for_sample_size,
 )  # fmt: skip
 
 ALPHA = 0.05

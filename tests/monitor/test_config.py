@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from monitor.config import SECTIONS, Config, ConfigError, load_config
+from monitor.config import SECTIONS, ConfigError, load_config
 
 
 def write(tmp_path, text):

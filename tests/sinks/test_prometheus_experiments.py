@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import load_config
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
-from tests.monitor.test_experiments import NOW, traffic
+from tests.monitor.ab.test_experiments import NOW, traffic
 
 
 @pytest.fixture

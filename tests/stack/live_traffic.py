@@ -12,7 +12,7 @@ import time
 
 from kafka import KafkaProducer
 
-from monitor.synth.traffic import generate_events
+from monitor.devkit.synth.traffic import generate_events
 
 __all__ = ["LiveTraffic"]
 
@@ -23,7 +23,7 @@ _EVENTS_PER_STREAM = 1_000_000  # generate_events is lazy; a bound only
 class LiveTraffic:
     """Send ``rate_per_s`` events a second from a background thread until :meth:`stop`.
 
-    Events come from :func:`monitor.synth.traffic.generate_events` (clean, or drifted after
+    Events come from :func:`monitor.devkit.synth.traffic.generate_events` (clean, or drifted after
     :meth:`start_drift`) with ``ts`` replaced by the current time in milliseconds.
     """
 

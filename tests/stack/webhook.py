@@ -16,7 +16,7 @@ __all__ = ["Notification", "WebhookReceiver", "webhook_receiver"]
 @dataclass(frozen=True)
 class Notification:
     received_at: float  # wall clock, seconds since the epoch
-    path: str  # /<receiver name> (monitor.stack.local_alertmanager_config)
+    path: str  # /<receiver name> (monitor.devkit.stack.local_alertmanager_config)
     payload: dict
 
     def alerts(self, status: str = "firing") -> list[dict]:

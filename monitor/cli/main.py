@@ -1,0 +1,277 @@
+"""The ``nlpmon`` command line.
+
+Exit codes: 0 success (also when the input contained invalid events: they are counted, not fatal);
+2 usage or configuration error, unreadable input, incompatible reference; 1 unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from monitor import __version__
+from monitor.cli.ab import add_parsers as add_ab_parsers
+from monitor.cli.common import EXIT_OK, EXIT_USAGE, UsageError, add_config_flags, config_from_args
+from monitor.cli.reeval import add_parsers as add_reeval_parsers
+from monitor.config import config_as_dict
+from monitor.logs import setup_logging
+
+__all__ = ["main", "build_parser"]
+
+def _add_window_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--window-events", type=int, metavar="N", help="count windows of N events (window.kind=count)")
+    g.add_argument("--window-seconds", type=float, metavar="S", help="tumbling event-time windows of S seconds")
+    p.add_argument("--min-events", type=int, metavar="N", help="test a window only with at least N events (default 200)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nlpmon",
+        description="Monitoring and drift detection for NLP models in production.",
+        epilog="Docs: docs/events.md (input), docs/results.md (output), docs/config.md, docs/metrics.md, "
+        "docs/kafka.md (the sidecar), docs/storage.md, docs/reeval.md, docs/experiments.md, docs/runbooks.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"nlpmon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser(
+        "replay",
+        help="run the whole pipeline over a JSONL file of events and print window results",
+        description="Run the pipeline over EVENTS (JSONL, '-' for stdin) and write one JSON window result per "
+        "line. Open windows are flushed at the end (\"partial\": true). A one-line JSON summary goes to stderr. "
+        "Exit 0 whenever the input could be read, whatever it contained.",
+    )
+    p.add_argument("events", metavar="EVENTS.jsonl", help="prediction-log events, one JSON object per line ('-' = stdin)")
+    p.add_argument("--reference", "-r", action="append", default=[], metavar="PROFILE",
+                   help="reference profile from `nlpmon reference build` (repeatable, one per model)")
+    p.add_argument("--output", "-o", default="-", metavar="FILE", help="where to write results ('-' = stdout, the default)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on PORT while replaying (0 = any free port)")
+    p.add_argument("--dead-letter", metavar="FILE", help="append rejected events with their reason to FILE (JSONL)")
+    _add_window_flags(p)
+    add_config_flags(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "run",
+        help="run the daemon from a config file",
+        description="Run the monitoring daemon as configured: [source] kind = kafka is the sidecar (docs/kafka.md; "
+        "windows, checkpoints and re-evaluation runs in the SQL store), file or stdin read a JSONL prediction log. "
+        "Serves /metrics, /healthz, /readyz, /status (and POST /reeval with [reeval] enabled). The first "
+        "SIGTERM/SIGINT stops consuming and drains (Kafka: final checkpoint within daemon.grace_seconds; file: "
+        "open windows flushed), exit 0; a second signal exits at once.",
+    )
+    add_config_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config and print the effective settings",
+                       description="Load the config (file, NLPMON_* environment, --set flags), validate it, and print "
+                       "the effective settings as JSON. Exit 2 with the offending key on error.")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("reference", help="build reference profiles")
+    rsub = p.add_subparsers(dest="reference_command", metavar="SUBCOMMAND")
+    rsub.required = True
+    b = rsub.add_parser(
+        "build",
+        help="compute a reference profile from a JSONL file of events",
+        description="Compute the reference samples (features, confidences, class proportions, latency) of one "
+        "model from EVENTS and write them to a profile JSON file.",
+    )
+    b.add_argument("events", metavar="EVENTS.jsonl")
+    b.add_argument("--output", "-o", required=True, metavar="PROFILE.json")
+    b.add_argument("--model", metavar="NAME", help="model to profile (required when the file holds several)")
+    b.add_argument("--version", dest="versions", action="append", default=[], metavar="V", help="only these versions (repeatable)")
+    b.add_argument("--sample-size", type=int, default=50_000, metavar="N", help="reservoir size per feature (default 50000)")
+    b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
+    b.add_argument("--max-length", type=int, default=512, metavar="N", help="tokenizer max_length (default 512)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
+    b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
+    b.set_defaults(func=cmd_reference_build)
+
+    p = sub.add_parser(
+        "history",
+        help="print stored window results",
+        description="Print window results stored by the daemon in the SQL store, oldest first.",
+    )
+    p.add_argument("--model", required=True, metavar="NAME")
+    p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--since", metavar="TIME", help="only windows starting at or after TIME (RFC 3339, or epoch seconds/ms)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or JSON lines")
+    p.add_argument("--store", metavar="URL", help="SQL store URL (default: store.url of the config)")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_history)
+
+    # Subcommands that live in their own modules.
+    add_ab_parsers(sub)
+    add_reeval_parsers(sub)
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _window_overrides(args) -> dict:
+    out: dict = {}
+    if args.window_events is not None:
+        out["window.kind"] = "count"
+        out["window.events"] = args.window_events
+        if args.min_events is None and args.window_events < 200:
+            # A count window smaller than the default min_events would never be tested; say so by testing it.
+            out["window.min_events"] = args.window_events
+    if args.window_seconds is not None:
+        out["window.kind"] = "time"
+        out["window.size_seconds"] = args.window_seconds
+    if args.min_events is not None:
+        out["window.min_events"] = args.min_events
+    return out
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+def cmd_replay(args) -> int:
+    from monitor.runtime.line_daemon import run_line_source
+
+    extra = {"source.kind": "file" if args.events != "-" else "stdin", "source.path": args.events,
+             **_window_overrides(args)}
+    if args.reference:
+        extra["reference.paths"] = list(args.reference)
+    if args.dead_letter:
+        extra["validation.dead_letter_path"] = args.dead_letter
+    if args.metrics_port is not None:
+        extra["metrics.port"] = args.metrics_port
+    config = config_from_args(args, extra)
+    setup_logging(config.logging.level if args.log_level else "warning", config.logging.format)
+    if args.events != "-" and not Path(args.events).is_file():
+        raise UsageError(f"cannot read {args.events}: no such file")
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    try:
+        summary = run_line_source(config, path=args.events, output=out, serve_metrics=args.metrics_port is not None)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from monitor.runtime.line_daemon import run_line_source
+    from monitor.runtime.shutdown import Shutdown
+
+    config = config_from_args(args)
+    setup_logging(config.logging.level, config.logging.format)
+    if config.source.kind == "kafka":
+        from monitor.runtime.kafka_daemon import KafkaDaemon
+
+        shutdown = Shutdown().install()
+        try:
+            return KafkaDaemon(config, shutdown=shutdown).run()
+        finally:
+            shutdown.uninstall()
+    path = config.source.path if config.source.kind == "file" else "-"
+    out = None
+    if config.output.results_path:
+        out = sys.stdout.buffer if config.output.results_path == "-" else open(config.output.results_path, "ab")
+    shutdown = Shutdown().install()
+    try:
+        summary = run_line_source(config, path=path, output=out, serve_metrics=True, shutdown=shutdown)
+    finally:
+        shutdown.uninstall()
+        if out is not None and out is not sys.stdout.buffer:
+            out.close()
+    logging.getLogger("nlpmon").info("stopped: %s", orjson.dumps(summary).decode())
+    return EXIT_OK
+
+
+def cmd_check_config(args) -> int:
+    config = config_from_args(args)
+    sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_reference_build(args) -> int:
+    from monitor.ingest.profile_builder import build_profile
+    from monitor.ingest.reference import save_profile
+    from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+    if args.events != "-" and not Path(args.events).is_file():
+        raise UsageError(f"cannot read {args.events}: no such file")
+    if args.sample_size < 100:
+        raise UsageError("--sample-size must be at least 100")
+    tokenizer = TokenizerFeaturizer(args.tokenizer, max_length=args.max_length) if args.tokenizer else None
+    profile, summary = build_profile(
+        args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
+        sample_cap=args.sample_size, seed=args.seed,
+    )  # fmt: skip
+    if args.activate and not args.store:
+        raise UsageError("--activate needs --store URL")
+    save_profile(profile, args.output)
+    extra = {}
+    if args.store:
+        from sinks.sql import SqlStore, StoreUnavailable
+
+        try:
+            with SqlStore(args.store) as store:
+                extra["store_version"] = store.save_profile(profile.model, profile.to_dict(), activate=args.activate)
+        except StoreUnavailable as exc:
+            raise UsageError(f"cannot reach the store: {exc}") from None
+        extra["active"] = args.activate
+    sys.stderr.write(orjson.dumps({**summary, "output": args.output, **extra}).decode() + "\n")
+    return EXIT_OK
+
+
+def cmd_history(args) -> int:
+    from monitor.cli.table import window_header, window_row
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    url = args.store
+    if not url:
+        url = config_from_args(args, {"source.kind": "stdin"}).store.url
+    try:
+        with SqlStore(url) as store:
+            rows = store.history(args.model, version=args.version, since=args.since, limit=args.limit)
+    except StoreUnavailable as exc:
+        raise UsageError(f"cannot reach the store: {exc}") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = sys.stdout
+    if args.format == "json":
+        for r in rows:
+            out.write(orjson.dumps(r).decode() + "\n")
+        return EXIT_OK
+    if not rows:
+        sys.stderr.write(f"no stored windows for model {args.model!r}\n")
+        return EXIT_OK
+    out.write(f"{'version':<12} " + window_header() + "\n")
+    for r in rows:
+        out.write(f"{r['version'][:12]:<12} " + window_row(r) + "\n")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from monitor.ingest.reference import ProfileError
+    from monitor.ingest.tokenizer import TokenizerError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ProfileError, TokenizerError) as exc:
+        sys.stderr.write(f"nlpmon: error: {exc}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"nlpmon: error: {exc.strerror or exc}: {exc.filename or ''}\n".replace(": \n", "\n"))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""The ``reeval`` and ``quantize`` subcommands; ``add_parsers(subparsers)`` registers both.
+
+Handlers return an exit code: 0 on success, 2 when the input is unusable (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from monitor.reeval.errors import ReevalError
+
+__all__ = ["add_parsers", "reeval_command", "quantize_command"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be an accuracy in [0, 1], got {value}")
+    return value
+
+
+def add_parsers(subparsers) -> None:
+    """Register ``reeval`` and ``quantize`` on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "reeval",
+        help="replay a labelled held-out set through an ONNX model and report how good it still is",
+        description="Replay a labelled held-out set through an ONNX text classifier and report accuracy, "
+        "macro-F1, per-class precision/recall, calibration (ECE) and throughput. See docs/reeval.md.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="the served model, an .onnx file")
+    p.add_argument("--tokenizer", required=True, type=Path, help="local directory that AutoTokenizer loads")
+    p.add_argument("--data", required=True, type=Path, help="labelled held-out set: .jsonl, .csv or .tsv")
+    p.add_argument("--text-field", default="text", help="field/column holding the text (default: text)")
+    p.add_argument("--label-field", default="label", help="field/column holding the label (default: label)")
+    p.add_argument(
+        "--label-map",
+        help="label name to class index: a JSON file or inline neg=0,pos=1 (default: id2label from "
+        "config.json next to the model, else labels must be class indices)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="sentences per model call (default: 32)")
+    p.add_argument(
+        "--max-length",
+        type=_positive_int,
+        help="truncate at this many tokens (default: the tokenizer's limit, else 512)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("auto", "cuda", "cpu"),
+        default="auto",
+        help="onnxruntime execution provider (default: auto)",
+    )
+    p.add_argument("--candidate", type=Path, help="a second model (e.g. the INT8 export) to compare on the same data")
+    p.add_argument(
+        "--traffic",
+        type=Path,
+        metavar="EVENTS.jsonl",
+        help="with --candidate: a prediction log (nlpmon's event JSONL); both models also score the logged texts "
+        "of its last --traffic-sample events (of --name's model when given) and the report shows their agreement",
+    )
+    p.add_argument(
+        "--traffic-sample", type=_positive_int, default=2000, help="logged texts used from --traffic (default: 2000)"
+    )
+    p.add_argument("--baseline-accuracy", type=_fraction, help="accuracy to compare against; the report shows the drop")
+    p.add_argument(
+        "--calibration-bins", type=_positive_int, default=15, help="equal-width confidence bins for ECE (default: 15)"
+    )
+    p.add_argument(
+        "--flip-check-limit",
+        type=_non_negative_int,
+        default=2000,
+        help="sentences the candidate re-runs at batch size 1 (default: 2000, 0 to skip)",
+    )
+    p.add_argument("--no-sort", action="store_true", help="batch in file order instead of by length (for comparisons)")
+    p.add_argument(
+        "--threads", type=_non_negative_int, default=0, help="onnxruntime intra-op threads (default: 0, its own choice)"
+    )
+    p.add_argument("--name", help="model name in the report (default: the model file's stem)")
+    p.add_argument("--model-version", help="model version in the report")
+    p.add_argument("--dataset-name", help="data set name in the report (default: the data file's stem)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="SQL store URL: store this run in reeval_runs, and use the first stored run of the model and data "
+        "set as the baseline when --baseline-accuracy is not given",
+    )
+    p.set_defaults(func=reeval_command)
+
+    q = subparsers.add_parser(
+        "quantize",
+        help="write a dynamically quantized INT8 copy of an ONNX model",
+        description="Quantize an ONNX model's weights to INT8 with onnxruntime's dynamic quantization "
+        "(per output channel unless --per-tensor). Judge the result with: nlpmon reeval --candidate OUT.",
+    )
+    q.add_argument("model", type=Path, help="the FP32 .onnx model")
+    q.add_argument("-o", "--output", required=True, type=Path, help="where to write the quantized model")
+    q.add_argument(
+        "--per-tensor", action="store_true", help="one scale per weight tensor instead of per output channel"
+    )
+    q.add_argument("--reduce-range", action="store_true", help="7-bit weights (can help on CPUs without VNNI)")
+    q.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
+    q.set_defaults(func=quantize_command)
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    print(f"nlpmon {command}: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def reeval_command(args: argparse.Namespace) -> int:
+    """Handle ``nlpmon reeval``."""
+    from monitor.reeval.data import parse_label_map
+    from monitor.reeval.job import Baseline, ReevalOptions, run_reeval
+    from monitor.reeval.report import ProgressBar, format_table
+
+    bar = None
+    store = None
+    try:
+        baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
+        if args.traffic is not None and args.candidate is None:
+            raise ValueError("--traffic needs --candidate: it compares the two models on logged traffic")
+        traffic = ()
+        if args.traffic is not None:
+            from monitor.reeval.traffic import read_traffic_texts
+
+            sample = read_traffic_texts(args.traffic, limit=args.traffic_sample, model=args.name)
+            traffic = sample.texts
+            if sample.invalid:
+                reasons = ", ".join(f"{k}: {v}" for k, v in sorted(sample.invalid.items()))
+                print(f"nlpmon reeval: {args.traffic}: skipped invalid events ({reasons})", file=sys.stderr)
+        if args.store:
+            store, baseline = _open_store(args, baseline)
+        options = ReevalOptions(
+            model=args.model,
+            tokenizer=args.tokenizer,
+            data=args.data,
+            text_field=args.text_field,
+            label_field=args.label_field,
+            label_map=tuple(parse_label_map(args.label_map).items()) if args.label_map is not None else None,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            provider=args.provider,
+            candidate=args.candidate,
+            baseline=baseline,
+            traffic_texts=traffic,
+            calibration_bins=args.calibration_bins,
+            sort_by_length=not args.no_sort,
+            intra_op_threads=args.threads,
+            flip_check_limit=args.flip_check_limit,
+            model_name=args.name,
+            model_version=args.model_version,
+            dataset_name=args.dataset_name,
+        )
+        if not args.quiet and sys.stderr.isatty():
+            bar = ProgressBar(sys.stderr)
+        started_at_ms = time.time_ns() // 1_000_000
+        result = run_reeval(options, progress=bar)
+    except (ReevalError, ValueError) as exc:
+        if store is not None:
+            store.close()
+        return _fail("reeval", exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), allow_nan=False))
+    else:
+        sys.stdout.write(format_table(result))
+    if store is not None:
+        return _save_run(store, result, started_at_ms)
+    return 0
+
+
+def _open_store(args: argparse.Namespace, baseline):
+    """Open ``--store``; without a configured baseline, take the first stored successful run of this model
+    and data set (labels as the result will have them)."""
+    from monitor.reeval.job import Baseline
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    store = SqlStore(args.store)
+    if baseline is not None:
+        return store, baseline
+    name = args.name or args.model.stem
+    dataset = args.dataset_name or args.data.stem
+    try:
+        first = store.reeval_runs(name, dataset=dataset, outcome="success", limit=1)
+    except StoreUnavailable as exc:
+        store.close()
+        raise ReevalError(f"cannot reach the store: {exc}") from None
+    if first and first[0].result:
+        baseline = Baseline.from_result(first[0].result, source="first_run", run=str(first[0].id))
+    return store, baseline
+
+
+def _save_run(store, result, started_at_ms: int) -> int:
+    from sinks.sql import StoreUnavailable
+
+    try:
+        with store:
+            run_id = store.save_reeval_run(
+                model=result.model_name, version=result.model_version or "unversioned", dataset=result.dataset,
+                started_at_ms=started_at_ms, trigger="cli", outcome="success", result=result.to_dict(),
+                duration_seconds=result.duration_seconds,
+            )
+    except StoreUnavailable as exc:
+        return _fail("reeval", f"the run is not stored: cannot reach the store: {exc}")
+    print(f"stored as re-evaluation run {run_id}", file=sys.stderr)
+    return 0
+
+
+def quantize_command(args: argparse.Namespace) -> int:
+    """Handle ``nlpmon quantize``."""
+    from monitor.reeval.quantize import quantize_model
+
+    try:
+        res = quantize_model(args.model, args.output, per_channel=not args.per_tensor, reduce_range=args.reduce_range)
+    except ReevalError as exc:
+        return _fail("quantize", exc)
+    if args.format == "json":
+        print(json.dumps(res.to_dict()))
+    else:
+        mode = "per-tensor" if args.per_tensor else "per-channel"
+        print(
+            f"wrote {res.output} ({res.bytes_before / 1e6:.2f} MB -> {res.bytes_after / 1e6:.2f} MB, "
+            f"{mode} {res.weight_type} weights{', reduced range' if res.reduce_range else ''}, "
+            f"{res.integer_nodes} integer nodes)\n"
+            f"judge it with: nlpmon reeval --model {res.source} --candidate {res.output} --tokenizer DIR --data FILE"
+        )
+    return 0

@@ -1,0 +1,129 @@
+"""Build a reference profile from a JSONL file of prediction-log events (``nlpmon reference build``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from monitor.ingest.events import InvalidEvent, decode_event
+from monitor.ingest.features import base_features, event_rows
+from monitor.ingest.reference import FEATURES_VERSION, FeatureSet, Profile, ProfileError, file_sha256, utc_now_iso
+from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.runtime.sources import iter_batches, open_source
+from monitor.windowing.accumulator import window_seed
+from monitor.windowing.reservoir import Reservoir
+
+__all__ = ["build_profile", "MAX_CUSTOM_FEATURES"]
+
+# Custom feature names come from producers; cap them so a buggy producer cannot blow up a profile.
+MAX_CUSTOM_FEATURES = 64
+
+
+class _ModelSample:
+    def __init__(self, model: str, width: int, cap: int, seed: int):
+        self.model = model
+        self.rows = Reservoir(cap, width, window_seed(seed, model, "", 0))
+        self.custom: dict[str, Reservoir] = {}
+        self.classes: Counter[str] = Counter()
+        self.versions: set[str] = set()
+        self.events = 0
+
+
+def build_profile(
+    path: str,
+    *,
+    model: str | None = None,
+    versions: tuple[str, ...] = (),
+    tokenizer: TokenizerFeaturizer | None = None,
+    sample_cap: int = 50_000,
+    seed: int = 0,
+    max_text_chars: int = 10_000,
+    batch_size: int = 2000,
+) -> tuple[Profile, dict]:
+    """Return the profile of ``model`` (or of the only model in the file) and a summary of what was read."""
+    features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
+    width = 2 + len(features.base_names)
+    per_model: dict[str, _ModelSample] = {}
+    invalid: Counter[str] = Counter()
+    lines = 0
+    stream, name = open_source(path)
+    try:
+        for batch in iter_batches(stream, name, batch_size):
+            lines += len(batch)
+            events = []
+            for rec in batch:
+                try:
+                    e = decode_event(rec.value, max_text_chars=max_text_chars)
+                except InvalidEvent as exc:
+                    invalid[exc.reason] += 1
+                    continue
+                if (model is None or e.model == model) and (not versions or e.version in versions):
+                    events.append(e)
+            if not events:
+                continue
+            base = base_features(events, features, tokenizer).matrix
+            rows = event_rows(events, base, ())
+            by_model: dict[str, list[int]] = {}
+            for i, e in enumerate(events):
+                by_model.setdefault(e.model, []).append(i)
+            for m, idx in by_model.items():
+                s = per_model.get(m)
+                if s is None:
+                    s = per_model[m] = _ModelSample(m, width, sample_cap, seed)
+                s.rows.add(rows[idx])
+                s.events += len(idx)
+                for i in idx:
+                    e = events[i]
+                    s.versions.add(e.version)
+                    if e.error is None and e.prediction is not None:
+                        s.classes[e.prediction] += 1
+                    if e.features:
+                        for fname, value in e.features.items():
+                            res = s.custom.get(fname)
+                            if res is None:
+                                if len(s.custom) >= MAX_CUSTOM_FEATURES:
+                                    continue
+                                res = s.custom[fname] = Reservoir(sample_cap, 1, window_seed(seed, m, fname, 1))
+                            res.add(np.array([[value]]))
+    finally:
+        if name != "stdin":
+            stream.close()
+
+    if not per_model:
+        what = f"for model {model!r}" if model else ""
+        raise ProfileError(f"{path}: no valid events {what}(read {lines} lines, {sum(invalid.values())} invalid)".replace("  ", " "))
+    if len(per_model) > 1:
+        names = ", ".join(sorted(per_model))
+        raise ProfileError(f"{path} holds events of several models ({names}); choose one with --model")
+    s = next(iter(per_model.values()))
+    kept = s.rows.rows
+    custom = tuple(sorted(s.custom))
+    samples = {n: _finite(kept[:, 2 + j]) for j, n in enumerate(features.base_names)}
+    samples.update({n: _finite(s.custom[n].rows[:, 0]) for n in custom})
+    profile = Profile(
+        model=s.model,
+        versions=tuple(sorted(s.versions)),
+        source=str(Path(path).resolve()) if path != "-" else "stdin",
+        source_sha256=file_sha256(path) if path != "-" else "",
+        created_at=utc_now_iso(),
+        events=s.events,
+        features_version=FEATURES_VERSION,
+        feature_names=features.base_names + custom,
+        custom_features=custom,
+        tokenizer=features.tokenizer,
+        samples=samples,
+        confidence=_finite(kept[:, 1]),
+        latency_ms=_finite(kept[:, 0]),
+        class_counts=dict(s.classes),
+        sample_cap=sample_cap,
+        sampled=s.rows.sampled,
+    )
+    summary = {"lines": lines, "events": s.events, "invalid": dict(invalid), "model": s.model, "versions": list(profile.versions),
+               "features": list(profile.feature_names), "sampled": profile.sampled}
+    return profile, summary
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a[np.isfinite(a)])

@@ -1,0 +1,124 @@
+"""Run the pipeline over a line source (file or stdin) with metrics, signals and an orderly shutdown.
+
+Shutdown order: see :mod:`monitor.runtime.shutdown` (end of input drains the same way as a first signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable
+from typing import IO
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from monitor.config import Config
+from monitor.logs import log_event
+from monitor.pipeline import Pipeline
+from monitor.runtime.dead_letter import DeadLetterFile
+from monitor.runtime.http import HttpServer
+from monitor.runtime.shutdown import Shutdown
+from monitor.runtime.sources import iter_batches, open_source
+from monitor.runtime.wiring import build_components
+
+__all__ = ["build_pipeline", "run_line_source", "result_line", "log_window"]
+
+
+def build_pipeline(config: Config, *, registry: CollectorRegistry | None = None, dead_letter=None):
+    """Create the tokenizer, profiles, Prometheus sink and pipeline from a config (raises on bad setup)."""
+    c = build_components(config, registry=registry)
+    pipeline = Pipeline(config, profiles=c.profiles, tokenizer=c.tokenizer, sink=c.sink, dead_letter=dead_letter)
+    return pipeline, c.sink, c.registry
+
+
+def result_line(result: dict) -> bytes:
+    return orjson.dumps(result) + b"\n"
+
+
+def log_window(result: dict) -> None:
+    drift = result["drift"]
+    drifted = sorted(
+        [f"input:{name}" for name, f in (drift["input"] or {}).get("features", {}).items() if f["drifted"]]
+        + [k for k in ("confidence", "prediction") if drift[k] and drift[k]["drifted"]]
+    )
+    log_event(
+        logging.WARNING if result["drifted"] else logging.INFO,
+        "window closed",
+        model=result["model"], version=result["version"], window_start=result["window_start"],
+        events=result["events"], tested=result["tested"], drifted=result["drifted"],
+        drifted_tests=",".join(drifted) or "-", partial=result["partial"],
+    )  # fmt: skip
+
+
+def _log_ab(pipeline: Pipeline) -> None:
+    # Experiment and shadow results of a line source go to Prometheus (through the sink) and the log only;
+    # the SQL store, and so `nlpmon ab report`, is fed by the Kafka sidecar.
+    from monitor.ab.experiments import log_ab_result
+
+    for r in pipeline.take_ab_results():
+        log_ab_result(r)
+
+
+def run_line_source(
+    config: Config,
+    *,
+    path: str,
+    output: IO[bytes] | None,
+    serve_metrics: bool,
+    shutdown: Shutdown | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> dict:
+    """Process a JSONL file or stdin to the end (or until shutdown); return the run summary."""
+    shutdown = shutdown or Shutdown()
+    with contextlib.ExitStack() as stack:
+        dead_letter = None
+        if config.validation.dead_letter_path:
+            dead_letter = DeadLetterFile(config.validation.dead_letter_path)
+            stack.callback(dead_letter.close)
+        pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
+        if dead_letter is not None:
+            dead_letter._on_write = sink.count_dead_letter
+        stream, name = open_source(path)
+        if stream is not sys.stdin.buffer:
+            stack.callback(stream.close)
+        if serve_metrics and config.metrics.enabled:
+            server = HttpServer(
+                registry,
+                host=config.metrics.host,
+                port=config.metrics.port,
+                status=lambda: {"windows": sink.latest_windows(), "stats": pipeline.stats.to_dict()},
+            ).start()
+            stack.callback(server.stop)
+            log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
+
+        def emit(results: list[dict]) -> None:
+            for r in results:
+                log_window(r)
+                if output is not None:
+                    output.write(result_line(r))
+                if on_result is not None:
+                    on_result(r)
+            if output is not None and results:
+                output.flush()
+
+        for batch in iter_batches(
+            stream,
+            name,
+            config.source.batch_size,
+            follow=config.source.follow,
+            poll_interval=config.source.poll_interval_seconds,
+            should_stop=lambda: shutdown.should_exit,
+        ):
+            if batch:
+                emit(pipeline.process(batch))
+                _log_ab(pipeline)
+            if shutdown.should_exit:
+                break
+        shutdown.acknowledge()  # logs the drain when a signal (not the end of input) stopped the reading
+        emit(pipeline.flush())
+        _log_ab(pipeline)
+        if dead_letter is not None:
+            dead_letter.flush()
+        return pipeline.stats.to_dict()

@@ -1,0 +1,57 @@
+"""The one place that builds what both daemons need from a config: tokenizer, reference profiles, Prometheus sink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.config import Config
+from monitor.ingest.reference import Profile, load_profile
+from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.pipeline import ALL_REASONS
+from sinks.prometheus import PrometheusSink
+
+__all__ = ["Components", "build_components", "load_profiles", "load_tokenizer", "build_sink"]
+
+
+@dataclass(frozen=True)
+class Components:
+    """What a daemon's pipelines share: one tokenizer, the file profiles by model, one sink on one registry."""
+
+    tokenizer: TokenizerFeaturizer | None
+    profiles: dict[str, Profile]
+    sink: PrometheusSink
+    registry: CollectorRegistry
+
+
+def load_profiles(paths) -> dict[str, Profile]:
+    """Load reference profiles from files, one per model (two for the same model is a configuration error)."""
+    profiles: dict[str, Profile] = {}
+    for path in paths:
+        profile = load_profile(path)
+        if profile.model in profiles:
+            raise ValueError(f"two reference profiles for model {profile.model!r}: {path} and an earlier one")
+        profiles[profile.model] = profile
+    return profiles
+
+
+def load_tokenizer(config: Config) -> TokenizerFeaturizer | None:
+    t = config.tokenizer
+    return TokenizerFeaturizer(t.path, max_length=t.max_length, batch_size=t.batch_size) if t.path else None
+
+
+def build_sink(config: Config, registry: CollectorRegistry) -> PrometheusSink:
+    """The Prometheus sink with its label bounds, and a zero series for every rejection reason."""
+    sink = PrometheusSink(registry, max_streams=config.metrics.max_streams, max_classes=config.metrics.max_classes,
+                          build_version=__version__)
+    sink.preset_reasons(ALL_REASONS)
+    return sink
+
+
+def build_components(config: Config, *, registry: CollectorRegistry | None = None) -> Components:
+    """Build tokenizer, profiles and sink (raises ProfileError/TokenizerError/ValueError on a bad setup)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    return Components(tokenizer=load_tokenizer(config), profiles=load_profiles(config.reference.paths),
+                      sink=build_sink(config, registry), registry=registry)

@@ -1,7 +1,0 @@
-"""Generated stand-ins for a served NLP model and its traffic, for the demo, the benches and the tests.
-
-Nothing here downloads anything: the corpus, the WordPiece tokenizer and the ONNX classifier
-(``monitor.synth.model``) and the prediction logs (``monitor.synth.traffic``) are all built from a seed.
-"""
-
-__all__ = ["model", "traffic"]

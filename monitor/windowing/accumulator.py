@@ -1,0 +1,113 @@
+"""What one open window remembers: exact counts and sums, plus a bounded sample of per-event values."""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.windowing.reservoir import Reservoir
+
+__all__ = ["WindowAccumulator", "BatchSlice", "FIXED_POINT", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
+
+# Reservoir columns: latency, confidence, then the stream's features in order.
+LATENCY_COL, CONFIDENCE_COL, FIRST_FEATURE_COL = 0, 1, 2
+
+
+@dataclass(slots=True)
+class BatchSlice:
+    """The events of one batch that fall into one window, as parallel arrays/lists."""
+
+    ts_ms: np.ndarray
+    rows: np.ndarray  # (k, 2 + n_features): latency_ms, confidence, features (NaN = missing)
+    predictions: list  # class name, or None for error events
+    labels: list  # label or None
+    entropy: np.ndarray  # NaN where the event had no probabilities
+    low_confidence_threshold: float
+
+
+# Sums of confidences and entropies are kept as integers in units of 2**-32: integer addition is exact and
+# associative, so a window's mean does not depend on how its events were batched (float sums do, in the last
+# bits), which exactly-once restarts rely on. Resolution 2.3e-10; int64 per batch cannot overflow below
+# ~2e9 summed units of 1.0, far beyond any batch.
+FIXED_POINT = float(2**32)
+
+
+def fixed_sum(values: np.ndarray) -> int:
+    return int(np.rint(values * FIXED_POINT).astype(np.int64).sum())
+
+
+def window_seed(seed: int, model: str, version: str, key: int) -> int:
+    """A 64-bit seed that depends only on the window's identity, so re-running a stream samples identically."""
+    seq = np.random.SeedSequence(
+        [seed, zlib.crc32(model.encode()), zlib.crc32(version.encode()), key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF]
+    )
+    return int(seq.generate_state(1, np.uint64)[0])
+
+
+class WindowAccumulator:
+    """Running state of one window of one (model, version) stream."""
+
+    __slots__ = (
+        "model", "version", "kind", "start_ms", "end_ms", "seq", "first_ts_ms", "last_ts_ms",
+        "events", "errors", "labelled", "correct", "class_counts",
+        "confidence_n", "confidence_sum", "low_confidence_n", "entropy_n", "entropy_sum", "reservoir",
+    )  # fmt: skip
+
+    def __init__(self, *, model: str, version: str, kind: str, start_ms: int, end_ms: int, seq: int,
+                 width: int, reservoir_size: int, seed: int):
+        self.model, self.version, self.kind = model, version, kind
+        self.start_ms, self.end_ms, self.seq = start_ms, end_ms, seq
+        self.first_ts_ms: int | None = None
+        self.last_ts_ms: int | None = None
+        self.events = self.errors = self.labelled = self.correct = 0
+        self.class_counts: Counter[str] = Counter()
+        self.confidence_n = self.low_confidence_n = self.entropy_n = 0
+        self.confidence_sum = self.entropy_sum = 0  # fixed point, see FIXED_POINT
+        key = start_ms if kind == "time" else seq
+        self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key))
+
+    def add(self, s: BatchSlice) -> None:
+        k = s.ts_ms.size
+        if k == 0:
+            return
+        self.events += k
+        lo, hi = int(s.ts_ms.min()), int(s.ts_ms.max())
+        self.first_ts_ms = lo if self.first_ts_ms is None else min(self.first_ts_ms, lo)
+        self.last_ts_ms = hi if self.last_ts_ms is None else max(self.last_ts_ms, hi)
+        counts = Counter(s.predictions)
+        self.errors += counts.pop(None, 0)
+        self.class_counts.update(counts)
+        for p, label in zip(s.predictions, s.labels):
+            if label is not None and p is not None:
+                self.labelled += 1
+                self.correct += p == label
+        conf = s.rows[:, CONFIDENCE_COL]
+        has_conf = ~np.isnan(conf)
+        self.confidence_n += int(has_conf.sum())
+        self.confidence_sum += fixed_sum(conf[has_conf])
+        self.low_confidence_n += int((conf[has_conf] < s.low_confidence_threshold).sum())
+        has_entropy = ~np.isnan(s.entropy)
+        self.entropy_n += int(has_entropy.sum())
+        self.entropy_sum += fixed_sum(s.entropy[has_entropy])
+        self.reservoir.add(s.rows)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything needed to resume this window exactly (used by the checkpoint store)."""
+        out = {name: getattr(self, name) for name in self.__slots__ if name not in ("reservoir", "class_counts")}
+        out["class_counts"] = dict(self.class_counts)
+        out["reservoir"] = self.reservoir.state()
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict) -> "WindowAccumulator":
+        acc = cls.__new__(cls)
+        for name in cls.__slots__:
+            if name not in ("reservoir", "class_counts"):
+                setattr(acc, name, state[name])
+        acc.class_counts = Counter(state["class_counts"])
+        acc.reservoir = Reservoir.from_state(state["reservoir"])
+        return acc

@@ -1,0 +1,200 @@
+"""Validation: one test per rejection reason, plus the accepted shapes (docs/events.md)."""
+
+import json
+
+import pytest
+
+from monitor.ingest.events import DEFAULT_VERSION, REASONS, InvalidEvent, decode_event, parse_ts_ms
+
+BASE = {"ts": "2026-11-25T10:00:00Z", "model": "m", "prediction": "pos"}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def reject(raw) -> InvalidEvent:
+    with pytest.raises(InvalidEvent) as info:
+        decode_event(raw if isinstance(raw, (bytes, str)) else enc(raw), max_text_chars=50)
+    assert info.value.reason in REASONS
+    return info.value
+
+
+def test_minimal_event_gets_defaults():
+    e = decode_event(enc(BASE))
+    assert e.ts_ms == 1_795_600_800_000
+    assert (e.model, e.version, e.prediction) == ("m", DEFAULT_VERSION, "pos")
+    assert e.confidence is None and e.probabilities is None
+
+
+def test_full_event_round_trip():
+    e = decode_event(enc({**BASE, "version": "3", "probabilities": {"pos": 0.8, "neg": 0.2}, "latency_ms": 12,
+                          "label": "neg", "text": "hello", "features": {"f": 1}, "request_id": "r", "variant": "b"}))
+    assert e.classes == ("pos", "neg") and e.probabilities == (0.8, 0.2)
+    assert e.confidence == 0.8  # max probability when confidence is absent
+    assert e.latency_ms == 12.0 and e.label == "neg" and e.features == {"f": 1.0}
+
+
+def test_outcome_is_an_optional_number():
+    assert decode_event(enc({**BASE, "outcome": 4})).outcome == 4.0
+    assert decode_event(enc({**BASE, "outcome": -0.5})).outcome == -0.5
+    assert decode_event(enc(BASE)).outcome is None
+
+
+def test_list_probabilities_with_classes():
+    e = decode_event(enc({**BASE, "probabilities": [0.3, 0.7], "classes": ["a", "b"], "confidence": 0.7}))
+    assert e.classes == ("a", "b") and e.confidence == 0.7
+
+
+def test_error_event_needs_no_prediction():
+    e = decode_event(enc({"ts": 1_764_000_000, "model": "m", "error": "timeout"}))
+    assert e.prediction is None and e.error == "timeout"
+
+
+@pytest.mark.parametrize(
+    "ts, expected_ms",
+    [
+        (1_764_000_000, 1_764_000_000_000),  # seconds
+        (1_764_000_000.25, 1_764_000_000_250),  # fractional seconds keep milliseconds
+        (1_764_000_000_123, 1_764_000_000_123),  # milliseconds
+        (100_000_000_000, 100_000_000_000),  # 1e11 and above: milliseconds (1973)
+        ("2026-11-25T10:00:00.5+01:00", 1_795_597_200_500),
+        ("2026-11-25t10:00:00z", 1_795_600_800_000),
+    ],
+)
+def test_timestamp_forms(ts, expected_ms):
+    assert parse_ts_ms(ts) == expected_ms
+
+
+# -- one test per reason --------------------------------------------------------------------------------------
+def test_malformed_json():
+    assert reject(b'{"ts": 1, "model": ').reason == "malformed_json"
+    assert reject(b"\xff\xfe{}").reason == "malformed_json"
+
+
+def test_not_an_object():
+    assert reject(b"[1, 2]").reason == "not_an_object"
+
+
+@pytest.mark.parametrize("drop", ["ts", "model", "prediction"])
+def test_missing_field(drop):
+    obj = {k: v for k, v in BASE.items() if k != drop}
+    assert reject(obj).reason == "missing_field"
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("model", ""), ("model", 3), ("latency_ms", "12"), ("latency_ms", True), ("prediction", 1), ("label", 0),
+     ("text", ["a"]), ("probabilities", "0.5"), ("features", [1]), ("features", {"f": "x"}), ("ts", True),
+     ("version", 2), ("confidence", "high"), ("schema", "1"), ("request_id", 5), ("outcome", "4"),
+     ("outcome", True), ("variant", 1)],
+)
+def test_wrong_type(field, value):
+    exc = reject({**BASE, field: value})
+    assert exc.reason == "wrong_type"
+    assert field in exc.detail  # the detail names the field ...
+    assert repr(value) not in exc.detail or field == "model"  # ... never the value
+
+
+@pytest.mark.parametrize("ts", ["2026-11-25T10:00:00", "2026-11-25", "yesterday", "20261125T100000Z", -5, 1e16, 99_999_999_999])
+# 99_999_999_999 is below 1e11, so seconds: year 5138, outside 1970..2200
+def test_bad_timestamp(ts):
+    assert reject({**BASE, "ts": ts}).reason == "bad_timestamp"
+
+
+def test_unsupported_schema():
+    assert reject({**BASE, "schema": 2}).reason == "unsupported_schema"
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "latency_ms": NaN}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "confidence": Infinity}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "latency_ms": 1e999}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "features": {"f": -Infinity}}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "outcome": 1e999}',
+    b'{"ts": 1764000000, "model": "m", "prediction": "p", "outcome": NaN}',
+])
+def test_non_finite(raw):
+    assert reject(raw).reason == "non_finite"
+
+
+def test_negative_latency():
+    assert reject({**BASE, "latency_ms": -0.1}).reason == "negative_latency"
+
+
+@pytest.mark.parametrize("extra", [{"probabilities": {"a": 1.2, "b": -0.2}}, {"confidence": 1.5}])
+def test_probability_out_of_range(extra):
+    assert reject({**BASE, **extra}).reason == "probability_out_of_range"
+
+
+def test_probabilities_not_normalised():
+    assert reject({**BASE, "probabilities": {"a": 0.5, "b": 0.4}}).reason == "probabilities_not_normalised"
+    # within the 0.01 tolerance is fine
+    assert decode_event(enc({**BASE, "probabilities": {"a": 0.5, "b": 0.495}})).classes == ("a", "b")
+
+
+@pytest.mark.parametrize("extra", [
+    {"probabilities": [0.5, 0.5]},
+    {"probabilities": [0.5, 0.5], "classes": ["a"]},
+    {"probabilities": [0.5, 0.5], "classes": ["a", "a"]},
+    {"probabilities": {}},
+])
+def test_classes_mismatch(extra):
+    assert reject({**BASE, **extra}).reason == "classes_mismatch"
+
+
+def test_text_too_long():
+    exc = reject({**BASE, "text": "x" * 51})
+    assert exc.reason == "text_too_long"
+    assert "x" * 10 not in str(exc)  # raw text never ends up in the message
+
+
+def test_rejection_keeps_stream_when_readable():
+    exc = reject({**BASE, "version": "7", "latency_ms": -1})
+    assert (exc.model, exc.version) == ("m", "7")
+
+
+def test_every_reason_is_documented():
+    doc = open("docs/events.md", encoding="utf-8").read()
+    for reason in REASONS:
+        assert f"`{reason}`" in doc
+
+
+# -- the fast (msgspec) path and the authoritative validator agree ---------------------------------------------
+from monitor.ingest.events import _slow_decode  # noqa: E402
+
+_VALUES = [None, True, False, 0, 1, -1, 0.5, 1.5, -0.0, 1e300, 1_764_000_000, 1_764_000_000_123, "", "x", "1",
+           "2026-11-25T10:00:00Z", "2026-11-25", [], [0.5, 0.5], ["a", "b"], ["a", "a"], {}, {"a": 0.4, "b": 0.6},
+           {"a": 1}, {"a": "x"}, {"a": 0.5, "b": 0.5004}, {"a": 0.5, "b": 0.52}, [1], ["a"], "x" * 60]
+_FIELDS = ["ts", "model", "schema", "version", "prediction", "error", "confidence", "probabilities", "classes",
+           "latency_ms", "label", "text", "features", "request_id", "variant", "outcome"]
+
+
+def _outcome(fn, raw):
+    try:
+        return fn(raw, 50)
+    except InvalidEvent as exc:
+        return exc.reason
+
+
+def test_fast_and_slow_paths_agree_on_mutated_events():
+    import random
+
+    rnd = random.Random(7)
+    good = {"ts": 1_764_000_000, "model": "m", "version": "1", "prediction": "a", "probabilities": {"a": 0.7, "b": 0.3},
+            "latency_ms": 3, "text": "hi", "label": "a", "features": {"f": 1.5}}
+    fast = lambda raw, n: decode_event(raw, max_text_chars=n)  # noqa: E731
+    checked = 0
+    for _ in range(4000):
+        obj = dict(good)
+        for _ in range(rnd.randint(1, 3)):
+            field = rnd.choice(_FIELDS)
+            if rnd.random() < 0.2:
+                obj.pop(field, None)
+            else:
+                obj[field] = rnd.choice(_VALUES)
+        raw = json.dumps(obj).encode()
+        a, b = _outcome(fast, raw), _outcome(_slow_decode, raw)
+        assert a == b, (obj, a, b)
+        checked += 1
+    assert checked == 4000

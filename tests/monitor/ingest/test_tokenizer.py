@@ -1,0 +1,78 @@
+"""Tokenizer features from a real (tiny, locally trained) tokenizer loaded with AutoTokenizer."""
+
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from monitor.ingest.reference import FeatureSet
+from monitor.ingest.tokenizer import TokenizerError, TokenizerFeaturizer
+
+TEXTS = ["great phone", "", "   ", "zzqx unseen wordsss ✨ 中文", "Hello,   World!! 12:30", "a " * 40]
+
+
+def test_counts_match_autotokenizer(tiny):
+    f = TokenizerFeaturizer(tiny.tokenizer_dir, max_length=16)
+    tok = AutoTokenizer.from_pretrained(str(tiny.tokenizer_dir))
+    m = f.features(TEXTS)
+    for row, text in zip(m, TEXTS):
+        ids = tok(text, add_special_tokens=True, truncation=False)["input_ids"]
+        content = [i for i in ids if i not in tok.all_special_ids or i == tok.unk_token_id]
+        n_unk = ids.count(tok.unk_token_id)
+        assert row[0] == len(ids), text
+        assert row[1] == pytest.approx(n_unk / len(content) if content else 0.0), text
+        assert row[2] == float(len(ids) > 16), text
+    assert m[3, 1] > 0  # unseen characters give unknown tokens
+    assert m[5, 2] == 1  # 40 words > max_length 16: truncated
+
+
+def test_chunk_cache_is_exact_on_many_texts(tiny):
+    f = TokenizerFeaturizer(tiny.tokenizer_dir)
+    assert f.chunk_cache  # a WordPiece/BERT pre-tokenizer splits on spaces
+    rows = [json.loads(line)["text"] for line in tiny.heldout_path.read_text().splitlines()]
+    rng = np.random.default_rng(0)
+    noisy = [t.upper() if rng.random() < 0.3 else t + "  !!" for t in rows]
+    texts = rows + noisy
+    np.testing.assert_array_equal(f.features(texts), f._features_by_text(texts))
+
+
+def test_fingerprint_identifies_the_tokenizer(tiny, tmp_path):
+    a = TokenizerFeaturizer(tiny.tokenizer_dir)
+    assert a.info.fingerprint == TokenizerFeaturizer(tiny.tokenizer_dir).info.fingerprint
+    assert FeatureSet(tokenizer=a.info.to_dict()).names[-3:] == ("token_count", "unk_token_rate", "truncated")
+
+
+def test_missing_or_bad_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(TokenizerError, match="not a directory"):
+        TokenizerFeaturizer(tmp_path / "nope")
+    with pytest.raises(TokenizerError, match="cannot load tokenizer"):
+        TokenizerFeaturizer(tmp_path)
+
+
+def test_profile_tokenizer_must_match(tiny, tmp_path, capsys):
+    from monitor.cli import main
+    from monitor.devkit.synth.traffic import generate_events, write_events
+
+    events = tmp_path / "e.jsonl"
+    write_events(events, generate_events(600, seed=4))
+    with_tok, without = tmp_path / "tok.json", tmp_path / "plain.json"
+    assert main(["reference", "build", str(events), "-o", str(with_tok), "--tokenizer", str(tiny.tokenizer_dir)]) == 0
+    assert main(["reference", "build", str(events), "-o", str(without)]) == 0
+    capsys.readouterr()
+    # a profile with token features replayed without the tokenizer: refused, and the message says how to fix it
+    assert main(["replay", str(events), "-r", str(with_tok)]) == 2
+    err = capsys.readouterr().err
+    assert "built with tokenizer features" in err and "rebuild" in err
+    # and the reverse
+    assert main(["replay", str(events), "-r", str(without), "--tokenizer", str(tiny.tokenizer_dir)]) == 2
+    assert "without a tokenizer" in capsys.readouterr().err
+    # a different tokenizer (other max_length) is refused too
+    assert main(["replay", str(events), "-r", str(with_tok), "--tokenizer", str(tiny.tokenizer_dir),
+                 "--set", "tokenizer.max_length=64"]) == 2
+    assert "max_length" in capsys.readouterr().err
+    # the matching tokenizer: token features are tested
+    assert main(["replay", str(events), "-r", str(with_tok), "--tokenizer", str(tiny.tokenizer_dir),
+                 "--window-events", "300"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert {"token_count", "unk_token_rate", "truncated"} <= set(first["drift"]["input"]["features"])

@@ -1,0 +1,95 @@
+"""Experiment and shadow results in the SQL store, on SQLite and PostgreSQL; schema version 3 and its upgrade."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from sinks import sql_schema
+from sinks.sql import SqlStore
+
+T0 = 1_764_000_000_000
+
+
+def exp_result(start_ms=T0, *, experiment="exp", samples=100, mismatch=False, partial=False):
+    from monitor.windowing.evaluate import iso_ms
+
+    return {"result_schema": 1, "experiment": experiment, "model": "m", "window_kind": "time",
+            "window_start": iso_ms(start_ms), "window_end": iso_ms(start_ms + 60_000), "window_seq": 0,
+            "partial": partial, "samples": samples, "srm_mismatch": mismatch, "significant": False,
+            "degraded": False, "guardrail_breached": False, "variants": {"a": {"samples": samples}}}
+
+
+def shadow_result(start_ms=T0, *, model="m", n=10, agreement=0.95):
+    from monitor.windowing.evaluate import iso_ms
+
+    return {"result_schema": 1, "model": model, "window_kind": "time", "window_start": iso_ms(start_ms),
+            "window_end": iso_ms(start_ms + 60_000), "window_seq": 0, "partial": False, "n": n,
+            "agreement_rate": agreement, "agreement_low": agreement is not None and agreement < 0.9}
+
+
+@pytest.fixture
+def store(store_url):
+    with SqlStore(store_url) as s:
+        yield s
+
+
+def test_commit_writes_experiment_and_shadow_results_with_the_checkpoint(store):
+    store.commit("g", results=[], checkpoints={("t", 0): (10, b"state")},
+                 experiment_results=[exp_result(T0), exp_result(T0 + 60_000, samples=200)],
+                 shadow_results=[shadow_result(T0), shadow_result(T0, model="other", agreement=None)])
+    assert [r["samples"] for r in store.experiment_results("exp")] == [100, 200]
+    assert store.shadow_results("m")[0]["agreement_rate"] == 0.95
+    assert store.shadow_results("other")[0]["agreement_rate"] is None
+    assert store.experiment_names() == ["exp"]
+    # Upserted by key: a replayed checkpoint (or a partial window later written complete) leaves one row.
+    store.commit("g", results=[], checkpoints={("t", 0): (12, b"s2")}, expected_offsets={("t", 0): 10},
+                 experiment_results=[exp_result(T0 + 60_000, samples=250)])
+    assert [r["samples"] for r in store.experiment_results("exp")] == [100, 250]
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(sql_schema.experiment_results.c.samples, sql_schema.experiment_results.c.srm_mismatch)
+                           .order_by(sql_schema.experiment_results.c.window_start_ms)).all()[-1]
+    assert tuple(row) == (250, False)
+
+
+def test_a_failed_checkpoint_writes_no_experiment_result(store):
+    def boom():
+        raise RuntimeError("crash before COMMIT")
+
+    with pytest.raises(RuntimeError):
+        store.commit("g", results=[], checkpoints={("t", 0): (5, None)}, experiment_results=[exp_result()],
+                     shadow_results=[shadow_result()], before_commit=boom)
+    assert store.experiment_results("exp") == [] and store.shadow_results("m") == []
+
+
+def test_since_and_limit(store):
+    store.upsert_experiment_results(None, [exp_result(T0 + i * 60_000, samples=i) for i in range(5)])
+    assert [r["samples"] for r in store.experiment_results("exp", limit=2)] == [3, 4]
+    assert [r["samples"] for r in store.experiment_results("exp", since=(T0 + 180_000) // 1000)] == [3, 4]
+    assert store.experiment_results("nope") == []
+    with store.transaction() as conn:
+        store.upsert_shadow_results(conn, [shadow_result(T0 + i * 60_000, n=i) for i in range(3)])
+    assert [r["n"] for r in store.shadow_results("m", limit=1)] == [2]
+
+
+def test_malformed_results_are_refused(store):
+    with pytest.raises(ValueError, match="no 'samples'"):
+        store.upsert_experiment_results(None, [{k: v for k, v in exp_result().items() if k != "samples"}])
+    with pytest.raises(ValueError, match="model"):
+        store.upsert_shadow_results(None, [shadow_result(model="")])
+
+
+def test_version_2_database_is_upgraded_to_3(store):
+    store.create_schema()
+    with store.engine.begin() as conn:
+        sql_schema.experiment_results.drop(conn)
+        sql_schema.shadow_results.drop(conn)
+        conn.execute(sa.update(sql_schema.schema_version).values(version=2))
+    fresh = SqlStore(store.url.render_as_string(hide_password=False))
+    try:
+        fresh.create_schema()
+        assert fresh.schema_version() == 3 == sql_schema.SCHEMA_VERSION
+        fresh.upsert_experiment_results(None, [exp_result()])
+        assert len(fresh.experiment_results("exp")) == 1
+    finally:
+        fresh.close()
