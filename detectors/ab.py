@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from detectors.base import _num, check_in_range
+from detectors.base import finite_or_none, check_in_range
 
 __all__ = [
     "SRMResult",
@@ -83,17 +83,17 @@ class SRMResult:
         return {
             "mismatch": bool(self.mismatch),
             "reason": self.reason,
-            "p_value": _num(self.p_value),
-            "statistic": _num(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "statistic": finite_or_none(self.statistic),
             "dof": int(self.dof),
-            "alpha": _num(self.alpha),
+            "alpha": finite_or_none(self.alpha),
             "n": int(self.n),
             "variants": {
                 v: {
                     "observed": int(o),
-                    "expected": _num(e),
-                    "observed_share": _num(o / self.n) if self.n else None,
-                    "intended_share": _num(s),
+                    "expected": finite_or_none(e),
+                    "observed_share": finite_or_none(o / self.n) if self.n else None,
+                    "intended_share": finite_or_none(s),
                 }
                 for v, o, e, s in zip(self.variants, self.observed, self.expected, self.intended_share)
             },
@@ -212,16 +212,16 @@ class FixedHorizonResult:
             "test": self.test,
             "n_a": int(self.n_a),
             "n_b": int(self.n_b),
-            "mean_a": _num(self.mean_a),
-            "mean_b": _num(self.mean_b),
-            "lift": _num(self.lift),
-            "lift_relative": _num(self.lift_relative),
-            "statistic": _num(self.statistic),
-            "dof": None if self.dof is None else _num(self.dof),
-            "p_value": _num(self.p_value),
-            "ci_low": _num(self.ci_low),
-            "ci_high": _num(self.ci_high),
-            "alpha": _num(self.alpha),
+            "mean_a": finite_or_none(self.mean_a),
+            "mean_b": finite_or_none(self.mean_b),
+            "lift": finite_or_none(self.lift),
+            "lift_relative": finite_or_none(self.lift_relative),
+            "statistic": finite_or_none(self.statistic),
+            "dof": None if self.dof is None else finite_or_none(self.dof),
+            "p_value": finite_or_none(self.p_value),
+            "ci_low": finite_or_none(self.ci_low),
+            "ci_high": finite_or_none(self.ci_high),
+            "alpha": finite_or_none(self.alpha),
             "planned_n": int(self.planned_n),
             "valid_now": bool(self.valid_now),
             "significant": bool(self.significant),
@@ -431,16 +431,16 @@ class GuardrailResult:
         """Return the result as JSON-able scalars; undefined numbers are ``None``."""
         return {
             "name": self.name,
-            "value_control": _num(self.value_control),
-            "value_treatment": _num(self.value_treatment),
-            "delta": _num(self.delta),
-            "delta_relative": _num(self.delta_relative),
+            "value_control": finite_or_none(self.value_control),
+            "value_treatment": finite_or_none(self.value_treatment),
+            "delta": finite_or_none(self.delta),
+            "delta_relative": finite_or_none(self.delta_relative),
             "direction": self.direction,
-            "tolerance": _num(self.tolerance),
+            "tolerance": finite_or_none(self.tolerance),
             "relative": bool(self.relative),
-            "threshold": _num(self.threshold),
-            "interval_low": _num(self.interval_low),
-            "interval_high": _num(self.interval_high),
+            "threshold": finite_or_none(self.threshold),
+            "interval_low": finite_or_none(self.interval_low),
+            "interval_high": finite_or_none(self.interval_high),
             "evaluated": bool(self.evaluated),
             "breached": bool(self.breached),
         }

@@ -18,6 +18,7 @@ __all__ = [
     "PredictionShiftResult",
     "LatencySummary",
     "check_in_range",
+    "finite_or_none",
 ]
 
 
@@ -53,7 +54,7 @@ def _describe_range(low: float, high: float, low_inclusive: bool, high_inclusive
     return f"a number in {left}{low:g}, {high:g}{right}"
 
 
-def _num(x: float) -> float | None:
+def finite_or_none(x: float) -> float | None:
     """Return ``x`` as a JSON-safe float: NaN and infinities become ``None``."""
     x = float(x)
     return x if math.isfinite(x) else None
@@ -76,11 +77,11 @@ class FeatureDrift:
     def to_dict(self) -> dict:
         """Return the feature's entry of ``drift.input.features`` (the name is the key, not a field)."""
         return {
-            "statistic": _num(self.statistic),
-            "p_value": _num(self.p_value),
-            "p_value_adjusted": _num(self.p_value_adjusted),
-            "threshold": _num(self.threshold),
-            "min_effect": _num(self.min_effect),
+            "statistic": finite_or_none(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "p_value_adjusted": finite_or_none(self.p_value_adjusted),
+            "threshold": finite_or_none(self.threshold),
+            "min_effect": finite_or_none(self.min_effect),
             "drifted": bool(self.drifted),
             "window_n": int(self.window_n),
             "reference_n": int(self.reference_n),
@@ -102,8 +103,8 @@ class InputDriftResult:
         return {
             "drifted": bool(self.drifted),
             "correction": self.correction,
-            "alpha": _num(self.alpha),
-            "min_effect": _num(self.min_effect),
+            "alpha": finite_or_none(self.alpha),
+            "min_effect": finite_or_none(self.min_effect),
             "features": {f.feature: f.to_dict() for f in self.features},
         }
 
@@ -134,17 +135,17 @@ class ConfidenceShiftResult:
         """Return ``drift.confidence``: the documented keys first, then the other fields (additions)."""
         return {
             "drifted": bool(self.drifted),
-            "statistic": _num(self.statistic),
-            "p_value": _num(self.p_value),
-            "threshold": _num(self.threshold),
-            "min_effect": _num(self.min_effect),
-            "mean_delta": _num(self.mean_delta),
-            "reference_mean": _num(self.reference_mean),
-            "low_ratio_delta": _num(self.low_ratio_delta),
-            "mean": _num(self.mean),
-            "low_ratio": _num(self.low_ratio),
-            "reference_low_ratio": _num(self.reference_low_ratio),
-            "low_threshold": _num(self.low_threshold),
+            "statistic": finite_or_none(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "threshold": finite_or_none(self.threshold),
+            "min_effect": finite_or_none(self.min_effect),
+            "mean_delta": finite_or_none(self.mean_delta),
+            "reference_mean": finite_or_none(self.reference_mean),
+            "low_ratio_delta": finite_or_none(self.low_ratio_delta),
+            "mean": finite_or_none(self.mean),
+            "low_ratio": finite_or_none(self.low_ratio),
+            "reference_low_ratio": finite_or_none(self.reference_low_ratio),
+            "low_threshold": finite_or_none(self.low_threshold),
             "n": int(self.n),
             "reference_n": int(self.reference_n),
         }
@@ -169,13 +170,13 @@ class PredictionShiftResult:
         """Return ``drift.prediction``: the documented keys first, then ``n`` (an addition)."""
         return {
             "drifted": bool(self.drifted),
-            "statistic": _num(self.statistic),
-            "p_value": _num(self.p_value),
-            "threshold": _num(self.threshold),
+            "statistic": finite_or_none(self.statistic),
+            "p_value": finite_or_none(self.p_value),
+            "threshold": finite_or_none(self.threshold),
             "dof": int(self.dof),
-            "psi": _num(self.psi),
-            "js_distance": _num(self.js_distance),
-            "min_psi": _num(self.min_psi),
+            "psi": finite_or_none(self.psi),
+            "js_distance": finite_or_none(self.js_distance),
+            "min_psi": finite_or_none(self.min_psi),
             "unseen_classes": list(self.unseen_classes),
             "n": int(self.n),
         }
@@ -194,9 +195,9 @@ class LatencySummary:
     def to_dict(self) -> dict:
         """Return ``latency_ms`` of the window result (numbers are ``None`` when ``count`` is 0)."""
         return {
-            "p50": _num(self.p50),
-            "p95": _num(self.p95),
-            "p99": _num(self.p99),
-            "max": _num(self.max),
+            "p50": finite_or_none(self.p50),
+            "p95": finite_or_none(self.p95),
+            "p99": finite_or_none(self.p99),
+            "max": finite_or_none(self.max),
             "count": int(self.count),
         }

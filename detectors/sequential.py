@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import _num, check_in_range
+from detectors.base import finite_or_none, check_in_range
 
 __all__ = [
     "ArmStats",
@@ -217,14 +217,14 @@ class SequentialResult:
             "metric": self.metric,
             "n_a": int(self.n_a),
             "n_b": int(self.n_b),
-            "mean_a": _num(self.mean_a),
-            "mean_b": _num(self.mean_b),
-            "lift": _num(self.lift),
-            "lift_relative": _num(self.lift_relative),
-            "p_value": _num(self.p_value),
-            "ci_low": _num(self.ci_low),
-            "ci_high": _num(self.ci_high),
-            "alpha": _num(self.alpha),
+            "mean_a": finite_or_none(self.mean_a),
+            "mean_b": finite_or_none(self.mean_b),
+            "lift": finite_or_none(self.lift),
+            "lift_relative": finite_or_none(self.lift_relative),
+            "p_value": finite_or_none(self.p_value),
+            "ci_low": finite_or_none(self.ci_low),
+            "ci_high": finite_or_none(self.ci_high),
+            "alpha": finite_or_none(self.alpha),
             "significant": bool(self.significant),
             "direction": self.direction,
             "looks": int(self.looks),
@@ -444,7 +444,7 @@ class SequentialTest:
         return {
             "metric": self.metric, "alpha": self.alpha, "tau2": self.tau2, "min_samples": self.min_samples,
             "a": [self._a.n, self._a.mean, self._a.m2], "b": [self._b.n, self._b.mean, self._b.m2],
-            "looks": self._looks, "p_value": self._p, "ci_low": _num(self._low), "ci_high": _num(self._high),
+            "looks": self._looks, "p_value": self._p, "ci_low": finite_or_none(self._low), "ci_high": finite_or_none(self._high),
             "direction": self._direction,
         }  # fmt: skip
 

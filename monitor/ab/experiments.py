@@ -38,7 +38,7 @@ from detectors.ab import (
     two_proportion_z_test,
     welch_t_test,
 )  # fmt: skip
-from detectors.base import _num
+from detectors.base import finite_or_none
 from detectors.sequential import ArmStats, SequentialResult, SequentialTest
 from monitor.config import Config, ExperimentConfig, GuardrailConfig, WindowConfig
 from monitor.ingest.events import Event
@@ -78,9 +78,9 @@ class VariantFigures:
 
     def to_dict(self) -> dict:
         return {
-            "intended_share": _num(self.intended_share), "samples": self.samples,
-            "window_samples": self.window_samples, "metric_n": self.metric_n, "metric_mean": _num(self.metric_mean),
-            "window_metric_n": self.window_metric_n, "window_metric_mean": _num(self.window_metric_mean),
+            "intended_share": finite_or_none(self.intended_share), "samples": self.samples,
+            "window_samples": self.window_samples, "metric_n": self.metric_n, "metric_mean": finite_or_none(self.metric_mean),
+            "window_metric_n": self.window_metric_n, "window_metric_mean": finite_or_none(self.window_metric_mean),
         }  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import _num, check_in_range
+from detectors.base import finite_or_none, check_in_range
 from detectors.ks import ks_p_value, ks_statistic_sorted
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
@@ -323,7 +323,7 @@ class ShadowSummary:
         out = {}
         for name in self.__slots__:
             value = getattr(self, name)
-            out[name] = value if isinstance(value, (bool, int)) else _num(value)
+            out[name] = value if isinstance(value, (bool, int)) else finite_or_none(value)
         return out
 
 
