@@ -11,7 +11,7 @@ import numpy as np
 from scipy import special
 
 from detectors.base import ConfidenceShiftResult, check_in_range
-from detectors.ks import _prepare_reference, _statistic, ks_p_value
+from detectors.ks import KSReference, ks_p_value
 
 __all__ = ["ConfidenceShift", "entropy_bits"]
 
@@ -57,16 +57,16 @@ class ConfidenceShift:
         self.alpha = check_in_range("alpha", alpha, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         self.min_effect = check_in_range("min_effect", min_effect, 0.0, 1.0)
         self.low_threshold = check_in_range("low_threshold", low_threshold, 0.0, 1.0)
-        self._sorted, self._right = _prepare_reference("reference_confidence", reference_confidence)
-        if self._sorted.size == 0:
+        self._reference = KSReference(reference_confidence, name="reference_confidence")
+        if self._reference.n == 0:
             raise ValueError("reference_confidence must hold at least one finite value.")
-        self.reference_mean = float(self._sorted.mean())
-        self.reference_low_ratio = _low_ratio(self._sorted, self.low_threshold)
+        self.reference_mean = float(self._reference.sorted.mean())
+        self.reference_low_ratio = _low_ratio(self._reference.sorted, self.low_threshold)
 
     @property
     def reference_n(self) -> int:
         """Number of finite reference confidences."""
-        return int(self._sorted.size)
+        return self._reference.n
 
     def test(self, confidence: np.ndarray) -> ConfidenceShiftResult:
         """Test one window's confidences against the reference.
@@ -80,8 +80,8 @@ class ConfidenceShift:
         window = np.sort(values[np.isfinite(values)])
         n = int(window.size)
         if n:
-            statistic = _statistic(self._sorted, self._right, window)
-            p_value = float(ks_p_value(statistic, self._sorted.size, n))
+            statistic = self._reference.statistic(window)
+            p_value = float(ks_p_value(statistic, self._reference.n, n))
             mean = float(window.mean())
             low_ratio = _low_ratio(window, self.low_threshold)
         else:

@@ -25,7 +25,7 @@ from scipy import special, stats
 from detectors.base import FeatureDrift, InputDriftResult, check_in_range
 from detectors.correction import CORRECTIONS, adjust_p_values
 
-__all__ = ["KSDrift", "ks_statistic_sorted", "ks_p_value"]
+__all__ = ["KSDrift", "KSReference", "ks_statistic_sorted", "ks_p_value"]
 
 
 def ks_p_value(statistic, n_ref, n_window):
@@ -130,6 +130,67 @@ def ks_statistic_sorted(ref_sorted: np.ndarray, window_sorted: np.ndarray) -> fl
     return _statistic(ref, _ecdf_counts(ref), win)
 
 
+class KSReference:
+    """A reference sample prepared once for two-sample KS tests against many windows.
+
+    Its finite values are sorted and their empirical CDF counts computed here, once; both are read-only, so
+    one reference is shared by every window of a stream (and by every detector that tests against it) and
+    cannot drift itself. A window then costs one merge with the sorted reference.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        One-dimensional reference sample; non-finite values are left out. It may be empty
+        (:attr:`n` is then 0 and nothing can be tested against it).
+    name : str, default "reference"
+        What error messages call the sample.
+
+    Examples
+    --------
+    >>> ref = KSReference(np.array([1.0, 2.0, 3.0, 4.0]))
+    >>> ref.statistic(np.array([3.0, 4.0, 5.0, 6.0]))
+    0.5
+    >>> d, p = ref.test(np.array([6.0, 5.0, np.nan, 4.0, 3.0]))
+    >>> d, p
+    (0.5, 0.5)
+    """
+
+    __slots__ = ("sorted", "_right")
+
+    def __init__(self, values: np.ndarray, *, name: str = "reference"):
+        self.sorted, self._right = _prepare_reference(name, values)
+
+    @property
+    def n(self) -> int:
+        """Number of finite reference values."""
+        return int(self.sorted.size)
+
+    def statistic(self, window_sorted: np.ndarray) -> float:
+        """Return the KS statistic against a sorted, finite, non-empty window (not checked: the hot path).
+
+        Equal to ``scipy.stats.ks_2samp(reference, window).statistic``, ties included.
+        """
+        return _statistic(self.sorted, self._right, window_sorted)
+
+    def test(self, window: np.ndarray) -> tuple[float, float]:
+        """Return ``(statistic, p_value)`` against a window's finite values, in any order.
+
+        A window (or reference) without a finite value gives ``(0.0, 1.0)``: nothing to compare is no evidence
+        of a difference.
+        """
+        values = np.asarray(window, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError(f"window must be one-dimensional, got shape {values.shape}.")
+        win = np.sort(values[np.isfinite(values)])
+        if win.size == 0 or self.sorted.size == 0:
+            return 0.0, 1.0
+        d = self.statistic(win)
+        return d, float(ks_p_value(d, self.sorted.size, win.size))
+
+    def __repr__(self) -> str:
+        return f"KSReference(n={self.n})"
+
+
 class KSDrift:
     """Two-sample Kolmogorov–Smirnov drift test of every input feature a window shares with the reference.
 
@@ -182,9 +243,7 @@ class KSDrift:
             raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}.")
         self.correction = correction
         self._names = tuple(str(name) for name in reference)
-        prepared = [_prepare_reference(f"reference[{name!r}]", values) for name, values in reference.items()]
-        self._sorted = tuple(s for s, _ in prepared)
-        self._right = tuple(r for _, r in prepared)
+        self._refs = tuple(KSReference(values, name=f"reference[{name!r}]") for name, values in reference.items())
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -204,7 +263,7 @@ class KSDrift:
         InputDriftResult
             One :class:`FeatureDrift` per tested feature, in reference order.
         """
-        candidates = [i for i, name in enumerate(self._names) if name in window and self._sorted[i].size]
+        candidates = [i for i, name in enumerate(self._names) if name in window and self._refs[i].n]
         if not candidates:
             return self._result(())
         columns = []
@@ -237,12 +296,12 @@ class KSDrift:
             if n == 0:
                 continue
             tested.append((i, n))
-            statistics.append(_statistic(self._sorted[i], self._right[i], block[row, :n]))
+            statistics.append(self._refs[i].statistic(block[row, :n]))
         if not tested:
             return self._result(())
 
         statistic = np.array(statistics)
-        reference_n = np.array([self._sorted[i].size for i, _ in tested])
+        reference_n = np.array([self._refs[i].n for i, _ in tested])
         n_window = np.array([n for _, n in tested])
         p_value = np.atleast_1d(ks_p_value(statistic, reference_n, n_window))
         adjusted = adjust_p_values(p_value, self.correction)

@@ -6,7 +6,7 @@ import numpy as np
 
 from detectors.base import LatencySummary
 
-__all__ = ["latency_summary"]
+__all__ = ["latency_summary", "percentile_or_nan"]
 
 
 def latency_summary(latencies_ms: np.ndarray) -> LatencySummary:
@@ -30,3 +30,18 @@ def latency_summary(latencies_ms: np.ndarray) -> LatencySummary:
     p50, p95, p99 = np.percentile(values, [50.0, 95.0, 99.0])
     return LatencySummary(p50=float(p50), p95=float(p95), p99=float(p99), max=float(values.max()),
                           count=int(values.size))
+
+
+def percentile_or_nan(values: np.ndarray, q: float, *, min_samples: int = 1) -> float:
+    """Return the ``q``-th percentile (``np.percentile``'s default) of the finite values, NaN below ``min_samples``.
+
+    Examples
+    --------
+    >>> percentile_or_nan(np.arange(1.0, 102.0), 99.0)
+    100.0
+    >>> percentile_or_nan(np.arange(10.0), 99.0, min_samples=50)
+    nan
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, q)) if x.size >= max(1, min_samples) else float("nan")

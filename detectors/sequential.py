@@ -68,10 +68,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import finite_or_none, check_in_range
+from detectors.base import check_in_range, finite_or_none
 
 __all__ = [
     "ArmStats",
+    "welford_update",
     "SequentialResult",
     "SequentialTest",
     "METRICS",
@@ -89,6 +90,26 @@ def _check_count(name: str, value: object) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{name} must be a nonnegative integer, got {value!r}.")
     return int(value)
+
+
+def welford_update(n: int, mean: float, m2: float, x: float) -> tuple[int, float, float]:
+    """Add one value to running ``(n, mean, m2)`` (Welford); return the new triple.
+
+    One value at a time, in arrival order, gives the same floats whatever the batching of the source, which
+    an exactly-once replay needs; :class:`ArmStats` is the frozen form of the same triple.
+
+    Examples
+    --------
+    >>> state = (0, 0.0, 0.0)
+    >>> for x in (1.0, 2.0, 3.0):
+    ...     state = welford_update(*state, x)
+    >>> state
+    (3, 2.0, 2.0)
+    """
+    n += 1
+    delta = x - mean
+    mean += delta / n
+    return n, mean, m2 + delta * (x - mean)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,7 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
     Examples
     --------
     >>> m = text_features(["Hello world!", ""])
-    >>> dict(zip(TEXT_FEATURES, m[0].tolist()))["word_count"], m[1, TEXT_FEATURES.index("empty")]
+    >>> dict(zip(TEXT_FEATURES, m[0].tolist()))["word_count"], float(m[1, TEXT_FEATURES.index("empty")])
     (2.0, 1.0)
     """
     n = len(texts)

@@ -39,7 +39,8 @@ from detectors.ab import (
     welch_t_test,
 )  # fmt: skip
 from detectors.base import finite_or_none
-from detectors.sequential import ArmStats, SequentialResult, SequentialTest
+from detectors.latency import percentile_or_nan
+from detectors.sequential import ArmStats, SequentialResult, SequentialTest, welford_update
 from monitor.config import Config, ExperimentConfig, GuardrailConfig, WindowConfig
 from monitor.ingest.events import Event
 from monitor.logs import log_event
@@ -179,11 +180,8 @@ class _Arm:
         self.lat = Reservoir(_LATENCY_SAMPLE, 1, seed)
 
     def observe(self, x: float) -> None:
-        # Welford, one value at a time: the same floats whatever the batching of the source.
-        self.metric_n += 1
-        delta = x - self.mean
-        self.mean += delta / self.metric_n
-        self.m2 += delta * (x - self.mean)
+        # One value at a time: the same floats whatever the batching of the source.
+        self.metric_n, self.mean, self.m2 = welford_update(self.metric_n, self.mean, self.m2, x)
 
     def latency(self, ms: float) -> None:
         self.lat_buffer.append(ms)
@@ -197,8 +195,7 @@ class _Arm:
 
     def latency_p99(self, min_samples: int) -> float:
         self._flush_latency()
-        rows = self.lat.rows[:, 0]
-        return float(np.percentile(rows, 99.0)) if rows.size >= min_samples else math.nan
+        return percentile_or_nan(self.lat.rows[:, 0], 99.0, min_samples=min_samples)
 
     def metric_stats(self, proportion: bool) -> ArmStats:
         if proportion:

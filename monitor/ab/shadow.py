@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import finite_or_none, check_in_range
-from detectors.ks import ks_p_value, ks_statistic_sorted
+from detectors.shadow import ShadowSummary, summarise_counts
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import window_start_ms
@@ -284,49 +283,6 @@ class ShadowJoiner:
                 f"shadow_marker={self.shadow_marker!r})")
 
 
-@dataclass(frozen=True, slots=True)
-class ShadowSummary:
-    """Served against shadow over one window of joined pairs; differences are shadow minus served.
-
-    ``agreement_rate`` is over the pairs where both models answered (``compared``); ``agreement_low`` is
-    ``agreement_rate < min_agreement``. Confidence figures use the pairs where both confidences are known,
-    latency figures those where both latencies are; ``latency_diff_p95_ms`` is the shadow's p95 minus the
-    served one's (a difference of percentiles, not a percentile of differences). The KS test compares the
-    two confidence distributions; the two samples are paired, hence positively correlated, which makes the
-    test conservative (a real difference is, if anything, under-reported). Undefined figures are NaN
-    (``None`` in ``to_dict``).
-    """
-
-    n: int
-    compared: int
-    agreement_rate: float
-    min_agreement: float
-    agreement_low: bool
-    served_errors: int
-    shadow_errors: int
-    confidence_n: int
-    confidence_mean_served: float
-    confidence_mean_shadow: float
-    confidence_diff_mean: float
-    ks_statistic: float
-    ks_p_value: float
-    alpha: float
-    confidence_drifted: bool
-    latency_n: int
-    latency_diff_mean_ms: float
-    latency_p95_served_ms: float
-    latency_p95_shadow_ms: float
-    latency_diff_p95_ms: float
-
-    def to_dict(self) -> dict:
-        """Return the summary as JSON-able scalars; undefined numbers are ``None``."""
-        out = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            out[name] = value if isinstance(value, (bool, int)) else finite_or_none(value)
-        return out
-
-
 def shadow_summary(pairs: Sequence[ShadowPair], *, min_agreement: float = 0.9, alpha: float = 0.01) -> ShadowSummary:
     """Summarise one window of served/shadow pairs: agreement, confidence and latency differences, KS test.
 
@@ -358,43 +314,6 @@ def shadow_summary(pairs: Sequence[ShadowPair], *, min_agreement: float = 0.9, a
         confidences=_paired(pairs, "served_confidence", "shadow_confidence"),
         latencies=_paired(pairs, "served_latency_ms", "shadow_latency_ms"),
         min_agreement=min_agreement, alpha=alpha,
-    )  # fmt: skip
-
-
-def summarise_counts(
-    *, n: int, compared: int, agree: int, served_errors: int, shadow_errors: int, confidences: np.ndarray,
-    latencies: np.ndarray, min_agreement: float = 0.9, alpha: float = 0.01,
-) -> ShadowSummary:  # fmt: skip
-    """:func:`shadow_summary` from exact counts and (possibly sampled) ``(k, 2)`` arrays of served/shadow values.
-
-    ``confidences`` and ``latencies`` hold the pairs where both values are known (served in column 0); a
-    uniform sample of them gives unbiased distribution figures while the counts stay exact.
-    """
-    min_agreement = check_in_range("min_agreement", min_agreement, 0.0, 1.0)
-    alpha = check_in_range("alpha", alpha, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
-    agreement = agree / compared if compared else math.nan
-    conf, lat = confidences, latencies
-    nan = math.nan
-    ks_stat = ks_p = nan
-    if conf.shape[0]:
-        ks_stat = ks_statistic_sorted(np.sort(conf[:, 0]), np.sort(conf[:, 1]))
-        ks_p = float(ks_p_value(ks_stat, conf.shape[0], conf.shape[0]))
-    if lat.shape[0]:
-        p95_served, p95_shadow = (float(np.percentile(lat[:, k], 95.0)) for k in (0, 1))
-    else:
-        p95_served = p95_shadow = nan
-    return ShadowSummary(
-        n=n, compared=compared, agreement_rate=agreement, min_agreement=min_agreement,
-        agreement_low=bool(agreement < min_agreement), served_errors=served_errors, shadow_errors=shadow_errors,
-        confidence_n=int(conf.shape[0]),
-        confidence_mean_served=float(conf[:, 0].mean()) if conf.shape[0] else nan,
-        confidence_mean_shadow=float(conf[:, 1].mean()) if conf.shape[0] else nan,
-        confidence_diff_mean=float((conf[:, 1] - conf[:, 0]).mean()) if conf.shape[0] else nan,
-        ks_statistic=ks_stat, ks_p_value=ks_p, alpha=alpha, confidence_drifted=bool(ks_p < alpha),
-        latency_n=int(lat.shape[0]),
-        latency_diff_mean_ms=float((lat[:, 1] - lat[:, 0]).mean()) if lat.shape[0] else nan,
-        latency_p95_served_ms=p95_served, latency_p95_shadow_ms=p95_shadow,
-        latency_diff_p95_ms=p95_shadow - p95_served,
     )  # fmt: skip
 
 
