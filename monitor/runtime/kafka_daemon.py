@@ -136,7 +136,7 @@ class KafkaDaemon:
             log_event(logging.INFO, "consuming", topics=",".join(self.config.kafka.topics), group=self.config.kafka.group_id)
             deadline = None
             while True:
-                if self.shutdown.acknowledge():
+                if self.shutdown.should_exit:
                     deadline = deadline or self._clock() + self.config.daemon.grace_seconds
                     break
                 self.step()

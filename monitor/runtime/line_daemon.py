@@ -116,7 +116,6 @@ def run_line_source(
                 _log_ab(pipeline)
             if shutdown.should_exit:
                 break
-        shutdown.acknowledge()  # logs the drain when a signal (not the end of input) stopped the reading
         emit(pipeline.flush())
         _log_ab(pipeline)
         if dead_letter is not None:

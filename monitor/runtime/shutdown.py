@@ -1,7 +1,7 @@
 """Stopping a daemon: signal handlers that only set flags, and the one documented shutdown order.
 
-The first SIGTERM/SIGINT sets :attr:`Shutdown.should_exit`; the daemon's loop sees it, logs "shutdown
-requested, draining" and stops in this order (uvicorn's ``Server`` pattern):
+The first SIGTERM/SIGINT sets :attr:`Shutdown.should_exit`; the daemon's loop sees it and stops in this order
+(uvicorn's ``Server`` pattern):
 
 - line daemon (file, stdin): stop reading → flush open windows (``partial``) → write their results (output,
   store) → flush the dead-letter file → stop the HTTP server;
@@ -10,10 +10,12 @@ requested, draining" and stops in this order (uvicorn's ``Server`` pattern):
   the consumer (leaving the group), the re-evaluation worker, the HTTP server and the store, in the reverse
   order of opening (one ``ExitStack``).
 
-A second signal sets :attr:`Shutdown.force_exit`. The handler still only sets the flag: a watcher thread,
-started by :meth:`Shutdown.install`, waits for it and ends the process at once with 128 + the signal number
-(130 for SIGINT, 143 for SIGTERM), so that a drain blocked in a database call or a read cannot hold the
-process past an operator's second signal. Durable state stays consistent: a checkpoint is one transaction,
+A second signal sets :attr:`Shutdown.force_exit`. The handler only sets flags (logging from a handler can
+deadlock on a lock held by the code it interrupted): a watcher thread, started by :meth:`Shutdown.install`,
+logs "shutdown requested, draining" when the first signal arrives (at once, even while the main loop is
+inside a long checkpoint) and, on the second, ends the process at once with 128 + the signal number (130 for
+SIGINT, 143 for SIGTERM), so that a drain blocked in a database call or a read cannot hold the process past
+an operator's second signal. Durable state stays consistent: a checkpoint is one transaction,
 and the next start resumes from the last one that committed.
 """
 
@@ -39,15 +41,17 @@ class Shutdown:
     signal_name: str | None = None  # of the first signal, for the drain's log line
     _exit_code: int = 143
     _previous: dict = field(default_factory=dict)
-    _forced: threading.Event = field(default_factory=threading.Event)
-    _acknowledged: bool = False
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _watcher: threading.Thread | None = None
 
     def install(self) -> "Shutdown":
-        """Install the handlers (main thread only) and the watcher that honours :attr:`force_exit`."""
+        """Install the handlers (main thread only) and the watcher that logs the drain and honours :attr:`force_exit`."""
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._previous[sig] = signal.signal(sig, self._handle)
-            threading.Thread(target=self._watch, name="nlpmon-force-exit", daemon=True).start()
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="nlpmon-shutdown", daemon=True)
+                self._watcher.start()
         return self
 
     def uninstall(self) -> None:
@@ -55,25 +59,25 @@ class Shutdown:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def acknowledge(self) -> bool:
-        """Log the drain once, from the loop that starts it (never from the handler); True when stopping."""
-        if self.should_exit and not self._acknowledged:
-            self._acknowledged = True
-            log_event(logging.INFO, "shutdown requested, draining", signal=self.signal_name or "-")
-        return self.should_exit
-
     def _handle(self, signum, frame) -> None:
-        # Flags only: no logging (its locks may be held by the code this interrupted), no I/O.
+        # Flags only: no logging, no I/O (their locks may be held by the code this signal interrupted).
         if self.should_exit:
             self._exit_code = 128 + signum
             self.force_exit = True
-            self._forced.set()
-            return
-        self.signal_name = signal.Signals(signum).name
-        self.should_exit = True
+        else:
+            self.signal_name = signal.Signals(signum).name
+            self.should_exit = True
+        self._wake.set()
 
     def _watch(self) -> None:
-        self._forced.wait()
-        log_event(logging.WARNING, "second signal: exiting now without draining")
-        logging.shutdown()
-        os._exit(self._exit_code)
+        logged = False
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self.force_exit:
+                log_event(logging.WARNING, "second signal: exiting now without draining")
+                logging.shutdown()
+                os._exit(self._exit_code)
+            if self.should_exit and not logged:
+                logged = True
+                log_event(logging.INFO, "shutdown requested, draining", signal=self.signal_name or "-")
