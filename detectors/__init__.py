@@ -4,7 +4,8 @@ Nothing in this package reads a clock, opens a file or a connection, or touches 
 of ``monitor`` (side effects) and ``sinks`` (outputs). One module, one idea:
 
 ==================== ==========================================================================
-``ks``               input drift: per-feature two-sample KS test (:class:`KSDrift`)
+``ks``               input drift: per-feature two-sample KS test (:class:`KSDrift`); the presorted
+                     reference every KS test reuses (:class:`KSReference`)
 ``confidence``       confidence shift (:class:`ConfidenceShift`) and :func:`entropy_bits`
 ``classes``          predicted-class shift: chi-square, PSI, JS (:class:`PredictionShift`)
 ``correction``       multiple-testing correction across features (:func:`adjust_p_values`)
@@ -13,7 +14,9 @@ of ``monitor`` (side effects) and ``sinks`` (outputs). One module, one idea:
 ``text_features``    numeric features of input texts
 ``classification``   quality of a classifier on labelled data
 ``ab``               A/B checks: sample-ratio mismatch, fixed-horizon tests, sample size, guardrails
-``sequential``       always-valid A/B inference: mixture SPRT p-value and confidence sequence
+``sequential``       always-valid A/B inference: mixture SPRT p-value and confidence sequence;
+                     running moments (:func:`welford_update`)
+``shadow``           served against shadow model: agreement, differences, KS (:func:`summarise_counts`)
 ==================== ==========================================================================
 
 Every result's ``to_dict()`` is its part of the window-result JSON described in ``docs/results.md``.
