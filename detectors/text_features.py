@@ -120,7 +120,9 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
         return out
     # One UTF-32 buffer for the whole batch: character classes become array lookups instead of a Python
     # loop over characters, which is what makes ~100k texts/s possible.
-    chars = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    # surrogatepass: a lone surrogate (a string cut mid-emoji) is a code point like any other here, never an
+    # exception that would stop the batch; the event decoder already mends those it sees (U+FFFD).
+    chars = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     counts = _class_counts(chars, lengths)
     digits, upper, letters, punct, spaces, non_ascii = (counts[:, c] for c in range(6))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Union
 
@@ -186,7 +187,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
     """
     try:
         w = _decode_wire(raw)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, RecursionError):  # msgspec raises RecursionError for very deep nesting
         return _slow_decode(raw, max_text_chars)
     if w.schema != 1 or w.version == "" or (w.prediction is None and w.error is None):
         return _slow_decode(raw, max_text_chars)
@@ -254,9 +255,47 @@ def _lenient_loads(raw: bytes | str) -> object:
     """
     try:
         text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
-        return json.loads(text)
+        return _replace_lone_surrogates(json.loads(text))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidEvent("malformed_json", "not valid UTF-8 JSON") from None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(obj: object) -> object:
+    """Replace each lone UTF-16 surrogate (``"\\ud800"`` escapes) in every string of ``obj`` with U+FFFD.
+
+    Valid JSON may escape half of a surrogate pair: what Java or JavaScript write when they cut a string in
+    the middle of an emoji. Such a string cannot be encoded (UTF-8 for SQL and Prometheus, UTF-32 for the
+    text features, the tokenizer's Rust strings), so it is mended here, once, the way a UTF-8 decoder mends
+    the bytes of a cut string; the event stays valid (docs/events.md). msgspec and orjson refuse these
+    documents, so only the slow path pays. Iterative: nesting depth is whatever json.loads accepted.
+    """
+    def fix(v):
+        return _LONE_SURROGATE.sub("\ufffd", v) if type(v) is str and not v.isascii() else v
+
+    obj = fix(obj)
+    stack = [obj]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            items = list(node.items())
+            if any(type(k) is str and not k.isascii() for k, _ in items):
+                node.clear()
+                node.update((fix(k), v) for k, v in items)
+            for k, v in node.items():
+                if type(v) is str:
+                    node[k] = fix(v)
+                elif type(v) in (dict, list):
+                    stack.append(v)
+        elif type(node) is list:
+            for i, v in enumerate(node):
+                if type(v) is str:
+                    node[i] = fix(v)
+                elif type(v) in (dict, list):
+                    stack.append(v)
+    return obj
 
 
 def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:

@@ -139,3 +139,17 @@ def test_run_daemon_follows_file_and_drains_on_sigterm(drifting, tmp_path):
     assert any(entry["msg"].startswith("shutdown requested") for entry in logs)
     texts = {json.loads(line)["text"] for line in lines[:50]}
     assert not any(t in err.decode() for t in texts)  # never raw text in logs
+
+
+def test_a_lone_surrogate_in_a_text_neither_stops_the_replay_nor_loses_the_event(tmp_path):
+    # The record that used to end `nlpmon replay` with a UnicodeEncodeError (a string cut mid-emoji).
+    good = [json.dumps({"ts": 1_764_000_000_000 + i, "model": "m", "prediction": "p", "text": f"fine text {i}"})
+            for i in range(40)]
+    bad = '{"ts": 1764000000100, "model": "m", "prediction": "p", "text": "bad \\ud800 text"}'
+    (tmp_path / "e.jsonl").write_text("\n".join(good[:20] + [bad] + good[20:]) + "\n")
+    out = subprocess.run(nlpmon() + ["replay", str(tmp_path / "e.jsonl"), "--window-events", "41"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["events"] for r in results] == [41]
+    assert json.loads(out.stderr.strip().splitlines()[-1])["invalid"] == 0

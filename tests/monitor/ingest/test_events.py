@@ -198,3 +198,28 @@ def test_fast_and_slow_paths_agree_on_mutated_events():
         assert a == b, (obj, a, b)
         checked += 1
     assert checked == 4000
+
+
+def test_lone_surrogates_are_mended_in_every_string():
+    # Valid JSON that msgspec and orjson refuse: halves of surrogate pairs, as a string cut mid-emoji gives.
+    raw = (b'{"ts": 1764000000000, "model": "m\\udc00x", "prediction": "p", "features": {"f\\ud800": 1.0},'
+           b' "text": "bad \\ud800 text, whole pair \\ud83d\\ude00", "probabilities": {"p": 0.9, "q\\ud83d": 0.1}}')
+    e = decode_event(raw)
+    assert e.text == "bad \ufffd text, whole pair \U0001F600"
+    assert e.model == "m\ufffdx" and e.features == {"f\ufffd": 1.0} and e.classes == ("p", "q\ufffd")
+    for s in (e.text, e.model, *e.classes, *e.features):
+        s.encode("utf-8")  # what SQL, Prometheus and the tokenizer need
+
+
+def test_lone_surrogate_deep_in_a_nested_value_is_mended_without_recursion():
+    nested = "[" * 800 + '"\\ud800"' + "]" * 800
+    raw = ('{"ts": 1764000000000, "model": "m", "prediction": "p", "extra": ' + nested + "}").encode()
+    assert decode_event(raw).model == "m"  # unknown fields are ignored, and mending them cannot overflow
+
+
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+def test_nesting_too_deep_for_any_parser_is_a_named_rejection_not_an_exception(depth):
+    raw = ('{"ts": 1764000000000, "model": "m", "prediction": "p", "extra": ' + "[" * depth + "]" * depth + "}")
+    with pytest.raises(InvalidEvent) as exc:
+        decode_event(raw.encode())
+    assert exc.value.reason == "malformed_json"
