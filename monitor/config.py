@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -318,6 +319,28 @@ def _apply(values: dict[str, dict[str, Any]], dotted: str, value: Any, from_text
     values.setdefault(section, {})[key] = _coerce(dotted, value, fields[key], from_text)
 
 
+# Kubernetes injects these into every pod of a namespace for each Service (enableServiceLinks, on by
+# default): a Service named "nlpmon" or "nlpmon-metrics" gives NLPMON_SERVICE_HOST, NLPMON_PORT=tcp://...,
+# NLPMON_METRICS_PORT_9108_TCP_ADDR, ... They are not configuration; every other NLPMON_* still is, so a typo
+# fails. NLPMON_METRICS_PORT is both a real key (metrics.port) and a link name: the value tells them apart.
+_LINK_NAME = re.compile(r"NLPMON(?:_[A-Z0-9_]+?)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)")
+_LINK_PORT = re.compile(r"NLPMON(?:_[A-Z0-9_]+)?_PORT")
+_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://\S+")
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether an ``NLPMON_*`` variable is one Kubernetes injects for a Service (not configuration)."""
+    if _LINK_NAME.fullmatch(name):
+        return True
+    return bool(_LINK_PORT.fullmatch(name) and _LINK_VALUE.fullmatch(value.strip()))
+
+
+def service_links(env: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the ``NLPMON_*`` variables :func:`load_config` ignores as Kubernetes service links."""
+    env = os.environ if env is None else env
+    return sorted(n for n, v in env.items() if n.startswith("NLPMON_") and is_service_link(n, v))
+
+
 def load_config(
     path: str | Path | None = None,
     *,
@@ -354,11 +377,15 @@ def load_config(
 
     env = os.environ if env is None else env
     for name, text in sorted(env.items()):
-        if not name.startswith("NLPMON_"):
+        if not name.startswith("NLPMON_") or is_service_link(name, text):
             continue
         rest = name[len("NLPMON_"):].lower()
         section, _, key = rest.partition("_")
-        _apply(values, f"{section}.{key}", text, True, f"environment variable {name}")
+        try:
+            _apply(values, f"{section}.{key}", text, True, f"environment variable {name}")
+        except ConfigError as exc:
+            message = str(exc)
+            raise ConfigError(message if name in message else f"environment variable {name}: {message}") from None
 
     for dotted, value in (overrides or {}).items():
         if value is None:

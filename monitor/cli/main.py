@@ -17,8 +17,8 @@ from monitor import __version__
 from monitor.cli.ab import add_parsers as add_ab_parsers
 from monitor.cli.common import EXIT_OK, EXIT_USAGE, UsageError, add_config_flags, config_from_args
 from monitor.cli.reeval import add_parsers as add_reeval_parsers
-from monitor.config import config_as_dict
-from monitor.logs import setup_logging
+from monitor.config import config_as_dict, service_links
+from monitor.logs import log_event, setup_logging
 
 __all__ = ["main", "build_parser"]
 
@@ -165,6 +165,8 @@ def cmd_run(args) -> int:
 
     config = config_from_args(args)
     setup_logging(config.logging.level, config.logging.format)
+    for name in service_links():
+        log_event(logging.DEBUG, "ignored a Kubernetes service-link variable", variable=name)
     if config.source.kind == "kafka":
         from monitor.runtime.kafka_daemon import KafkaDaemon
 

@@ -130,3 +130,45 @@ def test_every_experiment_key_is_documented():
     for cls in (ExperimentConfig, GuardrailConfig):
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in section, f"{cls.__name__}.{f.name} missing from docs/config.md"
+
+
+# What Kubernetes injects for Services named "nlpmon" and "nlpmon-metrics" (enableServiceLinks).
+SERVICE_LINKS = {
+    "NLPMON_SERVICE_HOST": "10.0.0.1", "NLPMON_SERVICE_PORT": "9108", "NLPMON_SERVICE_PORT_METRICS": "9108",
+    "NLPMON_PORT": "tcp://10.0.0.1:9108", "NLPMON_PORT_9108_TCP": "tcp://10.0.0.1:9108",
+    "NLPMON_PORT_9108_TCP_PROTO": "tcp", "NLPMON_PORT_9108_TCP_PORT": "9108", "NLPMON_PORT_9108_TCP_ADDR": "10.0.0.1",
+    "NLPMON_METRICS_SERVICE_HOST": "10.0.0.2", "NLPMON_METRICS_SERVICE_PORT": "9108",
+    "NLPMON_METRICS_PORT": "tcp://10.0.0.2:9108", "NLPMON_METRICS_PORT_9108_TCP": "tcp://10.0.0.2:9108",
+    "NLPMON_METRICS_PORT_9108_TCP_PROTO": "tcp", "NLPMON_METRICS_PORT_9108_TCP_PORT": "9108",
+    "NLPMON_METRICS_PORT_9108_TCP_ADDR": "10.0.0.2",
+}
+
+
+def test_kubernetes_service_links_are_ignored_but_real_keys_and_typos_are_not():
+    from monitor.config import service_links
+
+    config = load_config(env={**SERVICE_LINKS, "NLPMON_SOURCE_KIND": "stdin"})
+    assert config.metrics.port == 9108 and config.metrics.host == SECTIONS["metrics"]().host
+    assert service_links({**SERVICE_LINKS, "NLPMON_SOURCE_KIND": "stdin"}) == sorted(SERVICE_LINKS)
+    assert load_config(env={"NLPMON_METRICS_PORT": "9200", "NLPMON_SOURCE_KIND": "stdin"}).metrics.port == 9200
+    with pytest.raises(ConfigError, match="NLPMON_METRICS_PORTT"):
+        load_config(env={"NLPMON_METRICS_PORTT": "9200", "NLPMON_SOURCE_KIND": "stdin"})
+
+
+def test_an_environment_value_error_names_the_variable():
+    with pytest.raises(ConfigError, match="environment variable NLPMON_WINDOW_MIN_EVENTS: window.min_events"):
+        load_config(env={"NLPMON_WINDOW_MIN_EVENTS": "many", "NLPMON_SOURCE_KIND": "stdin"})
+
+
+def test_the_daemon_starts_with_service_links_in_its_environment(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "e.jsonl").write_text('{"ts": 1764000000000, "model": "m", "prediction": "p"}\n')
+    env = {**os.environ, **SERVICE_LINKS, "NLPMON_SOURCE_KIND": "file", "NLPMON_SOURCE_PATH": str(tmp_path / "e.jsonl"),
+           "NLPMON_METRICS_ENABLED": "false", "NLPMON_LOGGING_LEVEL": "debug", "NLPMON_LOGGING_FORMAT": "json"}
+    out = subprocess.run([sys.executable, "-m", "monitor.cli", "run"], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("ignored a Kubernetes service-link variable") == len(SERVICE_LINKS)
