@@ -110,6 +110,7 @@ def run_line_source(
             follow=config.source.follow,
             poll_interval=config.source.poll_interval_seconds,
             should_stop=lambda: shutdown.should_exit,
+            path=None if path == "-" else path,
         ):
             if batch:
                 emit(pipeline.process(batch))

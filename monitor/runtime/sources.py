@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -33,11 +34,13 @@ def iter_batches(
     follow: bool = False,
     poll_interval: float = 0.5,
     should_stop: Callable[[], bool] = lambda: False,
+    path: str | Path | None = None,
 ) -> Iterator[list[Record]]:
     """Yield batches of non-blank lines as :class:`Record` (position ``name:line``).
 
     With ``follow`` the file is polled for appended lines until ``should_stop()``; a partial last line is
     held back until its newline arrives. An empty batch is yielded while idle so callers can do timed work.
+    Given the ``path`` it was opened from, a followed file survives log rotation (see :class:`_Rotation`).
     """
     if stream is sys.stdin.buffer or not stream.seekable():
         yield from _iter_pipe_batches(stream, name, batch_size, poll_interval, should_stop)
@@ -45,6 +48,7 @@ def iter_batches(
     batch: list[Record] = []
     line_no = 0
     pending = b""
+    rotation = _Rotation(path, stream) if follow and path is not None else None
     while True:
         line = stream.readline()
         if line:
@@ -59,15 +63,73 @@ def iter_batches(
                     yield batch
                     batch = []
             continue
+        if rotation is not None:
+            event = rotation.check(stream)
+            if event == "renamed":
+                # The old file is read to its end; a partial last line there is complete as far as it goes
+                # (the writer continues in the new file), so it is a record of its own.
+                if pending.strip():
+                    line_no += 1
+                    batch.append(Record(pending, f"{name}:{line_no}"))
+                pending = b""
+                stream.close()
+                stream = rotation.reopen()
+                line_no = 0
+                continue
+            if event == "truncated":
+                # copytruncate: the file was copied away and cut to zero. Start again from its beginning;
+                # a held-back partial line keeps its head, and an appending writer's next bytes are its tail.
+                stream.seek(0)
+                line_no = 0
+                continue
         if batch:
             yield batch
             batch = []
         if not follow or should_stop():
             if pending.strip():
                 yield [Record(pending, f"{name}:{line_no + 1}")]
+            if rotation is not None:
+                stream.close()  # the one the caller opened may have been replaced; closing twice is harmless
             return
         yield []
         time.sleep(poll_interval)
+
+
+class _Rotation:
+    """Notice, at end of file, that a followed log was rotated, the way ``tail -F`` does.
+
+    - rename (logrotate's default): the path now names another file (device/inode changed). The old file is
+      read to its end first, then the new one is opened at its beginning. If the path is missing for a while
+      (between the rename and the writer creating the new file), the old file is kept.
+    - copytruncate: the same file became shorter than the position read so far. Reading restarts at 0. A
+      truncation that the writer outgrows between two polls (``poll_interval_seconds``) cannot be seen: keep
+      the poll interval short against the write rate, or prefer rename rotation.
+    """
+
+    def __init__(self, path: str | Path, stream: BinaryIO):
+        self.path = Path(path)
+        self._identity = _identity(os.fstat(stream.fileno()))
+
+    def check(self, stream: BinaryIO) -> str | None:
+        current = os.fstat(stream.fileno())
+        if current.st_size < stream.tell():
+            return "truncated"
+        try:
+            named = os.stat(self.path)
+        except OSError:
+            return None  # rotated away, the new file not there yet: keep the old one
+        if _identity(named) != self._identity:
+            return "renamed"
+        return None
+
+    def reopen(self) -> BinaryIO:
+        stream = open(self.path, "rb")
+        self._identity = _identity(os.fstat(stream.fileno()))
+        return stream
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
 
 
 def _iter_pipe_batches(stream: BinaryIO, name: str, batch_size: int, poll_interval: float,
