@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a config and print the effective settings",
                        description="Load the config (file, NLPMON_* environment, --set flags), validate it, and print "
-                       "the effective settings as JSON. Exit 2 with the offending key on error.")
+                       "the effective settings as JSON. Then check what `run` would need before it connects: the "
+                       "source file, tokenizer and reference profiles exist and agree, the store URL names an "
+                       "installed driver, the re-evaluation files exist (nothing is connected to). Exit 2 with the "
+                       "offending key on any error, each on one line on stderr.")
     add_config_flags(p)
     p.set_defaults(func=cmd_check_config)
 
@@ -167,6 +170,7 @@ def cmd_run(args) -> int:
     setup_logging(config.logging.level, config.logging.format)
     for name in service_links():
         log_event(logging.DEBUG, "ignored a Kubernetes service-link variable", variable=name)
+    _preflight(config)
     if config.source.kind == "kafka":
         from monitor.runtime.kafka_daemon import KafkaDaemon
 
@@ -191,9 +195,23 @@ def cmd_run(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    from monitor.runtime.checks import preflight
+
     config = config_from_args(args)
     sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
-    return EXIT_OK
+    problems = preflight(config)
+    for problem in problems:
+        sys.stderr.write(f"nlpmon: error: {problem}\n")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def _preflight(config) -> None:
+    """Stop before any connection when the config cannot work: exit 2, one line, no traceback."""
+    from monitor.runtime.checks import preflight
+
+    problems = preflight(config)
+    if problems:
+        raise UsageError("; ".join(problems))
 
 
 def cmd_reference_build(args) -> int:

@@ -38,6 +38,7 @@ from monitor.logs import log_event
 from monitor.pipeline import Pipeline, Record
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
+from monitor.runtime.checks import check_profiles
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.wiring import build_sink, load_profiles, load_tokenizer
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
@@ -153,6 +154,9 @@ class KafkaDaemon:
         self.store = SqlStore(c.store.url)
         stack.callback(self.store.close)
         self._load_store_profiles()
+        # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
+        # never an exception inside kafka-python's rebalance callback.
+        check_profiles(self.profiles, self.tokenizer)
         if c.reeval.enabled:
             from monitor.reeval.scheduler import ReevalScheduler
 
