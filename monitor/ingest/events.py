@@ -43,7 +43,18 @@ _MIN_TS_MS = 0
 _MAX_TS_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z
 _PROB_SUM_TOLERANCE = 0.01
 
-_isfinite = math.isfinite
+
+
+def _isfinite(x: float | int) -> bool:
+    """``math.isfinite`` that calls an integer too large for a float (``1`` followed by 400 zeros) not finite.
+
+    JSON integers have no size limit; math.isfinite raises OverflowError on them, which would make one
+    record an exception instead of a ``non_finite`` rejection.
+    """
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 class InvalidEvent(Exception):

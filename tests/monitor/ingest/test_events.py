@@ -223,3 +223,12 @@ def test_nesting_too_deep_for_any_parser_is_a_named_rejection_not_an_exception(d
     with pytest.raises(InvalidEvent) as exc:
         decode_event(raw.encode())
     assert exc.value.reason == "malformed_json"
+
+
+@pytest.mark.parametrize("field", ["latency_ms", "confidence", "outcome", "ts"])
+def test_an_integer_too_large_for_a_float_is_a_named_rejection(field):
+    raw = b'{"ts": 1764000000000, "model": "m", "prediction": "p", "%s": 1%s}' % (field.encode(), b"0" * 400)
+    raw = raw.replace(b'"ts": 1764000000000, ', b"") if field == "ts" else raw
+    with pytest.raises(InvalidEvent) as exc:
+        decode_event(raw)
+    assert exc.value.reason in ("non_finite", "bad_timestamp")
