@@ -1,20 +1,30 @@
-"""The sidecar's HTTP endpoints: /metrics, /healthz, /readyz, /status.
+"""The sidecar's HTTP endpoints: /metrics, /healthz, /readyz, /status, and POST hooks such as /reeval.
 
-``/healthz`` answers 200 while the process can serve at all (liveness: restart me if this fails);
-``/readyz`` answers 200 only when the daemon is doing its job (readiness), else 503 with the reasons as JSON;
-``/status`` is JSON: the latest window result of every stream plus counters.
+``/metrics`` is prometheus_client's own exposition (``make_wsgi_app``): it negotiates OpenMetrics from the
+``Accept`` header, gzips when the scraper accepts it and honours ``name[]`` filters; ``HEAD`` answers like
+``GET`` without the body. ``/healthz`` answers 200 while the process can serve at all (liveness: restart me
+if this fails); ``/readyz`` answers 200 only when the daemon is doing its job (readiness), else 503 with the
+reasons as JSON; ``/status`` is JSON: the latest window result of every stream plus counters.
 """
 
 from __future__ import annotations
 
+import socketserver
 import threading
+from http import HTTPStatus
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 __all__ = ["HttpServer"]
+
+ENDPOINTS = ["/metrics", "/healthz", "/readyz", "/status"]
+# A POST body larger than this is cut: the hooks take small JSON requests, never uploads.
+MAX_POST_BYTES = 1 << 20
+
+PostHandler = Callable[[dict, bytes, str], tuple[int, dict]]
 
 
 class HttpServer:
@@ -29,11 +39,10 @@ class HttpServer:
         readiness: Callable[[], tuple[bool, dict]] = lambda: (True, {}),
         status: Callable[[], dict] = dict,
         # POST handlers get (headers, body, client address) and answer (status code, JSON object).
-        post_handlers: dict[str, Callable[[dict, bytes, str], tuple[int, dict]]] | None = None,
+        post_handlers: dict[str, PostHandler] | None = None,
     ):
-        handler = _make_handler(registry, readiness, status, post_handlers or {})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        app = _App(make_wsgi_app(registry), readiness, status, post_handlers or {})
+        self._server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="nlpmon-http", daemon=True)
 
     @property
@@ -55,46 +64,81 @@ class HttpServer:
         self.stop()
 
 
-def _make_handler(registry, readiness, status, post_handlers):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "nlpmon"
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    # A slow scraper must not hold up the probes; handler threads die with the process.
+    daemon_threads = True
 
-        def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds would flood the log
-            pass
 
-        def _send(self, code: int, body: bytes, content_type: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds would flood the log
+        pass
 
-        def _json(self, code: int, obj) -> None:
-            self._send(code, orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n", "application/json")
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(200, b"ok\n", "text/plain; charset=utf-8")
-            elif path == "/readyz":
-                ready, reasons = readiness()
-                self._json(200 if ready else 503, {"ready": ready, **reasons})
-            elif path == "/status":
-                self._json(200, status())
-            else:
-                self._json(404, {"error": f"no such endpoint {path}", "endpoints": ["/metrics", "/healthz", "/readyz", "/status"]})
+class _App:
+    """The WSGI application: /metrics from prometheus_client, the probes and POST hooks beside it."""
 
-        def do_POST(self):  # noqa: N802
-            path = self.path.split("?", 1)[0]
-            handler = post_handlers.get(path)
-            if handler is None:
-                self._json(404, {"error": f"no such endpoint {path}"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(min(length, 1 << 20)) if length else b""
-            code, obj = handler(dict(self.headers), body, self.client_address[0])
-            self._json(code, obj)
+    def __init__(self, metrics_app, readiness, status, post_handlers: dict[str, PostHandler]):
+        self._metrics = metrics_app
+        self._readiness = readiness
+        self._status = status
+        self._post = post_handlers
 
-    return Handler
+    def __call__(self, environ, start_response):
+        path, method = environ.get("PATH_INFO") or "/", environ["REQUEST_METHOD"]
+        if method == "POST":
+            return self._post_hook(path, environ, start_response)
+        if method not in ("GET", "HEAD"):
+            return _reply(start_response, 405, b"", "text/plain", method, [("Allow", "GET, HEAD, POST")])
+        if path == "/metrics":
+            return self._metrics_reply(environ, start_response, method)
+        if path == "/healthz":
+            return _reply(start_response, 200, b"ok\n", "text/plain; charset=utf-8", method)
+        if path == "/readyz":
+            ready, reasons = self._readiness()
+            return _json(start_response, 200 if ready else 503, {"ready": ready, **reasons}, method)
+        if path == "/status":
+            return _json(start_response, 200, self._status(), method)
+        return _json(start_response, 404, {"error": f"no such endpoint {path}", "endpoints": ENDPOINTS}, method)
+
+    def _metrics_reply(self, environ, start_response, method: str):
+        if method == "GET":
+            return self._metrics(environ, start_response)
+        # HEAD: prometheus_client answers GET only; render as for GET and send the headers alone.
+        captured: list = []
+        body = b"".join(self._metrics({**environ, "REQUEST_METHOD": "GET"},
+                                      lambda status, headers, exc_info=None: captured.extend((status, headers))))
+        status, headers = captured
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return []
+
+    def _post_hook(self, path: str, environ, start_response):
+        handler = self._post.get(path)
+        if handler is None:
+            return _json(start_response, 404, {"error": f"no such endpoint {path}"}, "POST")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(min(length, MAX_POST_BYTES)) if length > 0 else b""
+        code, obj = handler(_request_headers(environ), body, environ.get("REMOTE_ADDR", ""))
+        return _json(start_response, code, obj, "POST")
+
+
+def _request_headers(environ) -> dict:
+    """The request headers under their HTTP names (``Authorization``, ``Content-Type``)."""
+    out = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            out[key.replace("_", "-").title()] = environ[key]
+    return out
+
+
+def _reply(start_response, code: int, body: bytes, content_type: str, method: str, extra: list = ()):
+    start_response(f"{code} {HTTPStatus(code).phrase}",
+                   [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra])
+    return [] if method == "HEAD" else [body]
+
+
+def _json(start_response, code: int, obj, method: str):
+    return _reply(start_response, code, orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n", "application/json",
+                  method)
