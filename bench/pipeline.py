@@ -75,8 +75,8 @@ def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None
     t0 = time.perf_counter()
     windows = 0
     for lo in range(0, len(records), batch):
-        windows += len(pipeline.process(records[lo : lo + batch]))
-    windows += len(pipeline.flush())
+        windows += len(pipeline.process(records[lo : lo + batch]).windows)
+    windows += len(pipeline.flush().windows)
     elapsed = time.perf_counter() - t0
     assert windows > 0 and pipeline.stats.valid == len(lines)
     return elapsed

@@ -107,6 +107,10 @@ class KafkaConfig:
     max_poll_records: int = field(default=2000, metadata=_key(min=1, max=100_000))
     poll_timeout_ms: int = field(default=500, metadata=_key(min=1, max=60_000))
     session_timeout_ms: int = field(default=30_000, metadata=_key(min=1000))
+    # read_committed: records of open or aborted transactions (transactional producers) are not consumed.
+    isolation_level: str = field(default="read_uncommitted", metadata=_key(choices=("read_uncommitted", "read_committed")))
+    # Backoff cap between fetches of a partition whose batch cannot be read (docs/kafka.md, "Fetch errors").
+    fetch_retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1, max=3600))
     dead_letter_topic: str = ""
     output_topic: str = ""
 

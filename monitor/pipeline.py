@@ -1,8 +1,10 @@
 """The monitoring pipeline: records → validated events → features → windows → window results.
 
 :class:`Pipeline` is synchronous and has no I/O of its own besides the sinks it is given; sources (file,
-stdin, Kafka) feed it batches and decide what to do with the results. Its whole state can be snapshotted
-and restored (:meth:`Pipeline.state`), which is what makes checkpointed exactly-once processing possible.
+stdin, Kafka) feed it batches and decide what to do with the results. Every call returns the typed results
+of the windows it closed (:class:`~monitor.results.BatchResults`: window, experiment and shadow results
+alike), and the sink sees each of them as it closes. Its whole state can be snapshotted and restored
+(:meth:`Pipeline.state`), which is what makes checkpointed exactly-once processing possible.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent,
 from monitor.ingest.features import base_features, entropies, event_rows
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.results import BatchResults, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.windowing.evaluate import StreamDetectors, window_result
 from monitor.windowing.windows import NO_EVENTS_YET, closed_by_ms, is_late, watermark_before_ms, window_start_ms
 
-__all__ = ["Pipeline", "Record", "PipelineStats", "ALL_REASONS"]
+__all__ = ["Pipeline", "Record", "PipelineStats", "Sink", "ALL_REASONS"]
 
 # Rejected by the pipeline rather than by the event validator: needs the wall clock.
 FUTURE_REASON = "future_timestamp"
@@ -41,14 +44,20 @@ class Record:
     position: str = ""
 
 
-class Sink(Protocol):  # the subset of sinks.prometheus.PrometheusSink the pipeline calls
+class Sink(Protocol):
+    """Every call the pipeline makes on its sink (sinks.prometheus.PrometheusSink implements them all)."""
+
     def observe_batch(self, model: str, version: str, *, classes: Counter, errors: int, latency_ms: np.ndarray,
                       confidence: np.ndarray, lengths: np.ndarray, last_ts_ms: int) -> None: ...
-    def window_closed(self, result: dict) -> None: ...
+    def window_closed(self, result: WindowResult) -> None: ...
+    def experiment_closed(self, result: ExperimentResult) -> None: ...
+    def shadow_closed(self, result: ShadowResult) -> None: ...
     def count_records(self, consumed: int, valid: int) -> None: ...
     def count_invalid(self, reason: str, n: int = 1) -> None: ...
     def count_late(self, model: str, version: str, n: int) -> None: ...
     def set_open_windows(self, n: int) -> None: ...
+    def count_shadow_joins(self, deltas: Mapping[str, int]) -> None: ...
+    def set_shadow_pending(self, n: int) -> None: ...
 
 
 class DeadLetter(Protocol):
@@ -101,7 +110,7 @@ class Pipeline:
         sink: Sink | None = None,
         dead_letter: DeadLetter | None = None,
         now_ms: Callable[[], int] | None = None,
-        on_window_confidences: Callable[[dict, np.ndarray], None] | None = None,
+        on_window_confidences: Callable[[WindowResult, np.ndarray], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
     ):
         self.config = config
@@ -127,23 +136,25 @@ class Pipeline:
         self._lateness_ms = int(round(w.lateness_seconds * 1000))
         self._future_ms = int(round(w.max_future_seconds * 1000))
         self._low = config.detect.low_confidence_threshold
-        # A/B experiments and shadow joins (docs/experiments.md); their closed windows wait in _ab_results
-        # until the source takes them (take_ab_results), like window results they become durable together
-        # with the checkpoint that covers them.
+        # A/B experiments and shadow joins (docs/experiments.md); their closed windows are returned with the
+        # window results of the same call, so they become durable with the checkpoint that covers them.
         self.experiments = ExperimentSet(config) if config.experiments else None
         self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
-        self._ab_results: list[ExperimentResult | ShadowResult] = []
         self._joins_reported: dict[str, int] = {}
 
     # -- public API ----------------------------------------------------------------------------------------
-    def process(self, records: Sequence[Record]) -> list[dict]:
+    def process(self, records: Sequence[Record]) -> BatchResults:
         """Validate and window one batch; return the results of the windows it closed."""
         events = self._decode(records)
-        results: list[dict] = []
+        results: list[WindowResult] = []
+        experiments: list[ExperimentResult] = []
+        shadow: list[ShadowResult] = []
         if events and self.on_events is not None:
             self.on_events(events)
-        if events and (self.experiments is not None or self.shadow is not None):
-            self._observe_ab(events)
+        if events and self.experiments is not None:
+            experiments = self._experiments_closed(self.experiments.add_events(events))
+        if events and self.shadow is not None:
+            shadow = self._shadow_closed(self.shadow.add_events(events))
         if events:
             batch = base_features(events, self.features, self.tokenizer)
             by_stream: dict[tuple[str, str], list[int]] = {}
@@ -158,51 +169,37 @@ class Pipeline:
         if self.sink is not None:
             self.sink.count_records(len(records), len(events))
             self.sink.set_open_windows(self.open_windows)
-        return results
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
 
-    def flush(self) -> list[dict]:
+    def flush(self) -> BatchResults:
         """Close every open window now (results marked ``partial``), e.g. at end of input or shutdown."""
         results = []
         for stream in self._streams.values():
             for start in sorted(stream.open):
                 results.append(self._close(stream, start, partial=True))
-        if self.experiments is not None:
-            self._emit_ab(self.experiments.flush())
-        if self.shadow is not None:
-            self._emit_ab(self.shadow.flush())
-            self._report_joins()
+        experiments = self._experiments_closed(self.experiments.flush()) if self.experiments is not None else []
+        shadow = self._shadow_closed(self.shadow.flush()) if self.shadow is not None else []
         if self.sink is not None:
             self.sink.set_open_windows(0)
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
+
+    def _experiments_closed(self, results: list[ExperimentResult]) -> list[ExperimentResult]:
+        if self.sink is not None:
+            for r in results:
+                self.sink.experiment_closed(r)
         return results
 
-    def take_ab_results(self) -> list[ExperimentResult | ShadowResult]:
-        """Return (and forget) the experiment and shadow results of the windows closed since the last call."""
-        out, self._ab_results = self._ab_results, []
-        return out
-
-    def _observe_ab(self, events: list[Event]) -> None:
-        if self.experiments is not None:
-            self._emit_ab(self.experiments.add_events(events))
-        if self.shadow is not None:
-            self._emit_ab(self.shadow.add_events(events))
-            self._report_joins()
-
-    def _report_joins(self) -> None:
+    def _shadow_closed(self, results: list[ShadowResult]) -> list[ShadowResult]:
+        if self.sink is not None:
+            for r in results:
+                self.sink.shadow_closed(r)
         # Deltas, so that several partitions' pipelines add up and a restored joiner's counts are not re-sent.
         counters = self.shadow.joiner.counters()
-        if self.sink is not None and hasattr(self.sink, "count_shadow_joins"):
+        if self.sink is not None:
             self.sink.count_shadow_joins({k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
             self.sink.set_shadow_pending(counters["pending"])
         self._joins_reported = counters
-
-    def _emit_ab(self, results: list) -> None:
-        self._ab_results.extend(results)
-        if self.sink is None:
-            return
-        for r in results:
-            hook = getattr(self.sink, "experiment_closed" if isinstance(r, ExperimentResult) else "shadow_closed", None)
-            if hook is not None:
-                hook(r.to_dict())
+        return results
 
     @property
     def open_windows(self) -> int:
@@ -255,7 +252,7 @@ class Pipeline:
             stream = self._streams[key] = _Stream(key[0], key[1], profile.custom_features if profile else ())
         return stream
 
-    def _add(self, key, events, idx, base, lengths) -> list[dict]:
+    def _add(self, key, events, idx, base, lengths) -> list[WindowResult]:
         stream = self._stream(key)
         evs = [events[i] for i in idx]
         ts = np.fromiter((e.ts_ms for e in evs), dtype=np.int64, count=len(evs))
@@ -326,14 +323,14 @@ class Pipeline:
             reservoir_size=w.reservoir_size, seed=w.seed,
         )  # fmt: skip
 
-    def _close_due(self, stream: _Stream) -> list[dict]:
+    def _close_due(self, stream: _Stream) -> list[WindowResult]:
         if self.config.window.kind == "time":
             due = [k for k, acc in stream.open.items() if closed_by_ms(acc.end_ms, stream.max_ts_ms, self._lateness_ms)]
         else:
             due = [k for k, acc in stream.open.items() if acc.events >= self.config.window.events]
         return [self._close(stream, k, partial=False) for k in sorted(due)]
 
-    def _close(self, stream: _Stream, key: int, *, partial: bool) -> dict:
+    def _close(self, stream: _Stream, key: int, *, partial: bool) -> WindowResult:
         acc = stream.open.pop(key)
         result = window_result(
             acc,

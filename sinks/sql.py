@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +23,16 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from monitor.results import ExperimentResult, ShadowResult, WindowResult
 from sinks import sql_schema as tables
+from sinks.sql_engine import PG_CONNECT_DEFAULTS, configure_sqlite, describe, json_dumps, upsert
+from sinks.sql_engine import now_ms as _now_ms
+from sinks.sql_rows import check_name as _check_name
+from sinks.sql_rows import checkpoint_rows as _checkpoint_rows
+from sinks.sql_rows import experiment_rows as _experiment_rows
+from sinks.sql_rows import float_or_none as _float_or_none
+from sinks.sql_rows import result_rows as _result_rows
+from sinks.sql_rows import shadow_rows as _shadow_rows
 from sinks.sql_schema import EXPERIMENT_KEY, MIGRATIONS, SCHEMA_VERSION, SHADOW_KEY, WINDOW_KEY
 
 __all__ = [
@@ -34,12 +42,6 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:///nlpmon.db"
 
-# How long a SQLite writer waits for another writer's lock before "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 10_000
-# libpq settings that bound how long a dead PostgreSQL server can hang a call: connecting, and noticing a
-# silent peer on an open connection (keepalive after 10 s idle, then 3 probes 5 s apart).
-_PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
-                        "keepalives_interval": 5, "keepalives_count": 3}
 # Serialises concurrent create_schema() calls on one PostgreSQL database (an arbitrary constant).
 _PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
 _CHECKPOINT_KEY = ("group_id", "topic", "partition")
@@ -110,14 +112,14 @@ class SqlStore:
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False):
         self.url = sa.engine.make_url(url)
         backend = self.url.get_backend_name()
-        kwargs: dict = {"echo": echo, "json_serializer": _json_dumps, "json_deserializer": orjson.loads}
+        kwargs: dict = {"echo": echo, "json_serializer": json_dumps, "json_deserializer": orjson.loads}
         if backend == "postgresql" and self.url.get_driver_name() in ("psycopg", "psycopg2"):
-            kwargs["connect_args"] = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in self.url.query}
+            kwargs["connect_args"] = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in self.url.query}
         if backend != "sqlite":
             kwargs["pool_pre_ping"] = True
         self._engine = sa.create_engine(self.url, **kwargs)
         if backend == "sqlite":
-            _configure_sqlite(self._engine, in_memory=self.url.database in (None, "", ":memory:"))
+            configure_sqlite(self._engine, in_memory=self.url.database in (None, "", ":memory:"))
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
@@ -151,10 +153,10 @@ class SqlStore:
                 with conn.begin():
                     yield conn
         except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
-            raise StoreUnavailable(_describe(exc)) from exc
+            raise StoreUnavailable(describe(exc)) from exc
         except sa_exc.DBAPIError as exc:
             if exc.connection_invalidated:
-                raise StoreUnavailable(_describe(exc)) from exc
+                raise StoreUnavailable(describe(exc)) from exc
             raise
 
     @contextlib.contextmanager
@@ -284,7 +286,7 @@ class SqlStore:
 
     # -- window results and checkpoints ------------------------------------------------------------------------
 
-    def upsert_window_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+    def upsert_window_results(self, conn: sa.Connection | None, results: Iterable[WindowResult]) -> None:
         """Insert or replace window results and their drift events, keyed by stream and window.
 
         With ``conn`` (from :meth:`transaction`) the writes join that transaction; with ``None`` they get
@@ -301,12 +303,12 @@ class SqlStore:
         self,
         group_id: str,
         *,
-        results: Iterable[Mapping],
+        results: Iterable[WindowResult],
         checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
         expected_offsets: Mapping[tuple[str, int], int | None] | None = None,
         before_commit: Callable[[], None] | None = None,
-        experiment_results: Iterable[Mapping] = (),
-        shadow_results: Iterable[Mapping] = (),
+        experiment_results: Iterable[ExperimentResult] = (),
+        shadow_results: Iterable[ShadowResult] = (),
     ) -> None:
         """Write window results, their drift events and partition checkpoints in ONE transaction.
 
@@ -344,10 +346,10 @@ class SqlStore:
                     except sa_exc.IntegrityError:
                         raise CheckpointConflict({(r["topic"], r["partition"]): (None, "written meanwhile")
                                                   for r in first}) from None
-            _upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
+            upsert(conn, tables.checkpoints, checkpoint_rows, _CHECKPOINT_KEY)
             self._write_results(conn, rows, events)
-            _upsert(conn, tables.experiment_results, exp_rows, EXPERIMENT_KEY)
-            _upsert(conn, tables.shadow_results, shadow_rows, SHADOW_KEY)
+            upsert(conn, tables.experiment_results, exp_rows, EXPERIMENT_KEY)
+            upsert(conn, tables.shadow_results, shadow_rows, SHADOW_KEY)
             if before_commit is not None:  # fault injection for crash tests: everything written, nothing committed
                 before_commit()
 
@@ -391,20 +393,20 @@ class SqlStore:
 
     # -- experiments and shadow joins --------------------------------------------------------------------------
 
-    def upsert_experiment_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+    def upsert_experiment_results(self, conn: sa.Connection | None, results: Iterable[ExperimentResult]) -> None:
         """Insert or replace experiment results (docs/experiments.md), keyed by experiment and window."""
         self._upsert_own(conn, tables.experiment_results, _experiment_rows(results), EXPERIMENT_KEY)
 
-    def upsert_shadow_results(self, conn: sa.Connection | None, results: Iterable[Mapping]) -> None:
+    def upsert_shadow_results(self, conn: sa.Connection | None, results: Iterable[ShadowResult]) -> None:
         """Insert or replace shadow-join results, keyed by served model and window."""
         self._upsert_own(conn, tables.shadow_results, _shadow_rows(results), SHADOW_KEY)
 
     def _upsert_own(self, conn, table, rows, key) -> None:
         if conn is not None:
-            _upsert(conn, table, rows, key)
+            upsert(conn, table, rows, key)
             return
         with self.transaction() as own:
-            _upsert(own, table, rows, key)
+            upsert(own, table, rows, key)
 
     def experiment_results(
         self, experiment: str, *, since: datetime | str | int | None = None, limit: int | None = None
@@ -523,7 +525,7 @@ class SqlStore:
     def _write_results(self, conn: sa.Connection, rows: list[dict], events: list[dict]) -> None:
         if not rows:
             return
-        _upsert(conn, tables.window_results, rows, WINDOW_KEY)
+        upsert(conn, tables.window_results, rows, WINDOW_KEY)
         # Replace, not merge, the drift events of each window: a re-evaluated window may drift on fewer features.
         t = tables.drift_events.c
         conn.execute(
@@ -535,40 +537,6 @@ class SqlStore:
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
-
-
-def _json_dumps(value: object) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _describe(exc: sa_exc.SQLAlchemyError) -> str:
-    # The driver's message without the statement and parameters SQLAlchemy appends (they may hold state).
-    orig = getattr(exc, "orig", None)
-    return f"database unavailable: {(str(orig) if orig is not None else str(exc)).strip()}"
-
-
-def _configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):
-        # Let SQLAlchemy emit BEGIN (below) instead of the sqlite3 module, which skips it before SELECTs.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        if not in_memory:
-            # WAL: readers (history, /readyz) never block the daemon's writes, nor the writes them.
-            cursor.execute("PRAGMA journal_mode = WAL")
-            # In WAL mode NORMAL is still atomic and consistent after a crash; a power loss can only drop the
-            # newest commits, and checkpoints roll back together with the results they cover.
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("nlpmon_write") else "BEGIN")
 
 
 def _stored_version(conn: sa.Connection) -> int | None:
@@ -590,41 +558,6 @@ def _check_expected(conn: sa.Connection, group_id: str, expected: dict[tuple[str
     conflicts = {tp: (offset, stored.get(tp)) for tp, offset in expected.items() if stored.get(tp) != offset}
     if conflicts:
         raise CheckpointConflict(conflicts)
-
-
-def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
-    """Insert ``rows``, replacing the row with the same ``key`` where one exists."""
-    if not rows:
-        return
-    # One statement must not touch a key twice (PostgreSQL refuses): the last row for a key wins.
-    rows = list({tuple(row[k] for k in key): row for row in rows}.values())
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(key),
-            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key},
-        )
-        conn.execute(stmt, rows)
-        return
-    # Any other database: update, and insert where nothing was updated (the transaction makes it safe for
-    # the single writer a checkpoint or window has).
-    where = [table.c[k] == sa.bindparam(f"k_{k}") for k in key]
-    update = sa.update(table).where(*where)
-    for row in rows:
-        values = {k: v for k, v in row.items() if k not in key}
-        params = {f"k_{k}": row[k] for k in key}
-        if conn.execute(update.values(**values), params).rowcount == 0:
-            conn.execute(sa.insert(table), [row])
-
-
-def _check_name(what: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} must be a non-empty string")
 
 
 # Epoch numbers below this are seconds, at or above it milliseconds (the rule of docs/events.md).
@@ -650,117 +583,3 @@ def _to_ms(value: datetime | str | int | float, what: str) -> int:
     return int(round(value.timestamp() * 1000))
 
 
-def _float_or_none(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _result_rows(results: Iterable[Mapping]) -> tuple[list[dict], list[dict]]:
-    """Return the window_results rows and drift_events rows of window-result dicts (docs/results.md)."""
-    rows, events = [], []
-    for result in results:
-        try:
-            key = {
-                "model": result["model"],
-                "version": result["version"],
-                "window_kind": result.get("window_kind") or "time",
-                "window_start_ms": _to_ms(result["window_start"], "window_start"),
-                "window_seq": int(result.get("window_seq") or 0),
-            }
-            row = dict(
-                key,
-                window_end_ms=_to_ms(result["window_end"], "window_end"),
-                partial=bool(result.get("partial", False)),
-                drifted=bool(result["drifted"]),
-                events=int(result["events"]),
-                result=result,
-            )
-        except KeyError as exc:
-            raise ValueError(f"a window result has no {exc.args[0]!r}") from None
-        _check_name("a window result's model", key["model"])
-        _check_name("a window result's version", key["version"])
-        rows.append(row)
-        events.extend(dict(key, **event) for event in _drift_rows(result.get("drift")))
-    return rows, events
-
-
-def _window_key(result: Mapping, what: str) -> dict:
-    return {
-        "window_kind": result.get("window_kind") or "time",
-        "window_start_ms": _to_ms(result["window_start"], f"{what}'s window_start"),
-        "window_seq": int(result.get("window_seq") or 0),
-        "window_end_ms": _to_ms(result["window_end"], f"{what}'s window_end"),
-        "partial": bool(result.get("partial", False)),
-    }
-
-
-def _experiment_rows(results: Iterable[Mapping]) -> list[dict]:
-    """Rows of ``experiment_results`` from experiment-result dicts (ExperimentResult.to_dict())."""
-    rows = []
-    for result in results:
-        try:
-            row = dict(
-                _window_key(result, "an experiment result"), experiment=result["experiment"], model=result["model"],
-                samples=int(result["samples"]), srm_mismatch=bool(result["srm_mismatch"]),
-                significant=bool(result["significant"]), degraded=bool(result["degraded"]),
-                guardrail_breached=bool(result["guardrail_breached"]), result=dict(result),
-            )  # fmt: skip
-        except KeyError as exc:
-            raise ValueError(f"an experiment result has no {exc.args[0]!r}") from None
-        _check_name("an experiment result's experiment", row["experiment"])
-        _check_name("an experiment result's model", row["model"])
-        rows.append(row)
-    return rows
-
-
-def _shadow_rows(results: Iterable[Mapping]) -> list[dict]:
-    """Rows of ``shadow_results`` from shadow-result dicts (ShadowResult.to_dict())."""
-    rows = []
-    for result in results:
-        try:
-            row = dict(
-                _window_key(result, "a shadow result"), model=result["model"], pairs=int(result["n"]),
-                agreement_rate=_float_or_none(result.get("agreement_rate")),
-                agreement_low=bool(result.get("agreement_low")), result=dict(result),
-            )  # fmt: skip
-        except KeyError as exc:
-            raise ValueError(f"a shadow result has no {exc.args[0]!r}") from None
-        _check_name("a shadow result's model", row["model"])
-        rows.append(row)
-    return rows
-
-
-def _drift_rows(drift: object) -> Iterator[dict]:
-    """One row per drifted input feature, and one per other detector that drifted."""
-    if not isinstance(drift, Mapping):
-        return
-    for detector, verdict in drift.items():
-        if not isinstance(verdict, Mapping) or not verdict.get("drifted"):
-            continue
-        features = verdict.get("features")
-        drifted = [(name, f) for name, f in features.items() if isinstance(f, Mapping) and f.get("drifted")] \
-            if isinstance(features, Mapping) else []
-        if not drifted:
-            drifted = [("", verdict)]
-        for name, f in drifted:
-            yield {
-                "detector": str(detector), "feature": str(name),
-                "statistic": _float_or_none(f.get("statistic")), "p_value": _float_or_none(f.get("p_value")),
-                "p_value_adjusted": _float_or_none(f.get("p_value_adjusted")),
-            }
-
-
-def _checkpoint_rows(group_id: str, cps: Mapping[tuple[str, int], tuple[int, bytes | None]]) -> list[dict]:
-    now = _now_ms()
-    rows = []
-    for (topic, partition), (next_offset, state) in cps.items():
-        if isinstance(next_offset, bool) or not isinstance(next_offset, int) or next_offset < 0:
-            raise ValueError(f"checkpoint of {topic}[{partition}]: next_offset must be an integer >= 0")
-        if state is not None and not isinstance(state, bytes | bytearray | memoryview):
-            raise TypeError(f"checkpoint of {topic}[{partition}]: state must be bytes or None")
-        rows.append({
-            "group_id": group_id, "topic": topic, "partition": int(partition), "next_offset": next_offset,
-            "state": None if state is None else bytes(state), "updated_at_ms": now,
-        })
-    return rows

@@ -24,35 +24,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 
 import numpy as np
 
 from detectors.ab import (
     FixedHorizonResult,
     GuardrailResult,
-    SRMResult,
     evaluate_guardrail,
     required_sample_size,
     sample_ratio_mismatch,
     two_proportion_z_test,
     welch_t_test,
 )  # fmt: skip
-from detectors.base import finite_or_none
 from detectors.latency import percentile_or_nan
-from detectors.sequential import ArmStats, SequentialResult, SequentialTest, welford_update
+from detectors.sequential import ArmStats, SequentialTest, welford_update
 from monitor.config import Config, ExperimentConfig, GuardrailConfig, WindowConfig
 from monitor.ingest.events import Event
 from monitor.logs import log_event
+from monitor.results import RESULT_SCHEMA, Comparison, ExperimentResult, VariantFigures, iso_ms
 from monitor.windowing.accumulator import window_seed
-from monitor.windowing.evaluate import iso_ms
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import window_start_ms
 
-__all__ = ["ExperimentSet", "ExperimentTracker", "ExperimentResult", "VariantFigures", "Comparison", "log_ab_result",
+__all__ = ["ExperimentSet", "ExperimentTracker", "ExperimentResult", "VariantFigures", "Comparison", "log_experiment_result",
            "PROPORTION_METRICS", "HIGHER_IS_BETTER", "RESULT_SCHEMA"]
 
-RESULT_SCHEMA = 1
 PROPORTION_METRICS = ("accuracy", "misclassification_rate", "error_rate")
 # Which way of the primary metric is better; "degraded" is a significant lift the other way.
 HIGHER_IS_BETTER = {"accuracy": True, "misclassification_rate": False, "error_rate": False, "outcome": True,
@@ -61,110 +58,6 @@ OTHER = "__other__"
 _MAX_UNEXPECTED = 20  # distinct unexpected variant names kept by name; more fold into __other__
 _LATENCY_SAMPLE = 2_000  # latencies kept per variant and window for the p99 guardrail
 _LATENCY_FLUSH = 256  # latencies buffered before they go through the reservoir (its sample ignores batching)
-
-
-# -- results --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class VariantFigures:
-    """Samples and the primary metric of one variant: cumulative since the experiment started, and this window."""
-
-    variant: str
-    intended_share: float
-    samples: int
-    window_samples: int
-    metric_n: int
-    metric_mean: float
-    window_metric_n: int
-    window_metric_mean: float
-
-    def to_dict(self) -> dict:
-        return {
-            "intended_share": finite_or_none(self.intended_share), "samples": self.samples,
-            "window_samples": self.window_samples, "metric_n": self.metric_n, "metric_mean": finite_or_none(self.metric_mean),
-            "window_metric_n": self.window_metric_n, "window_metric_mean": finite_or_none(self.window_metric_mean),
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """One treatment against the control: always-valid test, fixed-horizon test, guardrails, verdict."""
-
-    variant: str
-    control: str
-    always_valid: SequentialResult
-    fixed_horizon: FixedHorizonResult | None
-    guardrails: tuple[GuardrailResult, ...]
-    improved: bool
-    degraded: bool
-
-    @property
-    def guardrail_breached(self) -> bool:
-        return any(g.breached for g in self.guardrails)
-
-    def to_dict(self) -> dict:
-        fixed = None
-        if self.fixed_horizon is not None:
-            fixed = {**self.fixed_horizon.to_dict(),
-                     "note": "valid only once both variants reach planned_n (valid_now); do not read it earlier"}
-        return {
-            "control": self.control, "always_valid": self.always_valid.to_dict(), "fixed_horizon": fixed,
-            "guardrails": [g.to_dict() for g in self.guardrails], "guardrail_breached": self.guardrail_breached,
-            "improved": self.improved, "degraded": self.degraded,
-        }  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class ExperimentResult:
-    """An experiment after one closed window (a look); ``to_dict`` is the stored and exported document."""
-
-    experiment: str
-    model: str
-    metric: str
-    higher_is_better: bool
-    window_kind: str
-    window_start_ms: int
-    window_end_ms: int
-    window_seq: int
-    partial: bool
-    late: int
-    variants: tuple[VariantFigures, ...]
-    srm: SRMResult
-    comparisons: tuple[Comparison, ...]
-    planned_samples: int | None
-
-    @property
-    def srm_mismatch(self) -> bool:
-        return self.srm.mismatch
-
-    @property
-    def degraded(self) -> bool:
-        return any(c.degraded for c in self.comparisons)
-
-    @property
-    def significant(self) -> bool:
-        return any(c.always_valid.significant for c in self.comparisons)
-
-    @property
-    def guardrail_breached(self) -> bool:
-        return any(c.guardrail_breached for c in self.comparisons)
-
-    @property
-    def samples(self) -> int:
-        return sum(v.samples for v in self.variants) + self.srm.unexpected_n
-
-    def to_dict(self) -> dict:
-        return {
-            "result_schema": RESULT_SCHEMA, "experiment": self.experiment, "model": self.model,
-            "metric": self.metric, "higher_is_better": self.higher_is_better, "window_kind": self.window_kind,
-            "window_start": iso_ms(self.window_start_ms), "window_end": iso_ms(self.window_end_ms),
-            "window_seq": self.window_seq, "partial": self.partial, "late": self.late,
-            "samples": self.samples, "srm_mismatch": self.srm_mismatch, "significant": self.significant,
-            "degraded": self.degraded, "guardrail_breached": self.guardrail_breached,
-            "planned_samples": self.planned_samples,
-            "variants": {v.variant: v.to_dict() for v in self.variants},
-            "srm": self.srm.to_dict(),
-            "comparisons": {c.variant: c.to_dict() for c in self.comparisons},
-        }  # fmt: skip
 
 
 # -- per-window accumulation ----------------------------------------------------------------------------------
@@ -525,16 +418,10 @@ class ExperimentSet:
                           experiment=name)
 
 
-def log_ab_result(result) -> None:
-    """Log one closed experiment or shadow window (no input text: names, counts and verdicts only)."""
-    d = result.to_dict()
-    if "experiment" in d:
-        bad = d["srm_mismatch"] or d["degraded"] or d["guardrail_breached"]
-        log_event(logging.WARNING if bad else logging.INFO, "experiment window closed",
-                  experiment=d["experiment"], model=d["model"], window_start=d["window_start"], samples=d["samples"],
-                  srm_mismatch=d["srm_mismatch"], significant=d["significant"], degraded=d["degraded"],
-                  guardrail_breached=d["guardrail_breached"], partial=d["partial"])  # fmt: skip
-    else:
-        log_event(logging.WARNING if d["agreement_low"] else logging.INFO, "shadow window closed",
-                  model=d["model"], window_start=d["window_start"], pairs=d["n"],
-                  agreement_rate=d["agreement_rate"], agreement_low=d["agreement_low"], partial=d["partial"])
+def log_experiment_result(r: ExperimentResult) -> None:
+    """Log one closed experiment window (no input text: names, counts and verdicts only)."""
+    bad = r.srm_mismatch or r.degraded or r.guardrail_breached
+    log_event(logging.WARNING if bad else logging.INFO, "experiment window closed",
+              experiment=r.experiment, model=r.model, window_start=iso_ms(r.window_start_ms), samples=r.samples,
+              srm_mismatch=r.srm_mismatch, significant=r.significant, degraded=r.degraded,
+              guardrail_breached=r.guardrail_breached, partial=r.partial)  # fmt: skip

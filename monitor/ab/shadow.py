@@ -13,6 +13,7 @@ later than it, so replaying a log gives the same joins as consuming it live, and
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -20,13 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.base import finite_or_none
 from detectors.shadow import ShadowSummary, summarise_counts
+from monitor.logs import log_event
+from monitor.results import ShadowResult, iso_ms
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import window_start_ms
 
 __all__ = ["ShadowPair", "ShadowJoiner", "ShadowSummary", "shadow_summary", "summarise_counts", "ShadowWindows",
-           "ShadowResult", "JOIN_OUTCOMES"]
+           "ShadowResult", "JOIN_OUTCOMES", "log_shadow_result"]
 
 _SERVED, _SHADOW = 0, 1
 
@@ -329,36 +333,6 @@ JOIN_OUTCOMES = ("joined", "unmatched_served", "unmatched_shadow", "duplicates",
 _PAIR_FLUSH = 256  # pair rows buffered before they go through the reservoir (its sample ignores batching)
 
 
-@dataclass(frozen=True, slots=True)
-class ShadowResult:
-    """The served/shadow pairs of one served model and window, and the joiner's counters when it closed.
-
-    A pair belongs to the window of its served event. ``late_pairs`` were joined after their window had
-    closed (a partner later than ``ttl`` plus the window's lateness) and are in no window. ``joins`` are the
-    joiner's cumulative counters (:data:`JOIN_OUTCOMES` and ``pending``) over every model of the partition.
-    """
-
-    model: str
-    window_kind: str
-    window_start_ms: int
-    window_end_ms: int
-    window_seq: int
-    partial: bool
-    late_pairs: int
-    summary: ShadowSummary
-    joins: dict
-
-    def to_dict(self) -> dict:
-        from monitor.windowing.evaluate import iso_ms
-
-        return {
-            "result_schema": 1, "model": self.model, "window_kind": self.window_kind,
-            "window_start": iso_ms(self.window_start_ms), "window_end": iso_ms(self.window_end_ms),
-            "window_seq": self.window_seq, "partial": self.partial, "late_pairs": self.late_pairs,
-            **self.summary.to_dict(), "joins": dict(self.joins),
-        }  # fmt: skip
-
-
 class _PairWindow:
     """Exact counts of one window's pairs and a seeded uniform sample of their confidences and latencies."""
 
@@ -521,3 +495,11 @@ class ShadowWindows:
             self.open[(model, win.key)] = win
         self.pairs_seen = dict(state["pairs_seen"])
         self.late_pairs = dict(state["late_pairs"])
+
+
+def log_shadow_result(r: ShadowResult) -> None:
+    """Log one closed shadow window (no input text: names, counts and verdicts only)."""
+    s = r.summary
+    log_event(logging.WARNING if s.agreement_low else logging.INFO, "shadow window closed",
+              model=r.model, window_start=iso_ms(r.window_start_ms), pairs=s.n,
+              agreement_rate=finite_or_none(s.agreement_rate), agreement_low=s.agreement_low, partial=r.partial)

@@ -43,6 +43,7 @@ from monitor.reeval.errors import ReevalError
 from monitor.reeval.estimate import estimate_from_tables
 from monitor.reeval.job import Baseline, ReevalOptions
 from monitor.reeval.worker import OPTIONS_FILE, OUTCOME_FILE
+from monitor.results import WindowResult, iso_ms
 from sinks.sql import StoreUnavailable
 
 __all__ = ["ReevalScheduler", "FinishedRun", "TRIGGERS"]
@@ -201,17 +202,17 @@ class ReevalScheduler:
         with self._lock:
             return self._run is not None or self._pending is not None
 
-    def on_window(self, result: dict) -> bool:
+    def on_window(self, result: WindowResult) -> bool:
         """React to a closed window; return whether it started a run."""
         s = self.settings
-        if not (s.on_drift and result.get("drifted") and self._targets(result["model"])):
+        if not (s.on_drift and result.drifted and self._targets(result.model)):
             return False
         if self._last_started is not None and self._clock() - self._last_started < s.cooldown_seconds:
             return False
         if self.busy:
             self._skipped_busy("drift")
             return False
-        return self._start("drift", result["model"], result["version"])
+        return self._start("drift", result.model, result.version)
 
     def request(self, trigger: str = "on_demand") -> str:
         """Ask for a run from any thread: ``"accepted"`` (the loop starts it at its next :meth:`tick`) or
@@ -458,9 +459,9 @@ class ReevalScheduler:
         return len(self._traffic) if self._traffic is not None else 0
 
     # -- label-free estimate ---------------------------------------------------------------------------------
-    def observe_confidences(self, result: dict, confidences: np.ndarray) -> float | None:
+    def observe_confidences(self, result: WindowResult, confidences: np.ndarray) -> float | None:
         """Estimate a closed window's accuracy from its confidences (``Pipeline`` calls this); return it."""
-        model, version = result["model"], result["version"]
+        model, version = result.model, result.version
         if not self._targets(model):
             return None
         c = np.asarray(confidences, dtype=np.float64)
@@ -471,7 +472,7 @@ class ReevalScheduler:
         with self._lock:
             if key not in self._windows and len(self._windows) >= self._max_streams:
                 return None
-            w = self._windows[key] = _Window(result.get("window_start"), int(result.get("events") or 0), c.copy())
+            w = self._windows[key] = _Window(iso_ms(result.window_start_ms), result.events, c.copy())
             if self._calibration is None:
                 return None
             w.estimate = estimate_accuracy(self._calibration, c)

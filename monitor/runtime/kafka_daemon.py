@@ -17,6 +17,9 @@ Exactly-once protocol (docs/kafka.md):
 If the database is unreachable, consumption continues until ``checkpoint.max_pending_events`` records are
 waiting, then the partitions are paused (backpressure; nothing is dropped) and the commit is retried with
 backoff until the database answers; then consumption resumes.
+
+A record batch that cannot be read (fetch error: codec, CRC, decompression) pauses only its partition, at
+that offset, and is fetched again with backoff (monitor/runtime/fetch_errors.py); the daemon stays up.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline, Record
+from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch_error_reason, release_failed_fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
 from monitor.runtime.checks import check_profiles
@@ -122,6 +126,10 @@ class KafkaDaemon:
         self._last_checkpoint = clock()
         self._retry_at = 0.0
         self._retry_delay = 0.5
+        # Partitions whose batch could not be read (keyed by TopicPartition; None: partition unknown).
+        self._fetch_faults = FetchFaults(max_s=config.kafka.fetch_retry_max_seconds)
+        for reason in FETCH_ERROR_REASONS:
+            self.sink.count_fetch_error(reason, 0)  # zero series, so the alert's increase() has a baseline
         # Called inside each checkpoint transaction just before it commits: fault injection for the crash
         # tests (a SIGKILL that lands mid-transaction); None in production.
         self._before_commit = before_commit
@@ -177,6 +185,7 @@ class KafkaDaemon:
             auto_offset_reset=c.kafka.start_offset,
             max_poll_records=c.kafka.max_poll_records,
             session_timeout_ms=c.kafka.session_timeout_ms,
+            isolation_level=c.kafka.isolation_level,
             heartbeat_interval_ms=max(100, c.kafka.session_timeout_ms // 5),
             reconnect_backoff_max_ms=10_000,
         )
@@ -232,11 +241,13 @@ class KafkaDaemon:
         if self.paused and self._clock() >= self._retry_at:
             if self._checkpoint(list(self.partitions), reason="retry"):
                 self._resume()
-        polled = self.consumer.poll(timeout_ms=c.kafka.poll_timeout_ms, max_records=c.kafka.max_poll_records)
+        polled = self._poll()
         for tp, records in polled.items():
             part = self.partitions.get(tp)
             if part is None or not records:
                 continue
+            if tp in self._fetch_faults.faults:
+                self._fetch_recovered(tp, records[0].offset)
             batch = [Record(r.value if r.value is not None else b"", f"{tp.topic}/{tp.partition}@{r.offset}") for r in records]
             results = part.pipeline.process(batch)
             for r in results:
@@ -264,6 +275,58 @@ class KafkaDaemon:
         if self.reeval is not None:
             self.reeval.tick()
             self.reeval.poll()
+
+    # -- fetch errors --------------------------------------------------------------------------------------
+    def _poll(self) -> dict:
+        """Poll, surviving fetch-level errors (docs/kafka.md, "Fetch errors"); anything else still raises."""
+        c = self.config.kafka
+        now = self._clock()
+        for key in self._fetch_faults.due(now):
+            if key is not None and key in self.partitions and not self.paused:
+                self.consumer.resume(key)
+        unknown = self._fetch_faults.faults.get(None)
+        if unknown is not None and unknown.retry_at > now:
+            # The failed partition is not known, so nothing could be paused: hold every fetch instead.
+            time.sleep(min(unknown.retry_at - now, c.poll_timeout_ms / 1000))
+            return {}
+        try:
+            polled = self.consumer.poll(timeout_ms=c.poll_timeout_ms, max_records=c.max_poll_records)
+        except Exception as exc:
+            reason = fetch_error_reason(exc)
+            if reason is None:
+                raise
+            self._fetch_error(reason, exc)
+            return {}
+        if unknown is not None and unknown.retrying:
+            self._fetch_recovered(None, None)  # a whole poll without the error after the backoff
+        return polled
+
+    def _fetch_error(self, reason: str, exc: Exception) -> None:
+        failed = release_failed_fetch(self.consumer)
+        tp, offset = failed if failed is not None else (None, None)
+        error = f"{type(exc).__name__}: {exc}"
+        fault, changed = self._fetch_faults.record(tp, reason, offset, error, self._clock())
+        self.sink.count_fetch_error(reason)
+        if tp is not None and tp in self.partitions:
+            self.consumer.pause(tp)
+        where = _where(tp)
+        if changed:  # one line per fault, not one per retry
+            log_event(logging.ERROR, "fetch error: a record batch cannot be read; the partition waits at this offset "
+                      "(nothing is skipped) and is fetched again with backoff",
+                      **where, offset=offset, reason=reason, error=error[:300])  # fmt: skip
+        else:
+            log_event(logging.DEBUG, "fetch error again", **where, offset=offset, reason=reason,
+                      failures=fault.failures, retry_in_seconds=fault.delay_s)
+        self._set_gauges()
+
+    def _fetch_recovered(self, tp, first_offset: int | None) -> None:
+        """Records of ``tp`` arrived (or, ``tp`` None, a poll passed): its fault is over."""
+        fault = self._fetch_faults.clear(tp)
+        if fault is None:
+            return
+        where = _where(tp)
+        log_event(logging.INFO, "fetch recovered", **where, offset=first_offset, reason=fault.reason, failures=fault.failures)
+        self._set_gauges()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def _checkpoint(self, tps, *, reason: str) -> bool:
@@ -375,7 +438,7 @@ class KafkaDaemon:
                   pending_events=self._events_since_checkpoint)
 
     def _resume(self) -> None:
-        tps = list(self.partitions)
+        tps = [tp for tp in self.partitions if not self._fetch_faults.waiting(tp)]  # fetch-error backoff holds
         if tps:
             self.consumer.resume(*tps)
         self.paused = False
@@ -390,6 +453,7 @@ class KafkaDaemon:
                       partitions=len(mine))  # fmt: skip
         for tp in mine:
             self.partitions.pop(tp, None)
+            self._fetch_faults.clear(tp)  # the new owner meets the batch (and reports it) itself
         self._set_gauges()
         if mine:
             log_event(logging.INFO, "partitions revoked", partitions=_tps(mine))
@@ -482,8 +546,10 @@ class KafkaDaemon:
 
     def readiness(self) -> tuple[bool, dict]:
         checks = {"kafka_connected": self.kafka_connected, "db_connected": self.db_connected,
-                  "assigned_partitions": len(self.partitions), "paused": self.paused}
-        ready = self.kafka_connected and self.db_connected and bool(self.partitions) and not self.paused
+                  "assigned_partitions": len(self.partitions), "paused": self.paused,
+                  "fetch_errors": self._fetch_faults.checks(lambda tp: "unknown" if tp is None else f"{tp.topic}/{tp.partition}")}
+        ready = (self.kafka_connected and self.db_connected and bool(self.partitions) and not self.paused
+                 and not self._fetch_faults)
         return ready, checks
 
     def status(self) -> dict:
@@ -495,6 +561,10 @@ class KafkaDaemon:
             "ready": self.readiness()[1],
             **({"reeval": self.reeval.status()} if self.reeval else {}),
         }  # fmt: skip
+
+
+def _where(tp) -> dict:
+    return {"topic": tp.topic, "partition": tp.partition} if tp is not None else {"topic": "unknown", "partition": "unknown"}
 
 
 def _tps(tps) -> str:

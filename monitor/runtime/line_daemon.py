@@ -14,9 +14,12 @@ from typing import IO
 import orjson
 from prometheus_client import CollectorRegistry
 
+from monitor.ab.experiments import log_experiment_result
+from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline
+from monitor.results import BatchResults, WindowResult, iso_ms
 from monitor.runtime.dead_letter import DeadLetterFile
 from monitor.runtime.http import HttpServer
 from monitor.runtime.shutdown import Shutdown
@@ -33,32 +36,24 @@ def build_pipeline(config: Config, *, registry: CollectorRegistry | None = None,
     return pipeline, c.sink, c.registry
 
 
-def result_line(result: dict) -> bytes:
-    return orjson.dumps(result) + b"\n"
+def result_line(result: WindowResult) -> bytes:
+    """One line of replay output: the edge where a window result becomes JSON (docs/results.md)."""
+    return orjson.dumps(result.to_dict()) + b"\n"
 
 
-def log_window(result: dict) -> None:
-    drift = result["drift"]
+def log_window(result: WindowResult) -> None:
+    drift = result.drift
     drifted = sorted(
-        [f"input:{name}" for name, f in (drift["input"] or {}).get("features", {}).items() if f["drifted"]]
-        + [k for k in ("confidence", "prediction") if drift[k] and drift[k]["drifted"]]
+        [f"input:{f.feature}" for f in (drift.input.features if drift.input is not None else ()) if f.drifted]
+        + [k for k, d in (("confidence", drift.confidence), ("prediction", drift.prediction)) if d is not None and d.drifted]
     )
     log_event(
-        logging.WARNING if result["drifted"] else logging.INFO,
+        logging.WARNING if result.drifted else logging.INFO,
         "window closed",
-        model=result["model"], version=result["version"], window_start=result["window_start"],
-        events=result["events"], tested=result["tested"], drifted=result["drifted"],
-        drifted_tests=",".join(drifted) or "-", partial=result["partial"],
+        model=result.model, version=result.version, window_start=iso_ms(result.window_start_ms),
+        events=result.events, tested=result.tested, drifted=result.drifted,
+        drifted_tests=",".join(drifted) or "-", partial=result.partial,
     )  # fmt: skip
-
-
-def _log_ab(pipeline: Pipeline) -> None:
-    # Experiment and shadow results of a line source go to Prometheus (through the sink) and the log only;
-    # the SQL store, and so `nlpmon ab report`, is fed by the Kafka sidecar.
-    from monitor.ab.experiments import log_ab_result
-
-    for r in pipeline.take_ab_results():
-        log_ab_result(r)
 
 
 def run_line_source(
@@ -68,7 +63,7 @@ def run_line_source(
     output: IO[bytes] | None,
     serve_metrics: bool,
     shutdown: Shutdown | None = None,
-    on_result: Callable[[dict], None] | None = None,
+    on_result: Callable[[WindowResult], None] | None = None,
 ) -> dict:
     """Process a JSONL file or stdin to the end (or until shutdown); return the run summary."""
     shutdown = shutdown or Shutdown()
@@ -88,20 +83,26 @@ def run_line_source(
                 registry,
                 host=config.metrics.host,
                 port=config.metrics.port,
-                status=lambda: {"windows": sink.latest_windows(), "stats": pipeline.stats.to_dict()},
+                status=lambda: {"windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()},
             ).start()
             stack.callback(server.stop)
             log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
 
-        def emit(results: list[dict]) -> None:
-            for r in results:
+        def emit(closed: BatchResults) -> None:
+            for r in closed.windows:
                 log_window(r)
                 if output is not None:
                     output.write(result_line(r))
                 if on_result is not None:
                     on_result(r)
-            if output is not None and results:
+            if output is not None and closed.windows:
                 output.flush()
+            # Experiment and shadow results of a line source go to Prometheus (through the sink) and the log
+            # only; the SQL store, and so `nlpmon ab report`, is fed by the Kafka sidecar.
+            for r in closed.experiments:
+                log_experiment_result(r)
+            for r in closed.shadow:
+                log_shadow_result(r)
 
         for batch in iter_batches(
             stream,
@@ -114,11 +115,9 @@ def run_line_source(
         ):
             if batch:
                 emit(pipeline.process(batch))
-                _log_ab(pipeline)
             if shutdown.should_exit:
                 break
         emit(pipeline.flush())
-        _log_ab(pipeline)
         if dead_letter is not None:
             dead_letter.flush()
         return pipeline.stats.to_dict()

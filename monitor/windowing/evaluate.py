@@ -1,8 +1,6 @@
-"""Close a window: run the detectors against the reference and build the result JSON (docs/results.md)."""
+"""Close a window: run the detectors against the reference and build its :class:`~monitor.results.WindowResult`."""
 
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 import numpy as np
 
@@ -12,18 +10,11 @@ from detectors.ks import KSDrift
 from detectors.latency import latency_summary
 from monitor.config import DetectConfig
 from monitor.ingest.reference import Profile
+from monitor.results import RESULT_SCHEMA, ConfidenceSummary, DriftVerdicts, WindowResult, iso_ms
 from monitor.windowing.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, FIXED_POINT, LATENCY_COL, WindowAccumulator
 
+# iso_ms and RESULT_SCHEMA live in monitor.results; re-exported for the modules that still import them here.
 __all__ = ["StreamDetectors", "window_result", "iso_ms", "RESULT_SCHEMA"]
-
-RESULT_SCHEMA = 1
-
-
-def iso_ms(ts_ms: int | None) -> str | None:
-    if ts_ms is None:
-        return None
-    dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class StreamDetectors:
@@ -67,56 +58,54 @@ def window_result(
     partial: bool,
     late: int,
     invalid: int,
-) -> dict:
+) -> WindowResult:
     rows = acc.reservoir.rows
-    latency = latency_summary(_finite(rows[:, LATENCY_COL]))
-    mean_conf = acc.confidence_sum / FIXED_POINT / acc.confidence_n if acc.confidence_n else None
-    result = {
-        "result_schema": RESULT_SCHEMA,
-        "model": acc.model,
-        "version": acc.version,
-        "window_kind": acc.kind,
-        "window_start": iso_ms(acc.start_ms if acc.kind == "time" else acc.first_ts_ms),
-        "window_end": iso_ms(acc.end_ms if acc.kind == "time" else acc.last_ts_ms),
-        "partial": partial,
-        "events": acc.events,
-        "invalid": invalid,
-        "late": late,
-        "sampled": acc.reservoir.sampled,
-        "reservoir_size": acc.reservoir.capacity,
-        "tested": False,
-        "skip_reason": None,
-        "latency_ms": latency.to_dict(),
-        "confidence": {
-            "mean": mean_conf,
-            "low_ratio": acc.low_confidence_n / acc.confidence_n if acc.confidence_n else None,
-            "entropy_mean": acc.entropy_sum / FIXED_POINT / acc.entropy_n if acc.entropy_n else None,
-            "count": acc.confidence_n,
-        },
-        "predictions": dict(sorted(acc.class_counts.items())),
-        "error_rate": acc.errors / acc.events if acc.events else None,
-        "accuracy": acc.correct / acc.labelled if acc.labelled else None,
-        "labelled": acc.labelled,
-        "drift": {"input": None, "confidence": None, "prediction": None},
-        "drifted": False,
-    }
-    if acc.kind == "count":
-        result["window_seq"] = acc.seq
+    time_window = acc.kind == "time"
     if detectors is None:
-        result["skip_reason"] = "no_reference"
-        return result
-    if acc.events < min_events:
-        result["skip_reason"] = "too_few_events"
-        return result
+        skip_reason = "no_reference"
+    elif acc.events < min_events:
+        skip_reason = "too_few_events"
+    else:
+        skip_reason = None
+    drift = DriftVerdicts() if skip_reason is not None else _test(acc, rows, feature_names, detectors)
+    return WindowResult(
+        model=acc.model,
+        version=acc.version,
+        window_kind=acc.kind,
+        window_start_ms=acc.start_ms if time_window else acc.first_ts_ms,
+        window_end_ms=acc.end_ms if time_window else acc.last_ts_ms,
+        partial=partial,
+        events=acc.events,
+        invalid=invalid,
+        late=late,
+        sampled=acc.reservoir.sampled,
+        reservoir_size=acc.reservoir.capacity,
+        tested=skip_reason is None,
+        skip_reason=skip_reason,
+        latency_ms=latency_summary(_finite(rows[:, LATENCY_COL])),
+        confidence=ConfidenceSummary(
+            mean=acc.confidence_sum / FIXED_POINT / acc.confidence_n if acc.confidence_n else None,
+            low_ratio=acc.low_confidence_n / acc.confidence_n if acc.confidence_n else None,
+            entropy_mean=acc.entropy_sum / FIXED_POINT / acc.entropy_n if acc.entropy_n else None,
+            count=acc.confidence_n,
+        ),
+        predictions=dict(sorted(acc.class_counts.items())),
+        error_rate=acc.errors / acc.events if acc.events else None,
+        accuracy=acc.correct / acc.labelled if acc.labelled else None,
+        labelled=acc.labelled,
+        drift=drift,
+        drifted=drift.any,
+        window_seq=None if time_window else acc.seq,
+    )
 
+
+def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ...], detectors: StreamDetectors) -> DriftVerdicts:
     window = {name: rows[:, FIRST_FEATURE_COL + i] for i, name in enumerate(feature_names)}
-    drift = result["drift"]
-    drift["input"] = detectors.input.test(window).to_dict()
     confidences = _finite(rows[:, CONFIDENCE_COL])
-    if detectors.confidence is not None and confidences.size:
-        drift["confidence"] = detectors.confidence.test(confidences).to_dict()
-    if detectors.prediction is not None and acc.class_counts:
-        drift["prediction"] = detectors.prediction.test(dict(acc.class_counts)).to_dict()
-    result["tested"] = True
-    result["drifted"] = any(bool(d and d["drifted"]) for d in drift.values())
-    return result
+    return DriftVerdicts(
+        input=detectors.input.test(window),
+        confidence=detectors.confidence.test(confidences)
+        if detectors.confidence is not None and confidences.size else None,
+        prediction=detectors.prediction.test(dict(acc.class_counts))
+        if detectors.prediction is not None and acc.class_counts else None,
+    )  # fmt: skip

@@ -30,8 +30,12 @@ def ev(ts_ms, model="m", version="1", **kw):
 def run(pipeline, records, batch=1000):
     out = []
     for lo in range(0, len(records), batch):
-        out += pipeline.process(records[lo : lo + batch])
+        out += [r.to_dict() for r in pipeline.process(records[lo : lo + batch]).windows]
     return out
+
+
+def flush(pipeline):
+    return [r.to_dict() for r in pipeline.flush().windows]
 
 
 def test_windows_close_on_watermark_and_late_events_are_counted():
@@ -44,7 +48,7 @@ def test_windows_close_on_watermark_and_late_events_are_counted():
     assert p.stats.late == 1
     assert [r["events"] for r in res] == [2]  # window 60..120 closes, carrying the late count
     assert res[0]["late"] == 1
-    flushed = p.flush()
+    flushed = flush(p)
     assert [r["partial"] for r in flushed] == [True] and flushed[0]["events"] == 1
 
 
@@ -52,7 +56,7 @@ def test_streams_are_windowed_separately():
     p = Pipeline(cfg())
     res = run(p, [ev(T0, model="a"), ev(T0, model="b", version="2"), ev(T0 + 100_000, model="a")])
     assert [(r["model"], r["version"]) for r in res] == [("a", "1")]  # b's watermark has not moved
-    assert {(r["model"], r["version"]) for r in p.flush()} == {("a", "1"), ("b", "2")}
+    assert {(r["model"], r["version"]) for r in flush(p)} == {("a", "1"), ("b", "2")}
 
 
 def test_count_windows_and_min_events():
@@ -60,7 +64,7 @@ def test_count_windows_and_min_events():
     res = run(p, [ev(T0 + i) for i in range(10)], batch=3)
     assert [(r["events"], r["window_seq"], r["partial"]) for r in res] == [(4, 0, False), (4, 1, False)]
     assert res[0]["skip_reason"] == "no_reference"
-    last = p.flush()
+    last = flush(p)
     assert last[0]["events"] == 2 and last[0]["partial"]
 
 
@@ -83,7 +87,7 @@ def test_summary_fields_are_exact():
     recs = [ev(T0 + i, latency_ms=float(i), prediction="pos" if i % 3 else "neg", label="pos",
                probabilities={"pos": 0.9, "neg": 0.1} if i % 3 else {"pos": 0.3, "neg": 0.7}) for i in range(1, 101)]
     recs.append(Record(json.dumps({"ts": T0 + 5, "model": "m", "version": "1", "error": "boom", "latency_ms": 1.0}).encode()))
-    r = p.flush() if run(p, recs) == [] else None
+    r = flush(p) if run(p, recs) == [] else None
     r = r[0]
     assert r["events"] == 101 and r["error_rate"] == pytest.approx(1 / 101)
     assert r["predictions"] == {"neg": 33, "pos": 67}
@@ -112,7 +116,7 @@ def traffic(tmp_path_factory):
 
 def _results(profile, records, batch, reservoir=500):
     p = Pipeline(cfg(**{"window.reservoir_size": reservoir, "window.min_events": 100}), profiles={profile.model: profile})
-    return run(p, records, batch) + p.flush()
+    return run(p, records, batch) + flush(p)
 
 
 def test_results_do_not_depend_on_batching(traffic):
@@ -132,7 +136,7 @@ def test_state_restore_mid_stream_reproduces_results(traffic):
     state = json.loads(json.dumps(first.state(), default=lambda b: b.hex()))  # must survive serialisation
     second = Pipeline(config, profiles={profile.model: profile})
     second.restore(_unhex(state))
-    out += run(second, records[2345:], 333) + second.flush()
+    out += run(second, records[2345:], 333) + flush(second)
     assert out == expected
 
 

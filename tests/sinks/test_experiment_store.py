@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 
 from sinks import sql_schema
 from sinks.sql import SqlStore
+from tests import factories
 
 T0 = 1_764_000_000_000
 
 
 def exp_result(start_ms=T0, *, experiment="exp", samples=100, mismatch=False, partial=False):
-    from monitor.windowing.evaluate import iso_ms
-
-    return {"result_schema": 1, "experiment": experiment, "model": "m", "window_kind": "time",
-            "window_start": iso_ms(start_ms), "window_end": iso_ms(start_ms + 60_000), "window_seq": 0,
-            "partial": partial, "samples": samples, "srm_mismatch": mismatch, "significant": False,
-            "degraded": False, "guardrail_breached": False, "variants": {"a": {"samples": samples}}}
+    return factories.experiment(start_ms, experiment=experiment, samples=samples, mismatch=mismatch, partial=partial)
 
 
 def shadow_result(start_ms=T0, *, model="m", n=10, agreement=0.95):
-    from monitor.windowing.evaluate import iso_ms
-
-    return {"result_schema": 1, "model": model, "window_kind": "time", "window_start": iso_ms(start_ms),
-            "window_end": iso_ms(start_ms + 60_000), "window_seq": 0, "partial": False, "n": n,
-            "agreement_rate": agreement, "agreement_low": agreement is not None and agreement < 0.9}
+    return factories.shadow(start_ms, model=model, n=n, agreement=agreement)
 
 
 @pytest.fixture
@@ -73,8 +67,9 @@ def test_since_and_limit(store):
 
 
 def test_malformed_results_are_refused(store):
-    with pytest.raises(ValueError, match="no 'samples'"):
-        store.upsert_experiment_results(None, [{k: v for k, v in exp_result().items() if k != "samples"}])
+    # A typed result always has its samples; the malformed one a store can still be handed has no window end.
+    with pytest.raises(ValueError, match="no 'window_end'"):
+        store.upsert_experiment_results(None, [dataclasses.replace(exp_result(), window_end_ms=None)])
     with pytest.raises(ValueError, match="model"):
         store.upsert_shadow_results(None, [shadow_result(model="")])
 

@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sinks.prometheus import OTHER, PrometheusSink
+from tests import factories
 
 
 @pytest.fixture
@@ -57,20 +58,13 @@ def test_stream_and_class_labels_are_bounded(reg):
 
 
 def result(drifted=True):
-    return {
-        "model": "m", "version": "1", "window_start": "2026-11-25T10:00:00.000Z", "window_end": "2026-11-25T10:05:00.000Z",
-        "events": 500, "tested": True, "drifted": drifted, "partial": False,
-        "latency_ms": {"p50": 12.0, "p95": 30.0, "p99": 55.0, "max": 80.0, "count": 500},
-        "confidence": {"mean": 0.8, "low_ratio": 0.1, "entropy_mean": 0.4, "count": 500},
-        "predictions": {"pos": 300, "neg": 200}, "error_rate": 0.0, "accuracy": None,
-        "drift": {
-            "input": {"drifted": drifted, "features": {
-                "char_length": {"statistic": 0.4, "p_value": 1e-9, "p_value_adjusted": 2e-9, "drifted": drifted},
-                "digit_ratio": {"statistic": 0.01, "p_value": 0.9, "p_value_adjusted": 0.9, "drifted": False}}},
-            "confidence": {"drifted": False, "statistic": 0.05, "p_value": 0.3},
-            "prediction": None,
-        },
-    }
+    return factories.window(
+        factories.ms("2026-11-25T10:00:00.000Z"), factories.ms("2026-11-25T10:05:00.000Z"), events=500,
+        latency=(12.0, 30.0, 55.0, 80.0), confidence_summary=(0.8, 0.1, 0.4), predictions={"pos": 300, "neg": 200},
+        features=[factories.feature("char_length", 0.4, 1e-9, 2e-9, drifted),
+                  factories.feature("digit_ratio", 0.01, 0.9, 0.9, False)],
+        confidence=factories.confidence_shift(False, 0.05, 0.3), drifted=drifted,
+    )  # fmt: skip
 
 
 def test_window_gauges(reg):

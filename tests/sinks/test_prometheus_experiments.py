@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import load_config
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
+from tests import factories
 from tests.monitor.ab.test_experiments import NOW, traffic
 
 
@@ -28,14 +29,13 @@ def _pipeline(tmp_path, reg, *, max_streams=20):
 
 
 def _feed(pipeline, events):
-    pipeline.process([Record(json.dumps(e).encode()) for e in events])
+    return pipeline.process([Record(json.dumps(e).encode()) for e in events])
 
 
 def test_experiment_gauges_follow_the_latest_closed_window(tmp_path, reg):
     pipeline, _ = _pipeline(tmp_path, reg)
     assert reg.get_sample_value("nlp_experiment_samples", {"experiment": "exp", "model": "m", "variant": "a"}) is None
-    _feed(pipeline, traffic(20_000, seed=2, acc=(0.80, 0.88)))
-    (last,) = [r for r in pipeline.take_ab_results() if hasattr(r, "experiment")][-1:]
+    (last,) = _feed(pipeline, traffic(20_000, seed=2, acc=(0.80, 0.88))).experiments[-1:]
     v = {"experiment": "exp", "model": "m"}
     get = lambda name, **labels: reg.get_sample_value(name, {**v, **labels})  # noqa: E731
     assert get("nlp_experiment_samples", variant="a") + get("nlp_experiment_samples", variant="b") == last.samples
@@ -55,7 +55,6 @@ def test_experiment_gauges_follow_the_latest_closed_window(tmp_path, reg):
 def test_before_min_samples_the_interval_is_not_exported(tmp_path, reg):
     pipeline, _ = _pipeline(tmp_path, reg)
     _feed(pipeline, traffic(150, seed=3, rate_per_s=1))  # one event a second: two windows of ~30 per variant
-    pipeline.take_ab_results()
     labels = {"experiment": "exp", "model": "m", "variant": "b"}
     assert reg.get_sample_value("nlp_experiment_lift", labels) is not None
     assert reg.get_sample_value("nlp_experiment_p_value", labels) == 1.0
@@ -80,9 +79,7 @@ def test_shadow_gauges_and_join_counters(tmp_path, reg):
 
 def test_experiment_labels_are_bounded(reg):
     sink = PrometheusSink(reg, max_streams=2)
-    base = {"model": "m", "window_end": "2025-11-24T16:00:00.000Z", "srm": {"p_value": 0.5}, "srm_mismatch": False,
-            "planned_samples": None, "variants": {}, "comparisons": {}}
     for name in ("e1", "e2", "e3", "e4"):
-        sink.experiment_closed(dict(base, experiment=name))
+        sink.experiment_closed(factories.experiment(1_764_000_000_000 - 60_000, experiment=name))
     assert reg.get_sample_value("nlp_experiment_windows_total", {"experiment": "__other__", "model": "m"}) == 2
     assert reg.get_sample_value("nlpmon_label_values_folded_total", {"label": "experiment"}) == 2

@@ -4,6 +4,7 @@ that exactly-once rests on, checkpoints and history."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import threading
 import time
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 
 from sinks import sql_schema
 from sinks.sql import CheckpointConflict, ProfileInfo, ProfileNotFound, SchemaVersionError, SqlStore, StoreUnavailable
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
@@ -26,26 +28,11 @@ def iso(ms: int) -> str:
 
 def result(start_ms=T0, *, model="sentiment", version="3", events=100, drifted=False, kind="time", seq=None,
            drifted_features=(), partial=False):
-    features = {name: {"statistic": 0.3, "p_value": 1e-12, "p_value_adjusted": 4e-12, "threshold": 0.01,
-                       "min_effect": 0.1, "drifted": True, "window_n": events, "reference_n": 1000}
-                for name in drifted_features}
-    features["word_count"] = {"statistic": 0.01, "p_value": 0.9, "p_value_adjusted": 0.9, "drifted": False}
-    r = {
-        "result_schema": 1, "model": model, "version": version, "window_kind": kind,
-        "window_start": iso(start_ms), "window_end": iso(start_ms + FIVE_MIN), "partial": partial,
-        "events": events, "invalid": 0, "late": 0, "tested": True, "skip_reason": None,
-        "latency_ms": {"p50": 12.5, "p95": 30.0, "p99": 55.0, "max": 80.0, "count": events},
-        "predictions": {"positive": events // 2, "negative": events - events // 2},
-        "drift": {
-            "input": {"drifted": bool(drifted_features), "correction": "bh", "alpha": 0.01, "features": features},
-            "confidence": {"drifted": drifted, "statistic": 0.2, "p_value": 1e-5, "threshold": 0.01},
-            "prediction": None,
-        },
-        "drifted": drifted or bool(drifted_features),
-    }
-    if seq is not None:
-        r["window_seq"] = seq
-    return r
+    features = [factories.feature(name, 0.3, 1e-12, 4e-12, True, window_n=events) for name in drifted_features]
+    features.append(factories.feature("word_count", 0.01, 0.9, 0.9, False, window_n=events))
+    return factories.window(start_ms, start_ms + FIVE_MIN, model=model, version=version, kind=kind, seq=seq,
+                            events=events, partial=partial, features=features,
+                            confidence=factories.confidence_shift(drifted, 0.2, 1e-5))
 
 
 @pytest.fixture
@@ -196,7 +183,7 @@ def test_upsert_replaces_a_window_and_its_drift_events(store):
     store.upsert_window_results(None, [final])
     store.upsert_window_results(None, [final])  # a replay of the same batch
 
-    assert store.history("sentiment") == [final]
+    assert store.history("sentiment") == [final.to_dict()]
     assert count(store, sql_schema.window_results) == 1
     assert drift_rows(store) == [
         (T0, "confidence", "", 0.2, 1e-5, None),
@@ -223,8 +210,7 @@ def test_upsert_joins_a_callers_transaction(store):
 
 
 def test_malformed_result_is_rejected_before_writing(store):
-    bad = result()
-    del bad["window_end"]
+    bad = dataclasses.replace(result(), window_end_ms=None)
     with pytest.raises(ValueError, match="window_end"):
         store.commit("g", results=[result(T0 + FIVE_MIN), bad], checkpoints={("t", 0): (5, None)})
     assert store.history("sentiment") == []
@@ -287,8 +273,7 @@ def test_commit_is_all_or_nothing_when_the_database_fails_mid_transaction(store)
 def test_commit_is_all_or_nothing_when_a_result_cannot_be_serialized(store):
     store.commit("g", results=[result(T0)], checkpoints={("t", 0): (10, b"before")})
     before = _committed_state(store)
-    unserializable = result(T0 + FIVE_MIN)
-    unserializable["latency_ms"] = {object()}
+    unserializable = dataclasses.replace(result(T0 + FIVE_MIN), predictions={"positive": object()})
     with pytest.raises((TypeError, sa.exc.StatementError)):
         store.commit("g", results=[result(T0, events=5), unserializable], checkpoints={("t", 0): (20, b"after")})
     assert _committed_state(store) == before

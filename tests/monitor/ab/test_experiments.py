@@ -56,14 +56,14 @@ def run(cfg, events, *, batch=500, restore_at=None):
     if restore_at is not None:
         cuts = sorted(set(cuts) | {restore_at})
     for lo, hi in zip(cuts, cuts[1:]):
-        p.process(recs[lo:hi])
-        results += p.take_ab_results()
+        closed = p.process(recs[lo:hi])
+        results += closed.experiments + closed.shadow
         if hi == restore_at:
             state = msgspec.msgpack.decode(msgspec.msgpack.encode(p.state()))
             p = Pipeline(cfg, now_ms=NOW)
             p.restore(state)
-    p.flush()
-    return results + p.take_ab_results()
+    closed = p.flush()
+    return results + list(closed.experiments + closed.shadow)
 
 
 def test_windows_follow_the_pipeline_window_and_are_cumulative(tmp_path):
@@ -128,14 +128,13 @@ def test_changed_settings_start_the_experiment_afresh(tmp_path):
     state = p.state()
     changed = Pipeline(config(tmp_path, "srm_alpha = 0.01\n"), now_ms=NOW)
     changed.restore(state)
-    changed.process(recs[2_000:])
-    changed.flush()
-    first = changed.take_ab_results()[0]
+    closed = changed.process(recs[2_000:])
+    first = (closed.experiments + changed.flush().experiments)[0]
     assert first.samples < 2_000 + 1_200  # only events after the restart count
     same = Pipeline(config(tmp_path), now_ms=NOW)
     same.restore(state)
-    same.process(recs[2_000:])
-    assert same.take_ab_results()[0].samples > 2_000
+    taken = same.process(recs[2_000:]).experiments
+    assert taken[0].samples > 2_000
 
 
 def test_guardrails_breach_on_latency_and_error_rate(tmp_path):

@@ -18,12 +18,12 @@ from tests.monitor.ab.test_experiments import config, run, traffic
 def store_with_experiment(tmp_path):
     cfg = config(tmp_path, 'planned_samples = 4000\n[[experiments.guardrails]]\nmetric = "latency_p99_ms"\n'
                  'tolerance = 0.2\nrelative = true\n')
-    results = [r.to_dict() for r in run(cfg, traffic(12_000, seed=5, acc=(0.80, 0.70), latency=(10.0, 30.0)))
+    results = [r for r in run(cfg, traffic(12_000, seed=5, acc=(0.80, 0.70), latency=(10.0, 30.0)))
                if isinstance(r, ExperimentResult)]
     url = f"sqlite:///{tmp_path / 's.db'}"
     with SqlStore(url) as store:
         store.upsert_experiment_results(None, results)
-    return url, results[-1]
+    return url, results[-1].to_dict()
 
 
 def test_table_report(store_with_experiment, capsys):

@@ -20,6 +20,7 @@ from monitor.config import ReevalConfig
 from monitor.reeval.scheduler import ReevalScheduler
 from sinks.prometheus import PrometheusSink
 from sinks.sql import SqlStore
+from tests import factories
 
 FAKE_WORKER = [sys.executable, str(Path(__file__).with_name("fake_worker.py"))]
 
@@ -85,7 +86,8 @@ def wait_finished(s: ReevalScheduler, timeout: float = 30.0):
 
 
 def window(drifted=True, model="sentiment", version="3", start="2026-01-01T00:00:00.000Z"):
-    return {"model": model, "version": version, "drifted": drifted, "window_start": start, "events": 500}
+    start_ms = factories.ms(start)
+    return factories.window(start_ms, start_ms + 300_000, model=model, version=version, drifted=drifted, events=500)
 
 
 # -- triggers ------------------------------------------------------------------------------------------------------

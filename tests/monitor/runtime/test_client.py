@@ -138,6 +138,31 @@ def test_close_without_events_returns_at_once(closed_port):
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_every_compression_type_delivers(kafka_broker, codec):
+    topic = kafka_broker.new_topic()
+    with PredictionLogger(kafka_broker.bootstrap, topic, model="m", compression_type=codec) as logger:
+        for i in range(30):
+            assert logger.log(prediction="p", latency_ms=1.0, text=f"text {i} " * 20)
+        assert logger.flush(30)
+        assert logger.stats.sent == 30 and logger.stats.send_errors == 0
+    assert [orjson.loads(r.value)["text"] for r in consume_all(kafka_broker.bootstrap, topic, 30)] == [
+        f"text {i} " * 20 for i in range(30)]
+
+
+def test_compression_type_default_and_validation(closed_port, monkeypatch):
+    from monitor.client import logger as logger_module
+
+    assert PredictionLogger(closed_port, "p", model="m").compression_type == "zstd"
+    with pytest.raises(ValueError, match="compression_type must be one of"):
+        PredictionLogger(closed_port, "p", model="m", compression_type="brotli")
+    with pytest.raises(ValueError, match="compression has its own parameter"):
+        PredictionLogger(closed_port, "p", model="m", producer_config={"compression_type": "gzip"})
+    monkeypatch.setitem(logger_module._CODECS, "snappy", lambda: False)  # as without python-snappy installed
+    with pytest.raises(ValueError, match="finds no library"):
+        PredictionLogger(closed_port, "p", model="m", compression_type="snappy")
+
+
 def test_bad_settings_are_refused_at_construction(closed_port):
     with pytest.raises(ValueError, match="unknown KafkaProducer settings"):
         PredictionLogger(closed_port, "p", model="m", producer_config={"lingr_ms": 5})

@@ -1,0 +1,238 @@
+"""The typed results that leave the pipeline: what sinks read, and what becomes JSON at the edge.
+
+A closed window is a frozen :class:`WindowResult` holding integer milliseconds and the detectors' own result
+objects; sinks read its fields (``sinks/prometheus``, ``sinks/sql``), and ``to_dict()`` runs only where JSON
+leaves the process: replay output, the SQL ``result`` column, the output topic and ``/status``. The field
+order of each class is the documented key order of its JSON (docs/results.md), written by
+:func:`detectors.base.as_dict`. This module imports nothing from the rest of ``monitor`` (sinks import it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from detectors.ab import FixedHorizonResult, GuardrailResult, SRMResult
+from detectors.base import (
+    ConfidenceShiftResult,
+    InputDriftResult,
+    LatencySummary,
+    PredictionShiftResult,
+    as_dict,
+    json_field,
+)  # fmt: skip
+from detectors.sequential import SequentialResult
+from detectors.shadow import ShadowSummary
+
+__all__ = ["WindowResult", "ConfidenceSummary", "DriftVerdicts", "ExperimentResult", "VariantFigures", "Comparison",
+           "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA"]
+
+RESULT_SCHEMA = 1
+
+
+def iso_ms(ts_ms: int | None) -> str | None:
+    """Return epoch milliseconds as RFC 3339 UTC with milliseconds (``2026-11-25T10:00:00.000Z``)."""
+    if ts_ms is None:
+        return None
+    dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfidenceSummary:
+    """``confidence`` of a window result: exact mean, low-confidence share and mean entropy; ``None`` without any."""
+
+    mean: float | None
+    low_ratio: float | None
+    entropy_mean: float | None
+    count: int
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftVerdicts:
+    """``drift`` of a window result: each detector's result, ``None`` where it did not run."""
+
+    input: InputDriftResult | None = None
+    confidence: ConfidenceShiftResult | None = None
+    prediction: PredictionShiftResult | None = None
+
+    @property
+    def any(self) -> bool:
+        """True when any detector that ran found drift (the window's ``drifted``)."""
+        return any(d is not None and d.drifted for d in (self.input, self.confidence, self.prediction))
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+NOT_TESTED = DriftVerdicts()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowResult:
+    """One closed window of a (model, version) stream (docs/results.md); fields in the JSON's key order.
+
+    ``window_start_ms``/``window_end_ms`` are the window's bounds for time windows and the first/last event
+    times for count windows; ``window_seq`` is set for count windows only (it is not in a time window's JSON).
+    """
+
+    result_schema: int = RESULT_SCHEMA
+    model: str
+    version: str
+    window_kind: str
+    window_start_ms: int | None = json_field(name="window_start", encode=iso_ms)
+    window_end_ms: int | None = json_field(name="window_end", encode=iso_ms)
+    partial: bool
+    events: int
+    invalid: int
+    late: int
+    sampled: bool
+    reservoir_size: int
+    tested: bool
+    skip_reason: str | None
+    latency_ms: LatencySummary
+    confidence: ConfidenceSummary
+    predictions: Mapping[str, int]  # class -> count, sorted by class
+    error_rate: float | None
+    accuracy: float | None
+    labelled: int
+    drift: DriftVerdicts = NOT_TESTED
+    drifted: bool = False
+    window_seq: int | None = json_field(omit_none=True, default=None)
+
+    @property
+    def seq(self) -> int:
+        """``window_seq``, 0 for a time window: the last part of the window's key in the SQL store."""
+        return self.window_seq or 0
+
+    def to_dict(self) -> dict:
+        """Return the result JSON (docs/results.md): only where it leaves the process."""
+        return as_dict(self)
+
+
+# -- A/B experiments and shadow joins (docs/experiments.md, *The result*) ------------------------------------------
+_FIXED_HORIZON_NOTE = "valid only once both variants reach planned_n (valid_now); do not read it earlier"
+
+
+def _fixed_horizon_json(fixed: FixedHorizonResult) -> dict:
+    return {**fixed.to_dict(), "note": _FIXED_HORIZON_NOTE}
+
+
+@dataclass(frozen=True, slots=True)
+class VariantFigures:
+    """Samples and the primary metric of one variant: cumulative since the experiment started, and this window."""
+
+    variant: str = json_field(skip=True)  # the key of ``variants``
+    intended_share: float
+    samples: int
+    window_samples: int
+    metric_n: int
+    metric_mean: float
+    window_metric_n: int
+    window_metric_mean: float
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One treatment against the control: always-valid test, fixed-horizon test, guardrails, verdict."""
+
+    variant: str = json_field(skip=True)  # the key of ``comparisons``
+    control: str
+    always_valid: SequentialResult
+    fixed_horizon: FixedHorizonResult | None = json_field(encode=_fixed_horizon_json)
+    guardrails: tuple[GuardrailResult, ...]
+    guardrail_breached: bool = field(init=False)  # any guardrail breached (derived)
+    improved: bool
+    degraded: bool
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guardrail_breached", any(g.breached for g in self.guardrails))
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExperimentResult:
+    """An experiment after one closed window (a look); ``to_dict`` is the stored and exported document.
+
+    ``samples`` and the verdicts (``srm_mismatch`` ... ``guardrail_breached``) are derived from the variants,
+    the SRM test and the comparisons when the result is built; they are fields so that the document keeps its
+    key order.
+    """
+
+    result_schema: int = RESULT_SCHEMA
+    experiment: str
+    model: str
+    metric: str
+    higher_is_better: bool
+    window_kind: str
+    window_start_ms: int = json_field(name="window_start", encode=iso_ms)
+    window_end_ms: int = json_field(name="window_end", encode=iso_ms)
+    window_seq: int
+    partial: bool
+    late: int
+    samples: int = field(init=False)
+    srm_mismatch: bool = field(init=False)
+    significant: bool = field(init=False)
+    degraded: bool = field(init=False)
+    guardrail_breached: bool = field(init=False)
+    planned_samples: int | None
+    variants: tuple[VariantFigures, ...] = json_field(key_by="variant")
+    srm: SRMResult
+    comparisons: tuple[Comparison, ...] = json_field(key_by="variant")
+
+    def __post_init__(self) -> None:
+        derived = {
+            "samples": sum(v.samples for v in self.variants) + self.srm.unexpected_n,
+            "srm_mismatch": self.srm.mismatch,
+            "significant": any(c.always_valid.significant for c in self.comparisons),
+            "degraded": any(c.degraded for c in self.comparisons),
+            "guardrail_breached": any(c.guardrail_breached for c in self.comparisons),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShadowResult:
+    """The served/shadow pairs of one served model and window, and the joiner's counters when it closed.
+
+    A pair belongs to the window of its served event. ``late_pairs`` were joined after their window had
+    closed (a partner later than ``ttl`` plus the window's lateness) and are in no window. ``joins`` are the
+    joiner's cumulative counters (``monitor.ab.shadow.JOIN_OUTCOMES`` and ``pending``) over every model of
+    the partition. The summary's figures are written at the top level of the document.
+    """
+
+    result_schema: int = 1
+    model: str
+    window_kind: str
+    window_start_ms: int = json_field(name="window_start", encode=iso_ms)
+    window_end_ms: int = json_field(name="window_end", encode=iso_ms)
+    window_seq: int
+    partial: bool
+    late_pairs: int
+    summary: ShadowSummary = json_field(flatten=True)
+    joins: Mapping[str, int]
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResults:
+    """What one :meth:`monitor.pipeline.Pipeline.process` (or ``flush``) call closed, in closing order."""
+
+    windows: tuple[WindowResult, ...] = ()
+    experiments: tuple[ExperimentResult, ...] = ()
+    shadow: tuple[ShadowResult, ...] = ()

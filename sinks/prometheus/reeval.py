@@ -1,0 +1,78 @@
+"""Re-evaluation metrics: the latest run's gauges per (model, version, dataset), runs by outcome, the estimate."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from sinks.prometheus.labels import LabelBounds
+
+__all__ = ["ReevalCollector", "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES"]
+
+# The gauges of the latest re-evaluation of each (model, version, dataset): name -> help text.
+REEVAL_GAUGES = {
+    "nlp_reeval_accuracy": "Accuracy of the latest re-evaluation on the held-out data set.",
+    "nlp_reeval_f1": "Macro-F1 of the latest re-evaluation.",
+    "nlp_reeval_ece": "Expected calibration error of the latest re-evaluation.",
+    "nlp_reeval_accuracy_drop": "Baseline accuracy minus the latest re-evaluation's accuracy (positive: worse).",
+    "nlp_reeval_duration_seconds": "Wall-clock duration of the latest re-evaluation.",
+    "nlp_reeval_last_run_timestamp_seconds": "When the latest successful re-evaluation finished.",
+}
+REEVAL_RUN_OUTCOMES = ("success", "failure", "timeout", "skipped_busy")
+
+
+class ReevalCollector:
+    """``nlp_reeval_*``, ``nlp_estimated_accuracy`` and ``nlpmon_reeval_runs_total`` (absent until used)."""
+
+    def __init__(self, bounds: LabelBounds):
+        self._bounds = bounds
+        self._reeval: dict[tuple[str, str, str], dict[str, float]] = {}
+        self._runs: Counter[str] | None = None  # None until re-evaluation is enabled
+        self._estimated_accuracy: dict[tuple[str, str], float] = {}
+
+    def set_reeval(self, model: str, version: str, dataset: str, values: dict[str, float | None]) -> None:
+        unknown = set(values) - set(REEVAL_GAUGES)
+        if unknown:
+            raise ValueError(f"not re-evaluation gauges: {', '.join(sorted(unknown))}")
+        with self._bounds.lock:
+            m, v = self._bounds.stream(model, version)
+            self._reeval[(m, v, dataset)] = {k: float(x) for k, x in values.items() if x is not None}
+
+    def count_run(self, outcome: str, n: int = 1) -> None:
+        if outcome not in REEVAL_RUN_OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(REEVAL_RUN_OUTCOMES)}, got {outcome!r}")
+        with self._bounds.lock:
+            if self._runs is None:
+                self._runs = Counter({o: 0 for o in REEVAL_RUN_OUTCOMES})
+            self._runs[outcome] += n
+
+    def set_estimated_accuracy(self, model: str, version: str, value: float) -> None:
+        with self._bounds.lock:
+            self._estimated_accuracy[self._bounds.stream(model, version)] = float(value)
+
+    def collect(self):
+        with self._bounds.lock:
+            yield from self._collect()
+
+    def _collect(self):
+        if not (self._reeval or self._estimated_accuracy or self._runs is not None):
+            return
+        labels = ["model", "version", "dataset"]
+        families = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc in REEVAL_GAUGES.items()}
+        for key, values in sorted(self._reeval.items()):
+            for name, value in values.items():
+                families[name].add_metric(list(key), value)
+        yield from families.values()
+        est = GaugeMetricFamily("nlp_estimated_accuracy", "Label-free accuracy estimate of the latest closed window "
+                                "(its confidences through the latest re-evaluation's calibration table).",
+                                labels=["model", "version"])  # fmt: skip
+        for (m, v), value in sorted(self._estimated_accuracy.items()):
+            est.add_metric([m, v], value)
+        yield est
+        if self._runs is not None:
+            runs = CounterMetricFamily("nlpmon_reeval_runs", "Re-evaluation runs by outcome (skipped_busy: a trigger "
+                                       "that found a run in progress).", labels=["outcome"])  # fmt: skip
+            for outcome in REEVAL_RUN_OUTCOMES:
+                runs.add_metric([outcome], self._runs[outcome])
+            yield runs

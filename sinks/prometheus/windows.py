@@ -1,0 +1,114 @@
+"""Per-window gauges: the latest closed window of each stream, read from its WindowResult's fields."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from monitor.results import DriftVerdicts, WindowResult
+from sinks.prometheus.labels import LabelBounds
+
+__all__ = ["WindowsCollector"]
+
+_QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max"))
+
+
+class WindowsCollector:
+    """``nlp_window_*``, ``nlp_drift_*``, ``nlp_windows_closed_total`` and ``nlp_windows_tested_total``."""
+
+    def __init__(self, bounds: LabelBounds):
+        self._bounds = bounds
+        self._windows: dict[tuple[str, str], WindowResult] = {}
+        self._closed: Counter[tuple[str, str]] = Counter()
+        self._tested: Counter[tuple[str, str]] = Counter()
+
+    def window_closed(self, result: WindowResult) -> None:
+        with self._bounds.lock:
+            s = self._bounds.stream(result.model, result.version)
+            self._windows[s] = result
+            self._closed[s] += 1
+            if result.tested:
+                self._tested[s] += 1
+
+    def latest(self) -> list[WindowResult]:
+        with self._bounds.lock:
+            return list(self._windows.values())
+
+    def collect(self):
+        with self._bounds.lock:
+            yield from self._collect()
+
+    def _collect(self):
+        sv = ["model", "version"]
+        g = {
+            name: GaugeMetricFamily(name, doc, labels=sv)
+            for name, doc in (
+                ("nlp_window_events", "Valid events in the latest closed window."),
+                ("nlp_window_end_timestamp_seconds", "End time of the latest closed window."),
+                ("nlp_window_confidence_mean", "Mean confidence in the latest closed window."),
+                ("nlp_window_low_confidence_ratio", "Share of predictions below the low-confidence threshold."),
+                ("nlp_window_entropy_mean", "Mean entropy (bits) of predicted probabilities."),
+                ("nlp_window_error_ratio", "Share of events with an error in the latest closed window."),
+                ("nlp_window_accuracy", "Accuracy on labelled events in the latest closed window."),
+                ("nlp_window_drifted", "1 when any detector found drift in the latest closed window."),
+            )
+        }
+        quantiles = GaugeMetricFamily("nlp_window_latency_seconds", "Latency quantiles of the latest closed window.", labels=sv + ["quantile"])
+        ratios = GaugeMetricFamily("nlp_window_class_ratio", "Share of each predicted class in the latest closed window.", labels=sv + ["prediction_class"])
+        dl = sv + ["detector", "feature"]
+        stat = GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic of the latest tested window.", labels=dl)
+        pval = GaugeMetricFamily("nlp_drift_p_value", "Drift test p-value (adjusted for input features).", labels=dl)
+        flag = GaugeMetricFamily("nlp_drift_detected", "1 when the drift test flagged drift.", labels=dl)
+        closed = CounterMetricFamily("nlp_windows_closed", "Windows closed.", labels=sv)
+        tested = CounterMetricFamily("nlp_windows_tested", "Windows with enough events and a reference to be tested.", labels=sv)
+        for (m, v), r in sorted(self._windows.items()):
+            lv = [m, v]
+            closed.add_metric(lv, self._closed[(m, v)])
+            tested.add_metric(lv, self._tested[(m, v)])
+            g["nlp_window_events"].add_metric(lv, r.events)
+            if r.window_end_ms is not None:
+                g["nlp_window_end_timestamp_seconds"].add_metric(lv, r.window_end_ms / 1000)
+            conf = r.confidence
+            for name, value in (
+                ("nlp_window_confidence_mean", conf.mean),
+                ("nlp_window_low_confidence_ratio", conf.low_ratio),
+                ("nlp_window_entropy_mean", conf.entropy_mean),
+                ("nlp_window_error_ratio", r.error_rate),
+                ("nlp_window_accuracy", r.accuracy),
+            ):
+                if value is not None:
+                    g[name].add_metric(lv, value)
+            g["nlp_window_drifted"].add_metric(lv, 1.0 if r.drifted else 0.0)
+            for q, key in _QUANTILES:
+                value = getattr(r.latency_ms, key)
+                if math.isfinite(value):  # NaN without latencies: no sample
+                    quantiles.add_metric(lv + [q], float(value) / 1000.0)
+            total = sum(r.predictions.values())
+            if total:
+                folded: Counter[str] = Counter()
+                for cls, n in r.predictions.items():
+                    folded[self._bounds.prediction_class((m, v), cls)] += n
+                for cls, n in sorted(folded.items()):
+                    ratios.add_metric(lv + [cls], n / total)
+            _drift_samples(r.drift, lv, stat, pval, flag)
+        yield from g.values()
+        yield from (quantiles, ratios, stat, pval, flag, closed, tested)
+
+
+def _drift_samples(drift: DriftVerdicts, lv: list[str], stat, pval, flag) -> None:
+    d = drift.input
+    if d is not None:
+        flag.add_metric(lv + ["input", "__any__"], 1.0 if d.drifted else 0.0)
+        for f in d.features:
+            stat.add_metric(lv + ["input", f.feature], f.statistic)
+            pval.add_metric(lv + ["input", f.feature], f.p_value_adjusted)
+            flag.add_metric(lv + ["input", f.feature], 1.0 if f.drifted else 0.0)
+    for detector, feature, d in (("confidence", "confidence", drift.confidence),
+                                 ("prediction", "classes", drift.prediction)):
+        if d is not None:
+            stat.add_metric(lv + [detector, feature], d.statistic)
+            pval.add_metric(lv + [detector, feature], d.p_value)
+            flag.add_metric(lv + [detector, feature], 1.0 if d.drifted else 0.0)
+            flag.add_metric(lv + [detector, "__any__"], 1.0 if d.drifted else 0.0)

@@ -1,0 +1,86 @@
+"""How the SQL store talks to its database: engine settings per dialect, errors, and the upsert statement.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writers; PostgreSQL connect and keepalive
+defaults bound how long a dead server can hang a call (docs/storage.md, *Availability*).
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "PG_CONNECT_DEFAULTS", "json_dumps", "now_ms", "describe", "configure_sqlite",
+           "upsert"]
+
+# How long a SQLite writer waits for another writer's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# libpq settings that bound how long a dead PostgreSQL server can hang a call: connecting, and noticing a
+# silent peer on an open connection (keepalive after 10 s idle, then 3 probes 5 s apart).
+PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                        "keepalives_interval": 5, "keepalives_count": 3}
+
+def json_dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def describe(exc: sa_exc.SQLAlchemyError) -> str:
+    # The driver's message without the statement and parameters SQLAlchemy appends (they may hold state).
+    orig = getattr(exc, "orig", None)
+    return f"database unavailable: {(str(orig) if orig is not None else str(exc)).strip()}"
+
+
+def configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        # Let SQLAlchemy emit BEGIN (below) instead of the sqlite3 module, which skips it before SELECTs.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            # WAL: readers (history, /readyz) never block the daemon's writes, nor the writes them.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL is still atomic and consistent after a crash; a power loss can only drop the
+            # newest commits, and checkpoints roll back together with the results they cover.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("nlpmon_write") else "BEGIN")
+
+
+def upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[str, ...]) -> None:
+    """Insert ``rows``, replacing the row with the same ``key`` where one exists."""
+    if not rows:
+        return
+    # One statement must not touch a key twice (PostgreSQL refuses): the last row for a key wins.
+    rows = list({tuple(row[k] for k in key): row for row in rows}.values())
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key},
+        )
+        conn.execute(stmt, rows)
+        return
+    # Any other database: update, and insert where nothing was updated (the transaction makes it safe for
+    # the single writer a checkpoint or window has).
+    where = [table.c[k] == sa.bindparam(f"k_{k}") for k in key]
+    update = sa.update(table).where(*where)
+    for row in rows:
+        values = {k: v for k, v in row.items() if k not in key}
+        params = {f"k_{k}": row[k] for k in key}
+        if conn.execute(update.values(**values), params).rowcount == 0:
+            conn.execute(sa.insert(table), [row])
