@@ -141,8 +141,9 @@ def as_dict(obj: object) -> dict:
         value = getattr(obj, attr)
         if spec.skip or (value is None and spec.omit_none):
             continue
-        if spec.flatten:
-            out.update(_jsonable(value))
+        if spec.flatten:  # a missing nested result adds no keys
+            if value is not None:
+                out.update(_jsonable(value))
             continue
         key = spec.name or attr
         if value is None:
