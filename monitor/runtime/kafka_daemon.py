@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from monitor.ab.experiments import ExperimentResult, log_ab_result
+from monitor.ab.experiments import log_experiment_result
+from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline, Record
+from monitor.results import ExperimentResult, ShadowResult, WindowResult
 from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch_error_reason, release_failed_fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
@@ -76,10 +78,10 @@ class _Partition:
     pipeline: Pipeline
     next_offset: int | None  # next offset to consume (None: no checkpoint and nothing fetched yet)
     committed_offset: int | None  # next_offset of the last durable checkpoint (None: no checkpoint yet)
-    pending: list[dict] = field(default_factory=list)  # closed-window results not yet durable
+    pending: list[WindowResult] = field(default_factory=list)  # closed-window results not yet durable
     # Experiment and shadow results (docs/experiments.md) not yet durable; written with the same checkpoint.
-    pending_experiments: list[dict] = field(default_factory=list)
-    pending_shadow: list[dict] = field(default_factory=list)
+    pending_experiments: list[ExperimentResult] = field(default_factory=list)
+    pending_shadow: list[ShadowResult] = field(default_factory=list)
     dead_letters: list[tuple[bytes, str, str, str]] = field(default_factory=list)
     highwater: int | None = None
 
@@ -249,15 +251,18 @@ class KafkaDaemon:
             if tp in self._fetch_faults.faults:
                 self._fetch_recovered(tp, records[0].offset)
             batch = [Record(r.value if r.value is not None else b"", f"{tp.topic}/{tp.partition}@{r.offset}") for r in records]
-            results = part.pipeline.process(batch)
-            for r in results:
+            closed = part.pipeline.process(batch)
+            for r in closed.windows:
                 log_window(r)
                 if self.reeval is not None:
                     self.reeval.on_window(r)
-            part.pending.extend(results)
-            for r in part.pipeline.take_ab_results():
-                log_ab_result(r)
-                (part.pending_experiments if isinstance(r, ExperimentResult) else part.pending_shadow).append(r.to_dict())
+            for r in closed.experiments:
+                log_experiment_result(r)
+            for r in closed.shadow:
+                log_shadow_result(r)
+            part.pending.extend(closed.windows)
+            part.pending_experiments.extend(closed.experiments)
+            part.pending_shadow.extend(closed.shadow)
             part.next_offset = records[-1].offset + 1
             self._events_since_checkpoint += len(records)
         self._observe_kafka(polled)
@@ -417,7 +422,8 @@ class KafkaDaemon:
                 self.sink.count_dead_letter()
             if k.output_topic:
                 for r in results:
-                    self.producer.send(k.output_topic, key=r["model"].encode(), value=msgspec.json.encode(r))
+                    # The output topic is an edge where JSON leaves the process (docs/results.md).
+                    self.producer.send(k.output_topic, key=r.model.encode(), value=msgspec.json.encode(r.to_dict()))
         self.producer.flush(timeout=10)
 
     def _db_down(self, exc: Exception) -> None:
@@ -554,7 +560,7 @@ class KafkaDaemon:
 
     def status(self) -> dict:
         return {
-            "windows": self.sink.latest_windows(),
+            "windows": [r.to_dict() for r in self.sink.latest_windows()],
             "partitions": {f"{tp.topic}/{tp.partition}": {"next_offset": p.next_offset, "committed_offset": p.committed_offset,
                                                            "pending_results": len(p.pending), "open_windows": p.pipeline.open_windows}
                            for tp, p in self.partitions.items()},
