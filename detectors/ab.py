@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from detectors.base import finite_or_none, check_in_range
+from detectors.base import check_in_range, finite_or_none
 
 __all__ = [
     "SRMResult",
