@@ -1,0 +1,149 @@
+"""The house rules of docs/architecture.md, checked on the source: rooms, who may import whom, sizes.
+
+Imports are read with ``ast`` from every module of ``monitor``, ``sinks`` and ``detectors``, function-level
+imports included (a lazy import is still a dependency). An edge goes to the module named, or to the
+submodule when ``from package import name`` names one.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("monitor", "sinks", "detectors")
+MAX_LINES = 600
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in MODULES else mod for a in node.names]
+        else:
+            continue
+        for t in targets:
+            while t and t not in MODULES and "." in t:
+                t = t.rsplit(".", 1)[0]
+            if t in MODULES and t != name:
+                found.add(t)
+    return found
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _in(module: str, room: str) -> bool:
+    return module == room or module.startswith(room + ".")
+
+
+def test_no_import_cycle():
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(GRAPH[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            scc = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                scc.append(w)
+                if w == v:
+                    break
+            if len(scc) > 1:
+                cycles.append(sorted(scc))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "detectors")))
+def test_detectors_import_nothing_of_the_daemon(module):
+    assert {d for d in GRAPH[module] if not _in(d, "detectors")} == set()
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "sinks")))
+def test_sinks_import_only_result_types_from_monitor(module):
+    assert {d for d in GRAPH[module] if _in(d, "monitor") and d != "monitor.results"} == set()
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "monitor") and not _in(m, "monitor.devkit")))
+def test_production_code_never_imports_the_devkit(module):
+    assert {d for d in GRAPH[module] if _in(d, "monitor.devkit")} == set()
+
+
+def test_the_client_is_only_what_a_serving_app_needs():
+    deps = {d for m in MODULES if _in(m, "monitor.client") for d in GRAPH[m]}
+    assert {d for d in deps if not _in(d, "monitor.client")} <= {"monitor.ingest.events"}
+
+
+def test_at_most_eight_modules_directly_in_monitor():
+    top = sorted(p.name for p in (ROOT / "monitor").glob("*.py"))
+    assert len(top) <= 8, top
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_over_600_lines(module):
+    assert len(MODULES[module].read_text().splitlines()) <= MAX_LINES
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if (_in(m, "monitor") and not _in(m, "monitor.devkit"))
+                                          or _in(m, "sinks")))
+def test_no_statistics_outside_detectors(module):
+    tree = ast.parse(MODULES[module].read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            bad += [n for n in names if n.split(".")[0] == "scipy"]
+        if isinstance(node, ast.Attribute) and node.attr in {"percentile", "quantile", "median", "nanpercentile"}:
+            bad.append(node.attr)
+    assert bad == []
+
+
+def test_every_package_has_a_docstring_and_all():
+    for name, path in MODULES.items():
+        if path.name != "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), name
+        assert any((isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets))
+                   or (isinstance(n, ast.AnnAssign) and getattr(n.target, "id", None) == "__all__")
+                   for n in tree.body), name
