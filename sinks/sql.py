@@ -109,7 +109,8 @@ class SqlStore:
     are. One store may be shared by threads.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False):
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False, create: bool = True):
+        self._create = create  # False for readers (the CLI): refuse a database without this schema, never create
         self.url = sa.engine.make_url(url)
         backend = self.url.get_backend_name()
         kwargs: dict = {"echo": echo, "json_serializer": json_dumps, "json_deserializer": orjson.loads}
@@ -212,8 +213,14 @@ class SqlStore:
         if self._schema_ready:
             return
         with self._schema_lock:
-            if not self._schema_ready:
+            if self._create and not self._schema_ready:
                 self.create_schema()
+            elif not self._schema_ready:
+                found = self.schema_version()
+                if found != SCHEMA_VERSION:
+                    held = "no nlpmon tables" if found is None else f"schema version {found}, not {SCHEMA_VERSION}"
+                    raise SchemaVersionError(f"{self!r} holds {held} (a read neither creates nor upgrades one)")
+                self._schema_ready = True
 
     # -- reference profiles ------------------------------------------------------------------------------------
 
@@ -423,6 +430,13 @@ class SqlStore:
     ) -> list[dict]:
         """Return stored shadow-join results of served ``model``, oldest first."""
         return self._window_docs(tables.shadow_results, tables.shadow_results.c.model == model, since, limit)
+
+    def streams(self) -> list[tuple[str, str]]:
+        """Return every (model, version) with a stored window result, sorted."""
+        self._ensure_schema()
+        t = tables.window_results.c
+        with self._transaction(write=False) as conn:
+            return [tuple(r) for r in conn.execute(sa.select(t.model, t.version).distinct().order_by(t.model, t.version))]
 
     def experiment_names(self) -> list[str]:
         """Return the names of every experiment with a stored result, sorted."""

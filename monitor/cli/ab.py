@@ -6,7 +6,7 @@ import sys
 
 import orjson
 
-from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, config_from_args
+from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, config_from_args, read_store
 
 __all__ = ["add_parsers", "cmd_ab_report", "format_report"]
 
@@ -36,15 +36,10 @@ def add_parsers(sub) -> None:
 
 
 def cmd_ab_report(args) -> int:
-    from sinks.sql import SqlStore, StoreUnavailable
-
     url = args.store or config_from_args(args, {"source.kind": "stdin"}).store.url
-    try:
-        with SqlStore(url) as store:
-            rows = store.experiment_results(args.experiment, limit=1)
-            known = store.experiment_names() if not rows else []
-    except StoreUnavailable as exc:
-        raise UsageError(f"cannot reach the store: {exc}") from None
+    with read_store(url) as store:  # a read: never creates the database
+        rows = store.experiment_results(args.experiment, limit=1)
+        known = store.experiment_names() if not rows else []
     if not rows:
         hint = f" (stored experiments: {', '.join(known)})" if known else " (the store holds no experiment results)"
         raise UsageError(f"no stored results for experiment {args.experiment!r}{hint}")

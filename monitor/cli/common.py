@@ -6,10 +6,15 @@ Subcommand modules (``main``, ``ab``, ``reeval``) import from here and never fro
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
 
 from monitor.config import ConfigError, load_config
 
-__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "UsageError", "add_config_flags", "config_from_args"]
+__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "UsageError", "add_config_flags", "config_from_args",
+           "parse_since", "read_store"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
@@ -52,3 +57,55 @@ def config_from_args(args, extra: dict | None = None):
         return load_config(args.config, overrides=_overrides(args, extra))
     except ConfigError as exc:
         raise UsageError(f"config error: {exc}") from None
+
+
+# -- reading the store -----------------------------------------------------------------------------------------
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+SINCE_HELP = "a duration back from now (30m, 2h, 7d, 1h30m), an RFC 3339 timestamp, or epoch seconds/ms"
+
+
+def parse_since(text: str, now_ms: int) -> str | int:
+    """Turn ``--since``: a duration (``30m``, ``2h``, ``7d``, ``1h30m``) is epoch ms back from ``now_ms``.
+
+    Anything else is returned as given, for the store to read as an RFC 3339 timestamp or an epoch number.
+
+    >>> parse_since("2h", now_ms=10_000_000)
+    2800000
+    >>> parse_since("2025-11-24T16:00:00Z", now_ms=0)
+    '2025-11-24T16:00:00Z'
+    """
+    text = text.strip()
+    if not _DURATION.fullmatch(text):
+        return text
+    back_ms = sum(float(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART.findall(text))
+    return int(now_ms - back_ms)
+
+
+@contextlib.contextmanager
+def read_store(url: str) -> Iterator:
+    """Open the SQL store for a read command: it never creates a database, a schema or a file.
+
+    A missing SQLite file, a database without nlpmon's tables and an unreachable server are usage errors (exit 2).
+    """
+    import sqlalchemy as sa
+
+    from sinks.sql import SchemaVersionError, SqlStore, StoreUnavailable
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"--store {url!r} is not a SQLAlchemy URL (e.g. sqlite:///nlpmon.db)") from None
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:") and not Path(database).is_file():
+        # sqlite3 would create an empty file on connect: a typo in --store must not look like an empty store.
+        raise UsageError(f"cannot reach the store: no SQLite database at {database} (check --store; a read never "
+                         "creates one)")
+    try:
+        with SqlStore(url, create=False) as store:
+            yield store
+    except StoreUnavailable as exc:
+        raise UsageError(f"cannot reach the store: {exc}") from None
+    except SchemaVersionError as exc:
+        raise UsageError(str(exc)) from None

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 
 import orjson
 
 from monitor import __version__
 from monitor.cli.ab import add_parsers as add_ab_parsers
-from monitor.cli.common import EXIT_OK, EXIT_USAGE, UsageError, add_config_flags, config_from_args
+from monitor.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    SINCE_HELP,
+    UsageError,
+    add_config_flags,
+    config_from_args,
+    parse_since,
+    read_store,
+)  # fmt: skip
 from monitor.cli.reeval import add_parsers as add_reeval_parsers
 from monitor.config import config_as_dict, service_links
 from monitor.logs import log_event, setup_logging
@@ -53,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default="-", metavar="FILE", help="where to write results ('-' = stdout, the default)")
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on PORT while replaying (0 = any free port)")
     p.add_argument("--dead-letter", metavar="FILE", help="append rejected events with their reason to FILE (JSONL)")
+    p.add_argument("--format", choices=("json", "table"), default="json",
+                   help="json (default): one result per line (docs/results.md); table: one readable line per window")
+    p.add_argument("--wide", action="store_true", help="with --format table: every figure (about 150 columns)")
     _add_window_flags(p)
     add_config_flags(p)
     p.set_defaults(func=cmd_replay)
@@ -102,13 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "history",
         help="print stored window results",
-        description="Print window results stored by the daemon in the SQL store, oldest first.",
+        description="Print window results stored by the daemon in the SQL store, oldest first. Reads only: a "
+        "store that does not exist is an error (exit 2), never created. An unknown model or version exits 2 and "
+        "lists the stored ones.",
     )
     p.add_argument("--model", required=True, metavar="NAME")
     p.add_argument("--version", metavar="V", help="only this model version")
-    p.add_argument("--since", metavar="TIME", help="only windows starting at or after TIME (RFC 3339, or epoch seconds/ms)")
+    p.add_argument("--since", metavar="TIME", help=f"only windows starting at or after TIME: {SINCE_HELP}")
     p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or JSON lines")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default, 120 columns) or JSON lines (every figure, docs/results.md)")
+    p.add_argument("--wide", action="store_true", help="with --format table: every figure (about 150 columns)")
     p.add_argument("--store", metavar="URL", help="SQL store URL (default: store.url of the config)")
     add_config_flags(p)
     p.set_defaults(func=cmd_history)
@@ -154,12 +172,35 @@ def cmd_replay(args) -> int:
         raise UsageError(f"cannot read {args.events}: no such file")
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
     try:
-        summary = run_line_source(config, path=args.events, output=out, serve_metrics=args.metrics_port is not None)
+        if args.format == "json":
+            summary = run_line_source(config, path=args.events, output=out, serve_metrics=args.metrics_port is not None)
+        else:
+            summary = run_line_source(config, path=args.events, output=None, serve_metrics=args.metrics_port is not None,
+                                      on_result=_table_writer(out, wide=args.wide))
     finally:
         if out is not sys.stdout.buffer:
             out.close()
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
     return EXIT_OK
+
+
+def _table_writer(out, *, wide: bool):
+    """An ``on_result`` callback writing the window table (the demo's, monitor/cli/table.py) to ``out``.
+
+    Its first column is the stream, model/version.
+    """
+    from monitor.cli.table import stream_cell, window_header, window_row
+
+    header = [(stream_cell("stream") + window_header(wide=wide) + "\n").encode()]
+
+    def write(result) -> None:
+        if header:
+            out.write(header.pop())
+        r = result.to_dict()
+        out.write((stream_cell(f"{r['model']}/{r['version']}") + window_row(r, wide=wide) + "\n").encode())
+        out.flush()
+
+    return write
 
 
 def cmd_run(args) -> int:
@@ -246,31 +287,46 @@ def cmd_reference_build(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from monitor.cli.table import window_header, window_row
-    from sinks.sql import SqlStore, StoreUnavailable
+    from monitor.cli.table import stream_cell, window_header, window_row
 
     url = args.store
     if not url:
         url = config_from_args(args, {"source.kind": "stdin"}).store.url
-    try:
-        with SqlStore(url) as store:
-            rows = store.history(args.model, version=args.version, since=args.since, limit=args.limit)
-    except StoreUnavailable as exc:
-        raise UsageError(f"cannot reach the store: {exc}") from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be >= 0")
+    since = None if args.since is None else parse_since(args.since, now_ms=int(time.time() * 1000))
+    with read_store(url) as store:
+        try:
+            rows = store.history(args.model, version=args.version, since=since, limit=args.limit)
+        except ValueError as exc:  # the only argument the store still parses is --since
+            raise UsageError(f"--since {args.since!r}: {exc}; it takes {SINCE_HELP}") from None
+        if not rows:
+            _check_known_stream(store.streams(), args.model, args.version)
+    if not rows:
+        sys.stderr.write(f"no stored windows for model {args.model!r}"
+                         f"{f' version {args.version!r}' if args.version else ''}"
+                         f"{f' since {args.since}' if args.since else ''}\n")
+        return EXIT_OK
     out = sys.stdout
     if args.format == "json":
         for r in rows:
             out.write(orjson.dumps(r).decode() + "\n")
         return EXIT_OK
-    if not rows:
-        sys.stderr.write(f"no stored windows for model {args.model!r}\n")
-        return EXIT_OK
-    out.write(f"{'version':<12} " + window_header() + "\n")
+    out.write(stream_cell("version") + window_header(wide=args.wide) + "\n")
     for r in rows:
-        out.write(f"{r['version'][:12]:<12} " + window_row(r) + "\n")
+        out.write(stream_cell(r["version"]) + window_row(r, wide=args.wide) + "\n")
     return EXIT_OK
+
+
+def _check_known_stream(streams: list[tuple[str, str]], model: str, version: str | None) -> None:
+    """Exit 2 naming the stored streams when ``model`` (or its ``version``) has no stored window at all."""
+    versions = [v for m, v in streams if m == model]
+    if not versions:
+        known = ", ".join(sorted({m for m, _ in streams})) or "none: the store holds no window results"
+        raise UsageError(f"no stored windows for model {model!r} (stored models: {known})")
+    if version is not None and version not in versions:
+        raise UsageError(f"no stored windows for model {model!r} version {version!r} "
+                         f"(stored versions: {', '.join(versions)})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,7 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.ingest.tokenizer import TokenizerError
 
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away (`| head -1`) is handled below
+        return code
+    except BrokenPipeError:
+        # Before OSError, its base class. The reader stopped reading: end quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not print "Exception ignored ... Broken pipe".
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (UsageError, ProfileError, TokenizerError) as exc:
         sys.stderr.write(f"nlpmon: error: {exc}\n")
         return EXIT_USAGE
@@ -289,8 +352,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

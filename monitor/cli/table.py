@@ -1,10 +1,18 @@
-"""Readable one-line-per-window rendering of window results (demo, history)."""
+"""Readable one-line-per-window rendering of window results (demo, history, replay).
+
+Two layouts: ``wide`` (the demo's; p50 and the top feature's adjusted p-value too, about 150 columns) and the
+compact one (``wide=False``), which fits :data:`COMPACT_COLUMNS` with a stream column of
+:data:`STREAM_WIDTH` in front, for a terminal of the person on call.
+"""
 
 from __future__ import annotations
 
-__all__ = ["window_header", "window_row"]
+__all__ = ["COMPACT_COLUMNS", "STREAM_WIDTH", "window_header", "window_row", "stream_cell"]
 
-_COLS = ("window_start", "events", "p50ms", "p99ms", "conf", "low%", "input drift", "conf", "class", "DRIFT")
+COMPACT_COLUMNS = 120
+STREAM_WIDTH = 12
+_FEATURES_WIDE, _FEATURES_COMPACT = 44, 28
+_SHORT = {"input": "in", "confidence": "conf", "prediction": "class"}
 
 
 def _p(x) -> str:
@@ -15,35 +23,53 @@ def _p(x) -> str:
     return f"{x:.0e}" if x < 1e-3 else f"{x:.3f}"
 
 
-def window_header() -> str:
-    return (f"{'window start (UTC)':<24} {'events':>6} {'p50ms':>6} {'p99ms':>6} {'conf':>5} {'low%':>5}  "
-            f"{'input drift: top feature, KS D, adj. p':<44} {'conf p':>7} {'class p':>7}  drift")  # fmt: skip
+def stream_cell(text: str) -> str:
+    """The leading stream column (a version, or model/version), cut to :data:`STREAM_WIDTH`."""
+    return f"{text[:STREAM_WIDTH]:<{STREAM_WIDTH}} "
 
 
-def window_row(r: dict) -> str:
+def window_header(*, wide: bool = True) -> str:
+    if wide:
+        return (f"{'window start (UTC)':<24} {'events':>6} {'p50ms':>6} {'p99ms':>6} {'conf':>5} {'low%':>5}  "
+                f"{'input drift: top feature, KS D, adj. p':<{_FEATURES_WIDE}} {'conf p':>7} {'class p':>7}  drift")  # fmt: skip
+    return (f"{'window start (UTC)':<19} {'events':>6} {'p99ms':>6} {'conf':>5} {'low%':>5}  "
+            f"{'input drift: top feature, KS D':<{_FEATURES_COMPACT}} {'conf p':>7} {'class p':>7}  drifted")  # fmt: skip
+
+
+def window_row(r: dict, *, wide: bool = True) -> str:
+    """One window result (``WindowResult.to_dict()``, docs/results.md) as one line."""
     lat, conf, drift = r["latency_ms"], r["confidence"], r["drift"]
-    d_in = drift["input"]
-    if d_in is None:
-        features = r["skip_reason"] or "-"
-    else:
-        hits = [(n, f) for n, f in d_in["features"].items() if f["drifted"]]
-        hits.sort(key=lambda nf: -nf[1]["statistic"])
-        if hits:
-            name, f = hits[0]  # the strongest shift, then how many more features drifted
-            features = f"{name} D={f['statistic']:.2f} p={_p(f['p_value_adjusted'])}"
-            if len(hits) > 1:
-                features += f" (+{len(hits) - 1} more)"
-        else:
-            features = "none"
+    features = _input_drift(r, wide)
     cp = _p(drift["confidence"]["p_value"]) if drift["confidence"] else "-"
     kp = _p(drift["prediction"]["p_value"]) if drift["prediction"] else "-"
-    flag = "DRIFT" if r["drifted"] else ("partial" if r["partial"] else "ok")
-    if r["drifted"]:
-        which = [k for k in ("input", "confidence", "prediction") if drift[k] and drift[k]["drifted"]]
-        flag = "DRIFT " + "+".join(which)
-    start = (r["window_start"] or "-").replace("T", " ").replace("Z", "")[:23]
-    return (f"{start:<24} {r['events']:>6} {_f(lat['p50']):>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} "
-            f"{_f(conf['low_ratio'] and conf['low_ratio'] * 100, 1):>5}  {features[:44]:<44} {cp:>7} {kp:>7}  {flag}")  # fmt: skip
+    which = [k for k in ("input", "confidence", "prediction") if drift[k] and drift[k]["drifted"]]
+    low = _f(conf["low_ratio"] and conf["low_ratio"] * 100, 1)
+    start = (r["window_start"] or "-").replace("T", " ").replace("Z", "")
+    if wide:
+        flag = "DRIFT " + "+".join(which) if r["drifted"] else ("partial" if r["partial"] else "ok")
+        return (f"{start[:23]:<24} {r['events']:>6} {_f(lat['p50']):>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} "
+                f"{low:>5}  {features[:_FEATURES_WIDE]:<{_FEATURES_WIDE}} {cp:>7} {kp:>7}  {flag}")  # fmt: skip
+    # The drifted tests by short name ("in+conf+class"): the longest flag still fits the compact width.
+    flag = "+".join(_SHORT[k] for k in which) if r["drifted"] else ("partial" if r["partial"] else "ok")
+    return (f"{start[:19]:<19} {r['events']:>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} {low:>5}  "
+            f"{features:<{_FEATURES_COMPACT}} {cp:>7} {kp:>7}  {flag}")  # fmt: skip
+
+
+def _input_drift(r: dict, wide: bool) -> str:
+    d_in = r["drift"]["input"]
+    if d_in is None:
+        text = r["skip_reason"] or "-"
+        return text if wide else text[:_FEATURES_COMPACT]
+    hits = [(n, f) for n, f in d_in["features"].items() if f["drifted"]]
+    hits.sort(key=lambda nf: -nf[1]["statistic"])
+    if not hits:
+        return "none"
+    name, f = hits[0]  # the strongest shift, then how many more features drifted
+    if wide:
+        more = f" (+{len(hits) - 1} more)" if len(hits) > 1 else ""
+        return f"{name} D={f['statistic']:.2f} p={_p(f['p_value_adjusted'])}{more}"
+    suffix = f" D={f['statistic']:.2f}" + (f" +{len(hits) - 1}" if len(hits) > 1 else "")
+    return name[: _FEATURES_COMPACT - len(suffix)] + suffix
 
 
 def _f(x, digits: int = 1) -> str:

@@ -173,8 +173,8 @@ def test_history_cli_prints_stored_windows(kafka_broker, profile, tmp_path, caps
     assert main(["history", "--model", "sentiment", "--store", store, "--since", stored[-1]["window_start"]]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and "window start" in table[0]
-    assert main(["history", "--model", "nobody", "--store", store]) == 0
-    assert "no stored windows" in capsys.readouterr().err
+    assert main(["history", "--model", "nobody", "--store", store]) == 2  # unknown: the stored ones are listed
+    assert "no stored windows for model 'nobody' (stored models: intent, sentiment)" in capsys.readouterr().err
 
 
 def test_readyz_and_gauges_while_running(kafka_broker, profile, tmp_path):
