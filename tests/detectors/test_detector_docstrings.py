@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["detectors.ks", "detectors.confidence", "detectors.classes", "detectors.correction",
-           "detectors.latency", "detectors.ab", "detectors.sequential", "monitor.ab.shadow"]
+           "detectors.latency", "detectors.ab", "detectors.sequential", "monitor.ab.shadow",
+           "detectors.embedding", "detectors.probabilities", "detectors.vocabulary"]
 
 
 @pytest.mark.parametrize("name", MODULES)
