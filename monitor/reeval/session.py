@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monitor.reeval.errors import ModelError, ProviderError
 
-__all__ = ["OnnxClassifier", "select_providers", "softmax", "file_sha256", "PROVIDERS"]
+__all__ = ["OnnxClassifier", "OpenedSession", "open_session", "select_providers", "softmax", "file_sha256", "PROVIDERS"]
 
 PROVIDERS = ("auto", "cuda", "cpu")
 CPU = "CPUExecutionProvider"
@@ -52,6 +53,67 @@ def select_providers(requested: str, available: Iterable[str]) -> list[str]:
     return [CPU]
 
 
+@dataclass(frozen=True)
+class OpenedSession:
+    """An onnxruntime session and the provider that actually runs it (``note`` says why, after a fallback)."""
+
+    session: object
+    provider: str
+    providers_available: tuple[str, ...]
+    note: str | None
+
+
+def open_session(path: Path, *, provider: str = "auto", intra_op_threads: int = 0) -> OpenedSession:
+    """Load an ONNX model with the requested provider (``auto`` | ``cuda`` | ``cpu``); shared by every model kind.
+
+    ``auto`` falls back to CPU (with a ``note``) when CUDA is built in but cannot start; ``cuda`` then raises
+    :class:`ProviderError`; a file onnxruntime cannot load raises :class:`ModelError`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist")
+    if not path.is_file():
+        raise ModelError(f"model path {path} is not a file")
+    import onnxruntime as ort
+
+    available = tuple(ort.get_available_providers())
+    wanted = select_providers(provider, available)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only: CUDA fallback and optimizer chatter are reported by us
+    if intra_op_threads:
+        opts.intra_op_num_threads = int(intra_op_threads)
+    note = None
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
+    except Exception as exc:
+        if CUDA in wanted and provider == "auto" and _loads_on_cpu(ort, path, opts):
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
+            note = f"{CUDA} is built in but could not start ({_first_line(exc)}); ran on CPU"
+        elif CUDA in wanted and provider == "cuda" and _loads_on_cpu(ort, path, opts):
+            raise ProviderError(
+                f"--provider cuda was requested but {CUDA} could not start: {_first_line(exc)}"
+            ) from None
+        else:
+            raise ModelError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
+    active = sess.get_providers()
+    if CUDA in wanted and (not active or active[0] != CUDA):
+        # onnxruntime falls back to CPU silently when the CUDA provider cannot initialise (no GPU, no driver).
+        if provider == "cuda":
+            raise ProviderError(
+                f"--provider cuda was requested but {CUDA} did not start (no usable GPU); use --provider cpu"
+            )
+        note = f"{CUDA} is built in but no GPU could be used; ran on CPU"
+    return OpenedSession(sess, active[0] if active else CPU, available, note)
+
+
+def _loads_on_cpu(ort, path: Path, opts) -> bool:
+    try:
+        ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
+        return True
+    except Exception:
+        return False
+
+
 class OnnxClassifier:
     """One loaded ONNX text classifier.
 
@@ -62,53 +124,14 @@ class OnnxClassifier:
     """
 
     def __init__(self, path: Path | str, *, provider: str = "auto", intra_op_threads: int = 0):
-        path = Path(path)
-        if not path.exists():
-            raise ModelError(f"model file {path} does not exist")
-        if not path.is_file():
-            raise ModelError(f"model path {path} is not a file")
-        import onnxruntime as ort
-
-        self.path = path
+        self.path = Path(path)
         self.requested_provider = provider
-        self.providers_available = tuple(ort.get_available_providers())
-        wanted = select_providers(provider, self.providers_available)
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # errors only: CUDA fallback and optimizer chatter are reported by us
-        if intra_op_threads:
-            opts.intra_op_num_threads = int(intra_op_threads)
-        self.note = None
-        try:
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=wanted)
-        except Exception as exc:
-            if CUDA in wanted and provider == "auto" and self._loads_on_cpu(ort, path, opts):
-                sess = ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
-                self.note = f"{CUDA} is built in but could not start ({_first_line(exc)}); ran on CPU"
-            elif CUDA in wanted and provider == "cuda" and self._loads_on_cpu(ort, path, opts):
-                raise ProviderError(
-                    f"--provider cuda was requested but {CUDA} could not start: {_first_line(exc)}"
-                ) from None
-            else:
-                raise ModelError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
-        active = sess.get_providers()
-        if CUDA in wanted and (not active or active[0] != CUDA):
-            # onnxruntime falls back to CPU silently when the CUDA provider cannot initialise (no GPU, no driver).
-            if provider == "cuda":
-                raise ProviderError(
-                    f"--provider cuda was requested but {CUDA} did not start (no usable GPU); use --provider cpu"
-                )
-            self.note = f"{CUDA} is built in but no GPU could be used; ran on CPU"
-        self.provider = active[0] if active else CPU
-        self._session = sess
-        self._discover(sess)
-
-    @staticmethod
-    def _loads_on_cpu(ort, path: Path, opts) -> bool:
-        try:
-            ort.InferenceSession(str(path), sess_options=opts, providers=[CPU])
-            return True
-        except Exception:
-            return False
+        opened = open_session(self.path, provider=provider, intra_op_threads=intra_op_threads)
+        self.providers_available = opened.providers_available
+        self.provider = opened.provider
+        self.note = opened.note
+        self._session = opened.session
+        self._discover(opened.session)
 
     def _discover(self, sess) -> None:
         inputs = sess.get_inputs()
