@@ -87,7 +87,8 @@ def test_unknown_flag_is_argparse_exit_2(capsys):
 
 def test_check_config_prints_effective_settings(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "n.toml"
-    cfg.write_text('[source]\npath = "x.jsonl"\n[window]\nmin_events = 50\n')
+    (tmp_path / "x.jsonl").write_text("")  # check-config also checks that the source file exists
+    cfg.write_text(f'[source]\npath = "{tmp_path / "x.jsonl"}"\n[window]\nmin_events = 50\n')
     monkeypatch.setenv("NLPMON_DETECT_ALPHA", "0.05")
     assert main(["check-config", "--config", str(cfg), "--set", "window.seed=4"]) == 0
     eff = json.loads(capsys.readouterr().out)
