@@ -1,9 +1,15 @@
-"""Checks of the Grafana dashboard and its provisioning files."""
+"""Checks of the Grafana dashboard and its provisioning files.
+
+The dashboard must import into any Grafana: every panel and variable queries the ``datasource`` variable
+(the provisioned datasource is only its default), every query is scoped by the ``job`` and ``namespace``
+variables, optional rows are collapsed, and each panel has one unit.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "grafana" / "dashboards" / "nlpmon.json"
 DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "nlpmon.yml"
 PROVIDERS = ROOT / "grafana" / "provisioning" / "dashboards" / "nlpmon.yml"
+DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
+# Rows of features that are off on a plain install (re-evaluation, experiments, shadow): collapsed.
+OPTIONAL_ROWS = ("Re-evaluation", "Experiments", "Shadow")
+# 0/1 gauges: never on one axis with a p-value or a ratio.
+FLAG_METRICS = {"nlp_drift_detected", "nlp_window_drifted", "nlp_experiment_significant", "nlp_experiment_degraded",
+                "nlp_experiment_srm_mismatch", "nlp_experiment_guardrail_breached", "nlp_shadow_agreement_low",
+                "nlpmon_ready", "nlpmon_kafka_connected", "nlpmon_db_connected", "nlpmon_consumption_paused", "up"}
 
 
 def _load_alert_helpers():
@@ -45,6 +58,14 @@ def exprs(panel: dict) -> list[str]:
     return [t["expr"] for t in panel.get("targets", [])]
 
 
+def rows() -> list[dict]:
+    return [p for p in dashboard()["panels"] if p["type"] == "row"]
+
+
+def variables() -> dict[str, dict]:
+    return {v["name"]: v for v in dashboard()["templating"]["list"]}
+
+
 def datasource_uid() -> str:
     (source,) = yaml.safe_load(DATASOURCES.read_text(encoding="utf-8"))["datasources"]
     return source["uid"]
@@ -60,20 +81,103 @@ def test_dashboard_parses_and_is_provisionable():
 
 
 def test_template_variables_model_and_version():
-    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
-    assert {"model", "version"} <= set(variables)
-    assert "nlp_" in variables["model"]["definition"]
-    assert "$model" in variables["version"]["definition"], "version choices should follow the chosen model"
-    for v in (variables["model"], variables["version"]):
-        assert v["datasource"]["uid"] == datasource_uid()
+    found = variables()
+    assert {"model", "version"} <= set(found)
+    assert "nlp_" in found["model"]["definition"]
+    assert "$model" in found["version"]["definition"], "version choices should follow the chosen model"
+    for v in (found["model"], found["version"]):
+        assert v["datasource"] == DATASOURCE_REF
 
 
-def test_every_query_uses_the_provisioned_datasource():
-    uid = datasource_uid()
+def test_datasource_variable_defaults_to_the_provisioned_datasource():
+    found = variables()
+    (first, *_) = dashboard()["templating"]["list"]
+    assert first["name"] == "datasource", "the datasource variable comes first: the others query through it"
+    assert first["type"] == "datasource" and first["query"] == "prometheus"
+    # Provisioned installs select the provisioned datasource; elsewhere Grafana falls back to its default.
+    assert found["datasource"]["current"]["value"] == datasource_uid()
+
+
+def test_every_panel_and_variable_uses_the_datasource_variable():
+    assert datasource_uid() not in json.dumps([dashboard()["panels"]]), "a panel pins the provisioned uid"
     for p in panels():
-        assert p["datasource"]["uid"] == uid, p["title"]
+        assert p["datasource"] == DATASOURCE_REF, p["title"]
         for t in p["targets"]:
-            assert t["datasource"]["uid"] == uid, p["title"]
+            assert t["datasource"] == DATASOURCE_REF, p["title"]
+    for name, v in variables().items():
+        if v["type"] == "query":
+            assert v["datasource"] == DATASOURCE_REF, name
+
+
+def test_job_and_namespace_variables_match_all_by_default():
+    found = variables()
+    for name in ("job", "namespace"):
+        v = found[name]
+        assert v["type"] == "query" and v["includeAll"] and v["current"]["value"] == ["$__all"], name
+    # `namespace=~".*"` also matches series without a namespace label (a plain, non-Kubernetes install).
+    assert found["namespace"]["allValue"] == ".*"
+    assert "$job" in found["namespace"]["definition"]
+    for name in ("model", "version", "experiment"):
+        assert 'job=~"$job"' in found[name]["definition"] and 'namespace=~"$namespace"' in found[name]["definition"]
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """(metric name, its label matchers) for every series selector of ``expr``."""
+    out = []
+    for name in helpers.metric_names(expr):
+        for m in re.finditer(rf"(?<![\w:]){re.escape(name)}(?![\w:(])\s*(\{{[^}}]*\}})?", expr):
+            out.append((name, m.group(1) or ""))
+    return out
+
+
+def test_every_selector_is_scoped_by_job_and_namespace():
+    for p in panels():
+        for expr in exprs(p):
+            found = selectors(expr)
+            assert found, f"{p['title']}: no selector in {expr!r}"
+            for name, matchers in found:
+                assert 'job=~"$job"' in matchers and 'namespace=~"$namespace"' in matchers, (
+                    f"{p['title']}: {name} is not scoped by $job/$namespace in {expr!r}")
+
+
+def test_recording_rules_are_not_queried():
+    # The project's recording rules aggregate the job and namespace labels away: $job could not apply.
+    recorded = helpers.recording_rule_names()
+    for p in panels():
+        for expr in exprs(p):
+            assert not helpers.metric_names(expr) & recorded, f"{p['title']}: {expr}"
+
+
+def test_optional_rows_are_collapsed_and_the_others_not():
+    found = rows()
+    optional = [r for r in found if r["title"].startswith(OPTIONAL_ROWS)]
+    assert len(optional) == len(OPTIONAL_ROWS), [r["title"] for r in found]
+    for r in found:
+        assert r["collapsed"] == (r in optional), r["title"]
+        # A collapsed row holds its panels; an expanded one lists none (they follow it at the top level).
+        assert bool(r.get("panels")) == r["collapsed"], r["title"]
+    nested = {p["title"] for r in optional for p in r["panels"]}
+    assert {"Re-evaluation accuracy", "Experiment samples per variant", "Shadow agreement"} <= nested
+
+
+def _units(panel: dict) -> set:
+    config = panel.get("fieldConfig", {})
+    units = {config.get("defaults", {}).get("unit")}
+    for override in config.get("overrides", []):
+        units |= {prop["value"] for prop in override.get("properties", []) if prop["id"] == "unit"}
+    return units - {None}
+
+
+def test_one_unit_per_panel():
+    for p in panels():
+        assert len(_units(p)) <= 1, f"{p['title']}: units {sorted(_units(p))}"
+
+
+def test_flags_and_p_values_or_ratios_are_not_mixed():
+    for p in panels():
+        names = {n for e in exprs(p) for n in helpers.metric_names(e)}
+        if names & FLAG_METRICS:
+            assert names <= FLAG_METRICS, f"{p['title']}: 0/1 flags with {sorted(names - FLAG_METRICS)}"
 
 
 def test_model_panels_follow_the_template_variables():
@@ -128,7 +232,9 @@ REQUIRED_PANELS = {
     "experiment lift and always-valid interval": _uses("nlp_experiment_lift", "nlp_experiment_lift_ci_low",
                                                        "nlp_experiment_lift_ci_high"),
     "experiment always-valid p-value": _uses("nlp_experiment_p_value"),
-    "sample-ratio mismatch": _uses("nlp_experiment_srm_p_value", "nlp_experiment_srm_mismatch"),
+    # The p-value and the 0/1 mismatch flag, each on a panel of its own (one unit per panel).
+    "sample-ratio p-value": _uses("nlp_experiment_srm_p_value"),
+    "sample-ratio mismatch": _uses("nlp_experiment_srm_mismatch"),
     "experiment guardrails": _uses("nlp_experiment_guardrail"),
     "shadow agreement": _uses("nlp_shadow_agreement_ratio"),
 }
@@ -165,10 +271,14 @@ def test_provisioning_files():
     assert provider["type"] == "file" and provider["options"]["path"]
 
 
-def _as_promql(expr: str) -> str:
-    """Replace Grafana's variables with values Prometheus accepts (the end-to-end test needs the same)."""
-    for var, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"),
-                       ("$model", ".*"), ("$version", ".*"), ("$experiment", ".*")):
+def _as_promql(expr: str, job: str = "nlpmon") -> str:
+    """Replace Grafana's variables with values Prometheus accepts (the end-to-end test needs the same).
+
+    ``$job`` becomes the scrape job (the stack end-to-end test's is ``nlpmon``); every other variable its
+    ``All`` value, ``.*``, which for ``$namespace`` also matches series without a namespace label.
+    """
+    for var, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"), ("$job", job),
+                       ("$namespace", ".*"), ("$model", ".*"), ("$version", ".*"), ("$experiment", ".*")):
         expr = expr.replace(var, value)
     assert "$" not in expr, f"unhandled Grafana variable in {expr!r}"
     return expr
@@ -185,3 +295,35 @@ def test_queries_parse_as_promql(tmp_path):
     result = helpers.run(promtool, "check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+@pytest.mark.integration
+def test_namespace_all_matches_series_without_a_namespace_label(tmp_path):
+    # The selector every panel uses, evaluated by promtool on a plain install's series (no namespace label)
+    # and on a Kubernetes one's: All keeps both, a chosen namespace only its own.
+    promtool = helpers.tool("promtool")
+    scoped = _as_promql('nlp_window_events{job=~"$job",namespace=~"$namespace"}')
+    chosen = scoped.replace('namespace=~".*"', 'namespace=~"prod"')
+    plain = {"job": "nlpmon", "model": "m", "version": "1"}
+    kube = {**plain, "namespace": "prod", "model": "k"}
+    other_job = {**plain, "job": "other", "model": "o"}
+
+    def series(labels: dict) -> str:
+        return "nlp_window_events{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+    def sample(labels: dict, value: float) -> dict:
+        return {"labels": series(labels), "value": value}
+
+    tests = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": series(plain), "values": "10"}, {"series": series(kube), "values": "20"},
+                         {"series": series(other_job), "values": "30"}],
+        "promql_expr_test": [
+            {"expr": scoped, "eval_time": "0m", "exp_samples": [sample(plain, 10), sample(kube, 20)]},
+            {"expr": chosen, "eval_time": "0m", "exp_samples": [sample(kube, 20)]},
+        ],
+    }]}
+    path = tmp_path / "namespace_test.yml"
+    path.write_text(yaml.safe_dump(tests), encoding="utf-8")
+    result = helpers.run(promtool, "test", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
