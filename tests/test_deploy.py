@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -22,9 +24,14 @@ PROMETHEUS_LOCAL = DEPLOY / "prometheus" / "prometheus-local.yml"
 DEFAULT_METRICS_PORT = 9108
 
 
-def k8s_objects() -> list[dict]:
+MONITORING = K8S / "monitoring"
+# The Kubernetes minor version the manifests are validated against (kubernetes-validate ships its schemas).
+KUBERNETES_VERSION = "1.31"
+
+
+def k8s_objects(directory: Path = K8S) -> list[dict]:
     objects = []
-    for path in sorted(K8S.glob("*.yaml")):
+    for path in sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if doc is not None:
                 objects.append(doc)
@@ -94,11 +101,25 @@ def test_the_pod_runs_nlpmon_beside_a_serving_container():
     assert "nlpmon" in names and len(names) >= 2
 
 
+def strict_readiness_probe() -> dict:
+    """The stricter mode's readinessProbe, carried as a comment in deployment.yaml, uncommented and parsed."""
+    text = (K8S / "deployment.yaml").read_text(encoding="utf-8")
+    block = re.search(r"^( *)# readinessProbe:\n((?:\1#   .*\n)+)", text, flags=re.M)
+    assert block, "deployment.yaml should show the stricter mode's readinessProbe in a comment"
+    indent = block.group(1)
+    lines = [line[len(indent) + 2:] for line in block.group(0).splitlines()]
+    return yaml.safe_load("\n".join(lines))["readinessProbe"]
+
+
 def test_probes_use_healthz_and_readyz_on_the_metrics_port():
     container = nlpmon_container()
     metrics_port = nlpmon_toml()["metrics"]["port"]
     assert metrics_port == DEFAULT_METRICS_PORT == MetricsConfig().port
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # By default nlpmon does not gate the serving container: no readinessProbe (a pod is Ready only when all
+    # its containers are). The stricter mode is documented next to it.
+    assert "readinessProbe" not in container
+    container = {**container, "readinessProbe": strict_readiness_probe()}
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     if "startupProbe" in container:
         assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
@@ -212,3 +233,124 @@ def _alert_helpers():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# -- schema validation ---------------------------------------------------------------------------------------
+def _kubernetes_validate():
+    try:
+        import kubernetes_validate
+    except ImportError:  # pragma: no cover - part of the test extras
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true and kubernetes-validate is not installed (pip install -e '.[test]')")
+        pytest.skip("kubernetes-validate is not installed (pip install -e '.[test]')")
+    return kubernetes_validate
+
+
+def _core_objects() -> list[dict]:
+    return [o for o in k8s_objects() if o["kind"] != "Kustomization"]
+
+
+@pytest.mark.parametrize("obj", _core_objects(), ids=lambda o: f"{o['kind']}/{o['metadata']['name']}")
+def test_manifests_match_the_kubernetes_schemas(obj):
+    kv = _kubernetes_validate()
+    # Strict: unknown fields (a typo such as `enableServiceLink`) are errors too.
+    assert kv.validate(obj, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
+
+
+def test_the_strict_readiness_probe_matches_the_schema():
+    kv = _kubernetes_validate()
+    deployment = copy.deepcopy(k8s_object("Deployment"))
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "nlpmon"]
+    container["readinessProbe"] = strict_readiness_probe()
+    kv.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("spec", "template", "spec", "enableServiceLink"), False),  # a misspelt field
+    (("spec", "replicas"), "two"),  # a wrong type
+])  # fmt: skip
+def test_the_schema_check_catches_mistakes(path, value):
+    kv = _kubernetes_validate()
+    broken = copy.deepcopy(k8s_object("Deployment"))
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_service_links_are_off():
+    assert pod_spec()["enableServiceLinks"] is False
+
+
+def test_scrape_annotations_name_the_metrics_port_and_path():
+    annotations = k8s_object("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(nlpmon_toml()["metrics"]["port"])
+    assert annotations["prometheus.io/path"] == "/metrics"
+    ports = {p["containerPort"] for p in nlpmon_container()["ports"]}
+    assert int(annotations["prometheus.io/port"]) in ports
+
+
+# The PodMonitor fields used here, from the prometheus-operator's CRD (monitoring.coreos.com/v1): its
+# schema is not on PyPI, so the subset is written out, closed (additionalProperties: false) so that a
+# misspelt field fails as it would in `kubectl apply`.
+_LABEL_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
+    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "matchExpressions": {"type": "array"}}}
+_RELABEL = {"type": "object", "additionalProperties": False, "properties": {
+    "sourceLabels": {"type": "array", "items": {"type": "string"}}, "targetLabel": {"type": "string"},
+    "regex": {"type": "string"}, "replacement": {"type": "string"}, "separator": {"type": "string"},
+    "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod", "lowercase",
+                        "uppercase", "keepequal", "dropequal"]}}}
+_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+PODMONITOR_SCHEMA = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
+                 "properties": {
+                     "jobLabel": {"type": "string"}, "selector": _LABEL_SELECTOR,
+                     "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
+                         "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
+                     "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
+                         "type": "object", "additionalProperties": False, "properties": {
+                             "port": {"type": "string"}, "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
+                             "interval": _DURATION, "scrapeTimeout": _DURATION, "honorLabels": {"type": "boolean"},
+                             "relabelings": {"type": "array", "items": _RELABEL},
+                             "metricRelabelings": {"type": "array", "items": _RELABEL}}}}}},
+    },
+}
+
+
+def podmonitor() -> dict:
+    (found,) = [o for o in k8s_objects(MONITORING) if o["kind"] == "PodMonitor"]
+    return found
+
+
+def test_podmonitor_matches_its_schema_and_scrapes_the_nlpmon_port():
+    import jsonschema
+
+    monitor = podmonitor()
+    jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(monitor)
+    with pytest.raises(jsonschema.ValidationError):  # the subset is closed: a typo fails
+        jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(
+            {**monitor, "spec": {**monitor["spec"], "podMetricEndpoints": []}})
+    pod_labels = k8s_object("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (port,) = [p for p in nlpmon_container()["ports"] if p["name"] == endpoint["port"]]
+    assert port["containerPort"] == nlpmon_toml()["metrics"]["port"]
+    assert endpoint.get("path", "/metrics") == "/metrics"
+    for container in pod_spec()["containers"]:  # the port name must pick the nlpmon container only
+        if container["name"] != "nlpmon":
+            assert endpoint["port"] not in {p.get("name") for p in container.get("ports", [])}
+
+
+def test_monitoring_overlay_adds_the_podmonitor_to_the_example():
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
+    manifests = {p.name for p in MONITORING.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == {".."} | manifests
