@@ -1,0 +1,145 @@
+"""Speed of semantic input drift on one CPU core: the encoder, the per-window test, the OOV rate.
+
+    .venv/bin/python bench/embedding.py                 # defaults: sample_size 256, tiny devkit encoder
+    .venv/bin/python bench/embedding.py --repeats 9 --sample-size 512
+
+Everything runs in one process on seeded data, pinned to one CPU when the OS allows, with onnxruntime on one
+intra-op thread; figures are medians over --repeats, and each section prints ratios against a baseline
+measured in the same process:
+
+1. Encoder texts/s (tiny devkit encoder, pooled output) by batching: ``exact_length`` (the default: grouped
+   by exact token count, no padding, batch-independent bits), ``sorted`` (length-sorted, padded) and
+   ``unsorted`` (input order, padded; the baseline).
+2. Per-window EmbeddingDrift at ``--sample-size`` embeddings: the KS part (16 components) and the MMD part
+   (``max_mmd_n`` rows a side, ``permutations``) separately, against KSDrift over the 9 text features of the
+   same window (the per-window input-drift test that runs today).
+3. Cost per window: embedding ``--sample-size`` texts plus the test, and the largest sample size that keeps
+   one core under ``--budget-s`` per window at the measured encoder speed.
+4. OOV rate texts/s of a 32,768-word HashedVocabulary against ``text_features`` (the baseline), and the
+   measured false-positive rate over 10^6 unseen words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from detectors.embedding import EmbeddingDrift, fit_reference  # noqa: E402
+from detectors.ks import KSDrift  # noqa: E402
+from detectors.text_features import TEXT_FEATURES, text_features  # noqa: E402
+from detectors.vocabulary import HashedVocabulary  # noqa: E402
+
+
+def median_s(fns: dict[str, object], *, repeats: int) -> dict[str, float]:
+    """Median wall time in seconds per function; the functions take turns within each repeat."""
+    for fn in fns.values():
+        fn()
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - start)
+    return {name: statistics.median(r) for name, r in runs.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sample-size", type=int, default=256, help="texts embedded per window")
+    parser.add_argument("--texts", type=int, default=2048, help="texts per encoder timing")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--budget-s", type=float, default=1.0, help="one core's budget per window")
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args(argv)
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        except OSError:
+            pass
+
+    from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
+    from monitor.reeval.encoder import OnnxEncoder
+
+    texts = make_subject_texts(args.texts, "restaurant", seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_tiny_encoder(Path(tmp) / "enc", seed=0)
+        encoders = {
+            b: OnnxEncoder(built.model_path, built.tokenizer_dir, output=built.pooled_output, provider="cpu",
+                           batch_size=args.batch_size, batching=b, intra_op_threads=1)
+            for b in ("unsorted", "sorted", "exact_length")
+        }
+        times = median_s({b: (lambda e=e: e.embed(texts)) for b, e in encoders.items()}, repeats=args.repeats)
+        print(f"== encoder: tiny devkit encoder (dim {built.dim}), {args.texts} texts, batch {args.batch_size}, "
+              f"CPU, 1 thread")
+        print(f"{'batching':<14} {'median s':>9} {'texts/s':>9} {'vs unsorted':>12}")
+        for b, t in times.items():
+            print(f"{b:<14} {t:>9.4f} {args.texts / t:>9.0f} {times['unsorted'] / t:>11.2f}x")
+        rate = args.texts / times["exact_length"]
+        reference_texts = make_subject_texts(4000, "restaurant", seed=args.seed + 1)
+        reference = encoders["exact_length"].embed(reference_texts)
+        window_texts = make_subject_texts(args.sample_size, "phone", seed=args.seed + 2)
+        window = encoders["exact_length"].embed(window_texts)
+
+    projection, sample = fit_reference(reference, components=16, seed=1)
+    detector = EmbeddingDrift(projection, sample, seed=2)
+    z = projection.project(window)
+    shape_ref = text_features(reference_texts)
+    shape_test = KSDrift({n: shape_ref[:, i] for i, n in enumerate(TEXT_FEATURES)})
+    shape_window = text_features(window_texts)
+    shape_cols = {n: shape_window[:, i] for i, n in enumerate(TEXT_FEATURES)}
+    rng = np.random.default_rng(0)
+    parts = median_s(
+        {
+            "KSDrift, 9 text features (baseline)": lambda: shape_test.test(shape_cols),
+            "EmbeddingDrift, KS part": lambda: [r.test(z[:, j]) for j, r in enumerate(detector._refs)],
+            "EmbeddingDrift, MMD part": lambda: detector._mmd(z, rng),
+            "EmbeddingDrift.test (all)": lambda: detector.test(window, seed=1),
+        },
+        repeats=args.repeats,
+    )
+    base = parts["KSDrift, 9 text features (baseline)"]
+    print(f"\n== per-window test: {args.sample_size} embeddings x 16 components vs reference {detector.reference_n}; "
+          f"MMD {min(args.sample_size, detector.max_mmd_n)}+{detector._mmd_ref.shape[0]} rows, "
+          f"{detector.permutations} permutations")
+    print(f"{'part':<38} {'median ms':>10} {'vs baseline':>12}")
+    for name, t in parts.items():
+        print(f"{name:<38} {t * 1e3:>10.2f} {t / base:>11.2f}x")
+    test_s = parts["EmbeddingDrift.test (all)"]
+    embed_s = args.sample_size / rate
+    print(f"\n== cost per window on one core: embed {args.sample_size} texts {embed_s * 1e3:.1f} ms + test "
+          f"{test_s * 1e3:.1f} ms = {(embed_s + test_s) * 1e3:.1f} ms")
+    fit = int(max(0.0, args.budget_s - test_s) * rate)
+    print(f"   largest sample_size within {args.budget_s:g} s at {rate:.0f} texts/s: {fit} "
+          f"(a served transformer at 50 texts/s/core: {int(max(0.0, args.budget_s - test_s) * 50)})")
+
+    vocab = HashedVocabulary.fit(make_subject_texts(20000, "restaurant", seed=9), key=bytes(range(16)))
+    big = HashedVocabulary(np.random.default_rng(1).choice(1 << 32, 32768, replace=False).astype(np.uint32),
+                           key=bytes(range(16)))
+    oov_texts = make_subject_texts(20000, "phone", seed=10)
+    speed = median_s({"text_features (baseline)": lambda: text_features(oov_texts),
+                      "HashedVocabulary.oov_rate": lambda: vocab.oov_rate(oov_texts)}, repeats=args.repeats)
+    print(f"\n== OOV rate: {len(oov_texts)} texts, vocabulary of {len(vocab)} hashes")
+    print(f"{'function':<28} {'median s':>9} {'texts/s':>9} {'vs baseline':>12}")
+    for name, t in speed.items():
+        print(f"{name:<28} {t:>9.4f} {len(oov_texts) / t:>9.0f} "
+              f"{speed['text_features (baseline)'] / t:>11.2f}x")
+    unseen = [f"unseen-{i}" for i in range(1_000_000)]
+    hits = int(big.contains(unseen).sum())
+    print(f"   false positives over 10^6 unseen words, 32,768 hashes: {hits / 1e6:.2e} "
+          f"(derived V / 2^32 = {big.false_positive_rate:.2e}); stored size {len(str(big.to_dict()))} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
