@@ -17,6 +17,11 @@ of ``monitor`` (side effects) and ``sinks`` (outputs). One module, one idea:
 ``sequential``       always-valid A/B inference: mixture SPRT p-value and confidence sequence;
                      running moments (:func:`welford_update`)
 ``shadow``           served against shadow model: agreement, differences, KS (:func:`summarise_counts`)
+``embedding``        semantic drift: PCA projection of embeddings, KS per component + MMD
+                     permutation test (:class:`EmbeddingDrift`)
+``probabilities``    class-probability shift, BBSD: KS per class probability (:class:`ProbabilityDrift`)
+``vocabulary``       hashed, bounded reference vocabulary and the out-of-vocabulary rate
+                     (:class:`HashedVocabulary`)
 ==================== ==========================================================================
 
 Every result's ``to_dict()`` is its part of the window-result JSON described in ``docs/results.md``.
