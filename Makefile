@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Re-install whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: test demo install system-deps bench clean lint
+.PHONY: test demo install system-deps bench clean lint alerts
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ test: $(STAMP) system-deps
 
 demo: $(STAMP)
 	$(PY) -m monitor.devkit.demo $(DEMO_ARGS)
+
+# The Prometheus rules, rendered from their source (alerts/src/) with the default selector and runbook URL;
+# for an installation: python3 alerts/render.py --selector 'job="ns/nlpmon"' --runbook-url URL -o FILE
+alerts:
+	$(PYTHON) alerts/render.py
 
 bench: $(STAMP)
 	$(PY) bench/detectors.py

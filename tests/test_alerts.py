@@ -7,6 +7,7 @@ where a missing tool is a failure: CI must not pass by skipping the alerting che
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ ALERTS = ROOT / "alerts"
 RULE_FILES = sorted(ALERTS.glob("*.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*.yml"))
 ALERTMANAGER_CONFIG = ALERTS / "alertmanager" / "alertmanager.yml"
+RULES_SOURCE = ALERTS / "src" / "nlpmon.rules.yml"
+SEVERITIES = ("critical", "warning", "info")
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 
@@ -39,6 +42,16 @@ PROMETHEUS_METRICS = {"up"}
 
 _PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
                  "bool", "offset", "inf", "nan", "atan2"}
+
+
+def _load_renderer():
+    spec = importlib.util.spec_from_file_location("_nlpmon_alert_render", ALERTS / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render = _load_renderer()
 
 
 def tool(name: str) -> str:
@@ -129,6 +142,9 @@ def test_required_alerts_exist():
         "NlpHighP99Latency", "NlpLowMeanConfidence", "NlpInputDrift", "NlpConfidenceShift",
         "NlpPredictionClassShift", "NlpReevalAccuracyDrop", "NlpHighErrorRate", "NlpmonHighInvalidEventRate",
         "NlpModelNoTraffic", "NlpmonConsumerLagHigh", "NlpmonDown", "NlpmonAbsent",
+        # issue 11
+        "NlpWindowsStale", "NlpmonLabelValuesFolded", "NlpmonConsumptionPaused", "NlpmonReevalFailures",
+        "NlpmonDeadLetterRateHigh",
     }
     assert required <= names, f"missing alerts: {sorted(required - names)}"
     assert len(names) == len(alert_rules()), "duplicate alert names"
@@ -136,16 +152,29 @@ def test_required_alerts_exist():
 
 @pytest.mark.parametrize("rule", alert_rules(), ids=lambda r: r["alert"])
 def test_alert_has_severity_summary_description_and_runbook(rule):
-    assert rule.get("labels", {}).get("severity") in ("page", "ticket")
+    assert rule.get("labels", {}).get("severity") in SEVERITIES
     annotations = rule.get("annotations", {})
     assert annotations.get("summary"), "no summary"
     description = annotations.get("description", "")
-    assert "$value" in description or "$labels" in description, "description shows no value or label"
+    if not rule["expr"].startswith("absent("):  # absent() has neither a value nor labels beyond the selector
+        assert "$value" in description or "$labels" in description, "description shows no value or label"
     url = annotations.get("runbook_url", "")
     path, _, anchor = url.partition("#")
-    assert path == "docs/runbooks.md", f"runbook_url {url!r} does not point at docs/runbooks.md"
+    # Absolute, so that it is a link in Slack and PagerDuty; the default render uses the default base URL.
+    assert path == render.DEFAULT_RUNBOOK_URL, f"runbook_url {url!r} does not point at the runbooks"
     assert anchor == github_anchor(rule["alert"]), f"runbook anchor {anchor!r} is not the alert's name"
     assert anchor in runbook_anchors(), f"docs/runbooks.md has no section '## {rule['alert']}'"
+
+
+def test_runbook_sections_state_each_alerts_severity():
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    for rule in alert_rules():
+        section = re.search(rf"^## {rule['alert']}\n+(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+        assert section, f"no section for {rule['alert']}"
+        stated = re.search(r"\*\*Severity\*\* (\w+)", section.group(1))
+        assert stated and stated.group(1) == rule["labels"]["severity"], (
+            f"{rule['alert']}: docs/runbooks.md says {stated and stated.group(1)!r}, "
+            f"the rule {rule['labels']['severity']!r}")
 
 
 def test_every_runbook_alert_section_has_an_alert():
@@ -178,6 +207,145 @@ def test_metric_name_parser():
             '{model=~"$model"}[$__rate_interval]))) > 1e3 and on (model) up offset 5m '
             'or label_replace(nlp_x, "a", "$1", "b", "(.*)") / ignoring(q) group_left(model) c:d:e')
     assert metric_names(expr) == {"nlp_prediction_latency_seconds_bucket", "up", "nlp_x", "c:d:e"}
+
+
+# -- the mixin: one source, rendered --------------------------------------------------------------------------
+
+OTHER_SELECTOR = 'job="ml/nlpmon",namespace="ml",app=~"senti.*|100%"'
+OTHER_RUNBOOKS = "https://wiki.example.org/ml/nlpmon/runbooks.md"
+# Raw metric names in the rules (recording-rule names contain ':', so the look-arounds leave them out).
+_RAW_METRIC = re.compile(r"(?<![\w:$])(up|nlp_\w+|nlpmon_\w+)(?![\w:])(\{[^}]*\})?")
+
+
+def rendered_rules(selector: str = OTHER_SELECTOR, runbook_url: str = OTHER_RUNBOOKS) -> list[dict]:
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=selector, runbook_url=runbook_url)
+    return [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+
+
+def annotation_queries(rule: dict) -> list[str]:
+    """The PromQL of each ``{{ ... printf "<query>" ... | query }}``, as Go would unquote and format it."""
+    queries = []
+    for text in rule.get("annotations", {}).values():
+        for q in re.findall(r'printf "((?:[^"\\]|\\.)*)"[^|}]*\|\s*query', text):
+            queries.append(q.replace('\\"', '"').replace("\\\\", "\\").replace("%%", "%"))
+    return queries
+
+
+def test_committed_rules_are_the_default_render():
+    fresh = render.render(RULES_SOURCE.read_text(encoding="utf-8"))
+    assert (ALERTS / "nlpmon.rules.yml").read_text(encoding="utf-8") == fresh, (
+        "alerts/nlpmon.rules.yml is not the rendering of alerts/src/nlpmon.rules.yml: run `make alerts`")
+
+
+def test_selector_reaches_every_raw_metric_selector():
+    checked = 0
+    for rule in rendered_rules():
+        name = rule.get("alert") or rule.get("record")
+        for expr in [rule["expr"], *annotation_queries(rule)]:
+            for m in _RAW_METRIC.finditer(expr):
+                assert m.group(2) and m.group(2)[1:].startswith(OTHER_SELECTOR), (
+                    f"{name}: {m.group(0)} in {expr!r} lacks the selector")
+                checked += 1
+    assert checked > 40  # the rules' every selector, not a parse that found nothing
+
+
+def test_rendered_runbook_links_are_absolute_and_anchored():
+    for rule in rendered_rules():
+        if "alert" in rule:
+            assert rule["annotations"]["runbook_url"] == f"{OTHER_RUNBOOKS}#{rule['alert'].lower()}"
+    assert 'up{job="ml/nlpmon"' in next(r["expr"] for r in rendered_rules() if r.get("alert") == "NlpmonAbsent")
+
+
+@pytest.mark.parametrize("selector, runbook_url, message", [
+    ("{job=\"x\"}", OTHER_RUNBOOKS, "without braces"),
+    ("job='x'", OTHER_RUNBOOKS, "double-quoted"),
+    ('job!="x"', OTHER_RUNBOOKS, "matches everything"),
+    ('job="x" namespace="y"', OTHER_RUNBOOKS, "expected ','"),
+    ('job="{{ x }}"', OTHER_RUNBOOKS, "template"),
+    ('job="x"', "docs/runbooks.md", "absolute"),
+    ('job="x"', OTHER_RUNBOOKS + "#top", "fragment"),
+])
+def test_render_refuses_bad_parameters(selector, runbook_url, message):
+    with pytest.raises(ValueError, match=message):
+        render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=selector, runbook_url=runbook_url)
+
+
+def test_render_refuses_an_unknown_parameter():
+    with pytest.raises(ValueError, match=r"\$\{selektor\}"):
+        render.render("groups:\n  - expr: up{${selektor}}\n")
+
+
+_OTHER_RENDER_TEST = """
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - name: NlpmonAbsent takes the rendered selector's job and namespace (the default job does not count)
+    interval: 1m
+    input_series:
+      - series: 'up{job="nlpmon",instance="pod-a:9108"}'
+        values: '1x20'
+    alert_rule_test:
+      - eval_time: 12m
+        alertname: NlpmonAbsent
+        exp_alerts:
+          - exp_labels: {severity: critical, job: ml/nlpmon, namespace: ml}
+            exp_annotations:
+              summary: "No nlpmon target is known to Prometheus"
+              description: "Prometheus has had no target matching up{job=\\"ml/nlpmon\\",namespace=\\"ml\\",app=~\\"senti.*|100%\\"} for 10 minutes: nlpmon is not deployed, or service discovery or the scrape configuration lost it (or the alert selector does not match the job label your scrape setup gives). Every nlpmon alert is blind."
+              runbook_url: https://wiki.example.org/ml/nlpmon/runbooks.md#nlpmonabsent
+  - name: the annotation queries carry the selector through Go's printf (quotes, %)
+    interval: 1m
+    input_series:
+      - series: 'nlp_windows_tested_total{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1"}'
+        values: '1x4 2x4 3x4'
+      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input",feature="__any__"}'
+        values: '1x14'
+      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input",feature="f1"}'
+        values: '1x14'
+      - series: 'nlp_drift_statistic{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input",feature="f1"}'
+        values: '0.3x14'
+      # another installation's copy of the same model, outside the selector: neither alerts nor is counted
+      - series: 'nlp_windows_tested_total{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1"}'
+        values: '1x4 2x4 3x4'
+      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input",feature="__any__"}'
+        values: '1x14'
+      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input",feature="f2"}'
+        values: '1x14'
+      - series: 'nlp_drift_statistic{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input",feature="f2"}'
+        values: '0.9x14'
+    alert_rule_test:
+      - eval_time: 7m
+        alertname: NlpInputDrift
+        exp_alerts:
+          - exp_labels: {severity: critical, job: ml/nlpmon, namespace: ml, app: sentiment, model: s, version: "1", detector: input}
+            exp_annotations:
+              summary: "Input drift on s 1 in consecutive windows"
+              description: "The input-drift test of model s version 1 flagged drift in at least two consecutive windows. Drifted features: 1. Largest KS statistic: f1 = 0.300."
+              runbook_url: https://wiki.example.org/ml/nlpmon/runbooks.md#nlpinputdrift
+"""
+
+
+@pytest.mark.integration
+def test_rules_rendered_for_another_installation_pass_promtool(tmp_path):
+    promtool = tool("promtool")
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=OTHER_SELECTOR,
+                         runbook_url=OTHER_RUNBOOKS)
+    (tmp_path / "rules.yml").write_text(text, encoding="utf-8")
+    (tmp_path / "rules_test.yml").write_text(_OTHER_RENDER_TEST, encoding="utf-8")
+    result = run(promtool, "check", "rules", str(tmp_path / "rules.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run(promtool, "test", "rules", str(tmp_path / "rules_test.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_cli_writes_the_file(tmp_path):
+    out = tmp_path / "nlpmon.rules.yml"
+    result = run("python3", str(ALERTS / "render.py"), "--selector", 'job="x"', "--runbook-url", OTHER_RUNBOOKS,
+                 "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "up{job=\"x\"}" in out.read_text(encoding="utf-8")
+    result = run("python3", str(ALERTS / "render.py"), "--selector", "job=x", "-o", str(out))
+    assert result.returncode == 2 and "double-quoted" in result.stderr
 
 
 # -- promtool unit tests: coverage --------------------------------------------------------------------------
@@ -224,9 +392,10 @@ def test_amtool_check_config():
 @pytest.mark.parametrize(
     "labels, receiver",
     [
-        (["severity=page", "alertname=NlpInputDrift", "model=sentiment"], "page"),
-        (["severity=ticket", "alertname=NlpConfidenceShift", "model=sentiment"], "ticket"),
-        (["severity=page", "alertname=NlpmonDown"], "page"),
+        (["severity=critical", "alertname=NlpInputDrift", "model=sentiment"], "page"),
+        (["severity=warning", "alertname=NlpConfidenceShift", "model=sentiment"], "ticket"),
+        (["severity=critical", "alertname=NlpmonDown"], "page"),
+        (["severity=info", "alertname=NlpmonLabelValuesFolded"], "info"),
     ],
 )
 def test_alertmanager_routes_by_severity(labels, receiver):
@@ -239,4 +408,6 @@ def test_alertmanager_groups_by_model():
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
     assert "model" in config["route"]["group_by"]
     severities = {m for route in config["route"]["routes"] for m in route["matchers"]}
-    assert severities == {'severity="page"', 'severity="ticket"'}
+    assert severities == {f'severity="{s}"' for s in SEVERITIES}
+    # every severity the rules use has a route
+    assert {r["labels"]["severity"] for r in alert_rules()} <= set(SEVERITIES)

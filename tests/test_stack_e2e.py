@@ -188,10 +188,10 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_p
         assert not [n for n in hook.notifications if n.received_at < drift_at], "notified during the clean part"
 
         # The input-drift notification: after the drift, on the page receiver, grouped by model, with values.
-        assert fired.path == "/page", f"NlpInputDrift (severity page) went to {fired.path}"
+        assert fired.path == "/page", f"NlpInputDrift (severity critical) went to {fired.path}"
         assert fired.payload["groupLabels"] == {"model": "sentiment"}
         (alert,) = [a for a in fired.alerts() if a["labels"]["alertname"] == "NlpInputDrift"]
-        assert alert["labels"]["severity"] == "page" and alert["labels"]["version"] == "1"
+        assert alert["labels"]["severity"] == "critical" and alert["labels"]["version"] == "1"
         description = alert["annotations"]["description"]
         assert "Drifted features: " in description and "Largest KS statistic: " in description, description
 
