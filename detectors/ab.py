@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from detectors.base import check_in_range, finite_or_none
+from detectors.base import as_dict, check_in_range, finite_or_none
 
 __all__ = [
     "SRMResult",
@@ -79,7 +79,11 @@ class SRMResult:
     unexpected_n: int
 
     def to_dict(self) -> dict:
-        """Return the result as JSON-able values; per-variant figures are keyed by variant."""
+        """Return the result as JSON-able values; per-variant figures are keyed by variant.
+
+        Written by hand, unlike the other results (``as_dict``): the JSON regroups four parallel tuples into
+        one object per variant and derives ``observed_share``.
+        """
         return {
             "mismatch": bool(self.mismatch),
             "reason": self.reason,
@@ -207,25 +211,8 @@ class FixedHorizonResult:
     significant: bool
 
     def to_dict(self) -> dict:
-        """Return the result as JSON-able scalars; undefined numbers are ``None``."""
-        return {
-            "test": self.test,
-            "n_a": int(self.n_a),
-            "n_b": int(self.n_b),
-            "mean_a": finite_or_none(self.mean_a),
-            "mean_b": finite_or_none(self.mean_b),
-            "lift": finite_or_none(self.lift),
-            "lift_relative": finite_or_none(self.lift_relative),
-            "statistic": finite_or_none(self.statistic),
-            "dof": None if self.dof is None else finite_or_none(self.dof),
-            "p_value": finite_or_none(self.p_value),
-            "ci_low": finite_or_none(self.ci_low),
-            "ci_high": finite_or_none(self.ci_high),
-            "alpha": finite_or_none(self.alpha),
-            "planned_n": int(self.planned_n),
-            "valid_now": bool(self.valid_now),
-            "significant": bool(self.significant),
-        }
+        """Return the result as JSON-able values (fields in order; undefined numbers are ``None``)."""
+        return as_dict(self)
 
 
 def _planned(planned_n: object) -> int:
@@ -428,22 +415,8 @@ class GuardrailResult:
     breached: bool
 
     def to_dict(self) -> dict:
-        """Return the result as JSON-able scalars; undefined numbers are ``None``."""
-        return {
-            "name": self.name,
-            "value_control": finite_or_none(self.value_control),
-            "value_treatment": finite_or_none(self.value_treatment),
-            "delta": finite_or_none(self.delta),
-            "delta_relative": finite_or_none(self.delta_relative),
-            "direction": self.direction,
-            "tolerance": finite_or_none(self.tolerance),
-            "relative": bool(self.relative),
-            "threshold": finite_or_none(self.threshold),
-            "interval_low": finite_or_none(self.interval_low),
-            "interval_high": finite_or_none(self.interval_high),
-            "evaluated": bool(self.evaluated),
-            "breached": bool(self.breached),
-        }
+        """Return the result as JSON-able values (fields in order; undefined numbers are ``None``)."""
+        return as_dict(self)
 
 
 def _value(x: object) -> float:

@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import check_in_range, finite_or_none
+from detectors.base import as_dict, check_in_range, finite_or_none
 
 __all__ = [
     "ArmStats",
@@ -233,23 +233,8 @@ class SequentialResult:
     looks: int
 
     def to_dict(self) -> dict:
-        """Return the result as JSON-able scalars; undefined numbers are ``None``."""
-        return {
-            "metric": self.metric,
-            "n_a": int(self.n_a),
-            "n_b": int(self.n_b),
-            "mean_a": finite_or_none(self.mean_a),
-            "mean_b": finite_or_none(self.mean_b),
-            "lift": finite_or_none(self.lift),
-            "lift_relative": finite_or_none(self.lift_relative),
-            "p_value": finite_or_none(self.p_value),
-            "ci_low": finite_or_none(self.ci_low),
-            "ci_high": finite_or_none(self.ci_high),
-            "alpha": finite_or_none(self.alpha),
-            "significant": bool(self.significant),
-            "direction": self.direction,
-            "looks": int(self.looks),
-        }
+        """Return the result as JSON-able values (fields in order; undefined numbers are ``None``)."""
+        return as_dict(self)
 
 
 def mixture_p_value(z, n_a, n_b, tau2: float = DEFAULT_TAU2):

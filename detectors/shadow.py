@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import check_in_range, finite_or_none
+from detectors.base import as_dict, check_in_range
 from detectors.ks import KSReference
 
 __all__ = ["ShadowSummary", "summarise_counts"]
@@ -52,12 +52,8 @@ class ShadowSummary:
     latency_diff_p95_ms: float
 
     def to_dict(self) -> dict:
-        """Return the summary as JSON-able scalars; undefined numbers are ``None``."""
-        out = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
-            out[name] = value if isinstance(value, (bool, int)) else finite_or_none(value)
-        return out
+        """Return the result as JSON-able values (fields in order; undefined numbers are ``None``)."""
+        return as_dict(self)
 
 
 def summarise_counts(
