@@ -10,11 +10,10 @@ from detectors.ks import KSDrift
 from detectors.latency import latency_summary
 from monitor.config import DetectConfig
 from monitor.ingest.reference import Profile
-from monitor.results import RESULT_SCHEMA, ConfidenceSummary, DriftVerdicts, WindowResult, iso_ms
+from monitor.results import ConfidenceSummary, DriftVerdicts, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, FIXED_POINT, LATENCY_COL, WindowAccumulator
 
-# iso_ms and RESULT_SCHEMA live in monitor.results; re-exported for the modules that still import them here.
-__all__ = ["StreamDetectors", "window_result", "iso_ms", "RESULT_SCHEMA"]
+__all__ = ["StreamDetectors", "window_result"]
 
 
 class StreamDetectors:
