@@ -19,6 +19,8 @@ of ``monitor`` (side effects) and ``sinks`` (outputs). One module, one idea:
 ``shadow``           served against shadow model: agreement, differences, KS (:func:`summarise_counts`)
 ``embedding``        semantic drift: PCA projection of embeddings, KS per component + MMD
                      permutation test (:class:`EmbeddingDrift`)
+``proportions``      0/1 features as proportions: two-proportion z-test (:class:`ProportionReference`),
+                     used by :class:`KSDrift` for its ``binary`` features
 ``probabilities``    class-probability shift, BBSD: KS per class probability (:class:`ProbabilityDrift`)
 ``vocabulary``       hashed, bounded reference vocabulary and the out-of-vocabulary rate
                      (:class:`HashedVocabulary`)

@@ -180,7 +180,7 @@ def _jsonable(value: object) -> object:
 
 @dataclass(frozen=True, slots=True)
 class FeatureDrift:
-    """The two-sample KS test of one input feature; see :class:`detectors.ks.KSDrift`."""
+    """The two-sample test of one input feature (KS, or proportions of a 0/1 one); see ``KSDrift``."""
 
     feature: str = json_field(skip=True)  # the key of drift.input.features, not a field of the entry
     statistic: float
@@ -191,6 +191,9 @@ class FeatureDrift:
     drifted: bool
     window_n: int
     reference_n: int
+    # None (not written): KS. "proportion" for a 0/1 feature: two-proportion z-test, statistic |difference of
+    # the shares of ones|, min_effect the absolute floor min_proportion_delta (detectors.proportions).
+    test: str | None = json_field(omit_none=True, default=None)
 
     def to_dict(self) -> dict:
         """Return the feature's entry of ``drift.input.features`` (the name is the key, not a field)."""

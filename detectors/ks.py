@@ -17,13 +17,14 @@ per feature, one linear merge with the sorted reference and a few linear passes;
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 from scipy import special, stats
 
 from detectors.base import FeatureDrift, InputDriftResult, check_in_range
 from detectors.correction import CORRECTIONS, adjust_p_values
+from detectors.proportions import ProportionReference
 
 __all__ = ["KSDrift", "KSReference", "ks_statistic_sorted", "ks_p_value"]
 
@@ -200,6 +201,12 @@ class KSDrift:
     its statistic is at least ``min_effect``: with a large window, a shift too small to matter is still
     significant, and the effect floor keeps it from raising an alarm.
 
+    Features named in ``binary`` (0/1 values, like ``empty`` or ``truncated``) are tested as proportions
+    instead (:class:`detectors.proportions.ProportionReference`: a two-proportion z-test, statistic the
+    absolute difference of the shares of ones), against the ABSOLUTE floor ``min_proportion_delta``; a
+    relative floor of 0.1 would let truncation rise from 0% to 8% unflagged. Their p-values are adjusted in
+    the same family as the KS features'.
+
     Parameters
     ----------
     reference : Mapping[str, numpy.ndarray]
@@ -211,6 +218,12 @@ class KSDrift:
         [0, 1].
     correction : {"bh", "bonferroni"}, default "bh"
         Multiple-testing correction across features; see :func:`detectors.correction.adjust_p_values`.
+    binary : Collection[str], default ()
+        Names of reference features holding 0/1 values, tested as proportions. Each must be a reference
+        feature whose finite values are 0 or 1.
+    min_proportion_delta : float, default 0.02
+        Smallest absolute difference of the shares of ones (0.02: two percentage points) that counts as drift
+        for a ``binary`` feature, in [0, 1].
 
     Examples
     --------
@@ -227,6 +240,15 @@ class KSDrift:
     [('char_length', True), ('digit_ratio', False)]
     >>> result.to_dict()["features"]["char_length"]["window_n"]
     1000
+
+    A 0/1 feature rising from 1% to 8% of the texts: a KS test's 0.1 floor would not flag it.
+
+    >>> reference["truncated"] = (rng.random(5000) < 0.01).astype(float)
+    >>> detector = KSDrift(reference, binary=["truncated"], min_proportion_delta=0.02)
+    >>> window["truncated"] = (rng.random(1000) < 0.08).astype(float)
+    >>> t = next(f for f in detector.test(window).features if f.feature == "truncated")
+    >>> t.test, t.drifted, t.statistic > 0.05, t.min_effect
+    ('proportion', True, True, 0.02)
     """
 
     def __init__(
@@ -236,14 +258,27 @@ class KSDrift:
         alpha: float = 0.01,
         min_effect: float = 0.1,
         correction: str = "bh",
+        binary: Collection[str] = (),
+        min_proportion_delta: float = 0.02,
     ):
         self.alpha = check_in_range("alpha", alpha, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
         self.min_effect = check_in_range("min_effect", min_effect, 0.0, 1.0)
+        self.min_proportion_delta = check_in_range("min_proportion_delta", min_proportion_delta, 0.0, 1.0)
         if correction not in CORRECTIONS:
             raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}.")
         self.correction = correction
+        if isinstance(binary, str):
+            raise ValueError(f"binary must be a collection of feature names, not the string {binary!r}.")
+        self.binary = tuple(sorted(str(name) for name in set(binary)))
+        unknown = set(self.binary) - {str(name) for name in reference}
+        if unknown:
+            raise ValueError(f"binary names features the reference does not have: {', '.join(sorted(unknown))}.")
         self._names = tuple(str(name) for name in reference)
-        self._refs = tuple(KSReference(values, name=f"reference[{name!r}]") for name, values in reference.items())
+        self._refs = tuple(
+            ProportionReference(values, name=f"reference[{name!r}]") if str(name) in self.binary
+            else KSReference(values, name=f"reference[{name!r}]")
+            for name, values in reference.items()
+        )  # fmt: skip
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -264,7 +299,17 @@ class KSDrift:
             One :class:`FeatureDrift` per tested feature, in reference order.
         """
         candidates = [i for i, name in enumerate(self._names) if name in window and self._refs[i].n]
-        if not candidates:
+        # 0/1 features: a proportion test each, merged into the family below in reference order.
+        proportions: dict[int, tuple[float, float, int]] = {}
+        for i in [i for i in candidates if isinstance(self._refs[i], ProportionReference)]:
+            column = np.asarray(window[self._names[i]], dtype=np.float64)
+            n = int(np.isfinite(column).sum()) if column.ndim == 1 else 0
+            if column.ndim == 1 and n:
+                proportions[i] = (*self._refs[i].test(column), n)
+            elif column.ndim != 1:
+                raise ValueError(f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}.")
+        candidates = [i for i in candidates if not isinstance(self._refs[i], ProportionReference)]
+        if not candidates and not proportions:
             return self._result(())
         columns = []
         for i in candidates:
@@ -275,53 +320,52 @@ class KSDrift:
                 )
             columns.append(column)
 
-        # One block, one sort for every feature. Non-finite values become NaN, which np.sort puts last, so
-        # each row's finite values are its sorted prefix.
-        lengths = [c.size for c in columns]
-        if len(set(lengths)) == 1:
-            block = np.stack(columns)
-        else:
-            block = np.full((len(columns), max(lengths)), np.nan)
-            for row, column in zip(block, columns):
-                row[: column.size] = column
-        finite = np.isfinite(block)
-        if not finite.all():
-            block[~finite] = np.nan
-        block.sort(axis=-1)
-        window_n = finite.sum(axis=-1)
-
-        tested, statistics = [], []
-        for row, i in enumerate(candidates):
-            n = int(window_n[row])
-            if n == 0:
-                continue
-            tested.append((i, n))
-            statistics.append(self._refs[i].statistic(block[row, :n]))
+        tested: dict[int, tuple[float, float, int]] = dict(proportions)  # feature -> statistic, p-value, n
+        if columns:
+            # One block, one sort for every KS feature. Non-finite values become NaN, which np.sort puts last,
+            # so each row's finite values are its sorted prefix.
+            lengths = [c.size for c in columns]
+            if len(set(lengths)) == 1:
+                block = np.stack(columns)
+            else:
+                block = np.full((len(columns), max(lengths)), np.nan)
+                for row, column in zip(block, columns):
+                    row[: column.size] = column
+            finite = np.isfinite(block)
+            if not finite.all():
+                block[~finite] = np.nan
+            block.sort(axis=-1)
+            window_n = finite.sum(axis=-1)
+            ks_rows = [(i, int(window_n[row]), row) for row, i in enumerate(candidates) if window_n[row]]
+            if ks_rows:
+                statistic = np.array([self._refs[i].statistic(block[row, :n]) for i, n, row in ks_rows])
+                p_value = np.atleast_1d(ks_p_value(statistic, np.array([self._refs[i].n for i, _, _ in ks_rows]),
+                                                   np.array([n for _, n, _ in ks_rows])))
+                for k, (i, n, _) in enumerate(ks_rows):
+                    tested[i] = (float(statistic[k]), float(p_value[k]), n)
         if not tested:
             return self._result(())
 
-        statistic = np.array(statistics)
-        reference_n = np.array([self._refs[i].n for i, _ in tested])
-        n_window = np.array([n for _, n in tested])
-        p_value = np.atleast_1d(ks_p_value(statistic, reference_n, n_window))
-        adjusted = adjust_p_values(p_value, self.correction)
-        drifted = (adjusted < self.alpha) & (statistic >= self.min_effect)
-        return self._result(
-            tuple(
-                FeatureDrift(
-                    feature=self._names[i],
-                    statistic=float(statistic[k]),
-                    p_value=float(p_value[k]),
-                    p_value_adjusted=float(adjusted[k]),
-                    threshold=self.alpha,
-                    min_effect=self.min_effect,
-                    drifted=bool(drifted[k]),
-                    window_n=n,
-                    reference_n=int(reference_n[k]),
-                )
-                for k, (i, n) in enumerate(tested)
-            )
-        )
+        order = sorted(tested)  # reference order
+        adjusted = adjust_p_values(np.array([tested[i][1] for i in order]), self.correction)
+        features = []
+        for k, i in enumerate(order):
+            statistic_i, p_i, n = tested[i]
+            proportion = isinstance(self._refs[i], ProportionReference)
+            floor = self.min_proportion_delta if proportion else self.min_effect
+            features.append(FeatureDrift(
+                feature=self._names[i],
+                statistic=statistic_i,
+                p_value=p_i,
+                p_value_adjusted=float(adjusted[k]),
+                threshold=self.alpha,
+                min_effect=floor,
+                drifted=bool(adjusted[k] < self.alpha and statistic_i >= floor),
+                window_n=n,
+                reference_n=int(self._refs[i].n),
+                test="proportion" if proportion else None,
+            ))  # fmt: skip
+        return self._result(tuple(features))
 
     def _result(self, features: tuple[FeatureDrift, ...]) -> InputDriftResult:
         return InputDriftResult(
@@ -334,7 +378,8 @@ class KSDrift:
 
     def __repr__(self) -> str:
         return (f"KSDrift(features={list(self._names)}, alpha={self.alpha}, min_effect={self.min_effect}, "
-                f"correction={self.correction!r})")
+                f"correction={self.correction!r}, binary={list(self.binary)}, "
+                f"min_proportion_delta={self.min_proportion_delta})")
 
 
 def _prepare_reference(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

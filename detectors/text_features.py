@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "text_features", "tokenizer_features"]
+__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "tokenizer_features"]
 
 TEXT_FEATURES = (
     "char_length",
@@ -44,6 +44,9 @@ TEXT_FEATURES = (
     "empty",
 )
 TOKENIZER_FEATURES = ("token_count", "unk_token_rate", "truncated")
+# The 0/1 features (1: the text is empty; the tokenizer cut it at max_length): tested as proportions, with an
+# absolute effect floor, not by KS (detectors.proportions).
+BINARY_FEATURES = ("empty", "truncated")
 
 _BMP = 0x10000
 # Column order of the character-class table built below.

@@ -57,6 +57,8 @@ class WindowConfig:
 class DetectConfig:
     alpha: float = field(default=0.01, metadata=_key(min=1e-12, max=0.5))
     min_effect: float = field(default=0.1, metadata=_key(min=0, max=1))
+    # 0/1 input features (empty, truncated) are tested as proportions against this ABSOLUTE floor.
+    min_proportion_delta: float = field(default=0.02, metadata=_key(min=0, max=1))
     correction: str = field(default="bh", metadata=_key(choices=("bh", "bonferroni")))
     low_confidence_threshold: float = field(default=0.5, metadata=_key(min=0, max=1))
     min_psi: float = field(default=0.1, metadata=_key(min=0))

@@ -8,6 +8,7 @@ from detectors.classes import PredictionShift
 from detectors.confidence import ConfidenceShift
 from detectors.ks import KSDrift
 from detectors.latency import latency_summary
+from detectors.text_features import BINARY_FEATURES
 from monitor.config import DetectConfig
 from monitor.ingest.reference import Profile
 from monitor.results import ConfidenceSummary, DriftVerdicts, WindowResult
@@ -21,11 +22,15 @@ class StreamDetectors:
 
     def __init__(self, profile: Profile, detect: DetectConfig):
         self.profile = profile
+        reference = {name: profile.samples[name] for name in profile.feature_names if name in profile.samples}
         self.input = KSDrift(
-            {name: profile.samples[name] for name in profile.feature_names if name in profile.samples},
+            reference,
             alpha=detect.alpha,
             min_effect=detect.min_effect,
             correction=detect.correction,
+            # 0/1 features as proportions, with an absolute floor (docs/results.md, *Input drift*)
+            binary=[name for name in BINARY_FEATURES if name in reference],
+            min_proportion_delta=detect.min_proportion_delta,
         )
         self.confidence = (
             ConfidenceShift(

@@ -1,4 +1,4 @@
-"""The contract every window-vs-reference detector keeps, run over all three."""
+"""The contract every window-vs-reference detector keeps, run over all of them."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def _features(rng: np.random.Generator, n: int, shift: float) -> dict[str, np.nd
     }
 
 
+def _binary(rng: np.random.Generator, n: int, truncated: float) -> dict[str, np.ndarray]:
+    # 0/1 features tested as proportions (empty, truncated) beside a continuous one, as in a real window.
+    return {
+        "normal": rng.normal(0.0, 1.0, n),
+        "empty": (rng.random(n) < 0.01).astype(np.float64),
+        "truncated": (rng.random(n) < truncated).astype(np.float64),
+    }
+
+
 def _class_counts(rng: np.random.Generator, n: int, p: tuple[float, ...]) -> dict[str, int]:
     return {c: int(k) for c, k in zip(CLASSES, rng.multinomial(n, p))}
 
@@ -45,6 +54,13 @@ CASES = [
         make=lambda rng: KSDrift(_features(rng, 2000, 0.0)),
         null=lambda rng: _features(rng, 500, 0.0),
         shifted=lambda rng: _features(rng, 500, 1.0),
+    ),
+    Case(
+        # truncation from 0% to 8%: under KS's 0.1 floor, over the proportion test's absolute 0.02
+        "proportion",
+        make=lambda rng: KSDrift(_binary(rng, 2000, 0.0), binary=("empty", "truncated")),
+        null=lambda rng: _binary(rng, 500, 0.0),
+        shifted=lambda rng: _binary(rng, 500, 0.08),
     ),
     Case(
         "confidence",
@@ -120,6 +136,7 @@ def test_to_dict_is_strict_json_and_round_trips(case):
 # Keys docs/results.md shows for each block; to_dict may add fields, never drop these.
 DOCUMENTED_KEYS = {
     "ks": {"drifted", "correction", "alpha", "min_effect", "features"},
+    "proportion": {"drifted", "correction", "alpha", "min_effect", "features"},
     "confidence": {"drifted", "statistic", "p_value", "threshold", "min_effect", "mean_delta", "reference_mean",
                    "low_ratio_delta"},
     "prediction": {"drifted", "statistic", "p_value", "threshold", "dof", "psi", "js_distance", "min_psi",
