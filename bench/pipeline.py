@@ -66,7 +66,7 @@ def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None
     if tokenizer:
         over["tokenizer.path"] = str(tokenizer)
     config = load_config(env={}, overrides=over)
-    from monitor.runtime.line_daemon import load_profiles
+    from monitor.runtime.wiring import load_profiles
 
     tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
     sink = PrometheusSink(CollectorRegistry())

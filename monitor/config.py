@@ -51,6 +51,9 @@ class WindowConfig:
     reservoir_size: int = field(default=10_000, metadata=_key(min=10, max=10_000_000))
     seed: int = field(default=0, metadata=_key(min=0))
     max_future_seconds: float = field(default=300.0, metadata=_key(min=0))
+    # Close due windows by processing time once the whole source has been idle this long (0: never; not
+    # replay-deterministic, docs/results.md).
+    idle_close_seconds: float = field(default=0.0, metadata=_key(min=0))
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class MetricsConfig:
     enabled: bool = True
     max_streams: int = field(default=20, metadata=_key(min=1))
     max_classes: int = field(default=50, metadata=_key(min=1))
+    # A stream without events for this long of its partition's event time leaves memory and /metrics (0: never).
+    stream_ttl_seconds: float = field(default=86_400.0, metadata=_key(min=0))
+    # Streams kept apart per partition (or file); events of further streams are windowed as __other__.
+    max_tracked_streams: int = field(default=10_000, metadata=_key(min=1))
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,9 @@ class DaemonConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     results_path: str = ""
+    # File and stdin sources: also upsert every window result into [store] (the Kafka sidecar always does).
+    # Explicit because store.url has a default: a replay must not create nlpmon.db wherever it runs.
+    store: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,20 @@ stdin, Kafka) feed it batches and decide what to do with the results. Every call
 of the windows it closed (:class:`~monitor.results.BatchResults`: window, experiment and shadow results
 alike), and the sink sees each of them as it closes. Its whole state can be snapshotted and restored
 (:meth:`Pipeline.state`), which is what makes checkpointed exactly-once processing possible.
+
+A batch is processed in two phases. The first is pure, per record: decoding, validation, text and tokenizer
+features, the per-stream rows. When it raises for any reason (a bug, a library failing on odd input), the
+batch is bisected to find the records that raise; those are rejected as ``internal_error`` (counted,
+dead-lettered with their bytes and the exception's type) and the rest is processed as if they had never
+arrived. The second phase changes state: windows, counters, sinks; its calls into detectors, sinks and hooks
+are guarded so that nothing raised there stops the daemon either.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -20,20 +30,31 @@ import numpy as np
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
-from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent, decode_event
-from monitor.ingest.features import base_features, entropies, event_rows
+from monitor.ingest.batch import FUTURE_REASON, Chunk, Featurize, StreamBatch, merge_streams, prepare_chunk
+from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent
+from monitor.ingest.features import base_features
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.windowing.evaluate import StreamDetectors, window_result
-from monitor.windowing.windows import NO_EVENTS_YET, closed_by_ms, is_late, watermark_before_ms, window_start_ms
+from monitor.windowing.streams import StreamState
+from monitor.windowing.watermarks import StreamClock, attribution, clock_at, partition_before, stream_clock
+from monitor.windowing.windows import NO_EVENTS_YET, window_start_ms
 
-__all__ = ["Pipeline", "Record", "PipelineStats", "Sink", "ALL_REASONS"]
+__all__ = ["Pipeline", "Record", "PipelineStats", "Sink", "ALL_REASONS", "INTERNAL_REASON", "OTHER_STREAM",
+           "HELD_STREAMS"]
 
-# Rejected by the pipeline rather than by the event validator: needs the wall clock.
-FUTURE_REASON = "future_timestamp"
-ALL_REASONS = REASONS + (FUTURE_REASON,)
+logger = logging.getLogger("nlpmon.pipeline")
+
+# A record on which processing raised (docs/events.md): isolated by bisection, the rest of its batch goes on.
+INTERNAL_REASON = "internal_error"
+ALL_REASONS = REASONS + (FUTURE_REASON, INTERNAL_REASON)
+# Streams beyond metrics.max_tracked_streams are windowed together under this name.
+OTHER_STREAM = ("__other__", "__other__")
+# Rejections of streams not seen yet are held (for the stream's first window) for at most this many
+# streams; the oldest is dropped first, so garbage model names cannot grow memory.
+HELD_STREAMS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +76,8 @@ class Sink(Protocol):
     def count_records(self, consumed: int, valid: int) -> None: ...
     def count_invalid(self, reason: str, n: int = 1) -> None: ...
     def count_late(self, model: str, version: str, n: int) -> None: ...
+    def count_untracked(self, n: int) -> None: ...
+    def forget_stream(self, model: str, version: str) -> None: ...
     def set_open_windows(self, n: int) -> None: ...
     def count_shadow_joins(self, deltas: Mapping[str, int]) -> None: ...
     def set_shadow_pending(self, n: int) -> None: ...
@@ -71,6 +94,9 @@ class PipelineStats:
     invalid: Counter = field(default_factory=Counter)
     late: int = 0
     windows: int = 0
+    # Failures caught in the stateful phase (a detector, a sink, a hook), by stage; never the message.
+    internal_errors: Counter = field(default_factory=Counter)
+    untracked: int = 0  # events of streams over metrics.max_tracked_streams (windowed as __other__)
 
     def to_dict(self) -> dict:
         return {
@@ -80,22 +106,10 @@ class PipelineStats:
             "invalid_by_reason": dict(sorted(self.invalid.items())),
             "late": self.late,
             "windows": self.windows,
+            # Only when they happened: the summary's shape stays what scripts parse.
+            **({"internal_errors": dict(sorted(self.internal_errors.items()))} if self.internal_errors else {}),
+            **({"untracked": self.untracked} if self.untracked else {}),
         }
-
-
-class _Stream:
-    """Window bookkeeping of one (model, version) stream."""
-
-    __slots__ = ("model", "version", "max_ts_ms", "count", "open", "pending_late", "pending_invalid", "custom")
-
-    def __init__(self, model: str, version: str, custom: tuple[str, ...]):
-        self.model, self.version = model, version
-        self.max_ts_ms = NO_EVENTS_YET
-        self.count = 0  # valid events seen, for count windows
-        self.open: dict[int, WindowAccumulator] = {}
-        self.pending_late = 0
-        self.pending_invalid = 0
-        self.custom = custom
 
 
 class Pipeline:
@@ -112,6 +126,7 @@ class Pipeline:
         now_ms: Callable[[], int] | None = None,
         on_window_confidences: Callable[[WindowResult, np.ndarray], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        featurize: Featurize = base_features,
     ):
         self.config = config
         # Called with each closed window's result and its reservoir's confidences (NaN for error events),
@@ -120,6 +135,8 @@ class Pipeline:
         # Called with each batch's valid events before windowing (e.g. to keep a sample of recent texts).
         self.on_events = on_events
         self.tokenizer = tokenizer
+        # The batch featurizer; injectable so that tests can make one record raise (poison isolation).
+        self._featurize = featurize
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
         self.profiles = dict(profiles or {})
         for model, profile in self.profiles.items():
@@ -129,13 +146,21 @@ class Pipeline:
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.stats = PipelineStats()
-        self._streams: dict[tuple[str, str], _Stream] = {}
-        self._rejected: Counter[tuple[str, str]] = Counter()
-        w = config.window
+        self._streams: dict[tuple[str, str], StreamState] = {}
+        self._held: dict[tuple[str, str], int] = {}  # rejections of streams not seen yet (HELD_STREAMS)
+        w, m = config.window, config.metrics
         self._size_ms = max(1, int(round(w.size_seconds * 1000)))
         self._lateness_ms = int(round(w.lateness_seconds * 1000))
         self._future_ms = int(round(w.max_future_seconds * 1000))
+        self._ttl_ms = int(round(m.stream_ttl_seconds * 1000))
+        self._max_tracked = m.max_tracked_streams
+        self._time = w.kind == "time"
         self._low = config.detect.low_confidence_threshold
+        self._max_ts_ms = NO_EVENTS_YET  # the partition's (file's) largest event time, idle advances included
+        self._event_max_ts_ms = NO_EVENTS_YET  # ... of events only
+        self._n_open = 0
+        self._due: list[tuple[int, str, str, int]] = []  # (partition time to look again, model, version, key)
+        self._expiry: list[tuple[int, str, str]] = []  # (partition time to look again, model, version)
         # A/B experiments and shadow joins (docs/experiments.md); their closed windows are returned with the
         # window results of the same call, so they become durable with the checkpoint that covers them.
         self.experiments = ExperimentSet(config) if config.experiments else None
@@ -145,234 +170,415 @@ class Pipeline:
     # -- public API ----------------------------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> BatchResults:
         """Validate and window one batch; return the results of the windows it closed."""
-        events = self._decode(records)
+        horizon = self._now_ms() + self._future_ms
         results: list[WindowResult] = []
         experiments: list[ExperimentResult] = []
         shadow: list[ShadowResult] = []
-        if events and self.on_events is not None:
-            self.on_events(events)
-        if events and self.experiments is not None:
-            experiments = self._experiments_closed(self.experiments.add_events(events))
-        if events and self.shadow is not None:
-            shadow = self._shadow_closed(self.shadow.add_events(events))
-        if events:
-            batch = base_features(events, self.features, self.tokenizer)
-            by_stream: dict[tuple[str, str], list[int]] = {}
-            for i, e in enumerate(events):
-                by_stream.setdefault((e.model, e.version), []).append(i)
-            for key in by_stream:
-                self._stream(key)
-        self._attribute_rejections()
-        if events:
-            for key, idx in by_stream.items():
-                results.extend(self._add(key, events, idx, batch.matrix, batch.lengths))
-        if self.sink is not None:
-            self.sink.count_records(len(records), len(events))
-            self.sink.set_open_windows(self.open_windows)
+        valid = 0
+        for item in self._prepare_isolated(records, horizon):
+            if isinstance(item, Chunk):
+                valid += len(item.events)
+                self._apply(item, results, experiments, shadow)
+            else:
+                self._poison(*item)
+        results.extend(self._close_by_partition())
+        self._expire_streams()
+        self._sink("count_records", len(records), valid)
+        self._sink("set_open_windows", self._n_open)
         return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
 
     def flush(self) -> BatchResults:
         """Close every open window now (results marked ``partial``), e.g. at end of input or shutdown."""
         results = []
-        for stream in self._streams.values():
+        for stream in list(self._streams.values()):
             for start in sorted(stream.open):
                 results.append(self._close(stream, start, partial=True))
+        self._due.clear()
         experiments = self._experiments_closed(self.experiments.flush()) if self.experiments is not None else []
         shadow = self._shadow_closed(self.shadow.flush()) if self.shadow is not None else []
-        if self.sink is not None:
-            self.sink.set_open_windows(0)
+        self._sink("set_open_windows", 0)
         return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
 
+    def close_idle(self, idle_ms: int) -> BatchResults:
+        """The source has been idle for ``idle_ms`` of processing time: close the windows that are due when
+        event time is taken to have advanced as much (``window.idle_close_seconds``; not replay-deterministic).
+        """
+        if not self._time or self._event_max_ts_ms == NO_EVENTS_YET or idle_ms <= 0:
+            return BatchResults((), (), ())
+        before = self._max_ts_ms
+        self._max_ts_ms = max(before, self._event_max_ts_ms + idle_ms)
+        results = self._close_by_partition()
+        if not results:
+            self._max_ts_ms = before  # nothing changed: leave the state as the records made it
+        self._expire_streams()
+        self._sink("set_open_windows", self._n_open)
+        return BatchResults(tuple(results), (), ())
+
     def _experiments_closed(self, results: list[ExperimentResult]) -> list[ExperimentResult]:
-        if self.sink is not None:
-            for r in results:
-                self.sink.experiment_closed(r)
+        for r in results:
+            self._sink("experiment_closed", r)
         return results
 
     def _shadow_closed(self, results: list[ShadowResult]) -> list[ShadowResult]:
-        if self.sink is not None:
-            for r in results:
-                self.sink.shadow_closed(r)
+        for r in results:
+            self._sink("shadow_closed", r)
         # Deltas, so that several partitions' pipelines add up and a restored joiner's counts are not re-sent.
         counters = self.shadow.joiner.counters()
-        if self.sink is not None:
-            self.sink.count_shadow_joins({k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
-            self.sink.set_shadow_pending(counters["pending"])
+        self._sink("count_shadow_joins", {k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
+        self._sink("set_shadow_pending", counters["pending"])
         self._joins_reported = counters
         return results
 
     @property
     def open_windows(self) -> int:
         """Open windows of the (model, version) streams (experiment and shadow windows are not counted)."""
-        return sum(len(s.open) for s in self._streams.values())
+        return self._n_open
 
-    # -- validation ----------------------------------------------------------------------------------------
-    def _decode(self, records: Sequence[Record]) -> list[Event]:
-        events: list[Event] = []
-        max_chars = self.config.validation.max_text_chars
-        horizon = self._now_ms() + self._future_ms
-        for rec in records:
-            try:
-                e = decode_event(rec.value, max_text_chars=max_chars)
-            except InvalidEvent as exc:
-                self._reject(rec, exc)
-                continue
-            if e.ts_ms > horizon:
-                # One producer with a wrong clock must not close every window of its stream.
-                self._reject(rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version))
-                continue
-            events.append(e)
-        self.stats.lines += len(records)
-        self.stats.valid += len(events)
-        return events
+    @property
+    def tracked_streams(self) -> int:
+        return len(self._streams)
 
-    def _reject(self, rec: Record, exc: InvalidEvent) -> None:
-        self.stats.invalid[exc.reason] += 1
+    # -- guards --------------------------------------------------------------------------------------------
+    def _sink(self, method: str, *args, **kwargs) -> None:
+        """Call the sink; a sink that raises is counted and logged (type only), never propagated."""
         if self.sink is not None:
-            self.sink.count_invalid(exc.reason)
-        if self.dead_letter is not None:
-            self.dead_letter.write(rec.value, exc.reason, exc.detail, rec.position)
-        if exc.model is not None:
-            self._rejected[(exc.model, exc.version or DEFAULT_VERSION)] += 1
+            self._guarded(f"sink.{method}", getattr(self.sink, method), *args, **kwargs)
 
-    def _attribute_rejections(self) -> None:
-        # After the batch's streams exist, so a stream's first batch keeps its own rejections; streams never
-        # seen with a valid event are not created, so garbage model names cannot grow memory.
-        for key, n in self._rejected.items():
+    def _guarded(self, stage: str, fn: Callable, *args, **kwargs):
+        """``fn(*args)``, or None when it raises (counted by stage, logged with the exception's type)."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            self._internal(stage, exc)
+            return None
+
+    def _internal(self, stage: str, exc: BaseException) -> None:
+        self.stats.internal_errors[stage] += 1
+        logger.error("internal error caught in %s (%s); processing goes on", stage, type(exc).__name__)
+
+    def _poison(self, rec: Record, exc: BaseException) -> None:
+        # The exception's message may quote the input: only its type leaves the process.
+        kind = type(exc).__name__
+        self.stats.lines += 1
+        self.stats.invalid[INTERNAL_REASON] += 1
+        self._sink("count_invalid", INTERNAL_REASON)
+        logger.error("poison record isolated (%s) at %s; the rest of its batch is processed", kind, rec.position)
+        if self.dead_letter is not None:
+            self._guarded("dead_letter", self.dead_letter.write, rec.value, INTERNAL_REASON, kind, rec.position)
+
+    # -- phase 1: pure, per record -------------------------------------------------------------------------
+    def _prepare_isolated(self, records: Sequence[Record], horizon: int) -> list:
+        """Chunks of records whose pure phase succeeded, and (record, exception) for each one that raised."""
+        try:
+            return [self._prepare(records, horizon)]
+        except Exception as exc:
+            if len(records) == 1:
+                return [(records[0], exc)]
+        mid = len(records) // 2
+        return self._prepare_isolated(records[:mid], horizon) + self._prepare_isolated(records[mid:], horizon)
+
+    def _prepare(self, records: Sequence[Record], horizon: int) -> Chunk:
+        return prepare_chunk(records, horizon_ms=horizon, max_text_chars=self.config.validation.max_text_chars,
+                             features=self.features, tokenizer=self.tokenizer, profiles=self.profiles,
+                             featurize=self._featurize)
+
+    # -- phase 2: state ------------------------------------------------------------------------------------
+    def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list) -> None:
+        events = chunk.events
+        self.stats.lines += len(chunk.records)
+        self.stats.valid += len(events)
+        for _, rec, exc in chunk.rejected:
+            self._count_rejection(rec, exc)
+        if events and self.on_events is not None:
+            self._guarded("on_events", self.on_events, events)
+        if events and self.experiments is not None:
+            experiments.extend(self._experiments_closed(self._guarded("experiments", self.experiments.add_events, events) or []))
+        if events and self.shadow is not None:
+            shadow.extend(self._shadow_closed(self._guarded("shadow", self.shadow.add_events, events) or []))
+
+        p0 = self._max_ts_ms
+        run = np.maximum.accumulate(np.maximum(chunk.ts, p0)) if events else chunk.ts
+        p_before_ev = np.concatenate(([p0], run[:-1])) if events else run
+        groups = self._tracked_groups(chunk.streams)
+        # Rejections that name a stream, by stream, with their record positions.
+        named: dict[tuple[str, str], list[int]] = {}
+        for r, _, exc in chunk.rejected:
+            if exc.model is not None:
+                named.setdefault((exc.model, exc.version or DEFAULT_VERSION), []).append(r)
+        for key, rs in named.items():
+            if key not in self._streams and key not in groups:
+                self._hold(key, len(rs))
+        for key, sb in groups.items():
+            stream = self._stream(key)
+            rs = np.asarray(named.pop(key, ()), dtype=np.int64)
+            results.extend(self._add(stream, sb, chunk, run, p_before_ev, p0, rs))
+        for key, rs in named.items():  # rejections of known streams without events in this chunk
             stream = self._streams.get(key)
             if stream is not None:
-                stream.pending_invalid += n
-        self._rejected.clear()
+                self._attribute(stream, None, np.asarray(rs, dtype=np.int64), np.zeros(len(rs), np.int64),
+                                partition_before(run, p0, np.searchsorted(chunk.pos, rs)), None, "invalid")
+        if events:
+            self._max_ts_ms = max(p0, int(run[-1]))
+            self._event_max_ts_ms = max(self._event_max_ts_ms, int(chunk.ts.max()))
 
-    # -- windowing -----------------------------------------------------------------------------------------
-    def _stream(self, key: tuple[str, str]) -> _Stream:
+    def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
+        self.stats.invalid[exc.reason] += 1
+        self._sink("count_invalid", exc.reason)
+        if self.dead_letter is not None:
+            self._guarded("dead_letter", self.dead_letter.write, rec.value, exc.reason, exc.detail, rec.position)
+
+    def _hold(self, key: tuple[str, str], n: int) -> None:
+        held = self._held
+        held[key] = held.pop(key, 0) + n  # re-inserted: the most recent is dropped last
+        while len(held) > HELD_STREAMS:
+            del held[next(iter(held))]
+
+    def _tracked_groups(self, streams: dict[tuple[str, str], StreamBatch]) -> dict[tuple[str, str], StreamBatch]:
+        """Fold the streams over metrics.max_tracked_streams into one (OTHER_STREAM), in arrival order."""
+        out: dict[tuple[str, str], StreamBatch] = {}
+        folded: list[StreamBatch] = []
+        room = self._max_tracked - len(self._streams)
+        for key, sb in streams.items():
+            if key in self._streams or key == OTHER_STREAM:
+                out[key] = sb
+            elif room > (0 if OTHER_STREAM in self._streams else 1):
+                out[key] = sb
+                room -= 1
+            else:
+                folded.append(sb)
+        if folded:
+            n = sum(sb.idx.size for sb in folded)
+            self.stats.untracked += n
+            self._sink("count_untracked", n)
+            if OTHER_STREAM in out:
+                folded.append(out.pop(OTHER_STREAM))
+            out[OTHER_STREAM] = merge_streams(folded, 2 + len(self.features.base_names))
+        return out
+
+    def _stream(self, key: tuple[str, str]) -> StreamState:
         stream = self._streams.get(key)
         if stream is None:
             profile = self.profiles.get(key[0])
-            stream = self._streams[key] = _Stream(key[0], key[1], profile.custom_features if profile else ())
+            stream = self._streams[key] = StreamState(key[0], key[1], profile.custom_features if profile else ())
+            stream.pending_invalid = self._held.pop(key, 0)
         return stream
 
-    def _add(self, key, events, idx, base, lengths) -> list[WindowResult]:
-        stream = self._stream(key)
-        evs = [events[i] for i in idx]
-        ts = np.fromiter((e.ts_ms for e in evs), dtype=np.int64, count=len(evs))
-        rows = event_rows(evs, base[idx], stream.custom)
-        preds = [None if e.error is not None else e.prediction for e in evs]
-        labels = [e.label for e in evs]
-        entropy = entropies(evs)
-
-        if self.sink is not None:
-            self.sink.observe_batch(
-                stream.model, stream.version,
-                classes=Counter(preds), errors=sum(p is None for p in preds),
-                latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=lengths[idx], last_ts_ms=int(ts.max()),
-            )  # fmt: skip
-
-        if self.config.window.kind == "time":
-            starts = window_start_ms(ts, self._size_ms)
-            late = is_late(starts + self._size_ms, watermark_before_ms(ts, stream.max_ts_ms), self._lateness_ms)
+    def _add(self, stream: StreamState, sb: StreamBatch, chunk: Chunk, run, p_before_ev, p0, rs) -> list[WindowResult]:
+        ts, n = sb.ts, sb.ts.size
+        rows = sb.rows
+        self._sink("observe_batch", stream.model, stream.version,
+                   classes=Counter(sb.preds), errors=sum(p is None for p in sb.preds),
+                   latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()))
+        ev_pos = chunk.pos[sb.idx]
+        clock = None
+        # What waited for a window (read while none of the stream's was open) goes to its next one to open.
+        carried = (stream.pending_invalid, stream.pending_late)
+        stream.pending_invalid = stream.pending_late = 0
+        if self._time:
+            clock = stream_clock(ts, p_before_ev[sb.idx], run[sb.idx], max_ts0=stream.max_ts_ms,
+                                 last_p0=stream.last_p_ms, frontier0=stream.frontier_ms, idle_ms=self._lateness_ms)
+            keys = window_start_ms(ts, self._size_ms)
+            late = keys + self._size_ms + self._lateness_ms <= clock.watermark_before
             n_late = int(late.sum())
-            if n_late:
-                stream.pending_late += n_late
-                self.stats.late += n_late
-                if self.sink is not None:
-                    self.sink.count_late(stream.model, stream.version, n_late)
-            keys = starts
             keep = ~late if n_late else None
         else:
-            keys = (stream.count + np.arange(len(evs), dtype=np.int64)) // self.config.window.events
-            keep = None
-            stream.count += len(evs)
-
-        self._route(stream, keys, keep, ts, rows, preds, labels, entropy)
-        stream.max_ts_ms = max(stream.max_ts_ms, int(ts.max()))
+            keys = (stream.count + np.arange(n, dtype=np.int64)) // self.config.window.events
+            n_late, keep = 0, None
+        new_keys, new_pos = self._route(stream, keys, keep, ts, rows, sb, ev_pos)
+        if new_keys.size:
+            first = stream.open[int(new_keys[0])]
+            first.invalid, first.late = first.invalid + carried[0], first.late + carried[1]
+        else:
+            stream.pending_invalid, stream.pending_late = carried
+        # Late and rejected records count in the window of their stream open at their position.
+        if n_late:
+            self.stats.late += n_late
+            self._sink("count_late", stream.model, stream.version, n_late)
+            lp = ev_pos[late]
+            self._attribute(stream, clock, lp, np.flatnonzero(late), p_before_ev[sb.idx][late], (new_keys, new_pos), "late")
+        if rs.size:
+            self._attribute(stream, clock, rs, np.searchsorted(ev_pos, rs),
+                            partition_before(run, p0, np.searchsorted(chunk.pos, rs)), (new_keys, new_pos), "invalid")
+        if self._time:
+            stream.max_ts_ms = int(clock.max_incl[-1])
+            stream.last_p_ms = int(clock.last_p_incl[-1])
+            stream.frontier_ms = int(clock.frontier_incl[-1])
+            self._queue_expiry(stream)
+        else:
+            stream.count += n
         return self._close_due(stream)
 
-    def _route(self, stream, keys, keep, ts, rows, preds, labels, entropy) -> None:
+    def _route(self, stream, keys, keep, ts, rows, sb: StreamBatch, ev_pos) -> tuple[np.ndarray, np.ndarray]:
+        """Add the kept events to their windows; return the keys of the windows opened and where they opened."""
+        preds, labels, entropy = sb.preds, sb.labels, sb.entropy
         if keep is not None:
             sel = np.flatnonzero(keep)
             if sel.size == 0:
-                return
-            keys, ts, rows, entropy = keys[sel], ts[sel], rows[sel], entropy[sel]
+                return np.empty(0, np.int64), np.empty(0, np.int64)
+            keys, ts, rows, entropy, ev_pos = keys[sel], ts[sel], rows[sel], entropy[sel], ev_pos[sel]
             preds = [preds[i] for i in sel]
             labels = [labels[i] for i in sel]
         first, last = keys[0], keys[-1]
         if first == last and (keys.size < 3 or (keys == first).all()):
-            groups = [(int(first), None)]  # the common case: the whole batch falls into one window
+            groups = [(int(first), None, 0)]  # the common case: the whole batch falls into one window
         else:
-            uniq, inverse = np.unique(keys, return_inverse=True)
-            groups = [(int(k), np.flatnonzero(inverse == j)) for j, k in enumerate(uniq)]
-        for k, sel in groups:
+            uniq, first_idx, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            groups = [(int(k), np.flatnonzero(inverse == j), int(first_idx[j])) for j, k in enumerate(uniq)]
+        opened: list[tuple[int, int]] = []
+        for k, sel, first_i in groups:
             acc = stream.open.get(k)
             if acc is None:
                 acc = stream.open[k] = self._new_window(stream, k)
+                opened.append((int(ev_pos[first_i]), k))
             if sel is None:
                 acc.add(BatchSlice(ts, rows, preds, labels, entropy, self._low))
             else:
                 acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel], self._low))
+        opened.sort()
+        return (np.array([k for _, k in opened], dtype=np.int64), np.array([p for p, _ in opened], dtype=np.int64))
 
-    def _new_window(self, stream: _Stream, key: int) -> WindowAccumulator:
+    def _attribute(self, stream: StreamState, clock: StreamClock | None, positions: np.ndarray, k: np.ndarray,
+                   p_before: np.ndarray, opened, what: str) -> None:
+        """Count late or rejected records (at record ``positions``, each preceded by ``k`` of the stream's
+        events of the chunk) in the window of the stream open there, else in its next window to open."""
+        if self._time:
+            smax, watermark = clock_at(clock, k, p_before, max_ts0=stream.max_ts_ms, last_p0=stream.last_p_ms,
+                                       frontier0=stream.frontier_ms, idle_ms=self._lateness_ms)
+            target = window_start_ms(smax, self._size_ms)
+            is_open = (smax != NO_EVENTS_YET) & (target + self._size_ms + self._lateness_ms > watermark)
+        else:
+            count = stream.count + k
+            target = (count - 1) // self.config.window.events
+            is_open = (count > 0) & (count % self.config.window.events != 0)
+        keys, at = opened if opened is not None else (np.empty(0, np.int64), np.empty(0, np.int64))
+        counts, left = attribution(target, is_open, positions, keys, at)
+        for key, n in counts.items():
+            acc = stream.open.get(key)
+            if acc is None:  # not for a consistent state; never lose the count
+                left += n
+            elif what == "late":
+                acc.late += n
+            else:
+                acc.invalid += n
+        if what == "late":
+            stream.pending_late += left
+        else:
+            stream.pending_invalid += left
+
+    def _new_window(self, stream: StreamState, key: int) -> WindowAccumulator:
         w = self.config.window
         if w.kind == "time":
             start, end, seq = key, key + self._size_ms, 0
+            heapq.heappush(self._due, (end + self._lateness_ms, stream.model, stream.version, key))
         else:
             start, end, seq = 0, 0, key
+        self._n_open += 1
         return WindowAccumulator(
             model=stream.model, version=stream.version, kind=w.kind, start_ms=start, end_ms=end, seq=seq,
             width=2 + len(self.features.base_names) + len(stream.custom),
             reservoir_size=w.reservoir_size, seed=w.seed,
         )  # fmt: skip
 
-    def _close_due(self, stream: _Stream) -> list[WindowResult]:
-        if self.config.window.kind == "time":
-            due = [k for k, acc in stream.open.items() if closed_by_ms(acc.end_ms, stream.max_ts_ms, self._lateness_ms)]
+    def _watermark(self, stream: StreamState) -> int:
+        """The stream's effective watermark at the current end of the record sequence."""
+        idle = self._max_ts_ms - stream.last_p_ms >= self._lateness_ms
+        return max(stream.max_ts_ms, stream.frontier_ms, self._max_ts_ms if idle else NO_EVENTS_YET)
+
+    def _close_due(self, stream: StreamState) -> list[WindowResult]:
+        if self._time:
+            wm = self._watermark(stream) - self._lateness_ms
+            due = [k for k, acc in stream.open.items() if acc.end_ms <= wm]
         else:
             due = [k for k, acc in stream.open.items() if acc.events >= self.config.window.events]
         return [self._close(stream, k, partial=False) for k in sorted(due)]
 
-    def _close(self, stream: _Stream, key: int, *, partial: bool) -> WindowResult:
+    def _close_by_partition(self) -> list[WindowResult]:
+        """Close the windows of streams that went quiet, as the partition's watermark passes them (a heap of
+        open windows by the partition time at which each may be due: no scan of every stream)."""
+        out = []
+        due, p = self._due, self._max_ts_ms
+        while due and due[0][0] <= p:
+            _, model, version, key = heapq.heappop(due)
+            stream = self._streams.get((model, version))
+            if stream is None or key not in stream.open:
+                continue  # closed meanwhile by the stream's own watermark
+            end = stream.open[key].end_ms
+            if end + self._lateness_ms <= self._watermark(stream):
+                out.append(self._close(stream, key, partial=False))
+            else:  # still active: look again once it could have been idle long enough
+                heapq.heappush(due, (max(end, stream.last_p_ms) + self._lateness_ms, model, version, key))
+        return out
+
+    def _queue_expiry(self, stream: StreamState) -> None:
+        if self._ttl_ms > 0 and not stream.expiry_queued:
+            stream.expiry_queued = True
+            heapq.heappush(self._expiry, (stream.last_p_ms + self._ttl_ms, stream.model, stream.version))
+
+    def _expire_streams(self) -> None:
+        """Forget streams without events for metrics.stream_ttl_seconds of partition time."""
+        exp, p = self._expiry, self._max_ts_ms
+        while exp and exp[0][0] <= p:
+            _, model, version = heapq.heappop(exp)
+            stream = self._streams.get((model, version))
+            if stream is None:
+                continue
+            stream.expiry_queued = False
+            if stream.last_p_ms + self._ttl_ms > p or stream.open:
+                again = max([stream.last_p_ms + self._ttl_ms] + [a.end_ms + self._lateness_ms for a in stream.open.values()])
+                if again > p or not stream.open:
+                    stream.expiry_queued = True
+                    heapq.heappush(exp, (max(again, p + 1), model, version))
+                    continue
+            del self._streams[(model, version)]
+            self._sink("forget_stream", model, version)
+
+    def _close(self, stream: StreamState, key: int, *, partial: bool) -> WindowResult:
         acc = stream.open.pop(key)
-        result = window_result(
-            acc,
-            feature_names=self.features.base_names + stream.custom,
-            detectors=self._detectors.get(stream.model),
-            min_events=self.config.window.min_events,
-            partial=partial,
-            late=stream.pending_late,
-            invalid=stream.pending_invalid,
-        )
-        stream.pending_late = stream.pending_invalid = 0
+        self._n_open -= 1
+        names = self.features.base_names + stream.custom
+        detectors = self._detectors.get(stream.model)
+        kw = dict(min_events=self.config.window.min_events, partial=partial, late=acc.late, invalid=acc.invalid)
+        try:
+            result = window_result(acc, feature_names=names, detectors=detectors, **kw)
+        except Exception as exc:
+            # The window's own contents make a detector raise: it still gets a result, untested.
+            self._internal("detectors", exc)
+            result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
+                                         skip_reason=INTERNAL_REASON)
         if self.on_window_confidences is not None:
-            self.on_window_confidences(result, acc.reservoir.rows[:, CONFIDENCE_COL])
+            self._guarded("on_window_confidences", self.on_window_confidences, result, acc.reservoir.rows[:, CONFIDENCE_COL])
         self.stats.windows += 1
-        if self.sink is not None:
-            self.sink.window_closed(result)
+        self._sink("window_closed", result)
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state(self) -> dict:
         """A snapshot of every stream's open windows and counters; :meth:`restore` puts it back exactly."""
         return {
-            "streams": [
-                {
-                    "model": s.model, "version": s.version, "max_ts_ms": s.max_ts_ms, "count": s.count,
-                    "pending_late": s.pending_late, "pending_invalid": s.pending_invalid,
-                    "open": [acc.state() for acc in s.open.values()],
-                }
-                for s in self._streams.values()
-            ],
+            "max_ts_ms": self._max_ts_ms,
+            "event_max_ts_ms": self._event_max_ts_ms,
+            "held": [[m, v, n] for (m, v), n in self._held.items()],
+            "streams": [s.state() for s in self._streams.values()],
             **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
             **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
+        # A checkpoint written before partition watermarks: the partition's time is its newest event.
+        p = max([s["max_ts_ms"] for s in state["streams"]], default=NO_EVENTS_YET)
+        self._max_ts_ms = state.get("max_ts_ms", p)
+        self._event_max_ts_ms = state.get("event_max_ts_ms", p)
+        self._held = {(m, v): n for m, v, n in state.get("held", ())}
         for s in state["streams"]:
-            stream = self._stream((s["model"], s["version"]))
-            stream.max_ts_ms, stream.count = s["max_ts_ms"], s["count"]
-            stream.pending_late, stream.pending_invalid = s["pending_late"], s["pending_invalid"]
-            for acc_state in s["open"]:
-                acc = WindowAccumulator.from_state(acc_state)
-                stream.open[acc.start_ms if acc.kind == "time" else acc.seq] = acc
+            profile = self.profiles.get(s["model"])
+            stream = StreamState.from_state(s, profile.custom_features if profile else (), partition_ms=self._max_ts_ms)
+            self._streams[(stream.model, stream.version)] = stream
+            for key, acc in stream.open.items():
+                self._n_open += 1
+                if acc.kind == "time":
+                    heapq.heappush(self._due, (acc.end_ms + self._lateness_ms, stream.model, stream.version, key))
+            if self._time:
+                self._queue_expiry(stream)
         # A checkpoint from before experiments were configured has neither key: they start from here.
         if self.experiments is not None and "experiments" in state:
             self.experiments.restore(state["experiments"])

@@ -58,7 +58,11 @@ def preflight(config: Config) -> list[str]:
             except ProfileError as exc:
                 problems.append(_say("reference.paths", exc))
 
-    if s.kind == "kafka" or config.reeval.enabled:
+    if config.reeval.enabled and s.kind != "kafka":
+        # The scheduler lives in the Kafka sidecar; with a line source it would never run: say so.
+        problems.append("reeval.enabled: re-evaluation runs in the Kafka sidecar only (source.kind = \"kafka\"); "
+                        "with a file or stdin source run `nlpmon reeval` instead")
+    if s.kind == "kafka" or config.reeval.enabled or config.output.store:
         problem = _store_problem(config.store.url)
         if problem:
             problems.append(f"store.url: {problem}")

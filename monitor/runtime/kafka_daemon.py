@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from monitor.ab.experiments import log_experiment_result
 from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
+from monitor.ingest.batch import Featurize
 from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.logs import log_event
@@ -108,6 +109,7 @@ class KafkaDaemon:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
         before_commit: Callable[[], None] | None = None,
+        featurize: Featurize | None = None,
     ):
         self.config = config
         self.shutdown = shutdown or Shutdown()
@@ -135,6 +137,9 @@ class KafkaDaemon:
         # Called inside each checkpoint transaction just before it commits: fault injection for the crash
         # tests (a SIGKILL that lands mid-transaction); None in production.
         self._before_commit = before_commit
+        # The pipelines' batch featurizer (None: the real one); the poison tests inject one that raises.
+        self._featurize = featurize
+        self._last_record_at = clock()
         # Work that must wait for the main loop: kafka-python runs rebalance callbacks on its IO thread, where
         # blocking client calls (commit, producer flush) are refused.
         self._to_publish: list[tuple[dict, list, list]] = []  # (offsets, dead letters, results)
@@ -251,20 +256,14 @@ class KafkaDaemon:
             if tp in self._fetch_faults.faults:
                 self._fetch_recovered(tp, records[0].offset)
             batch = [Record(r.value if r.value is not None else b"", f"{tp.topic}/{tp.partition}@{r.offset}") for r in records]
-            closed = part.pipeline.process(batch)
-            for r in closed.windows:
-                log_window(r)
-                if self.reeval is not None:
-                    self.reeval.on_window(r)
-            for r in closed.experiments:
-                log_experiment_result(r)
-            for r in closed.shadow:
-                log_shadow_result(r)
-            part.pending.extend(closed.windows)
-            part.pending_experiments.extend(closed.experiments)
-            part.pending_shadow.extend(closed.shadow)
+            self._take(part, part.pipeline.process(batch))  # never raises for a record (poison isolation)
             part.next_offset = records[-1].offset + 1
             self._events_since_checkpoint += len(records)
+            self._last_record_at = self._clock()
+        idle_s = self._clock() - self._last_record_at
+        if not polled and c.window.idle_close_seconds and idle_s >= c.window.idle_close_seconds:
+            for part in self.partitions.values():  # the whole source is quiet (docs/results.md)
+                self._take(part, part.pipeline.close_idle(int(idle_s * 1000)))
         self._observe_kafka(polled)
         self._publish()
         due = (
@@ -280,6 +279,20 @@ class KafkaDaemon:
         if self.reeval is not None:
             self.reeval.tick()
             self.reeval.poll()
+
+    def _take(self, part: _Partition, closed) -> None:
+        """Results closed by a partition's pipeline wait for the checkpoint that makes them durable."""
+        for r in closed.windows:
+            log_window(r)
+            if self.reeval is not None:
+                self.reeval.on_window(r)
+        for r in closed.experiments:
+            log_experiment_result(r)
+        for r in closed.shadow:
+            log_shadow_result(r)
+        part.pending.extend(closed.windows)
+        part.pending_experiments.extend(closed.experiments)
+        part.pending_shadow.extend(closed.shadow)
 
     # -- fetch errors --------------------------------------------------------------------------------------
     def _poll(self) -> dict:
@@ -511,7 +524,8 @@ class KafkaDaemon:
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink,
                         on_window_confidences=self.reeval.observe_confidences if self.reeval else None,
-                        on_events=self.reeval.observe_events if self.reeval else None)
+                        on_events=self.reeval.observe_events if self.reeval else None,
+                        **({"featurize": self._featurize} if self._featurize is not None else {}))
 
     # -- health --------------------------------------------------------------------------------------------
     def _observe_kafka(self, polled) -> None:

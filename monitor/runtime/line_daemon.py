@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import IO
 
@@ -73,6 +74,11 @@ def run_line_source(
             dead_letter = DeadLetterFile(config.validation.dead_letter_path)
             stack.callback(dead_letter.close)
         pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
+        store = None
+        if config.output.store:
+            from sinks.sql import SqlStore
+
+            store = stack.enter_context(SqlStore(config.store.url))
         if dead_letter is not None:
             dead_letter._on_write = sink.count_dead_letter
         stream, name = open_source(path)
@@ -97,13 +103,21 @@ def run_line_source(
                     on_result(r)
             if output is not None and closed.windows:
                 output.flush()
-            # Experiment and shadow results of a line source go to Prometheus (through the sink) and the log
-            # only; the SQL store, and so `nlpmon ab report`, is fed by the Kafka sidecar.
+            if store is not None and (closed.windows or closed.experiments or closed.shadow):
+                # One transaction per batch, upserted by (model, version, window): a rerun of the same input
+                # (after a crash, or on purpose) rewrites the same rows, so the store holds each window once.
+                with store.transaction() as conn:
+                    store.upsert_window_results(conn, closed.windows)
+                    store.upsert_experiment_results(conn, closed.experiments)
+                    store.upsert_shadow_results(conn, closed.shadow)
+            # Experiment and shadow results go to Prometheus (through the sink), the log and, with
+            # output.store, the SQL store (and so `nlpmon ab report`).
             for r in closed.experiments:
                 log_experiment_result(r)
             for r in closed.shadow:
                 log_shadow_result(r)
 
+        idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         for batch in iter_batches(
             stream,
             name,
@@ -115,6 +129,10 @@ def run_line_source(
         ):
             if batch:
                 emit(pipeline.process(batch))
+                last_record = time.monotonic()
+            elif idle_close_s and time.monotonic() - last_record >= idle_close_s:
+                # A followed file that went quiet: event time follows the wall clock (docs/results.md).
+                emit(pipeline.close_idle(int((time.monotonic() - last_record) * 1000)))
             if shutdown.should_exit:
                 break
         emit(pipeline.flush())

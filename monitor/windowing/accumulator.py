@@ -54,6 +54,7 @@ class WindowAccumulator:
         "model", "version", "kind", "start_ms", "end_ms", "seq", "first_ts_ms", "last_ts_ms",
         "events", "errors", "labelled", "correct", "class_counts",
         "confidence_n", "confidence_sum", "low_confidence_n", "entropy_n", "entropy_sum", "reservoir",
+        "invalid", "late",
     )  # fmt: skip
 
     def __init__(self, *, model: str, version: str, kind: str, start_ms: int, end_ms: int, seq: int,
@@ -66,6 +67,9 @@ class WindowAccumulator:
         self.class_counts: Counter[str] = Counter()
         self.confidence_n = self.low_confidence_n = self.entropy_n = 0
         self.confidence_sum = self.entropy_sum = 0  # fixed point, see FIXED_POINT
+        # Rejected and late records of the stream read while this was its open window (docs/results.md):
+        # kept here, not beside the stream, so the count depends on the record sequence, not on batching.
+        self.invalid = self.late = 0
         key = start_ms if kind == "time" else seq
         self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key))
 
@@ -107,7 +111,8 @@ class WindowAccumulator:
         acc = cls.__new__(cls)
         for name in cls.__slots__:
             if name not in ("reservoir", "class_counts"):
-                setattr(acc, name, state[name])
+                # invalid/late: absent from checkpoints written before they were counted here.
+                setattr(acc, name, state[name] if name in state or name not in ("invalid", "late") else 0)
         acc.class_counts = Counter(state["class_counts"])
         acc.reservoir = Reservoir.from_state(state["reservoir"])
         return acc

@@ -78,6 +78,18 @@ class PrometheusSink:
     def set_open_windows(self, n: int) -> None:
         self.daemon.set_open_windows(n)
 
+    def count_untracked(self, n: int) -> None:
+        """Count events of streams over ``metrics.max_tracked_streams`` (``nlpmon_events_untracked_total``)."""
+        self.daemon.count_untracked(n)
+
+    def forget_stream(self, model: str, version: str) -> None:
+        """A stream left the pipeline (``metrics.stream_ttl_seconds``): drop its series, free its label slot."""
+        with self.bounds.lock:
+            labels = self.bounds.forget(model, version)
+            if labels is not None:
+                for collector in (self.events, self.windows, self.reeval, self.daemon):
+                    collector.forget(labels)
+
     # -- the daemons -------------------------------------------------------------------------------------------
     def preset_reasons(self, reasons) -> None:
         """Create a zero series per rejection reason, so dashboards show 0 instead of "no data"."""

@@ -23,6 +23,7 @@ class DaemonCollector:
         self._invalid: Counter[str] = Counter()
         self._late: Counter[tuple[str, str]] = Counter()
         self._dead_letter = 0
+        self._untracked = 0
         self._fetch_errors: Counter[str] = Counter()  # reason -> failed fetches (Kafka daemon only)
         self._open_windows = 0
         self._gauges: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
@@ -44,6 +45,13 @@ class DaemonCollector:
     def count_late(self, model: str, version: str, n: int) -> None:
         with self._bounds.lock:
             self._late[self._bounds.stream(model, version)] += n
+
+    def count_untracked(self, n: int) -> None:
+        with self._bounds.lock:
+            self._untracked += n
+
+    def forget(self, labels: tuple[str, str]) -> None:
+        self._late.pop(labels, None)
 
     def count_dead_letter(self, n: int = 1) -> None:
         with self._bounds.lock:
@@ -81,6 +89,10 @@ class DaemonCollector:
         c = CounterMetricFamily("nlpmon_events_late", "Events that arrived after their window closed.", labels=["model", "version"])
         for (m, v), n in sorted(self._late.items()):
             c.add_metric([m, v], n)
+        yield c
+        c = CounterMetricFamily("nlpmon_events_untracked", "Events of streams over metrics.max_tracked_streams, "
+                                "windowed together as __other__.")
+        c.add_metric([], self._untracked)
         yield c
         c = CounterMetricFamily("nlpmon_dead_letter", "Records written to the dead-letter destination.")
         c.add_metric([], self._dead_letter)

@@ -71,6 +71,12 @@ class EventsCollector:
             if ts > self._last_event.get(s, 0.0):
                 self._last_event[s] = ts
 
+    def forget(self, labels: tuple[str, str]) -> None:
+        for key in [k for k in self._predictions if k[:2] == labels]:
+            del self._predictions[key]
+        for store in (self._errors, self._latency, self._confidence, self._lengths, self._last_event):
+            store.pop(labels, None)
+
     def collect(self):
         with self._bounds.lock:
             yield from self._collect()

@@ -37,6 +37,14 @@ class LabelBounds:
             self._streams[key] = labels
         return labels
 
+    def forget(self, model: str, version: str) -> tuple[str, str] | None:
+        """Free the stream's label slot; return its own labels when it had a slot (their series must go)."""
+        labels = self._streams.pop((model, version), None)
+        if labels is None or labels[0] == OTHER:
+            return None
+        self._classes.pop(labels, None)
+        return labels
+
     def prediction_class(self, stream: tuple[str, str], cls: str) -> str:
         known = self._classes[stream]
         if cls in known:

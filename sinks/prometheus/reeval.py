@@ -51,6 +51,11 @@ class ReevalCollector:
         with self._bounds.lock:
             self._estimated_accuracy[self._bounds.stream(model, version)] = float(value)
 
+    def forget(self, labels: tuple[str, str]) -> None:
+        self._estimated_accuracy.pop(labels, None)
+        for key in [k for k in self._reeval if tuple(k[:2]) == labels]:
+            del self._reeval[key]
+
     def collect(self):
         with self._bounds.lock:
             yield from self._collect()

@@ -32,6 +32,10 @@ class WindowsCollector:
             if result.tested:
                 self._tested[s] += 1
 
+    def forget(self, labels: tuple[str, str]) -> None:
+        for store in (self._windows, self._closed, self._tested):
+            store.pop(labels, None)
+
     def latest(self) -> list[WindowResult]:
         with self._bounds.lock:
             return list(self._windows.values())

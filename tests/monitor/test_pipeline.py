@@ -55,8 +55,19 @@ def test_windows_close_on_watermark_and_late_events_are_counted():
 def test_streams_are_windowed_separately():
     p = Pipeline(cfg())
     res = run(p, [ev(T0, model="a"), ev(T0, model="b", version="2"), ev(T0 + 100_000, model="a")])
-    assert [(r["model"], r["version"]) for r in res] == [("a", "1")]  # b's watermark has not moved
-    assert {(r["model"], r["version"]) for r in flush(p)} == {("a", "1"), ("b", "2")}
+    # b went quiet: its window closes as the partition's watermark, moved by a, passes it (not partial)
+    assert [(r["model"], r["version"], r["partial"]) for r in res] == [("a", "1", False), ("b", "2", False)]
+    assert [(r["model"], r["version"]) for r in flush(p)] == [("a", "1")]
+
+
+def test_an_active_stream_behind_the_others_keeps_its_own_watermark():
+    # b logs 50 s behind a (more than the 10 s lateness) but never goes quiet: nothing of it is late
+    p = Pipeline(cfg())
+    recs = [r for i in range(200) for r in (ev(T0 + 50_000 + i * 1000, model="a"), ev(T0 + i * 1000, model="b"))]
+    res = run(p, recs, batch=7) + flush(p)
+    assert p.stats.late == 0
+    assert sum(r["events"] for r in res if r["model"] == "b") == 200
+    assert all(not r["partial"] for r in res if r["model"] == "b" and r["window_end"] < "2025-11-24T16:03:00")
 
 
 def test_count_windows_and_min_events():

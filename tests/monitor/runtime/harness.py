@@ -81,12 +81,18 @@ def write_config(path: Path, *, bootstrap: str, topic: str, group: str, store_ur
 class DaemonProcess:
     """``nlpmon run`` in a subprocess; stderr (JSON logs) goes to a file the test can read."""
 
-    def __init__(self, config: Path, log: Path, env: dict | None = None, checkpoint_pause: float | None = None):
+    def __init__(self, config: Path, log: Path, env: dict | None = None, checkpoint_pause: float | None = None,
+                 poison: str | None = None):
         self.log = log
         self._f = open(log, "ab")
-        # checkpoint_pause: hold every checkpoint transaction open that long (tests/monitor/runtime/paused_daemon.py).
-        cmd = (nlpmon() + ["run", "--config", str(config)] if checkpoint_pause is None else
-               [sys.executable, "-m", "tests.monitor.runtime.paused_daemon", str(checkpoint_pause), str(config)])
+        # checkpoint_pause: hold every checkpoint transaction open that long (tests/monitor/runtime/paused_daemon.py);
+        # poison: the featurizer raises on events whose text holds this marker (poison_daemon.py).
+        if poison is not None:
+            cmd = [sys.executable, "-m", "tests.monitor.runtime.poison_daemon", poison, str(config), str(checkpoint_pause or 0)]
+        elif checkpoint_pause is not None:
+            cmd = [sys.executable, "-m", "tests.monitor.runtime.paused_daemon", str(checkpoint_pause), str(config)]
+        else:
+            cmd = nlpmon() + ["run", "--config", str(config)]
         self.popen = subprocess.Popen(cmd, stdout=self._f, stderr=self._f, env={**os.environ, **(env or {})})
 
     def logs(self) -> list[dict]:

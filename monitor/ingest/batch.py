@@ -1,0 +1,102 @@
+"""The pure, per-record half of processing a batch: decode, validate, featurize, split by stream.
+
+Nothing here touches state, so when it raises (a bug, a library failing on odd input) the pipeline can split
+the batch and run it again on each half to find the records that raise, without any side effect to undo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.ingest.events import Event, InvalidEvent, decode_event
+from monitor.ingest.features import BatchFeatures, entropies, event_rows
+from monitor.ingest.reference import FeatureSet, Profile
+from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+__all__ = ["FUTURE_REASON", "StreamBatch", "Chunk", "prepare_chunk", "merge_streams", "Featurize"]
+
+# Rejected by the pipeline rather than by the event validator: needs the wall clock.
+FUTURE_REASON = "future_timestamp"
+
+Featurize = Callable[[Sequence[Event], FeatureSet, "TokenizerFeaturizer | None"], BatchFeatures]
+
+
+@dataclass(slots=True)
+class StreamBatch:
+    """One stream's events of a chunk, with their rows computed (arrival order)."""
+
+    idx: np.ndarray  # indices into the chunk's events
+    ts: np.ndarray
+    rows: np.ndarray  # latency, confidence, base features, the stream's custom features
+    preds: list  # class, or None for error events
+    labels: list
+    entropy: np.ndarray
+    lengths: np.ndarray
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A run of records whose pure phase succeeded."""
+
+    records: Sequence  # the monitor.pipeline.Record objects
+    events: list[Event]
+    pos: np.ndarray  # record index (in the chunk) of each event
+    ts: np.ndarray
+    rejected: list[tuple[int, object, InvalidEvent]]  # (record index, record, why)
+    streams: dict[tuple[str, str], StreamBatch]
+
+
+def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, features: FeatureSet,
+                  tokenizer: TokenizerFeaturizer | None, profiles: dict[str, Profile], featurize: Featurize) -> Chunk:
+    """Decode and validate every record, featurize the valid ones, split them by (model, version)."""
+    events: list[Event] = []
+    pos: list[int] = []
+    rejected: list[tuple[int, object, InvalidEvent]] = []
+    for i, rec in enumerate(records):
+        try:
+            e = decode_event(rec.value, max_text_chars=max_text_chars)
+        except InvalidEvent as exc:
+            rejected.append((i, rec, exc))
+            continue
+        if e.ts_ms > horizon_ms:
+            # One producer with a wrong clock must not close every window of its stream.
+            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version)))
+            continue
+        events.append(e)
+        pos.append(i)
+    ts = np.fromiter((e.ts_ms for e in events), dtype=np.int64, count=len(events))
+    streams: dict[tuple[str, str], StreamBatch] = {}
+    if events:
+        batch = featurize(events, features, tokenizer)
+        by_stream: dict[tuple[str, str], list[int]] = {}
+        for i, e in enumerate(events):
+            by_stream.setdefault((e.model, e.version), []).append(i)
+        for key, idx in by_stream.items():
+            evs = [events[i] for i in idx] if len(idx) < len(events) else events
+            profile = profiles.get(key[0])
+            ia = np.asarray(idx, dtype=np.intp)
+            streams[key] = StreamBatch(
+                ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else ()),
+                [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
+                entropies(evs), batch.lengths[ia],
+            )  # fmt: skip
+    return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams)
+
+
+def merge_streams(parts: list[StreamBatch], width: int) -> StreamBatch:
+    """Several streams' events as one stream (arrival order), keeping the first ``width`` row columns."""
+    order = np.argsort(np.concatenate([sb.idx for sb in parts]), kind="stable")
+
+    def cat(arrays):
+        return np.concatenate(arrays)[order]
+
+    preds = [p for sb in parts for p in sb.preds]
+    labels = [v for sb in parts for v in sb.labels]
+    return StreamBatch(
+        cat([sb.idx for sb in parts]), cat([sb.ts for sb in parts]), cat([sb.rows[:, :width] for sb in parts]),
+        [preds[i] for i in order], [labels[i] for i in order], cat([sb.entropy for sb in parts]),
+        cat([sb.lengths for sb in parts]),
+    )  # fmt: skip
