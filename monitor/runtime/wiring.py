@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from monitor import __version__
 from monitor.config import Config
@@ -43,10 +43,15 @@ def load_tokenizer(config: Config) -> TokenizerFeaturizer | None:
 
 
 def build_sink(config: Config, registry: CollectorRegistry) -> PrometheusSink:
-    """The Prometheus sink with its label bounds, and a zero series for every rejection reason."""
+    """The Prometheus sink with its label bounds, a zero series for every rejection reason, and the process
+    (process_*: CPU, memory, file descriptors), platform (python_info) and GC (python_gc_*) collectors that the
+    global registry would have had: nlpmon's registry is an explicit one."""
     sink = PrometheusSink(registry, max_streams=config.metrics.max_streams, max_classes=config.metrics.max_classes,
                           build_version=__version__)
     sink.preset_reasons(ALL_REASONS)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     return sink
 
 

@@ -12,7 +12,8 @@ from sinks.prometheus.labels import LabelBounds
 
 __all__ = ["WindowsCollector"]
 
-_QUANTILES = (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99"), ("1", "max"))
+# Label `stat` (not `quantile`: that label is for summaries, and promtool check metrics rejects it on a gauge).
+_LATENCY_STATS = ("p50", "p95", "p99", "max")
 
 
 class WindowsCollector:
@@ -59,7 +60,8 @@ class WindowsCollector:
                 ("nlp_window_drifted", "1 when any detector found drift in the latest closed window."),
             )
         }
-        quantiles = GaugeMetricFamily("nlp_window_latency_seconds", "Latency quantiles of the latest closed window.", labels=sv + ["quantile"])
+        quantiles = GaugeMetricFamily("nlp_window_latency_seconds", "Exact latency percentiles (stat p50, p95, p99) and "
+                                      "maximum (max) of the latest closed window.", labels=sv + ["stat"])
         ratios = GaugeMetricFamily("nlp_window_class_ratio", "Share of each predicted class in the latest closed window.", labels=sv + ["prediction_class"])
         dl = sv + ["detector", "feature"]
         stat = GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic of the latest tested window.", labels=dl)
@@ -85,10 +87,10 @@ class WindowsCollector:
                 if value is not None:
                     g[name].add_metric(lv, value)
             g["nlp_window_drifted"].add_metric(lv, 1.0 if r.drifted else 0.0)
-            for q, key in _QUANTILES:
+            for key in _LATENCY_STATS:
                 value = getattr(r.latency_ms, key)
                 if math.isfinite(value):  # NaN without latencies: no sample
-                    quantiles.add_metric(lv + [q], float(value) / 1000.0)
+                    quantiles.add_metric(lv + [key], float(value) / 1000.0)
             total = sum(r.predictions.values())
             if total:
                 folded: Counter[str] = Counter()

@@ -74,7 +74,9 @@ def test_window_gauges(reg):
     g = reg.get_sample_value
     assert g("nlp_window_events", lab) == 500
     assert g("nlp_window_end_timestamp_seconds", lab) == pytest.approx(1_795_601_100.0)
-    assert g("nlp_window_latency_seconds", {**lab, "quantile": "0.99"}) == pytest.approx(0.055)
+    assert g("nlp_window_latency_seconds", {**lab, "stat": "p99"}) == pytest.approx(0.055)
+    assert g("nlp_window_latency_seconds", {**lab, "stat": "max"}) == pytest.approx(0.080)
+    assert g("nlp_window_latency_seconds", {**lab, "quantile": "0.99"}) is None
     assert g("nlp_window_confidence_mean", lab) == 0.8
     assert g("nlp_window_low_confidence_ratio", lab) == 0.1
     assert g("nlp_window_class_ratio", {**lab, "prediction_class": "pos"}) == pytest.approx(0.6)
