@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py                 # throughput, without and with tokenizer features
     .venv/bin/python bench/pipeline.py --rss 1000000 5000000   # + peak RSS of `nlpmon replay` on N events
+    .venv/bin/python bench/pipeline.py --distinct-models 1000000   # memory and series with 1M distinct models
 
 Throughput: events are read into memory first, then timed through decode -> validation -> features ->
 windows -> detectors -> Prometheus collector (Pipeline.process + flush), against a bare ``orjson.loads``
@@ -143,6 +144,34 @@ def peak_rss(n_values: list[int]) -> None:
             print(f"  RSS {n:,} / {rows[0][0]:,}: {rss / base:.3f}")
 
 
+def distinct_models(n: int, batch: int) -> None:
+    """Every event from a model never seen before: memory and exported series must stay bounded."""
+    import resource
+
+    from monitor.runtime.wiring import build_sink
+
+    config = load_config(env={}, overrides={"source.kind": "stdin", "window.max_future_seconds": 1e9})
+    registry = CollectorRegistry()
+    pipeline = Pipeline(config, sink=build_sink(config, registry))
+    t0_ms = 1_764_000_000_000
+    print(f"\n{n:,} events, each from a distinct model (metrics.max_tracked_streams = {config.metrics.max_tracked_streams:,}, "
+          f"metrics.max_streams = {config.metrics.max_streams})")
+    t0 = time.perf_counter()
+    checkpoints = {n // 10, n // 2, n}
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
+        records = [Record(orjson.dumps({"ts": t0_ms + i * 50, "model": f"model-{i}", "version": "1", "prediction": "pos",
+                                        "confidence": 0.9, "latency_ms": 12.5, "text": "a short input text"}))
+                   for i in range(lo, hi)]
+        pipeline.process(records)
+        if hi in checkpoints or (lo < n // 10 <= hi) or (lo < n // 2 <= hi):
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            series = sum(len(m.samples) for m in registry.collect())
+            print(f"  after {hi:>9,} events: peak RSS {rss:7.1f} MiB, tracked streams {pipeline.tracked_streams:,}, "
+                  f"exported series {series:,}, untracked events {pipeline.stats.untracked:,}")
+    print(f"  {n / (time.perf_counter() - t0):,.0f} events/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -150,9 +179,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rss", type=int, nargs="*", metavar="N", help="also measure peak RSS replaying N events")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    ap.add_argument("--distinct-models", type=int, default=0, metavar="N",
+                    help="only: N events from N distinct models; peak RSS and exported series (bounded)")
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[0]})
+    if args.distinct_models:
+        distinct_models(args.distinct_models, args.batch)
+        return
     throughput(args)
     if args.rss:
         peak_rss(args.rss)
