@@ -32,8 +32,8 @@ INSTALL_HINT = "apt-get install -y prometheus prometheus-alertmanager"
 # Metrics that other issues add and docs/metrics.md does not list yet: re-evaluation (issue 4) and the
 # Kafka daemon (issue 3). Once docs/metrics.md documents them, these entries are redundant but harmless.
 PLANNED_METRICS = {
-    "nlp_reeval_accuracy", "nlp_reeval_f1", "nlp_reeval_ece", "nlp_reeval_accuracy_drop",
-    "nlp_reeval_duration_seconds", "nlp_reeval_last_run_timestamp_seconds", "nlp_estimated_accuracy",
+    "nlp_reeval_accuracy_ratio", "nlp_reeval_f1", "nlp_reeval_ece", "nlp_reeval_accuracy_drop",
+    "nlp_reeval_duration_seconds", "nlp_reeval_last_run_timestamp_seconds", "nlp_estimated_accuracy_ratio",
     "nlpmon_reeval_runs_total", "nlpmon_kafka_connected", "nlpmon_consumer_lag", "nlpmon_db_connected",
     "nlpmon_ready",
 }
@@ -199,7 +199,7 @@ def test_drift_persistence_range_is_in_one_place():
     # Tests with short windows load a copy of the rules with this range shortened (docs/runbooks.md).
     ranges = {r.get("record") or r.get("alert"): re.findall(r"\[6m\]", r["expr"]) for r in load_rules()}
     with_range = {name for name, found in ranges.items() if found}
-    assert with_range == {"model_version_detector:nlp_drift_detected:persistent6m"}
+    assert with_range == {"model_version_detector:nlp_drift_detector_detected:persistent6m"}
 
 
 def test_metric_name_parser():
@@ -298,7 +298,7 @@ tests:
     input_series:
       - series: 'nlp_windows_tested_total{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1"}'
         values: '1x4 2x4 3x4'
-      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input",feature="__any__"}'
+      - series: 'nlp_drift_detector_detected{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input"}'
         values: '1x14'
       - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="ml",app="sentiment",model="s",version="1",detector="input",feature="f1"}'
         values: '1x14'
@@ -307,7 +307,7 @@ tests:
       # another installation's copy of the same model, outside the selector: neither alerts nor is counted
       - series: 'nlp_windows_tested_total{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1"}'
         values: '1x4 2x4 3x4'
-      - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input",feature="__any__"}'
+      - series: 'nlp_drift_detector_detected{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input"}'
         values: '1x14'
       - series: 'nlp_drift_detected{job="ml/nlpmon",namespace="staging",app="sentiment",model="s",version="1",detector="input",feature="f2"}'
         values: '1x14'

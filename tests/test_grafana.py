@@ -23,7 +23,7 @@ DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 # Rows of features that are off on a plain install (re-evaluation, experiments, shadow): collapsed.
 OPTIONAL_ROWS = ("Re-evaluation", "Experiments", "Shadow")
 # 0/1 gauges: never on one axis with a p-value or a ratio.
-FLAG_METRICS = {"nlp_drift_detected", "nlp_window_drifted", "nlp_experiment_significant", "nlp_experiment_degraded",
+FLAG_METRICS = {"nlp_drift_detected", "nlp_drift_detector_detected", "nlp_window_drifted", "nlp_experiment_significant", "nlp_experiment_degraded",
                 "nlp_experiment_srm_mismatch", "nlp_experiment_guardrail_breached", "nlp_shadow_agreement_low",
                 "nlpmon_ready", "nlpmon_kafka_connected", "nlpmon_db_connected", "nlpmon_consumption_paused", "up"}
 
@@ -222,9 +222,9 @@ REQUIRED_PANELS = {
     "input length trend": _uses("nlp_input_length_tokens"),
     "drift statistic per feature": _uses("nlp_drift_statistic"),
     "drift p-value per feature": _uses("nlp_drift_p_value"),
-    "drift flags over time": _uses("nlp_drift_detected"),
-    "re-eval accuracy over time": _uses("nlp_reeval_accuracy"),
-    "estimated vs measured accuracy": _uses("nlp_estimated_accuracy", "nlp_reeval_accuracy"),
+    "drift flags over time": _uses("nlp_drift_detector_detected"),
+    "re-eval accuracy over time": _uses("nlp_reeval_accuracy_ratio"),
+    "estimated vs measured accuracy": _uses("nlp_estimated_accuracy_ratio", "nlp_reeval_accuracy_ratio"),
     "consumer lag": _uses("nlpmon_consumer_lag"),
     "invalid events": _uses("nlpmon_events_invalid_total"),
     # Issue 6: experiments and shadow deployments.

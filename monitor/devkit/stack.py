@@ -37,7 +37,7 @@ ALERTMANAGER_NAMES = ("prometheus-alertmanager", "alertmanager")  # Debian's nam
 INSTALL_HINT = "Debian/Ubuntu: apt-get install prometheus prometheus-alertmanager"
 
 # The recording rule that encodes drift persistence (alerts/nlpmon.rules.yml) and the alerts built on it.
-PERSISTENCE_RULE = "model_version_detector:nlp_drift_detected:persistent6m"
+PERSISTENCE_RULE = "model_version_detector:nlp_drift_detector_detected:persistent6m"
 PERSISTENCE_RANGE = "[6m]"
 PERSISTENCE_RANGE_USES = 3  # sum_over_time, count_over_time and changes in the rule's expression
 DRIFT_ALERTS = ("NlpInputDrift", "NlpConfidenceShift", "NlpPredictionClassShift")

@@ -12,7 +12,7 @@ A run is ``python -m monitor.reeval.worker`` (``monitor.reeval.worker``) in a ne
 priority, so a slow or crashing model never stalls the consumer. Each finished run is counted
 (``nlpmon_reeval_runs_total{outcome}``), logged, stored in ``reeval_runs`` and, when it succeeded, exported
 as the ``nlp_reeval_*`` gauges; its calibration table then turns every closed window's confidences into
-``nlp_estimated_accuracy`` (:meth:`observe_confidences`). A failed, timed-out or unstorable run is logged
+``nlp_estimated_accuracy_ratio`` (:meth:`observe_confidences`). A failed, timed-out or unstorable run is logged
 and the daemon carries on. Nothing here raises into the daemon's loop.
 """
 
@@ -410,7 +410,7 @@ class ReevalScheduler:
             return
         r = run.result
         self.sink.set_reeval(run.model, run.version, run.dataset, {
-            "nlp_reeval_accuracy": r.get("accuracy"), "nlp_reeval_f1": r.get("macro_f1"), "nlp_reeval_ece": r.get("ece"),
+            "nlp_reeval_accuracy_ratio": r.get("accuracy"), "nlp_reeval_f1": r.get("macro_f1"), "nlp_reeval_ece": r.get("ece"),
             "nlp_reeval_accuracy_drop": r.get("accuracy_drop"), "nlp_reeval_duration_seconds": r.get("duration_seconds"),
             "nlp_reeval_last_run_timestamp_seconds": self._wall(),
         })  # fmt: skip

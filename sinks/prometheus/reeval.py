@@ -12,7 +12,7 @@ __all__ = ["ReevalCollector", "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES"]
 
 # The gauges of the latest re-evaluation of each (model, version, dataset): name -> help text.
 REEVAL_GAUGES = {
-    "nlp_reeval_accuracy": "Accuracy of the latest re-evaluation on the held-out data set.",
+    "nlp_reeval_accuracy_ratio": "Accuracy of the latest re-evaluation on the held-out data set.",
     "nlp_reeval_f1": "Macro-F1 of the latest re-evaluation.",
     "nlp_reeval_ece": "Expected calibration error of the latest re-evaluation.",
     "nlp_reeval_accuracy_drop": "Baseline accuracy minus the latest re-evaluation's accuracy (positive: worse).",
@@ -23,7 +23,7 @@ REEVAL_RUN_OUTCOMES = ("success", "failure", "timeout", "skipped_busy")
 
 
 class ReevalCollector:
-    """``nlp_reeval_*``, ``nlp_estimated_accuracy`` and ``nlpmon_reeval_runs_total`` (absent until used)."""
+    """``nlp_reeval_*``, ``nlp_estimated_accuracy_ratio`` and ``nlpmon_reeval_runs_total`` (absent until used)."""
 
     def __init__(self, bounds: LabelBounds):
         self._bounds = bounds
@@ -69,7 +69,7 @@ class ReevalCollector:
             for name, value in values.items():
                 families[name].add_metric(list(key), value)
         yield from families.values()
-        est = GaugeMetricFamily("nlp_estimated_accuracy", "Label-free accuracy estimate of the latest closed window "
+        est = GaugeMetricFamily("nlp_estimated_accuracy_ratio", "Label-free accuracy estimate of the latest closed window "
                                 "(its confidences through the latest re-evaluation's calibration table).",
                                 labels=["model", "version"])  # fmt: skip
         for (m, v), value in sorted(self._estimated_accuracy.items()):

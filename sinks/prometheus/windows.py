@@ -56,7 +56,7 @@ class WindowsCollector:
                 ("nlp_window_low_confidence_ratio", "Share of predictions below the low-confidence threshold."),
                 ("nlp_window_entropy_mean", "Mean entropy (bits) of predicted probabilities."),
                 ("nlp_window_error_ratio", "Share of events with an error in the latest closed window."),
-                ("nlp_window_accuracy", "Accuracy on labelled events in the latest closed window."),
+                ("nlp_window_accuracy_ratio", "Accuracy on labelled events in the latest closed window."),
                 ("nlp_window_drifted", "1 when any detector found drift in the latest closed window."),
             )
         }
@@ -64,9 +64,16 @@ class WindowsCollector:
                                       "maximum (max) of the latest closed window.", labels=sv + ["stat"])
         ratios = GaugeMetricFamily("nlp_window_class_ratio", "Share of each predicted class in the latest closed window.", labels=sv + ["prediction_class"])
         dl = sv + ["detector", "feature"]
-        stat = GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic of the latest tested window.", labels=dl)
+        # Bounded statistics (KS D, difference of shares, both in [0, 1]) and the unbounded chi-square of the
+        # predicted classes are separate families, so one axis or one threshold never mixes the two.
+        stat = GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic in [0, 1] (KS D; difference of shares "
+                                 "for 0/1 features) of the latest tested window.", labels=dl)
+        chi2 = GaugeMetricFamily("nlp_drift_chi_square_statistic", "Chi-square statistic of the predicted-class test "
+                                 "of the latest tested window.", labels=dl)
         pval = GaugeMetricFamily("nlp_drift_p_value", "Drift test p-value (adjusted for input features).", labels=dl)
-        flag = GaugeMetricFamily("nlp_drift_detected", "1 when the drift test flagged drift.", labels=dl)
+        flag = GaugeMetricFamily("nlp_drift_detected", "1 when the test of this feature flagged drift.", labels=dl)
+        verdict = GaugeMetricFamily("nlp_drift_detector_detected", "1 when the detector flagged drift in the latest "
+                                    "tested window (any of its features).", labels=sv + ["detector"])
         closed = CounterMetricFamily("nlp_windows_closed", "Windows closed.", labels=sv)
         tested = CounterMetricFamily("nlp_windows_tested", "Windows with enough events and a reference to be tested.", labels=sv)
         for (m, v), r in sorted(self._windows.items()):
@@ -82,7 +89,7 @@ class WindowsCollector:
                 ("nlp_window_low_confidence_ratio", conf.low_ratio),
                 ("nlp_window_entropy_mean", conf.entropy_mean),
                 ("nlp_window_error_ratio", r.error_rate),
-                ("nlp_window_accuracy", r.accuracy),
+                ("nlp_window_accuracy_ratio", r.accuracy),
             ):
                 if value is not None:
                     g[name].add_metric(lv, value)
@@ -98,23 +105,23 @@ class WindowsCollector:
                     folded[self._bounds.prediction_class((m, v), cls)] += n
                 for cls, n in sorted(folded.items()):
                     ratios.add_metric(lv + [cls], n / total)
-            _drift_samples(r.drift, lv, stat, pval, flag)
+            _drift_samples(r.drift, lv, stat, chi2, pval, flag, verdict)
         yield from g.values()
-        yield from (quantiles, ratios, stat, pval, flag, closed, tested)
+        yield from (quantiles, ratios, stat, chi2, pval, flag, verdict, closed, tested)
 
 
-def _drift_samples(drift: DriftVerdicts, lv: list[str], stat, pval, flag) -> None:
+def _drift_samples(drift: DriftVerdicts, lv: list[str], stat, chi2, pval, flag, verdict) -> None:
     d = drift.input
     if d is not None:
-        flag.add_metric(lv + ["input", "__any__"], 1.0 if d.drifted else 0.0)
+        verdict.add_metric(lv + ["input"], 1.0 if d.drifted else 0.0)
         for f in d.features:
             stat.add_metric(lv + ["input", f.feature], f.statistic)
             pval.add_metric(lv + ["input", f.feature], f.p_value_adjusted)
             flag.add_metric(lv + ["input", f.feature], 1.0 if f.drifted else 0.0)
-    for detector, feature, d in (("confidence", "confidence", drift.confidence),
-                                 ("prediction", "classes", drift.prediction)):
+    for detector, feature, d, family in (("confidence", "confidence", drift.confidence, stat),
+                                         ("prediction", "classes", drift.prediction, chi2)):
         if d is not None:
-            stat.add_metric(lv + [detector, feature], d.statistic)
+            family.add_metric(lv + [detector, feature], d.statistic)
             pval.add_metric(lv + [detector, feature], d.p_value)
             flag.add_metric(lv + [detector, feature], 1.0 if d.drifted else 0.0)
-            flag.add_metric(lv + [detector, "__any__"], 1.0 if d.drifted else 0.0)
+            verdict.add_metric(lv + [detector], 1.0 if d.drifted else 0.0)

@@ -80,14 +80,15 @@ def test_window_gauges(reg):
     assert g("nlp_window_confidence_mean", lab) == 0.8
     assert g("nlp_window_low_confidence_ratio", lab) == 0.1
     assert g("nlp_window_class_ratio", {**lab, "prediction_class": "pos"}) == pytest.approx(0.6)
-    assert g("nlp_window_accuracy", lab) is None  # no labels: no sample rather than a fake 0
+    assert g("nlp_window_accuracy_ratio", lab) is None  # no labels: no sample rather than a fake 0
     d = {**lab, "detector": "input"}
     assert g("nlp_drift_statistic", {**d, "feature": "char_length"}) == 0.4
     assert g("nlp_drift_p_value", {**d, "feature": "char_length"}) == 2e-9
     assert g("nlp_drift_detected", {**d, "feature": "char_length"}) == 1
     assert g("nlp_drift_detected", {**d, "feature": "digit_ratio"}) == 0
-    assert g("nlp_drift_detected", {**d, "feature": "__any__"}) == 1
-    assert g("nlp_drift_detected", {**lab, "detector": "confidence", "feature": "__any__"}) == 0
+    assert g("nlp_drift_detector_detected", d) == 1
+    assert g("nlp_drift_detector_detected", {**lab, "detector": "confidence"}) == 0
+    assert g("nlp_drift_detected", {**d, "feature": "__any__"}) is None  # the roll-up has its own family
     assert g("nlp_window_drifted", lab) == 1
     assert g("nlp_windows_closed_total", lab) == 1 and g("nlp_windows_tested_total", lab) == 1
     sink.window_closed(result(drifted=False))

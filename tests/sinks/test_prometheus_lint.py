@@ -43,7 +43,7 @@ def full_scrape() -> tuple[CollectorRegistry, bytes]:
         features=[factories.feature("char_length", 0.3, 1e-6, 1e-5, True),
                   factories.feature("empty", 0.05, 1e-4, 1e-3, True)],
         confidence=factories.confidence_shift(True, 0.2, 1e-4)))  # fmt: skip
-    sink.set_reeval("m", "1", "heldout", {"nlp_reeval_accuracy": 0.91, "nlp_reeval_f1": 0.9, "nlp_reeval_ece": 0.03,
+    sink.set_reeval("m", "1", "heldout", {"nlp_reeval_accuracy_ratio": 0.91, "nlp_reeval_f1": 0.9, "nlp_reeval_ece": 0.03,
                                           "nlp_reeval_accuracy_drop": 0.01, "nlp_reeval_duration_seconds": 2.0,
                                           "nlp_reeval_last_run_timestamp_seconds": t0 / 1000})
     sink.count_reeval_run("success", 1)
@@ -63,7 +63,7 @@ def full_scrape() -> tuple[CollectorRegistry, bytes]:
 def test_the_scrape_carries_every_family():
     registry, text = full_scrape()
     names = {m.name for m in registry.collect()}
-    for expected in ("nlp_predictions", "nlp_window_events", "nlp_drift_statistic", "nlp_reeval_accuracy",
+    for expected in ("nlp_predictions", "nlp_window_events", "nlp_drift_statistic", "nlp_reeval_accuracy_ratio",
                      "nlp_experiment_samples", "nlp_shadow_pairs", "nlpmon_events_consumed", "nlpmon_kafka_connected",
                      "process_cpu_seconds", "python_info", "python_gc_objects_collected"):
         assert expected in names, f"{expected} missing from the scrape"

@@ -92,10 +92,10 @@ def test_shorten_drift_persistence_touches_only_the_persistence_rule():
     [
         (lambda t: t.replace("[6m]", "[10m]", 1), "exactly 3 times"),  # one range changed on its own
         (lambda t: t + "\n# sum_over_time(x[6m])\n", "exactly 3 times"),  # a fourth use elsewhere
-        (lambda t: t.replace("expr: model_version_detector:nlp_drift_detected:persistent6m{detector=\"input\"} == 1",
-                             "expr: model_version_detector:nlp_drift_detected:persistent6m{detector=\"input\"} == 1\n"
+        (lambda t: t.replace("expr: model_version_detector:nlp_drift_detector_detected:persistent6m{detector=\"input\"} == 1",
+                             "expr: model_version_detector:nlp_drift_detector_detected:persistent6m{detector=\"input\"} == 1\n"
                              "        for: 5m"), "for: 5m"),
-        (lambda t: t.replace("record: model_version_detector:nlp_drift_detected:persistent6m", "record: x:y:z"),
+        (lambda t: t.replace("record: model_version_detector:nlp_drift_detector_detected:persistent6m", "record: x:y:z"),
          "no recording rule"),
     ],
 )

@@ -180,14 +180,14 @@ def test_a_failed_run_is_counted_stored_and_the_next_one_runs(env, tmp_path, beh
     assert s.on_window(window()) is True
     run = wait_finished(s)
     assert run.outcome == "failure" and message in run.error
-    assert env.runs("failure") == 1 and env.gauge("nlp_reeval_accuracy", model="sentiment", version="3", dataset="heldout") is None
+    assert env.runs("failure") == 1 and env.gauge("nlp_reeval_accuracy_ratio", model="sentiment", version="3", dataset="heldout") is None
     [row] = env.store.reeval_runs(outcome="failure")
     assert message in row.error and row.result is None
     # The scheduler carries on: the model is fixed, the next run succeeds.
     bad.write_text(json.dumps({"accuracy": 0.9}))
     assert s.on_window(window()) is True
     assert wait_finished(s).outcome == "success"
-    assert env.gauge("nlp_reeval_accuracy", model="sentiment", version="3", dataset="heldout") == 0.9
+    assert env.gauge("nlp_reeval_accuracy_ratio", model="sentiment", version="3", dataset="heldout") == 0.9
 
 
 def test_a_bad_label_map_fails_the_run_without_starting_a_worker(env):
@@ -203,7 +203,7 @@ def test_an_unreachable_store_does_not_stop_the_scheduler(env, tmp_path):
     assert s.on_window(window()) is True
     run = wait_finished(s)
     assert run.outcome == "success" and run.id is None
-    assert env.gauge("nlp_reeval_accuracy", model="sentiment", version="3", dataset="heldout") == 0.8
+    assert env.gauge("nlp_reeval_accuracy_ratio", model="sentiment", version="3", dataset="heldout") == 0.8
     assert s.status()["unsaved_runs"] == 1
     down.close()
 
@@ -242,7 +242,7 @@ def test_gauges_come_straight_from_the_result(env, tmp_path):
     s.on_window(window(version="7"))
     wait_finished(s)
     labels = dict(model="sentiment", version="7", dataset="heldout-2026q3")
-    assert env.gauge("nlp_reeval_accuracy", **labels) == 0.8125
+    assert env.gauge("nlp_reeval_accuracy_ratio", **labels) == 0.8125
     assert env.gauge("nlp_reeval_f1", **labels) == 0.8
     assert env.gauge("nlp_reeval_ece", **labels) == 0.031
     assert env.gauge("nlp_reeval_duration_seconds", **labels) == 2.25
@@ -295,13 +295,13 @@ def test_windows_get_the_label_free_estimate_from_the_latest_calibration(env, tm
     confidences = np.array([0.3, 0.55, 0.7, 0.95, 0.99, np.nan])  # NaN: an error event
     # Before any re-evaluation there is no table: no estimate, no gauge.
     assert s.observe_confidences(window(), confidences) is None
-    assert env.gauge("nlp_estimated_accuracy", model="sentiment", version="3") is None
+    assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3") is None
     s.on_window(window())
     run = wait_finished(s)
     # The run's table is applied at once to the latest window of each stream (numpy by hand: bins of width
     # 0.25; 0.3 -> bin 1 (0.4), 0.55 and 0.7 -> bin 2 (0.6), 0.95 and 0.99 -> bin 3 (0.9)).
     expected = (0.4 + 0.6 + 0.6 + 0.9 + 0.9) / 5
-    assert env.gauge("nlp_estimated_accuracy", model="sentiment", version="3") == pytest.approx(expected)
+    assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3") == pytest.approx(expected)
     block = run.result["label_free_estimate"]
     assert block["calibration"] == "none" and block["calibration_run"] is None
     # Without an earlier table the held-out estimate is the mean confidence of the held-out set.
@@ -315,7 +315,7 @@ def test_windows_get_the_label_free_estimate_from_the_latest_calibration(env, tm
     est = s.observe_confidences(window(start="2026-01-01T00:05:00.000Z"), later)
     assert est == pytest.approx(estimate_accuracy(CalibrationTable.from_dict(table), later))
     assert est == pytest.approx((0.9 + 0.9 + 0.6 + 0.1) / 4)  # bin 0 was empty: 0.1 counts for itself
-    assert env.gauge("nlp_estimated_accuracy", model="sentiment", version="3") == pytest.approx(est)
+    assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3") == pytest.approx(est)
     # The next run is measured against the previous run's table.
     s.on_window(window())
     block = wait_finished(s).result["label_free_estimate"]

@@ -85,15 +85,15 @@ def test_drift_starts_a_stored_and_exported_run_and_post_reeval_another(kafka_br
         assert not any(e["text"] in json.dumps(result) for e in events[-200:])
 
         labels = (("dataset", "heldout"), ("model", "sentiment"), ("version", "1"))
-        wait_until(lambda: ("nlp_reeval_accuracy", labels) in _samples(port), 10, "the re-evaluation gauges", d)
+        wait_until(lambda: ("nlp_reeval_accuracy_ratio", labels) in _samples(port), 10, "the re-evaluation gauges", d)
         m = _samples(port)
-        assert m[("nlp_reeval_accuracy", labels)] == pytest.approx(result["accuracy"])
+        assert m[("nlp_reeval_accuracy_ratio", labels)] == pytest.approx(result["accuracy"])
         assert m[("nlp_reeval_f1", labels)] == pytest.approx(result["macro_f1"])
         assert m[("nlp_reeval_ece", labels)] == pytest.approx(result["ece"])
         assert m[("nlpmon_reeval_runs_total", (("outcome", "success"),))] == 1.0
         assert m[("nlpmon_reeval_running", ())] == 0.0
         # Windows closed before the run get the label-free estimate from its calibration table.
-        assert 0.0 <= m[("nlp_estimated_accuracy", (("model", "sentiment"), ("version", "1")))] <= 1.0
+        assert 0.0 <= m[("nlp_estimated_accuracy_ratio", (("model", "sentiment"), ("version", "1")))] <= 1.0
 
         # On demand, from localhost: a second run, whose baseline is the first stored run.
         code, answer = _post(port, "/reeval")
