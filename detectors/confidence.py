@@ -13,7 +13,7 @@ from scipy import special
 from detectors.base import ConfidenceShiftResult, check_in_range
 from detectors.ks import KSReference, ks_p_value
 
-__all__ = ["ConfidenceShift", "entropy_bits"]
+__all__ = ["ConfidenceShift", "entropy_bits", "low_confidence_threshold"]
 
 
 class ConfidenceShift:
@@ -127,3 +127,29 @@ def entropy_bits(probabilities: np.ndarray) -> np.ndarray:
 
 def _low_ratio(sorted_values: np.ndarray, low_threshold: float) -> float:
     return float(np.searchsorted(sorted_values, low_threshold, side="left") / sorted_values.size)
+
+
+def low_confidence_threshold(n_classes: int, setting: float = 0.0) -> float:
+    """Return the confidence below which a prediction counts as low: ``setting``, or the rule when it is 0.
+
+    A fixed 0.5 can never fire for a binary model (its top probability is at least 0.5) and is nearly
+    certainty-blind for 50 classes (chance is 0.02). The rule is halfway between chance and certainty,
+    ``1/k + (1 - 1/k) / 2 = (k + 1) / (2k)`` for ``k`` classes: 0.75 for 2 classes, 0.67 for 3, 0.51 for 50.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes of the model (fewer than 2 is taken as 2).
+    setting : float, default 0.0
+        A configured threshold in (0, 1]; 0 selects the rule.
+
+    Examples
+    --------
+    >>> low_confidence_threshold(2), low_confidence_threshold(50), low_confidence_threshold(50, 0.3)
+    (0.75, 0.51, 0.3)
+    """
+    setting = check_in_range("setting", setting, 0.0, 1.0)
+    if setting > 0:
+        return setting
+    k = max(2, int(n_classes))
+    return (k + 1) / (2 * k)

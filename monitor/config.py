@@ -63,7 +63,7 @@ class DetectConfig:
     # 0/1 input features (empty, truncated) are tested as proportions against this ABSOLUTE floor.
     min_proportion_delta: float = field(default=0.02, metadata=_key(min=0, max=1))
     correction: str = field(default="bh", metadata=_key(choices=("bh", "bonferroni")))
-    low_confidence_threshold: float = field(default=0.5, metadata=_key(min=0, max=1))
+    low_confidence_threshold: float = field(default=0.0, metadata=_key(min=0, max=1))
     min_psi: float = field(default=0.1, metadata=_key(min=0))
 
 

@@ -27,6 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
+from detectors.confidence import low_confidence_threshold
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
@@ -155,7 +156,11 @@ class Pipeline:
         self._ttl_ms = int(round(m.stream_ttl_seconds * 1000))
         self._max_tracked = m.max_tracked_streams
         self._time = w.kind == "time"
-        self._low = config.detect.low_confidence_threshold
+        # Per model: the configured threshold, or the rule for its number of classes (from its reference
+        # profile; 2 without one): detectors.confidence.low_confidence_threshold.
+        setting = config.detect.low_confidence_threshold
+        self._low = {m: low_confidence_threshold(len(p.class_counts), setting) for m, p in self.profiles.items()}
+        self._low_default = low_confidence_threshold(2, setting)
         self._max_ts_ms = NO_EVENTS_YET  # the partition's (file's) largest event time, idle advances included
         self._event_max_ts_ms = NO_EVENTS_YET  # ... of events only
         self._n_open = 0
@@ -163,11 +168,15 @@ class Pipeline:
         self._expiry: list[tuple[int, str, str]] = []  # (partition time to look again, model, version)
         # A/B experiments and shadow joins (docs/experiments.md); their closed windows are returned with the
         # window results of the same call, so they become durable with the checkpoint that covers them.
-        self.experiments = ExperimentSet(config) if config.experiments else None
+        self.experiments = ExperimentSet(config, low_threshold=self.low_threshold) if config.experiments else None
         self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
         self._joins_reported: dict[str, int] = {}
 
     # -- public API ----------------------------------------------------------------------------------------
+    def low_threshold(self, model: str) -> float:
+        """The confidence below which a prediction of ``model`` counts as low (docs/config.md, [detect])."""
+        return self._low.get(model, self._low_default)
+
     def process(self, records: Sequence[Record]) -> BatchResults:
         """Validate and window one batch; return the results of the windows it closed."""
         horizon = self._now_ms() + self._future_ms
@@ -431,9 +440,9 @@ class Pipeline:
                 acc = stream.open[k] = self._new_window(stream, k)
                 opened.append((int(ev_pos[first_i]), k))
             if sel is None:
-                acc.add(BatchSlice(ts, rows, preds, labels, entropy, self._low))
+                acc.add(BatchSlice(ts, rows, preds, labels, entropy, self.low_threshold(stream.model)))
             else:
-                acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel], self._low))
+                acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel], self.low_threshold(stream.model)))
         opened.sort()
         return (np.array([k for _, k in opened], dtype=np.int64), np.array([p for p, _ in opened], dtype=np.int64))
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import astuple
 
 import numpy as np
@@ -372,10 +373,13 @@ class ExperimentTracker:
 class ExperimentSet:
     """The trackers of every ``[[experiments]]`` entry; events of other models pass through untouched."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, low_threshold: Callable[[str], float] | None = None):
         self.config = config
+        # The low-confidence threshold of each experiment's model (Pipeline.low_threshold); the configured
+        # value when built alone.
+        threshold = low_threshold or (lambda model: config.detect.low_confidence_threshold or 0.5)
         self.trackers = {
-            e.name: ExperimentTracker(e, config.window, low_confidence_threshold=config.detect.low_confidence_threshold)
+            e.name: ExperimentTracker(e, config.window, low_confidence_threshold=threshold(e.model))
             for e in config.experiments
         }
         self._by_model: dict[str, list[ExperimentTracker]] = {}

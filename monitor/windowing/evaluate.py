@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.classes import PredictionShift
-from detectors.confidence import ConfidenceShift
+from detectors.confidence import ConfidenceShift, low_confidence_threshold
 from detectors.ks import KSDrift
 from detectors.latency import latency_summary
 from detectors.text_features import BINARY_FEATURES
@@ -37,7 +37,7 @@ class StreamDetectors:
                 profile.confidence,
                 alpha=detect.alpha,
                 min_effect=detect.min_effect,
-                low_threshold=detect.low_confidence_threshold,
+                low_threshold=low_confidence_threshold(len(profile.class_counts), detect.low_confidence_threshold),
             )
             if profile.confidence.size
             else None

@@ -79,3 +79,12 @@ def test_entropy_known_values():
 def test_entropy_needs_a_matrix():
     with pytest.raises(ValueError, match="probabilities"):
         entropy_bits(np.array([0.5, 0.5]))
+
+
+def test_low_confidence_threshold_rule_and_setting():
+    from detectors.confidence import low_confidence_threshold
+
+    assert [low_confidence_threshold(k) for k in (0, 1, 2, 3, 50)] == [0.75, 0.75, 0.75, 4 / 6, 0.51]
+    assert low_confidence_threshold(50, 0.3) == 0.3
+    with pytest.raises(ValueError, match="setting"):
+        low_confidence_threshold(2, 1.5)

@@ -16,7 +16,7 @@ def test_defaults_are_documented_values(tmp_path):
     c = load_config(write(tmp_path, '[source]\npath = "x.jsonl"\n'), env={})
     assert c.window.size_seconds == 300 and c.window.lateness_seconds == 30 and c.window.min_events == 200
     assert c.window.reservoir_size == 10_000 and c.detect.alpha == 0.01 and c.detect.min_effect == 0.1
-    assert c.detect.correction == "bh" and c.detect.low_confidence_threshold == 0.5
+    assert c.detect.correction == "bh" and c.detect.low_confidence_threshold == 0.0  # 0: the per-model rule
 
 
 def test_precedence_file_then_env_then_flags(tmp_path):

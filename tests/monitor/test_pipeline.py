@@ -157,3 +157,14 @@ def _unhex(obj):
     if isinstance(obj, list):
         return [_unhex(v) for v in obj]
     return obj
+
+
+@pytest.mark.parametrize("setting, expected_low_ratio", [(0.0, 1.0), (0.5, 0.0), (0.7, 1.0)])
+def test_low_confidence_default_works_for_a_binary_model(setting, expected_low_ratio):
+    # A binary model's top probability is never below 0.5: the old fixed default 0.5 could never fire. The
+    # default rule puts the threshold halfway between chance and certainty, 0.75 for two classes.
+    p = Pipeline(cfg(**{"window.kind": "count", "window.events": 10, "detect.low_confidence_threshold": setting}))
+    recs = [ev(T0 + i, probabilities={"pos": 0.6, "neg": 0.4}) for i in range(10)]
+    (result,) = p.process(recs).windows
+    assert result.confidence.low_ratio == expected_low_ratio
+    assert p.low_threshold("m") == (0.75 if setting == 0.0 else setting)
