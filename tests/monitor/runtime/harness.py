@@ -48,11 +48,13 @@ def http_status(url: str) -> int:
         return 0
 
 
-def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = ()) -> dict[int, int]:
-    """Send events keyed by model (and raw records keyed b'garbage'); return {partition: next offset}."""
+def produce(bootstrap: str, topic: str, events: list[dict], raw: list[bytes] = (),
+            key_of: Callable[[dict], str] | None = None) -> dict[int, int]:
+    """Send events keyed by model (or ``key_of(event)``), raw records keyed b'sentiment'; return {partition: next offset}."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     ends: dict[int, int] = {}
-    futures = [producer.send(topic, key=e["model"].encode(), value=json.dumps(e).encode()) for e in events]
+    key = key_of or (lambda e: e["model"])
+    futures = [producer.send(topic, key=key(e).encode(), value=json.dumps(e).encode()) for e in events]
     futures += [producer.send(topic, key=b"sentiment", value=r) for r in raw]
     producer.flush(30)
     for f in futures:

@@ -52,17 +52,38 @@ def two_stores(request, tmp_path):
         yield a, b
 
 
-def _run_to_end(cfg, log, store_url, group, topic, ends, env=None):
-    with DaemonProcess(cfg, log, env) as d:
+def _run_to_end(cfg, log, store_url, group, topic, ends, env=None, poison=None):
+    with DaemonProcess(cfg, log, env, poison=poison) as d:
         wait_until(lambda: caught_up(store_url, group, topic, ends), 90, "the daemon to checkpoint every record", d)
         assert d.stop() == 0, d.log_tail()
         return d
 
 
+MARKER = "ZZPOISONZZ"  # the featurizer of tests/monitor/runtime/poison_daemon.py raises on it
+
+
+def _hostile_events(events: list[dict]) -> list[dict]:
+    """``events`` plus, on sentiment's partition: late events, poison records, and a stream that goes quiet."""
+    quiet = list(generate_events(300, seed=21, rate_per_s=5, model="quiet", version="1"))  # the first minute only
+    out = []
+    for i, e in enumerate(sorted(events + quiet, key=lambda e: e["ts"])):
+        out.append(e)
+        if e["model"] == "sentiment" and i % 97 == 0:
+            out.append(dict(e, ts=e["ts"] - 60_000))  # its window closed a while ago: late
+        if e["model"] == "sentiment" and i % 1201 == 600:
+            out.append(dict(e, text=f"poison {MARKER} record"))
+    return out
+
+
+def _key(e: dict) -> str:
+    return "sentiment" if e["model"] == "quiet" else e["model"]
+
+
 def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profile, two_stores, tmp_path):
     store_a, store_b = two_stores
     topic = kafka_broker.new_topic(partitions=3)
-    events = _events(6000, seed=5)
+    events = _hostile_events(_events(6000, seed=5))
+    n_poison = sum(MARKER in (e.get("text") or "") for e in events)
     garbage = [b"not json", b'{"ts": 1764000000, "model": "sentiment", "version": "1"}',
                b'{"model": "sentiment", "version": "1", "ts": "x", "prediction": "p"}']
     thirds = [events[:3000], events[3000:6000], events[6000:]]
@@ -72,32 +93,39 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     group = "crashy"
     cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b,
                        profile=profile, extra=AB)
-    ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage)
-    with DaemonProcess(cfg, tmp_path / "b1.log") as d:
+    ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage, key_of=_key)
+    with DaemonProcess(cfg, tmp_path / "b1.log", poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > 800, 60, "a first checkpoint", d)
         d.kill()
-    ends = produce(kafka_broker.bootstrap, topic, thirds[1])
-    with DaemonProcess(cfg, tmp_path / "b2.log", checkpoint_pause=2) as d:
+    ends = produce(kafka_broker.bootstrap, topic, thirds[1], key_of=_key)
+    with DaemonProcess(cfg, tmp_path / "b2.log", checkpoint_pause=2, poison=MARKER) as d:
         before = sum(committed(store_b, group, topic, 3).values())
         wait_until(lambda: sum(1 for e in d.logs() if e.get("msg") == "checkpoint in progress") >= 3, 60, "a checkpoint in progress", d)
         d.kill()  # inside the transaction: nothing of it may become visible
     mid = sum(committed(store_b, group, topic, 3).values())
     assert mid >= before
-    ends = produce(kafka_broker.bootstrap, topic, thirds[2])
-    with DaemonProcess(cfg, tmp_path / "b3.log") as d:
+    ends = produce(kafka_broker.bootstrap, topic, thirds[2], key_of=_key)
+    with DaemonProcess(cfg, tmp_path / "b3.log", poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > mid, 60, "progress after restart", d)
         d.kill()
-    _run_to_end(cfg, tmp_path / "b4.log", store_b, group, topic, ends)
+    _run_to_end(cfg, tmp_path / "b4.log", store_b, group, topic, ends, poison=MARKER)
 
     # The reference run: same topic, its own group and store, never interrupted.
     cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a,
                          profile=profile, extra=AB)
-    _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends)
+    steady = _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends, poison=MARKER)
 
-    expected, got = all_results(store_a, MODELS), all_results(store_b, MODELS)
+    models = MODELS + ["quiet"]
+    expected, got = all_results(store_a, models), all_results(store_b, models)
     assert len(expected) >= 15  # both models, windows of 30 s of event time
     assert any(r["drifted"] for r in expected) and any(r["tested"] and not r["drifted"] for r in expected)
     assert sum(r["invalid"] for r in expected) == 2  # two of the three garbage records name the stream
+    assert sum(r["late"] for r in expected) >= 20
+    # The quiet stream's windows all closed (it stopped after a minute; sentiment moved its partition on).
+    assert sum(r["events"] for r in expected if r["model"] == "quiet") == 300
+    # Poison records: isolated, logged by type only, never a crash; the windows are as without them.
+    poisoned = [e for e in steady.logs() if e.get("msg", "").startswith("poison record isolated")]
+    assert len(poisoned) == n_poison >= 4 and not any(MARKER in line for line in steady.log.read_text().splitlines())
     assert got == expected
     with SqlStore(store_a) as a, SqlStore(store_b) as b:
         ab_expected, ab_got = a.experiment_results("crash-ab"), b.experiment_results("crash-ab")
@@ -246,10 +274,11 @@ def test_database_outage_pauses_consumption_and_loses_nothing(kafka_broker, prof
 def test_broker_paused_then_resumed(private_kafka_broker, profile, tmp_path):
     broker = private_kafka_broker
     topic = broker.new_topic()
-    events = _events(3000, seed=13)
+    events = _hostile_events(_events(3000, seed=13))
+    garbage = [b"not json", b'{"model": "sentiment", "version": "1", "ts": "x", "prediction": "p"}']
     store = f"sqlite:///{tmp_path / 'p.db'}"
     cfg = write_config(tmp_path / "p.toml", bootstrap=broker.bootstrap, topic=topic, group="p", store_url=store, profile=profile)
-    ends = produce(broker.bootstrap, topic, events[:1500])
+    ends = produce(broker.bootstrap, topic, events[:1500], garbage, key_of=_key)
     with DaemonProcess(cfg, tmp_path / "p.log") as d:
         port = _port(d)
         wait_until(lambda: caught_up(store, "p", topic, ends), 60, "the first part", d)
@@ -257,11 +286,18 @@ def test_broker_paused_then_resumed(private_kafka_broker, profile, tmp_path):
             wait_until(lambda: _metric(_scrape(port), "nlpmon_kafka_connected") == 0.0, 60, "the broker to count as unreachable", d)
             assert http_status(f"http://127.0.0.1:{port}/readyz") == 503
             assert http_status(f"http://127.0.0.1:{port}/healthz") == 200  # alive: do not restart me
-        ends = produce(broker.bootstrap, topic, events[1500:])
+        ends = produce(broker.bootstrap, topic, events[1500:], garbage, key_of=_key)
         wait_until(lambda: caught_up(store, "p", topic, ends), 120, "catch-up after the broker came back", d)
         wait_until(lambda: _metric(_scrape(port), "nlpmon_kafka_connected") == 1.0, 30, "reconnection", d)
         assert d.stop() == 0
-    assert len(all_results(store, MODELS)) >= 5
+    got = all_results(store, MODELS + ["quiet"])
+    assert len(got) >= 5 and sum(r["invalid"] for r in got) >= 1 and sum(r["late"] for r in got) >= 5  # the last garbage waits in an open window
+    # The same topic read by an uninterrupted daemon: the same results, invalid and late counts included
+    # (poll boundaries moved with the freeze; attribution follows the record sequence, not the polls).
+    store_a = f"sqlite:///{tmp_path / 'a.db'}"
+    cfg_a = write_config(tmp_path / "a.toml", bootstrap=broker.bootstrap, topic=topic, group="ref", store_url=store_a, profile=profile)
+    _run_to_end(cfg_a, tmp_path / "a.log", store_a, "ref", topic, ends)
+    assert all_results(store_a, MODELS + ["quiet"]) == got
 
 
 def test_active_profile_from_the_store_is_the_reference(kafka_broker, tmp_path, capsys):
