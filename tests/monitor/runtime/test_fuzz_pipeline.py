@@ -3,7 +3,7 @@
 Hypothesis mixes arbitrary bytes, arbitrary JSON values, mutated valid events and odd Unicode into valid
 traffic, at arbitrary batch sizes. Nothing may raise, every record is accounted for (valid + invalid =
 records), the windows are still tested, and what the store holds is what the replay printed. The same
-property on the real broker is in test_daemon_reliability.py.
+property on the real broker is in test_fuzz_daemon.py.
 """
 
 from __future__ import annotations
