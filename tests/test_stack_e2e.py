@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -201,6 +203,18 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_p
         runs = prom.value('sum(nlpmon_reeval_runs_total{job="nlpmon",outcome="success"})')
         assert runs >= 2, f"{runs} successful re-evaluation runs"
         assert prom.value('max(nlp_reeval_accuracy_drop{job="nlpmon"})') == pytest.approx(0.0, abs=1e-9)
+
+        # The live scrape, now carrying every family (windows, drift, re-evaluation, experiments, shadow,
+        # daemon, process): promtool check metrics finds nothing to complain about.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            scrape = r.read()
+        for family in (b"nlp_window_events", b"nlp_drift_detector_detected", b"nlp_reeval_accuracy_ratio",
+                       b"nlp_experiment_samples", b"nlp_shadow_pairs", b"nlpmon_events_consumed_total",
+                       b"process_cpu_seconds_total"):
+            assert b"\n" + family in scrape, f"{family.decode()} missing from the live scrape"
+        lint = subprocess.run([shutil.which("promtool"), "check", "metrics"], input=scrape, capture_output=True,
+                              timeout=60)
+        assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), (lint.stdout + lint.stderr).decode()
 
         # Dashboard: every panel query returns data, now that clean and drifted windows were both scraped.
         empty, unexpected = [], []
