@@ -367,8 +367,7 @@ class Pipeline:
     def _stream(self, key: tuple[str, str]) -> StreamState:
         stream = self._streams.get(key)
         if stream is None:
-            profile = self.profiles.get(key[0])
-            stream = self._streams[key] = StreamState(key[0], key[1], profile.custom_features if profile else ())
+            stream = self._streams[key] = StreamState.for_profile(key[0], key[1], self.profiles.get(key[0]))
             stream.pending_invalid = self._held.pop(key, 0)
         return stream
 
@@ -484,7 +483,7 @@ class Pipeline:
         self._n_open += 1
         return WindowAccumulator(
             model=stream.model, version=stream.version, kind=w.kind, start_ms=start, end_ms=end, seq=seq,
-            width=2 + len(self.features.base_names) + len(stream.custom),
+            width=stream.row_width(len(self.features.base_names)),
             reservoir_size=w.reservoir_size, seed=w.seed,
         )  # fmt: skip
 
@@ -579,8 +578,7 @@ class Pipeline:
         self._event_max_ts_ms = state.get("event_max_ts_ms", p)
         self._held = {(m, v): n for m, v, n in state.get("held", ())}
         for s in state["streams"]:
-            profile = self.profiles.get(s["model"])
-            stream = StreamState.from_state(s, profile.custom_features if profile else (), partition_ms=self._max_ts_ms)
+            stream = StreamState.from_state(s, self.profiles.get(s["model"]), partition_ms=self._max_ts_ms)
             self._streams[(stream.model, stream.version)] = stream
             for key, acc in stream.open.items():
                 self._n_open += 1

@@ -85,7 +85,7 @@ def shadow_rows(results: Iterable[ShadowResult]) -> list[dict]:
 
 
 def drift_rows(drift: DriftVerdicts) -> Iterator[dict]:
-    """One row per drifted input feature, and one per other detector that drifted."""
+    """One row per drifted input feature and per drifted class probability, one per other detector that drifted."""
     if drift.input is not None and drift.input.drifted:
         features = [f for f in drift.input.features if f.drifted]
         for f in features:
@@ -95,6 +95,10 @@ def drift_rows(drift: DriftVerdicts) -> Iterator[dict]:
     for detector, d in (("confidence", drift.confidence), ("prediction", drift.prediction)):
         if d is not None and d.drifted:
             yield _drift_row(detector, "", d.statistic, d.p_value, None)
+    if drift.probabilities is not None and drift.probabilities.drifted:
+        for c in drift.probabilities.classes:
+            if c.drifted:
+                yield _drift_row("probabilities", c.feature, c.statistic, c.p_value, c.p_value_adjusted)
 
 
 def _drift_row(detector: str, feature: str, statistic, p_value, p_value_adjusted) -> dict:

@@ -30,7 +30,7 @@ class StreamBatch:
 
     idx: np.ndarray  # indices into the chunk's events
     ts: np.ndarray
-    rows: np.ndarray  # latency, confidence, base features, the stream's custom features
+    rows: np.ndarray  # latency, confidence, base features, the stream's custom features, class probabilities
     preds: list  # class, or None for error events
     labels: list
     entropy: np.ndarray
@@ -79,7 +79,8 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             profile = profiles.get(key[0])
             ia = np.asarray(idx, dtype=np.intp)
             streams[key] = StreamBatch(
-                ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else ()),
+                ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
+                                       profile.probability_classes if profile else ()),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],
             )  # fmt: skip

@@ -12,7 +12,7 @@ from monitor.ingest.events import Event
 from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "LENGTH_FEATURE"]
+__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "LENGTH_FEATURE"]
 
 _WORD_COUNT = TEXT_FEATURES.index("word_count")
 
@@ -47,10 +47,15 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
     return BatchFeatures(matrix, matrix[:, length_col])
 
 
-def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...]) -> np.ndarray:
-    """Rows of ``latency_ms, confidence, base features..., custom features...`` (NaN = missing)."""
+def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...],
+               probability_classes: tuple[str, ...] = ()) -> np.ndarray:
+    """Rows of ``latency_ms, confidence, base features..., custom features..., class probabilities...``
+    (NaN = missing; the probability columns are ``probability_classes``, the profile's, for BBSD)."""
     k = len(events)
-    rows = np.empty((k, 2 + base.shape[1] + len(custom)), dtype=np.float64)
+    width = 2 + base.shape[1] + len(custom)
+    rows = np.empty((k, width + len(probability_classes)), dtype=np.float64)
+    if probability_classes:
+        rows[:, width:] = probability_columns(events, probability_classes)
     # np.array(..., dtype=float) maps None to NaN in C, much faster than a Python conditional per event.
     rows[:, 0] = np.array([e.latency_ms for e in events], dtype=np.float64)
     rows[:, 1] = np.array([None if e.error is not None else e.confidence for e in events], dtype=np.float64)
@@ -69,4 +74,29 @@ def entropies(events: Sequence[Event]) -> np.ndarray:
             by_width.setdefault(len(e.probabilities), []).append(i)
     for idx in by_width.values():
         out[idx] = entropy_bits(np.array([events[i].probabilities for i in idx], dtype=np.float64))
+    return out
+
+
+def probability_columns(events: Sequence[Event], classes: tuple[str, ...]) -> np.ndarray:
+    """Each event's probability of each of ``classes``, ``(len(events), len(classes))``; NaN where it logged
+    none, failed, or did not name that class (classes not in ``classes`` are left out).
+
+    Events are grouped by their class tuple (one or two groups in practice), so the cost is one tuple hash
+    per event plus one array per group.
+    """
+    out = np.full((len(events), len(classes)), np.nan)
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, e in enumerate(events):
+        if e.probabilities is not None and e.error is None:
+            groups.setdefault(e.classes, []).append(i)
+    if not groups:
+        return out
+    column = {c: j for j, c in enumerate(classes)}
+    for names, idx in groups.items():
+        pairs = [(src, column[c]) for src, c in enumerate(names) if c in column]
+        if not pairs:
+            continue
+        src, dst = zip(*pairs)
+        p = np.array([events[i].probabilities for i in idx], dtype=np.float64)
+        out[np.ix_(idx, dst)] = p[:, list(src)]
     return out

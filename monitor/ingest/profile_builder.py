@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.ingest.events import InvalidEvent, decode_event
-from monitor.ingest.features import base_features, event_rows
+from monitor.ingest.features import base_features, event_rows, probability_columns
 from monitor.ingest.reference import FEATURES_VERSION, FeatureSet, Profile, ProfileError, file_sha256, utc_now_iso
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.runtime.sources import iter_batches, open_source
@@ -17,8 +17,10 @@ from monitor.windowing.reservoir import Reservoir
 
 __all__ = ["build_profile", "MAX_CUSTOM_FEATURES"]
 
-# Custom feature names come from producers; cap them so a buggy producer cannot blow up a profile.
+# Custom feature names and probability classes come from producers; cap them so a buggy producer cannot
+# blow up a profile (the first ones seen are kept).
 MAX_CUSTOM_FEATURES = 64
+MAX_PROBABILITY_CLASSES = 64
 
 
 class _ModelSample:
@@ -26,6 +28,7 @@ class _ModelSample:
         self.model = model
         self.rows = Reservoir(cap, width, window_seed(seed, model, "", 0))
         self.custom: dict[str, Reservoir] = {}
+        self.probabilities: dict[str, Reservoir] = {}  # one sample per class (BBSD)
         self.classes: Counter[str] = Counter()
         self.versions: set[str] = set()
         self.events = 0
@@ -74,6 +77,7 @@ def build_profile(
                     s = per_model[m] = _ModelSample(m, width, sample_cap, seed)
                 s.rows.add(rows[idx])
                 s.events += len(idx)
+                _add_probabilities(s, [events[i] for i in idx], seed)
                 for i in idx:
                     e = events[i]
                     s.versions.add(e.version)
@@ -119,11 +123,29 @@ def build_profile(
         class_counts=dict(s.classes),
         sample_cap=sample_cap,
         sampled=s.rows.sampled,
+        probabilities={c: _finite(s.probabilities[c].rows[:, 0]) for c in sorted(s.probabilities)},
     )
     summary = {"lines": lines, "events": s.events, "invalid": dict(invalid), "model": s.model, "versions": list(profile.versions),
-               "features": list(profile.feature_names), "sampled": profile.sampled}
+               "features": list(profile.feature_names), "probability_classes": list(profile.probability_classes),
+               "sampled": profile.sampled}
     return profile, summary
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[np.isfinite(a)])
+
+
+def _add_probabilities(s: _ModelSample, events: list, seed: int) -> None:
+    """Add the batch's class probabilities to each class's sample (batch-independent: one column per class)."""
+    for e in events:
+        if e.probabilities is not None and e.error is None:
+            for c in e.classes:
+                if c not in s.probabilities and len(s.probabilities) < MAX_PROBABILITY_CLASSES:
+                    s.probabilities[c] = Reservoir(s.rows.capacity, 1, window_seed(seed, s.model, c, 2))
+    if not s.probabilities:
+        return
+    classes = tuple(s.probabilities)
+    matrix = probability_columns(events, classes)
+    for j, c in enumerate(classes):
+        column = matrix[:, j]
+        s.probabilities[c].add(column[np.isfinite(column)][:, None])

@@ -63,6 +63,14 @@ class Profile:
     class_counts: dict[str, int] = field(default_factory=dict)
     sample_cap: int = 50_000
     sampled: bool = False
+    # Reference sample of each class's predicted probability (BBSD, detectors.probabilities); empty when the
+    # reference events logged none (and in profiles written before BBSD).
+    probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def probability_classes(self) -> tuple[str, ...]:
+        """The classes whose probabilities the windows keep and test, in the profile's (sorted) order."""
+        return tuple(self.probabilities)
 
     def check_compatible(self, features: FeatureSet, *, origin: str = "") -> None:
         """Raise :class:`ProfileError` unless this profile was built with the same features and tokenizer."""
@@ -118,6 +126,7 @@ class Profile:
             "samples": {k: _b64(v) for k, v in self.samples.items()},
             "confidence": _b64(self.confidence),
             "latency_ms": _b64(self.latency_ms),
+            "probabilities": {k: _b64(v) for k, v in self.probabilities.items()},
         }
 
     @classmethod
@@ -142,6 +151,7 @@ class Profile:
                 class_counts={str(k): int(v) for k, v in d["class_counts"].items()},
                 sample_cap=int(d["sample_cap"]),
                 sampled=bool(d["sampled"]),
+                probabilities={str(k): _unb64(v) for k, v in d.get("probabilities", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):

@@ -7,6 +7,7 @@ import numpy as np
 from detectors.classes import PredictionShift
 from detectors.confidence import ConfidenceShift, low_confidence_threshold
 from detectors.ks import KSDrift
+from detectors.probabilities import ProbabilityDrift
 from detectors.latency import latency_summary
 from detectors.text_features import BINARY_FEATURES
 from monitor.config import DetectConfig
@@ -18,7 +19,7 @@ __all__ = ["StreamDetectors", "window_result"]
 
 
 class StreamDetectors:
-    """The three detectors of one model, built once from its reference profile (references sorted once)."""
+    """The detectors of one model, built once from its reference profile (references sorted once)."""
 
     def __init__(self, profile: Profile, detect: DetectConfig):
         self.profile = profile
@@ -47,6 +48,13 @@ class StreamDetectors:
             if profile.class_counts
             else None
         )
+        # BBSD: the windows' rows carry these classes' probabilities after the features (StreamState).
+        self.probabilities = (
+            ProbabilityDrift(profile.probabilities, alpha=detect.alpha, min_effect=detect.min_effect,
+                             correction=detect.correction)
+            if profile.probabilities
+            else None
+        )  # fmt: skip
 
 
 def _finite(a: np.ndarray) -> np.ndarray:
@@ -106,10 +114,18 @@ def window_result(
 def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ...], detectors: StreamDetectors) -> DriftVerdicts:
     window = {name: rows[:, FIRST_FEATURE_COL + i] for i, name in enumerate(feature_names)}
     confidences = _finite(rows[:, CONFIDENCE_COL])
+    probabilities = None
+    if detectors.probabilities is not None:
+        first = FIRST_FEATURE_COL + len(feature_names)
+        columns = detectors.profile.probability_classes
+        if rows.shape[1] == first + len(columns):  # a window opened before its profile had probabilities
+            result = detectors.probabilities.test({c: rows[:, first + j] for j, c in enumerate(columns)})
+            probabilities = result if result.classes else None  # None: no event logged probabilities
     return DriftVerdicts(
         input=detectors.input.test(window),
         confidence=detectors.confidence.test(confidences)
         if detectors.confidence is not None and confidences.size else None,
         prediction=detectors.prediction.test(dict(acc.class_counts))
         if detectors.prediction is not None and acc.class_counts else None,
+        probabilities=probabilities,
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monitor.ingest.reference import Profile
 from monitor.windowing.accumulator import WindowAccumulator
 from monitor.windowing.windows import NO_EVENTS_YET
 
@@ -12,9 +13,9 @@ class StreamState:
     """Window bookkeeping of one (model, version) stream (the clock fields: monitor/windowing/watermarks.py)."""
 
     __slots__ = ("model", "version", "max_ts_ms", "last_p_ms", "frontier_ms", "count", "open", "pending_late",
-                 "pending_invalid", "custom", "expiry_queued")
+                 "pending_invalid", "custom", "probability_classes", "expiry_queued")
 
-    def __init__(self, model: str, version: str, custom: tuple[str, ...]):
+    def __init__(self, model: str, version: str, custom: tuple[str, ...], probability_classes: tuple[str, ...] = ()):
         self.model, self.version = model, version
         self.max_ts_ms = NO_EVENTS_YET  # largest event time of the stream
         self.last_p_ms = NO_EVENTS_YET  # the partition's largest event time at the stream's last event
@@ -26,6 +27,8 @@ class StreamState:
         self.pending_late = 0
         self.pending_invalid = 0
         self.custom = custom
+        # Columns after the custom features in its rows: the profile's classes whose probabilities BBSD tests.
+        self.probability_classes = probability_classes
         self.expiry_queued = False  # whether the pipeline's expiry heap holds an entry for it
 
     def state(self) -> dict:
@@ -37,10 +40,22 @@ class StreamState:
         }  # fmt: skip
 
     @classmethod
-    def from_state(cls, s: dict, custom: tuple[str, ...], *, partition_ms: int) -> "StreamState":
+    @classmethod
+    def for_profile(cls, model: str, version: str, profile: Profile | None) -> "StreamState":
+        """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
+        if profile is None:
+            return cls(model, version, ())
+        return cls(model, version, profile.custom_features, profile.probability_classes)
+
+    def row_width(self, base_width: int) -> int:
+        """Columns of this stream's rows: latency, confidence, ``base_width`` features, custom, probabilities."""
+        return 2 + base_width + len(self.custom) + len(self.probability_classes)
+
+    @classmethod
+    def from_state(cls, s: dict, profile: Profile | None, *, partition_ms: int) -> "StreamState":
         # Checkpoints written before partition watermarks lack last_p_ms/frontier_ms: the stream then counts
         # as seen at the partition's current time, and never idle before.
-        stream = cls(s["model"], s["version"], custom)
+        stream = cls.for_profile(s["model"], s["version"], profile)
         stream.max_ts_ms, stream.count = s["max_ts_ms"], s["count"]
         stream.last_p_ms = s.get("last_p_ms", partition_ms)
         stream.frontier_ms = s.get("frontier_ms", NO_EVENTS_YET)

@@ -8,7 +8,7 @@ from collections import Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from monitor.results import DriftVerdicts, WindowResult
-from sinks.prometheus.labels import LabelBounds
+from sinks.prometheus.labels import OTHER, LabelBounds
 
 __all__ = ["WindowsCollector"]
 
@@ -106,6 +106,7 @@ class WindowsCollector:
                 for cls, n in sorted(folded.items()):
                     ratios.add_metric(lv + [cls], n / total)
             _drift_samples(r.drift, lv, stat, chi2, pval, flag, verdict)
+            _probability_samples(r.drift, lv, self._bounds, stat, pval, flag, verdict)
         yield from g.values()
         yield from (quantiles, ratios, stat, chi2, pval, flag, verdict, closed, tested)
 
@@ -125,3 +126,20 @@ def _drift_samples(drift: DriftVerdicts, lv: list[str], stat, chi2, pval, flag, 
             pval.add_metric(lv + [detector, feature], d.p_value)
             flag.add_metric(lv + [detector, feature], 1.0 if d.drifted else 0.0)
             verdict.add_metric(lv + [detector], 1.0 if d.drifted else 0.0)
+
+
+def _probability_samples(drift: DriftVerdicts, lv: list[str], bounds: LabelBounds, stat, pval, flag, verdict) -> None:
+    """BBSD: one series per class, its label bounded like ``prediction_class``; classes past the bound fold
+    into no series (a p-value cannot be summed), they still count in the detector's verdict."""
+    d = drift.probabilities
+    if d is None:
+        return
+    verdict.add_metric(lv + ["probabilities"], 1.0 if d.drifted else 0.0)
+    stream = (lv[0], lv[1])
+    for c in d.classes:
+        if bounds.prediction_class(stream, c.feature) == OTHER:
+            continue
+        labels = lv + ["probabilities", c.feature]
+        stat.add_metric(labels, c.statistic)
+        pval.add_metric(labels, c.p_value_adjusted)
+        flag.add_metric(labels, 1.0 if c.drifted else 0.0)
