@@ -290,16 +290,9 @@ class ShadowJoiner:
 def shadow_summary(pairs: Sequence[ShadowPair], *, min_agreement: float = 0.9, alpha: float = 0.01) -> ShadowSummary:
     """Summarise one window of served/shadow pairs: agreement, confidence and latency differences, KS test.
 
-    Pure: the same pairs always give the same summary.
-
-    Parameters
-    ----------
-    pairs : Sequence[ShadowPair]
-        The window's joined pairs (e.g. those whose served event falls in the window).
-    min_agreement : float, default 0.9
-        Agreement rate below which ``agreement_low`` is set, in [0, 1].
-    alpha : float, default 0.01
-        Significance level of the KS test of the confidences, in (0, 1).
+    Pure: the same pairs always give the same summary. ``pairs`` are the window's joined pairs (e.g. those
+    whose served event falls in the window); the counts and value arrays go to
+    :func:`detectors.shadow.summarise_counts`, which documents ``min_agreement`` and ``alpha``.
 
     Examples
     --------
