@@ -75,6 +75,15 @@ class TokenizerConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingConfig:
+    # Embedding drift on the events' precomputed `embedding` fields (docs/results.md, *Embedding drift*):
+    # projected embeddings kept per window, the MMD's permutations and its largest window subsample.
+    sample_size: int = field(default=256, metadata=_key(min=2, max=100_000))
+    permutations: int = field(default=2000, metadata=_key(min=1, max=100_000))
+    max_mmd_n: int = field(default=300, metadata=_key(min=2, max=10_000))
+
+
+@dataclass(frozen=True)
 class ValidationConfig:
     max_text_chars: int = field(default=10_000, metadata=_key(min=1))
     dead_letter_path: str = ""
@@ -243,6 +252,7 @@ class Config:
     window: WindowConfig = WindowConfig()
     detect: DetectConfig = DetectConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
     validation: ValidationConfig = ValidationConfig()
     metrics: MetricsConfig = MetricsConfig()
     reference: ReferenceConfig = ReferenceConfig()

@@ -31,7 +31,7 @@ from detectors.confidence import low_confidence_threshold
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
-from monitor.ingest.batch import FUTURE_REASON, Chunk, Featurize, StreamBatch, merge_streams, prepare_chunk
+from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, StreamBatch, merge_streams, prepare_chunk
 from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent
 from monitor.ingest.features import base_features
 from monitor.ingest.reference import FeatureSet, Profile
@@ -50,7 +50,7 @@ logger = logging.getLogger("nlpmon.pipeline")
 
 # A record on which processing raised (docs/events.md): isolated by bisection, the rest of its batch goes on.
 INTERNAL_REASON = "internal_error"
-ALL_REASONS = REASONS + (FUTURE_REASON, INTERNAL_REASON)
+ALL_REASONS = REASONS + (FUTURE_REASON, EMBEDDING_LENGTH_REASON, INTERNAL_REASON)
 # Streams beyond metrics.max_tracked_streams are windowed together under this name.
 OTHER_STREAM = ("__other__", "__other__")
 # Rejections of streams not seen yet are held (for the stream's first window) for at most this many
@@ -142,7 +142,7 @@ class Pipeline:
         self.profiles = dict(profiles or {})
         for model, profile in self.profiles.items():
             profile.check_compatible(self.features, origin=f"model {model}")
-        self._detectors = {m: StreamDetectors(p, config.detect) for m, p in self.profiles.items()}
+        self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
         self.sink = sink
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
@@ -485,6 +485,7 @@ class Pipeline:
             model=stream.model, version=stream.version, kind=w.kind, start_ms=start, end_ms=end, seq=seq,
             width=stream.row_width(len(self.features.base_names)),
             reservoir_size=w.reservoir_size, seed=w.seed,
+            embedding=(stream.embedding_components, self.config.embedding.sample_size),
         )  # fmt: skip
 
     def _watermark(self, stream: StreamState) -> int:

@@ -22,6 +22,7 @@ from detectors.base import (
     as_dict,
     json_field,
 )  # fmt: skip
+from detectors.embedding import EmbeddingDriftResult
 from detectors.probabilities import ProbabilityDriftResult
 from detectors.sequential import SequentialResult
 from detectors.shadow import ShadowSummary
@@ -61,12 +62,13 @@ class DriftVerdicts:
     confidence: ConfidenceShiftResult | None = None
     prediction: PredictionShiftResult | None = None
     probabilities: ProbabilityDriftResult | None = None
+    embedding: EmbeddingDriftResult | None = None
 
     @property
     def any(self) -> bool:
         """True when any detector that ran found drift (the window's ``drifted``)."""
         return any(d is not None and d.drifted
-                   for d in (self.input, self.confidence, self.prediction, self.probabilities))
+                   for d in (self.input, self.confidence, self.prediction, self.probabilities, self.embedding))
 
     def to_dict(self) -> dict:
         return as_dict(self)

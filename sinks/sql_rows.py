@@ -99,6 +99,14 @@ def drift_rows(drift: DriftVerdicts) -> Iterator[dict]:
         for c in drift.probabilities.classes:
             if c.drifted:
                 yield _drift_row("probabilities", c.feature, c.statistic, c.p_value, c.p_value_adjusted)
+    e = drift.embedding
+    if e is not None and e.drifted:
+        for c in e.components:
+            if c.drifted:
+                yield _drift_row("embedding", c.feature, c.statistic, c.p_value, c.p_value_adjusted)
+        m = e.multivariate
+        if m is not None and m.drifted:
+            yield _drift_row("embedding", "mmd", m.statistic, m.p_value, m.p_value_adjusted)
 
 
 def _drift_row(detector: str, feature: str, statistic, p_value, p_value_adjusted) -> dict:

@@ -16,10 +16,12 @@ from monitor.ingest.features import BatchFeatures, entropies, event_rows
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["FUTURE_REASON", "StreamBatch", "Chunk", "prepare_chunk", "merge_streams", "Featurize"]
+__all__ = ["FUTURE_REASON", "EMBEDDING_LENGTH_REASON", "StreamBatch", "Chunk", "prepare_chunk", "merge_streams", "Featurize"]
 
 # Rejected by the pipeline rather than by the event validator: needs the wall clock.
 FUTURE_REASON = "future_timestamp"
+# Also by the pipeline: the length an embedding must have is its stream's (its reference profile's).
+EMBEDDING_LENGTH_REASON = "embedding_length_mismatch"
 
 Featurize = Callable[[Sequence[Event], FeatureSet, "TokenizerFeaturizer | None"], BatchFeatures]
 
@@ -65,6 +67,12 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             # One producer with a wrong clock must not close every window of its stream.
             rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version)))
             continue
+        if e.embedding is not None:
+            profile = profiles.get(e.model)
+            if profile is not None and profile.embedding and len(e.embedding) != profile.embedding["dim"]:
+                rejected.append((i, rec, InvalidEvent(EMBEDDING_LENGTH_REASON, "embedding length differs from the "
+                                                      "reference profile's", e.model, e.version)))
+                continue
         events.append(e)
         pos.append(i)
     ts = np.fromiter((e.ts_ms for e in events), dtype=np.int64, count=len(events))
@@ -80,7 +88,8 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             ia = np.asarray(idx, dtype=np.intp)
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
-                                       profile.probability_classes if profile else ()),
+                                       profile.probability_classes if profile else (),
+                                       profile.embedding_projection if profile else None),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],
             )  # fmt: skip

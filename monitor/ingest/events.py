@@ -94,6 +94,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     variant: str | None = None
     # A numeric outcome of the prediction (user satisfaction, revenue), for experiments (docs/experiments.md).
     outcome: float | None = None
+    # A precomputed embedding of the text (finite floats; its length is checked against the stream's
+    # reference profile by the pipeline, docs/events.md).
+    embedding: tuple[float, ...] | None = None
 
 
 def parse_ts_ms(value: object) -> int:
@@ -182,6 +185,7 @@ class _Wire(msgspec.Struct, gc=False):
     request_id: Union[str, None] = None
     variant: Union[str, None] = None
     outcome: Union[float, None] = None
+    embedding: Union[list[float], None] = None
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
@@ -214,6 +218,15 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
             return _slow_decode(raw, max_text_chars)
     if w.outcome is not None and not _isfinite(w.outcome):
         return _slow_decode(raw, max_text_chars)
+    embedding = w.embedding
+    if embedding is not None:
+        # fsum is finite exactly when every value is (it raises OverflowError only past float range).
+        try:
+            if not embedding or not math.isfinite(math.fsum(embedding)):
+                return _slow_decode(raw, max_text_chars)
+        except OverflowError:
+            return _slow_decode(raw, max_text_chars)
+        embedding = tuple(embedding)
     classes = probs = None
     confidence = w.confidence
     if w.probabilities is not None:
@@ -244,6 +257,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
         request_id=w.request_id,
         variant=w.variant,
         outcome=w.outcome,
+        embedding=embedding,
     )
 
 
@@ -388,6 +402,10 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
     if label is not None and type(label) is not str:
         raise InvalidEvent("wrong_type", "label must be a string", model, version)
 
+    embedding = get("embedding")
+    if embedding is not None:
+        embedding = _embedding(embedding, model, version)
+
     return Event(
         ts_ms=ts_ms,
         model=model,
@@ -404,6 +422,7 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
         request_id=_optional_str(obj, "request_id"),
         variant=_optional_str(obj, "variant"),
         outcome=_number(obj, "outcome"),
+        embedding=embedding,
     )
 
 
@@ -450,3 +469,15 @@ def _features(raw: object, model: str, version: str) -> dict[str, float]:
             raise InvalidEvent("non_finite", "a feature value is not finite", model, version)
         out[name] = float(v)
     return out
+
+
+def _embedding(raw: object, model: str, version: str) -> tuple[float, ...]:
+    if type(raw) is not list or not raw:
+        raise InvalidEvent("wrong_type", "embedding must be a non-empty list of numbers", model, version)
+    for v in raw:
+        t = type(v)
+        if t is not float and t is not int:
+            raise InvalidEvent("wrong_type", "embedding values must be numbers", model, version)
+        if not _isfinite(v):
+            raise InvalidEvent("non_finite", "an embedding value is not finite", model, version)
+    return tuple(float(v) for v in raw)

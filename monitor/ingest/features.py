@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.confidence import entropy_bits
+from detectors.embedding import PCAProjection
 from detectors.text_features import TEXT_FEATURES, text_features
 from monitor.ingest.events import Event
 from monitor.ingest.reference import FeatureSet
@@ -48,14 +49,22 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
 
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...],
-               probability_classes: tuple[str, ...] = ()) -> np.ndarray:
-    """Rows of ``latency_ms, confidence, base features..., custom features..., class probabilities...``
-    (NaN = missing; the probability columns are ``probability_classes``, the profile's, for BBSD)."""
+               probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None) -> np.ndarray:
+    """Rows of ``latency_ms, confidence, base features..., custom features..., class probabilities...,
+    projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
+    profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift)."""
     k = len(events)
     width = 2 + base.shape[1] + len(custom)
-    rows = np.empty((k, width + len(probability_classes)), dtype=np.float64)
+    end = width + len(probability_classes)
+    rows = np.empty((k, end + (projection.components if projection is not None else 0)), dtype=np.float64)
     if probability_classes:
-        rows[:, width:] = probability_columns(events, probability_classes)
+        rows[:, width:end] = probability_columns(events, probability_classes)
+    if projection is not None:
+        rows[:, end:] = np.nan
+        idx = [i for i, e in enumerate(events) if e.embedding is not None]
+        if idx:
+            # Projected at arrival: the window keeps `components` floats per sampled event, never the embedding.
+            rows[idx, end:] = projection.project_rows(np.array([events[i].embedding for i in idx], dtype=np.float64))
     # np.array(..., dtype=float) maps None to NaN in C, much faster than a Python conditional per event.
     rows[:, 0] = np.array([e.latency_ms for e in events], dtype=np.float64)
     rows[:, 1] = np.array([None if e.error is not None else e.confidence for e in events], dtype=np.float64)

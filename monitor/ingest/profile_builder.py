@@ -7,9 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.embedding import fit_reference
+from monitor.ingest.batch import EMBEDDING_LENGTH_REASON
 from monitor.ingest.events import InvalidEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
-from monitor.ingest.reference import FEATURES_VERSION, FeatureSet, Profile, ProfileError, file_sha256, utc_now_iso
+from monitor.ingest.reference import (
+    FEATURES_VERSION,
+    FeatureSet,
+    Profile,
+    ProfileError,
+    encode_rows,
+    file_sha256,
+    utc_now_iso,
+)  # fmt: skip
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.runtime.sources import iter_batches, open_source
 from monitor.windowing.accumulator import window_seed
@@ -21,6 +31,10 @@ __all__ = ["build_profile", "MAX_CUSTOM_FEATURES"]
 # blow up a profile (the first ones seen are kept).
 MAX_CUSTOM_FEATURES = 64
 MAX_PROBABILITY_CLASSES = 64
+# Embedding drift (docs/results.md): the projection is fitted on half of a seeded sample of the reference
+# events' embeddings and the other half, projected, is the stored reference sample (detectors.embedding).
+EMBEDDING_COMPONENTS = 16
+EMBEDDING_REFERENCE = 2000
 
 
 class _ModelSample:
@@ -29,6 +43,7 @@ class _ModelSample:
         self.rows = Reservoir(cap, width, window_seed(seed, model, "", 0))
         self.custom: dict[str, Reservoir] = {}
         self.probabilities: dict[str, Reservoir] = {}  # one sample per class (BBSD)
+        self.embeddings: Reservoir | None = None  # raw embeddings, width fixed by the first one
         self.classes: Counter[str] = Counter()
         self.versions: set[str] = set()
         self.events = 0
@@ -78,6 +93,8 @@ def build_profile(
                 s.rows.add(rows[idx])
                 s.events += len(idx)
                 _add_probabilities(s, [events[i] for i in idx], seed)
+                for reason in _add_embeddings(s, [events[i] for i in idx], seed):
+                    invalid[reason] += 1
                 for i in idx:
                     e = events[i]
                     s.versions.add(e.version)
@@ -124,9 +141,11 @@ def build_profile(
         sample_cap=sample_cap,
         sampled=s.rows.sampled,
         probabilities={c: _finite(s.probabilities[c].rows[:, 0]) for c in sorted(s.probabilities)},
+        embedding=_fit_embedding(s, seed),
     )
     summary = {"lines": lines, "events": s.events, "invalid": dict(invalid), "model": s.model, "versions": list(profile.versions),
                "features": list(profile.feature_names), "probability_classes": list(profile.probability_classes),
+               "embedding_components": profile.embedding_components,
                "sampled": profile.sampled}
     return profile, summary
 
@@ -149,3 +168,26 @@ def _add_probabilities(s: _ModelSample, events: list, seed: int) -> None:
     for j, c in enumerate(classes):
         column = matrix[:, j]
         s.probabilities[c].add(column[np.isfinite(column)][:, None])
+
+
+def _add_embeddings(s: _ModelSample, events: list, seed: int) -> list[str]:
+    """Add the events' embeddings to the model's sample; return a rejection reason per wrong-length one."""
+    with_embedding = [e.embedding for e in events if e.embedding is not None]
+    if not with_embedding:
+        return []
+    if s.embeddings is None:
+        s.embeddings = Reservoir(2 * EMBEDDING_REFERENCE, len(with_embedding[0]), window_seed(seed, s.model, "", 3))
+    dim = s.embeddings.width
+    kept = [v for v in with_embedding if len(v) == dim]
+    if kept:
+        s.embeddings.add(np.array(kept, dtype=np.float64))
+    return [EMBEDDING_LENGTH_REASON] * (len(with_embedding) - len(kept))
+
+
+def _fit_embedding(s: _ModelSample, seed: int) -> dict | None:
+    if s.embeddings is None or s.embeddings.rows.shape[0] < 4:
+        return None
+    projection, reference = fit_reference(s.embeddings.rows, components=EMBEDDING_COMPONENTS,
+                                          max_reference=EMBEDDING_REFERENCE, seed=seed)
+    return {"source": "event", "dim": projection.dim, "projection": projection.to_dict(),
+            "reference": encode_rows(reference), "seed": seed}

@@ -10,15 +10,17 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from detectors.embedding import PCAProjection
 from detectors.text_features import TEXT_FEATURES, TOKENIZER_FEATURES
 
-__all__ = ["Profile", "ProfileError", "FeatureSet", "load_profile", "save_profile", "FEATURES_VERSION"]
+__all__ = ["Profile", "ProfileError", "FeatureSet", "load_profile", "save_profile", "FEATURES_VERSION", "encode_rows"]
 
 PROFILE_SCHEMA = 1
 # Bump when the definition of any text feature changes: old profiles then no longer compare like with like.
@@ -66,6 +68,26 @@ class Profile:
     # Reference sample of each class's predicted probability (BBSD, detectors.probabilities); empty when the
     # reference events logged none (and in profiles written before BBSD).
     probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    # Embedding drift: {"source": "event", "dim", "projection": PCAProjection.to_dict(), "reference": the
+    # projected held-out reference rows (base64 float64, row-major), "seed"}; None without embeddings.
+    embedding: dict | None = field(default=None, repr=False)
+
+    @cached_property
+    def embedding_projection(self) -> PCAProjection | None:
+        """The projection fitted on the reference embeddings (read once), or None."""
+        return PCAProjection.from_dict(self.embedding["projection"]) if self.embedding else None
+
+    @cached_property
+    def embedding_reference(self) -> np.ndarray | None:
+        """The projected reference sample ``(n, components)``, or None."""
+        if not self.embedding:
+            return None
+        return _unb64(self.embedding["reference"]).reshape(-1, self.embedding_projection.components)
+
+    @property
+    def embedding_components(self) -> int:
+        """Projected components a window keeps per sampled event (0: no embedding drift)."""
+        return self.embedding_projection.components if self.embedding else 0
 
     @property
     def probability_classes(self) -> tuple[str, ...]:
@@ -127,6 +149,7 @@ class Profile:
             "confidence": _b64(self.confidence),
             "latency_ms": _b64(self.latency_ms),
             "probabilities": {k: _b64(v) for k, v in self.probabilities.items()},
+            "embedding": self.embedding,
         }
 
     @classmethod
@@ -152,6 +175,7 @@ class Profile:
                 sample_cap=int(d["sample_cap"]),
                 sampled=bool(d["sampled"]),
                 probabilities={str(k): _unb64(v) for k, v in d.get("probabilities", {}).items()},
+                embedding=d.get("embedding"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):
@@ -196,3 +220,8 @@ def file_sha256(path: str | Path) -> str:
 
 def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def encode_rows(a: np.ndarray) -> str:
+    """A float64 array as the profile stores it (base64, little-endian, row-major)."""
+    return _b64(a)

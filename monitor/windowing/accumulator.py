@@ -39,6 +39,9 @@ def fixed_sum(values: np.ndarray) -> int:
     return int(np.rint(values * FIXED_POINT).astype(np.int64).sum())
 
 
+_EMBEDDING_SALT = 0x454D_4245_4444_4E47  # "EMBEDDNG": the embedding sample's seed differs from the reservoir's
+
+
 def window_seed(seed: int, model: str, version: str, key: int) -> int:
     """A 64-bit seed that depends only on the window's identity, so re-running a stream samples identically."""
     seq = np.random.SeedSequence(
@@ -54,11 +57,11 @@ class WindowAccumulator:
         "model", "version", "kind", "start_ms", "end_ms", "seq", "first_ts_ms", "last_ts_ms",
         "events", "errors", "labelled", "correct", "class_counts",
         "confidence_n", "confidence_sum", "low_confidence_n", "entropy_n", "entropy_sum", "reservoir",
-        "invalid", "late",
+        "invalid", "late", "embeddings",
     )  # fmt: skip
 
     def __init__(self, *, model: str, version: str, kind: str, start_ms: int, end_ms: int, seq: int,
-                 width: int, reservoir_size: int, seed: int):
+                 width: int, reservoir_size: int, seed: int, embedding: tuple[int, int] = (0, 0)):
         self.model, self.version, self.kind = model, version, kind
         self.start_ms, self.end_ms, self.seq = start_ms, end_ms, seq
         self.first_ts_ms: int | None = None
@@ -72,6 +75,12 @@ class WindowAccumulator:
         self.invalid = self.late = 0
         key = start_ms if kind == "time" else seq
         self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key))
+        # Embedding drift: a sample of `embedding[1]` projected embeddings (`embedding[0]` floats each) of the
+        # events that carry one, seeded from the window's identity like the reservoir (its seed also draws
+        # the MMD's permutations), so small in the checkpoint and independent of batching.
+        components, sample = embedding
+        self.embeddings = (Reservoir(sample, components, window_seed(seed, model, version, key) ^ _EMBEDDING_SALT)
+                           if components else None)
 
     def add(self, s: BatchSlice) -> None:
         k = s.ts_ms.size
@@ -96,23 +105,33 @@ class WindowAccumulator:
         has_entropy = ~np.isnan(s.entropy)
         self.entropy_n += int(has_entropy.sum())
         self.entropy_sum += fixed_sum(s.entropy[has_entropy])
-        self.reservoir.add(s.rows)
+        if self.embeddings is None:
+            self.reservoir.add(s.rows)
+        else:
+            width = self.reservoir.width
+            self.reservoir.add(s.rows[:, :width])
+            projected = s.rows[:, width:]
+            self.embeddings.add(projected[~np.isnan(projected[:, 0])])
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to resume this window exactly (used by the checkpoint store)."""
-        out = {name: getattr(self, name) for name in self.__slots__ if name not in ("reservoir", "class_counts")}
+        out = {name: getattr(self, name) for name in self.__slots__
+               if name not in ("reservoir", "class_counts", "embeddings")}
         out["class_counts"] = dict(self.class_counts)
         out["reservoir"] = self.reservoir.state()
+        out["embeddings"] = self.embeddings.state() if self.embeddings is not None else None
         return out
 
     @classmethod
     def from_state(cls, state: dict) -> "WindowAccumulator":
         acc = cls.__new__(cls)
         for name in cls.__slots__:
-            if name not in ("reservoir", "class_counts"):
+            if name not in ("reservoir", "class_counts", "embeddings"):
                 # invalid/late: absent from checkpoints written before they were counted here.
                 setattr(acc, name, state[name] if name in state or name not in ("invalid", "late") else 0)
         acc.class_counts = Counter(state["class_counts"])
         acc.reservoir = Reservoir.from_state(state["reservoir"])
+        embeddings = state.get("embeddings")  # absent from checkpoints written before embedding drift
+        acc.embeddings = Reservoir.from_state(embeddings) if embeddings is not None else None
         return acc

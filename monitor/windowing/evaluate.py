@@ -6,11 +6,12 @@ import numpy as np
 
 from detectors.classes import PredictionShift
 from detectors.confidence import ConfidenceShift, low_confidence_threshold
+from detectors.embedding import EmbeddingDrift
 from detectors.ks import KSDrift
 from detectors.probabilities import ProbabilityDrift
 from detectors.latency import latency_summary
 from detectors.text_features import BINARY_FEATURES
-from monitor.config import DetectConfig
+from monitor.config import DetectConfig, EmbeddingConfig
 from monitor.ingest.reference import Profile
 from monitor.results import ConfidenceSummary, DriftVerdicts, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, FIXED_POINT, LATENCY_COL, WindowAccumulator
@@ -21,7 +22,7 @@ __all__ = ["StreamDetectors", "window_result"]
 class StreamDetectors:
     """The detectors of one model, built once from its reference profile (references sorted once)."""
 
-    def __init__(self, profile: Profile, detect: DetectConfig):
+    def __init__(self, profile: Profile, detect: DetectConfig, embedding: EmbeddingConfig = EmbeddingConfig()):
         self.profile = profile
         reference = {name: profile.samples[name] for name in profile.feature_names if name in profile.samples}
         self.input = KSDrift(
@@ -53,6 +54,14 @@ class StreamDetectors:
             ProbabilityDrift(profile.probabilities, alpha=detect.alpha, min_effect=detect.min_effect,
                              correction=detect.correction)
             if profile.probabilities
+            else None
+        )  # fmt: skip
+        # Embedding drift on the windows' projected embeddings (the profile's projection and reference).
+        self.embedding = (
+            EmbeddingDrift(profile.embedding_projection, profile.embedding_reference, alpha=detect.alpha,
+                           min_effect=detect.min_effect, correction=detect.correction,
+                           permutations=embedding.permutations, max_mmd_n=embedding.max_mmd_n)
+            if profile.embedding
             else None
         )  # fmt: skip
 
@@ -121,6 +130,11 @@ def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ..
         if rows.shape[1] == first + len(columns):  # a window opened before its profile had probabilities
             result = detectors.probabilities.test({c: rows[:, first + j] for j, c in enumerate(columns)})
             probabilities = result if result.classes else None  # None: no event logged probabilities
+    embedding = None
+    sample = acc.embeddings
+    if detectors.embedding is not None and sample is not None and sample.rows.shape[0] >= 2:
+        # The window's identity seeds the MMD's subsample and permutations: a replay gets the same p-value.
+        embedding = detectors.embedding.test_projected(sample.rows, seed=sample.seed)
     return DriftVerdicts(
         input=detectors.input.test(window),
         confidence=detectors.confidence.test(confidences)
@@ -128,4 +142,5 @@ def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ..
         prediction=detectors.prediction.test(dict(acc.class_counts))
         if detectors.prediction is not None and acc.class_counts else None,
         probabilities=probabilities,
+        embedding=embedding,
     )  # fmt: skip

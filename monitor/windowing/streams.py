@@ -13,9 +13,10 @@ class StreamState:
     """Window bookkeeping of one (model, version) stream (the clock fields: monitor/windowing/watermarks.py)."""
 
     __slots__ = ("model", "version", "max_ts_ms", "last_p_ms", "frontier_ms", "count", "open", "pending_late",
-                 "pending_invalid", "custom", "probability_classes", "expiry_queued")
+                 "pending_invalid", "custom", "probability_classes", "embedding_components", "expiry_queued")
 
-    def __init__(self, model: str, version: str, custom: tuple[str, ...], probability_classes: tuple[str, ...] = ()):
+    def __init__(self, model: str, version: str, custom: tuple[str, ...], probability_classes: tuple[str, ...] = (),
+                 embedding_components: int = 0):
         self.model, self.version = model, version
         self.max_ts_ms = NO_EVENTS_YET  # largest event time of the stream
         self.last_p_ms = NO_EVENTS_YET  # the partition's largest event time at the stream's last event
@@ -29,6 +30,8 @@ class StreamState:
         self.custom = custom
         # Columns after the custom features in its rows: the profile's classes whose probabilities BBSD tests.
         self.probability_classes = probability_classes
+        # The last columns: the projected embedding, split off into the window's own embedding sample.
+        self.embedding_components = embedding_components
         self.expiry_queued = False  # whether the pipeline's expiry heap holds an entry for it
 
     def state(self) -> dict:
@@ -45,10 +48,11 @@ class StreamState:
         """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
         if profile is None:
             return cls(model, version, ())
-        return cls(model, version, profile.custom_features, profile.probability_classes)
+        return cls(model, version, profile.custom_features, profile.probability_classes, profile.embedding_components)
 
     def row_width(self, base_width: int) -> int:
-        """Columns of this stream's rows: latency, confidence, ``base_width`` features, custom, probabilities."""
+        """Columns of the window's reservoir: latency, confidence, ``base_width`` features, custom, probabilities
+        (the stream's rows carry the ``embedding_components`` after them)."""
         return 2 + base_width + len(self.custom) + len(self.probability_classes)
 
     @classmethod

@@ -74,6 +74,17 @@ class WindowsCollector:
         flag = GaugeMetricFamily("nlp_drift_detected", "1 when the test of this feature flagged drift.", labels=dl)
         verdict = GaugeMetricFamily("nlp_drift_detector_detected", "1 when the detector flagged drift in the latest "
                                     "tested window (any of its features).", labels=sv + ["detector"])
+        emb = {
+            name: GaugeMetricFamily(name, doc, labels=sv)
+            for name, doc in (
+                ("nlp_embedding_mmd_statistic", "Squared MMD (RBF kernel, kernel units) of the latest tested window's "
+                 "projected embeddings against the reference's."),
+                ("nlp_embedding_mmd_p_value", "Permutation p-value of the embedding MMD, adjusted with the components' "
+                 "KS tests."),
+                ("nlp_embedding_drifted_components_ratio", "Share of the embedding's projected components whose KS "
+                 "test flagged drift in the latest tested window."),
+            )
+        }
         closed = CounterMetricFamily("nlp_windows_closed", "Windows closed.", labels=sv)
         tested = CounterMetricFamily("nlp_windows_tested", "Windows with enough events and a reference to be tested.", labels=sv)
         for (m, v), r in sorted(self._windows.items()):
@@ -107,7 +118,9 @@ class WindowsCollector:
                     ratios.add_metric(lv + [cls], n / total)
             _drift_samples(r.drift, lv, stat, chi2, pval, flag, verdict)
             _probability_samples(r.drift, lv, self._bounds, stat, pval, flag, verdict)
+            _embedding_samples(r.drift, lv, emb, stat, pval, flag, verdict)
         yield from g.values()
+        yield from emb.values()
         yield from (quantiles, ratios, stat, chi2, pval, flag, verdict, closed, tested)
 
 
@@ -140,6 +153,23 @@ def _probability_samples(drift: DriftVerdicts, lv: list[str], bounds: LabelBound
         if bounds.prediction_class(stream, c.feature) == OTHER:
             continue
         labels = lv + ["probabilities", c.feature]
+        stat.add_metric(labels, c.statistic)
+        pval.add_metric(labels, c.p_value_adjusted)
+        flag.add_metric(labels, 1.0 if c.drifted else 0.0)
+
+
+def _embedding_samples(drift: DriftVerdicts, lv: list[str], emb: dict, stat, pval, flag, verdict) -> None:
+    """Embedding drift: the MMD and the drifted share in their own gauges, the components (pc1...) as features."""
+    d = drift.embedding
+    if d is None:
+        return
+    verdict.add_metric(lv + ["embedding"], 1.0 if d.drifted else 0.0)
+    emb["nlp_embedding_drifted_components_ratio"].add_metric(lv, d.drifted_share)
+    if d.multivariate is not None:
+        emb["nlp_embedding_mmd_statistic"].add_metric(lv, d.multivariate.statistic)
+        emb["nlp_embedding_mmd_p_value"].add_metric(lv, d.multivariate.p_value_adjusted)
+    for c in d.components:
+        labels = lv + ["embedding", c.feature]
         stat.add_metric(labels, c.statistic)
         pval.add_metric(labels, c.p_value_adjusted)
         flag.add_metric(labels, 1.0 if c.drifted else 0.0)

@@ -24,8 +24,8 @@ def test_time_window_json_has_the_documented_keys_in_order():
     assert d["window_start"] == "2025-11-24T16:00:00.000Z" == iso_ms(T0) and d["window_end"] == "2025-11-24T16:05:00.000Z"
     assert list(d["latency_ms"]) == ["p50", "p95", "p99", "max", "count"]
     assert list(d["confidence"]) == ["mean", "low_ratio", "entropy_mean", "count"]
-    assert list(d["drift"]) == ["input", "confidence", "prediction", "probabilities"]
-    assert d["drift"]["prediction"] is None and d["drift"]["probabilities"] is None
+    assert list(d["drift"]) == ["input", "confidence", "prediction", "probabilities", "embedding"]
+    assert d["drift"]["prediction"] is None and d["drift"]["probabilities"] is None and d["drift"]["embedding"] is None
     assert list(d["drift"]["input"]) == ["drifted", "correction", "alpha", "min_effect", "features"]
     assert list(d["drift"]["input"]["features"]["char_length"]) == [
         "statistic", "p_value", "p_value_adjusted", "threshold", "min_effect", "drifted", "window_n", "reference_n"]
