@@ -141,7 +141,7 @@ def test_required_alerts_exist():
     required = {
         "NlpHighP99Latency", "NlpLowMeanConfidence", "NlpInputDrift", "NlpConfidenceShift",
         "NlpPredictionClassShift", "NlpReevalAccuracyDrop", "NlpHighErrorRate", "NlpmonHighInvalidEventRate",
-        "NlpModelNoTraffic", "NlpmonConsumerLagHigh", "NlpmonDown", "NlpmonAbsent",
+        "NlpModelNoTraffic", "NlpmonConsumerLagHigh", "NlpmonDown", "NlpmonAbsent", "NlpEmbeddingDrift",
         # issue 11
         "NlpWindowsStale", "NlpmonLabelValuesFolded", "NlpmonConsumptionPaused", "NlpmonReevalFailures",
         "NlpmonDeadLetterRateHigh",
