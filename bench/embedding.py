@@ -17,6 +17,11 @@ measured in the same process:
    one core under ``--budget-s`` per window at the measured encoder speed.
 4. OOV rate texts/s of a 32,768-word HashedVocabulary against ``text_features`` (the baseline), and the
    measured false-positive rate over 10^6 unseen words.
+5. The pipeline's events/s with embedding drift on vs off on the same stream (``--pipeline-events`` events
+   with text, probabilities and a precomputed ``embedding`` of the tiny encoder, ``--window-events`` a
+   window, batches of 1000): *off* is a reference profile without a projection (the embedding field is
+   still decoded and validated), *on* the same profile with one (projection at arrival, the window's
+   sample, EmbeddingDrift at close with the daemon's defaults). Target: on >= 0.8x off.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--budget-s", type=float, default=1.0, help="one core's budget per window")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--pipeline-events", type=int, default=50_000)
+    parser.add_argument("--window-events", type=int, default=5_000, help="events per (time) window in section 5")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         try:
@@ -90,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         reference = encoders["exact_length"].embed(reference_texts)
         window_texts = make_subject_texts(args.sample_size, "phone", seed=args.seed + 2)
         window = encoders["exact_length"].embed(window_texts)
+        pool_texts = make_subject_texts(4000, "restaurant", seed=args.seed + 3)
+        pool = encoders["exact_length"].embed(pool_texts)
 
     projection, sample = fit_reference(reference, components=16, seed=1)
     detector = EmbeddingDrift(projection, sample, seed=2)
@@ -138,7 +147,58 @@ def main(argv: list[str] | None = None) -> int:
     hits = int(big.contains(unseen).sum())
     print(f"   false positives over 10^6 unseen words, 32,768 hashes: {hits / 1e6:.2e} "
           f"(derived V / 2^32 = {big.false_positive_rate:.2e}); stored size {len(str(big.to_dict()))} bytes")
+    pipeline_on_off(reference_texts, reference, pool_texts, pool, args)
     return 0
+
+
+def pipeline_on_off(reference_texts, reference, pool_texts, pool, args) -> None:
+    """Section 5: Pipeline events/s with embedding drift on vs off on the same records."""
+    import dataclasses
+    import json
+
+    from monitor.config import load_config
+    from monitor.ingest.profile_builder import build_profile
+    from monitor.pipeline import Pipeline, Record
+
+    t0, step_ms = 1_764_000_000_000, 60_000 // args.window_events
+
+    def event(ts_ms: int, text: str, vector) -> bytes:
+        p = 0.55 + 0.4 * (len(text) % 10) / 10
+        return json.dumps({"ts": ts_ms, "model": "m", "version": "1", "prediction": "pos", "text": text,
+                           "probabilities": {"pos": p, "neg": 1 - p}, "latency_ms": 10.0,
+                           "embedding": [float(v) for v in vector]}).encode()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = Path(tmp) / "ref.jsonl"
+        ref_path.write_bytes(b"\n".join(event(t0 - 10**9 + i, t, v) for i, (t, v) in
+                                         enumerate(zip(reference_texts, reference))) + b"\n")
+        on, _ = build_profile(str(ref_path))
+    off = dataclasses.replace(on, embedding=None)
+    pick = np.random.default_rng(args.seed).integers(0, len(pool_texts), args.pipeline_events)
+    records = [Record(event(t0 + k * step_ms, pool_texts[j], pool[j])) for k, j in enumerate(pick.tolist())]
+    config = load_config(env={}, overrides={"source.kind": "stdin", "window.size_seconds": 60,
+                                            "window.lateness_seconds": 0, "window.max_future_seconds": 1e9})
+
+    def run(profile):
+        pipeline = Pipeline(config, profiles={"m": profile})
+        windows = []
+        for lo in range(0, len(records), 1000):
+            windows += pipeline.process(records[lo : lo + 1000]).windows
+        windows += pipeline.flush().windows
+        return windows
+
+    tested = [w for w in run(on) if w.drift.embedding is not None]
+    assert tested and all(w.drift.embedding is None for w in run(off))
+    times = median_s({"off (profile without projection)": lambda: run(off), "on": lambda: run(on)},
+                     repeats=max(3, args.repeats // 2))
+    base = times["off (profile without projection)"]
+    print(f"\n== pipeline: {args.pipeline_events} events with text, probabilities and a {pool.shape[1]}-float "
+          f"embedding, {args.window_events} a window, batch 1000; embedding.sample_size "
+          f"{config.embedding.sample_size}, {len(tested)} windows tested, "
+          f"{sum(w.drift.embedding.drifted for w in tested)} flagged")
+    print(f"{'embedding drift':<34} {'median s':>9} {'events/s':>9} {'vs off':>8}")
+    for name, t in times.items():
+        print(f"{name:<34} {t:>9.3f} {args.pipeline_events / t:>9.0f} {base / t:>7.2f}x")
 
 
 if __name__ == "__main__":
