@@ -28,7 +28,7 @@ from monitor.cli.common import (
     read_store,
 )  # fmt: skip
 from monitor.cli.reeval import add_parsers as add_reeval_parsers
-from monitor.config import config_as_dict, service_links
+from monitor.config import ConfigError, config_as_dict, load_config, service_links
 from monitor.logs import log_event, setup_logging
 
 __all__ = ["main", "build_parser"]
@@ -106,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="NAME", help="model to profile (required when the file holds several)")
     b.add_argument("--version", dest="versions", action="append", default=[], metavar="V", help="only these versions (repeatable)")
     b.add_argument("--sample-size", type=int, default=50_000, metavar="N", help="reservoir size per feature (default 50000)")
+    b.add_argument("--config", "-c", metavar="FILE",
+                   help="the daemon's TOML config: [tokenizer] and validation.max_text_chars are read from it, so "
+                   "the profile is built with the daemon's settings (--tokenizer and --max-length override)")
     b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
-    b.add_argument("--max-length", type=int, default=512, metavar="N", help="tokenizer max_length (default 512)")
+    b.add_argument("--max-length", type=int, metavar="N", help="tokenizer max_length (default: the config's, else 512)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
     b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
@@ -264,10 +267,22 @@ def cmd_reference_build(args) -> int:
         raise UsageError(f"cannot read {args.events}: no such file")
     if args.sample_size < 100:
         raise UsageError("--sample-size must be at least 100")
-    tokenizer = TokenizerFeaturizer(args.tokenizer, max_length=args.max_length) if args.tokenizer else None
+    # The daemon's own [tokenizer] and validation settings (environment included, as `nlpmon run` reads
+    # them), so the profile passes the daemon's compatibility check; flags override.
+    config = None
+    if args.config:
+        try:
+            config = load_config(args.config, overrides={"source.kind": "stdin"})  # only its model settings count
+        except ConfigError as exc:
+            raise UsageError(f"config error: {exc}") from None
+    path = args.tokenizer or (config.tokenizer.path if config else "") or None
+    max_length = args.max_length or (config.tokenizer.max_length if config else 512)
+    batch_size = config.tokenizer.batch_size if config else 256
+    tokenizer = TokenizerFeaturizer(path, max_length=max_length, batch_size=batch_size) if path else None
     profile, summary = build_profile(
         args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
         sample_cap=args.sample_size, seed=args.seed,
+        max_text_chars=config.validation.max_text_chars if config else 10_000,
     )  # fmt: skip
     if args.activate and not args.store:
         raise UsageError("--activate needs --store URL")

@@ -76,3 +76,29 @@ def test_profile_tokenizer_must_match(tiny, tmp_path, capsys):
                  "--window-events", "300"]) == 0
     first = json.loads(capsys.readouterr().out.splitlines()[0])
     assert {"token_count", "unk_token_rate", "truncated"} <= set(first["drift"]["input"]["features"])
+
+
+def test_reference_build_reads_the_daemons_config(tiny, tmp_path, capsys):
+    from monitor.cli import main
+    from monitor.devkit.synth.traffic import generate_events, write_events
+
+    events = tmp_path / "e.jsonl"
+    write_events(events, generate_events(600, seed=4))
+    config = tmp_path / "nlpmon.toml"
+    config.write_text(f'[tokenizer]\npath = "{tiny.tokenizer_dir}"\nmax_length = 64\n', encoding="utf-8")
+    profile = tmp_path / "p.json"
+    assert main(["reference", "build", str(events), "-o", str(profile), "--config", str(config)]) == 0
+    built = json.loads(profile.read_text())["tokenizer"]
+    assert built["max_length"] == 64 and built["path"] == str(tiny.tokenizer_dir)
+    capsys.readouterr()
+    # the daemon with the same config accepts it; the flag overrides the config's max_length
+    assert main(["replay", str(events), "-r", str(profile), "--config", str(config), "--window-events", "300"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "q.json"
+    assert main(["reference", "build", str(events), "-o", str(other), "--config", str(config), "--max-length", "32"]) == 0
+    assert json.loads(other.read_text())["tokenizer"]["max_length"] == 32
+    assert main(["replay", str(events), "-r", str(other), "--config", str(config)]) == 2
+    assert "max_length" in capsys.readouterr().err
+    config.write_text("[tokenizer]\nmax_lenght = 64\n", encoding="utf-8")
+    assert main(["reference", "build", str(events), "-o", str(other), "--config", str(config)]) == 2
+    assert "config error" in capsys.readouterr().err
