@@ -62,6 +62,8 @@ DRIFT_ALERTS_RE = "Nlp.*Drift|NlpConfidenceShift|NlpPredictionClassShift"
 # Dashboard queries that cannot return data here, each with the reason. Keep this minimal: a query listed
 # here that does return data fails the test, so the list shrinks as the features land.
 NO_DATA_EXPECTED: dict[tuple[str, str], str] = {}
+# The traffic logs a (stand-in) embedding per event, so the embedding-drift panels have data too.
+EMBEDDING_DIM = 24
 
 # An A/A experiment (an even a/b split of the same model) and shadow predictions for 10% of requests, so the
 # experiment and shadow panels have data (docs/experiments.md). Their alerts need minutes (`for:`), so they
@@ -103,7 +105,8 @@ def _short_rules(into: Path) -> str:
 
 
 def _profile(tmp_path: Path) -> Path:
-    write_events(tmp_path / "ref.jsonl", generate_events(4000, seed=99, rate_per_s=RATE_PER_S, label_share=0.2))
+    write_events(tmp_path / "ref.jsonl", generate_events(4000, seed=99, rate_per_s=RATE_PER_S, label_share=0.2,
+                                                         embedding_dim=EMBEDDING_DIM))
     profile, _ = build_profile(str(tmp_path / "ref.jsonl"))
     save_profile(profile, tmp_path / "profile.json")
     return tmp_path / "profile.json"
@@ -145,7 +148,7 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_p
         hook = stack.enter_context(webhook_receiver())
         daemon = stack.enter_context(DaemonProcess(config, tmp_path / "nlpmon.log", env=env))
         traffic = LiveTraffic(kafka_broker.bootstrap, topic, rate_per_s=RATE_PER_S, seed=1, label_share=0.2,
-                              variants={"a": 0.5, "b": 0.5}, shadow_share=0.1).start()
+                              variants={"a": 0.5, "b": 0.5}, shadow_share=0.1, embedding_dim=EMBEDDING_DIM).start()
         stack.callback(traffic.stop)
         port = _metrics_port(daemon)
         assert _post_reeval(port) == 202  # the first re-evaluation: the baseline of the drift-triggered one

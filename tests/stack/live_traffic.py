@@ -28,14 +28,15 @@ class LiveTraffic:
     """
 
     def __init__(self, bootstrap: str, topic: str, *, rate_per_s: float, seed: int, label_share: float = 0.0,
-                 variants: dict[str, float] | None = None, shadow_share: float = 0.0):
+                 variants: dict[str, float] | None = None, shadow_share: float = 0.0, embedding_dim: int = 0):
         self.topic = topic
         self.rate_per_s = rate_per_s
         self.sent = 0
         self.drift_started_at: float | None = None  # wall time of the first drifted event
         # variants/shadow_share: an A/B split and shadow predictions (generate_events); a shadow event is sent
         # right after its served one, stamped with the same wall-clock time plus its generated delay.
-        kw = {"label_share": label_share, "variants": variants, "shadow_share": shadow_share}
+        kw = {"label_share": label_share, "variants": variants, "shadow_share": shadow_share,
+              "embedding_dim": embedding_dim}
         self._clean = generate_events(_EVENTS_PER_STREAM, seed=seed, **kw)
         self._drifted = generate_events(_EVENTS_PER_STREAM, seed=seed + 1, drift_after=0, **kw)
         self._last_served: tuple[int, int] | None = None  # (generated ts, wall ts) of the latest served event

@@ -10,6 +10,7 @@ scraping bug looks like from the model's side.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,6 +56,7 @@ def generate_events(
     error_share: float = 0.002,
     variants: dict[str, float] | None = None,
     shadow_share: float = 0.0,
+    embedding_dim: int = 0,
 ) -> Iterator[dict]:
     """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average.
 
@@ -62,7 +64,9 @@ def generate_events(
     ``shadow_share`` of the successful predictions are followed by their shadow model's event (same
     ``request_id``, ``variant: "shadow"``, up to 200 ms later, 3% different predictions, other confidence and
     latency), which is not counted in ``n``. Both draw from their own generators, so the served events are
-    the same with and without them.
+    the same with and without them. ``embedding_dim`` > 0 adds an ``embedding`` field: the normalised mean of
+    fixed pseudo-random word vectors (a stand-in for the served model's pooled output; deterministic, and
+    moved by the drifted texts' unseen vocabulary).
     """
     rng = np.random.default_rng(seed)
     split_rng = np.random.default_rng([seed, 1])
@@ -105,6 +109,8 @@ def generate_events(
             event["error"] = "timeout"
         elif label_share and rng.random() < label_share:
             event["label"] = "positive" if true_pos else "negative"
+        if embedding_dim:
+            event["embedding"] = _embedding(text, embedding_dim)
         if names:
             event["variant"] = names[int(split_rng.choice(len(names), p=shares / shares.sum()))]
         # Built before the served event is yielded: a consumer may change it (live traffic restamps ts).
@@ -114,6 +120,22 @@ def generate_events(
         yield event
         if shadow is not None:
             yield shadow
+
+
+_WORD_VECTORS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _embedding(text: str, dim: int) -> list[float]:
+    """A text's stand-in embedding: the normalised mean of its words' fixed vectors, rounded for the log."""
+    vectors = []
+    for word in text.lower().split():
+        v = _WORD_VECTORS.get((word, dim))
+        if v is None:
+            v = _WORD_VECTORS[(word, dim)] = np.random.default_rng(zlib.crc32(word.encode())).standard_normal(dim)
+        vectors.append(v)
+    mean = np.mean(vectors, axis=0) if vectors else np.zeros(dim)
+    norm = float(np.linalg.norm(mean)) or 1.0
+    return [round(float(x), 4) for x in mean / norm]
 
 
 def _shadow_of(event: dict, rng: np.random.Generator) -> dict:
