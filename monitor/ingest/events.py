@@ -462,24 +462,23 @@ def _probabilities(obj: dict, raw: object, model: str, version: str) -> tuple[tu
 def _features(raw: object, model: str, version: str) -> dict[str, float]:
     if type(raw) is not dict:
         raise InvalidEvent("wrong_type", "features must be an object of numbers", model, version)
-    out = {}
-    for name, v in raw.items():
-        t = type(v)
-        if t is not float and t is not int:
-            raise InvalidEvent("wrong_type", "features values must be numbers", model, version)
-        if not _isfinite(v):
-            raise InvalidEvent("non_finite", "a feature value is not finite", model, version)
-        out[name] = float(v)
-    return out
+    return dict(zip(raw, _finite_numbers(raw.values(), "features", model, version)))
 
 
 def _embedding(raw: object, model: str, version: str) -> tuple[float, ...]:
     if type(raw) is not list or not raw:
         raise InvalidEvent("wrong_type", "embedding must be a non-empty list of numbers", model, version)
-    for v in raw:
+    return _finite_numbers(raw, "embedding", model, version)
+
+
+def _finite_numbers(values, field: str, model: str, version: str) -> tuple[float, ...]:
+    """The values as floats; ``wrong_type`` for a non-number (bool included), ``non_finite`` for NaN/inf."""
+    out = []
+    for v in values:
         t = type(v)
         if t is not float and t is not int:
-            raise InvalidEvent("wrong_type", "embedding values must be numbers", model, version)
+            raise InvalidEvent("wrong_type", f"{field} values must be numbers", model, version)
         if not _isfinite(v):
-            raise InvalidEvent("non_finite", "an embedding value is not finite", model, version)
-    return tuple(float(v) for v in raw)
+            raise InvalidEvent("non_finite", f"a {field} value is not finite", model, version)
+        out.append(float(v))
+    return tuple(out)
