@@ -22,8 +22,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -31,12 +29,12 @@ from detectors.confidence import low_confidence_threshold
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
-from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, StreamBatch, merge_streams, prepare_chunk
+from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, merge_streams, prepare_chunk
 from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent
 from monitor.ingest.features import base_features
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
-from monitor.results import BatchResults, WindowResult
+from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.windowing.evaluate import StreamDetectors, window_result
 from monitor.windowing.streams import StreamState
@@ -56,61 +54,6 @@ OTHER_STREAM = ("__other__", "__other__")
 # Rejections of streams not seen yet are held (for the stream's first window) for at most this many
 # streams; the oldest is dropped first, so garbage model names cannot grow memory.
 HELD_STREAMS = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One raw record from a source and where it came from (``file.jsonl:12``, ``topic/0@812``)."""
-
-    value: bytes
-    position: str = ""
-
-
-class Sink(Protocol):
-    """Every call the pipeline makes on its sink (sinks.prometheus.PrometheusSink implements them all)."""
-
-    def observe_batch(self, model: str, version: str, *, classes: Counter, errors: int, latency_ms: np.ndarray,
-                      confidence: np.ndarray, lengths: np.ndarray, last_ts_ms: int) -> None: ...
-    def window_closed(self, result: WindowResult) -> None: ...
-    def experiment_closed(self, result: ExperimentResult) -> None: ...
-    def shadow_closed(self, result: ShadowResult) -> None: ...
-    def count_records(self, consumed: int, valid: int) -> None: ...
-    def count_invalid(self, reason: str, n: int = 1) -> None: ...
-    def count_late(self, model: str, version: str, n: int) -> None: ...
-    def count_untracked(self, n: int) -> None: ...
-    def forget_stream(self, model: str, version: str) -> None: ...
-    def set_open_windows(self, n: int) -> None: ...
-    def count_shadow_joins(self, deltas: Mapping[str, int]) -> None: ...
-    def set_shadow_pending(self, n: int) -> None: ...
-
-
-class DeadLetter(Protocol):
-    def write(self, raw: bytes, reason: str, detail: str, position: str) -> None: ...
-
-
-@dataclass
-class PipelineStats:
-    lines: int = 0
-    valid: int = 0
-    invalid: Counter = field(default_factory=Counter)
-    late: int = 0
-    windows: int = 0
-    # Failures caught in the stateful phase (a detector, a sink, a hook), by stage; never the message.
-    internal_errors: Counter = field(default_factory=Counter)
-    untracked: int = 0  # events of streams over metrics.max_tracked_streams (windowed as __other__)
-
-    def to_dict(self) -> dict:
-        return {
-            "lines": self.lines,
-            "valid": self.valid,
-            "invalid": sum(self.invalid.values()),
-            "invalid_by_reason": dict(sorted(self.invalid.items())),
-            "late": self.late,
-            "windows": self.windows,
-            # Only when they happened: the summary's shape stays what scripts parse.
-            **({"internal_errors": dict(sorted(self.internal_errors.items()))} if self.internal_errors else {}),
-            **({"untracked": self.untracked} if self.untracked else {}),
-        }
 
 
 class Pipeline:

@@ -9,9 +9,13 @@ order of each class is the documented key order of its JSON (docs/results.md), w
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
 
 from detectors.ab import FixedHorizonResult, GuardrailResult, SRMResult
 from detectors.base import (
@@ -28,7 +32,7 @@ from detectors.sequential import SequentialResult
 from detectors.shadow import ShadowSummary
 
 __all__ = ["WindowResult", "ConfidenceSummary", "DriftVerdicts", "ExperimentResult", "VariantFigures", "Comparison",
-           "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA"]
+           "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA", "Sink", "DeadLetter", "PipelineStats"]
 
 RESULT_SCHEMA = 1
 
@@ -241,3 +245,50 @@ class BatchResults:
     windows: tuple[WindowResult, ...] = ()
     experiments: tuple[ExperimentResult, ...] = ()
     shadow: tuple[ShadowResult, ...] = ()
+
+
+class Sink(Protocol):
+    """Every call the pipeline makes on its sink (sinks.prometheus.PrometheusSink implements them all)."""
+
+    def observe_batch(self, model: str, version: str, *, classes: Counter, errors: int, latency_ms: np.ndarray,
+                      confidence: np.ndarray, lengths: np.ndarray, last_ts_ms: int) -> None: ...
+    def window_closed(self, result: WindowResult) -> None: ...
+    def experiment_closed(self, result: ExperimentResult) -> None: ...
+    def shadow_closed(self, result: ShadowResult) -> None: ...
+    def count_records(self, consumed: int, valid: int) -> None: ...
+    def count_invalid(self, reason: str, n: int = 1) -> None: ...
+    def count_late(self, model: str, version: str, n: int) -> None: ...
+    def count_untracked(self, n: int) -> None: ...
+    def forget_stream(self, model: str, version: str) -> None: ...
+    def set_open_windows(self, n: int) -> None: ...
+    def count_shadow_joins(self, deltas: Mapping[str, int]) -> None: ...
+    def set_shadow_pending(self, n: int) -> None: ...
+
+
+class DeadLetter(Protocol):
+    def write(self, raw: bytes, reason: str, detail: str, position: str) -> None: ...
+
+
+@dataclass
+class PipelineStats:
+    lines: int = 0
+    valid: int = 0
+    invalid: Counter = field(default_factory=Counter)
+    late: int = 0
+    windows: int = 0
+    # Failures caught in the stateful phase (a detector, a sink, a hook), by stage; never the message.
+    internal_errors: Counter = field(default_factory=Counter)
+    untracked: int = 0  # events of streams over metrics.max_tracked_streams (windowed as __other__)
+
+    def to_dict(self) -> dict:
+        return {
+            "lines": self.lines,
+            "valid": self.valid,
+            "invalid": sum(self.invalid.values()),
+            "invalid_by_reason": dict(sorted(self.invalid.items())),
+            "late": self.late,
+            "windows": self.windows,
+            # Only when they happened: the summary's shape stays what scripts parse.
+            **({"internal_errors": dict(sorted(self.internal_errors.items()))} if self.internal_errors else {}),
+            **({"untracked": self.untracked} if self.untracked else {}),
+        }

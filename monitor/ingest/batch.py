@@ -16,7 +16,7 @@ from monitor.ingest.features import BatchFeatures, entropies, event_rows
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["FUTURE_REASON", "EMBEDDING_LENGTH_REASON", "StreamBatch", "Chunk", "prepare_chunk", "merge_streams", "Featurize"]
+__all__ = ["Record", "FUTURE_REASON", "EMBEDDING_LENGTH_REASON", "StreamBatch", "Chunk", "prepare_chunk", "merge_streams", "Featurize"]
 
 # Rejected by the pipeline rather than by the event validator: needs the wall clock.
 FUTURE_REASON = "future_timestamp"
@@ -25,6 +25,14 @@ EMBEDDING_LENGTH_REASON = "embedding_length_mismatch"
 
 Featurize = Callable[[Sequence[Event], FeatureSet, "TokenizerFeaturizer | None"], BatchFeatures]
 
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One raw record from a source and where it came from (``file.jsonl:12``, ``topic/0@812``)."""
+
+    value: bytes
+    position: str = ""
 
 @dataclass(slots=True)
 class StreamBatch:
