@@ -1,0 +1,257 @@
+"""The sections of the configuration: one frozen dataclass per TOML table, with each key's default and limits.
+
+Loading, precedence and validation are in :mod:`monitor.config`; docs/config.md documents every key here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key."""
+
+
+def _key(min: float | None = None, max: float | None = None, choices: tuple | None = None, secret: bool = False,
+         secret_url: bool = False, kind: str | None = None):
+    # kind: how a tuple-valued key of [[experiments]] is parsed ("shares", "guardrails"); None: plain value.
+    return {"min": min, "max": max, "choices": choices, "secret": secret, "secret_url": secret_url, "kind": kind}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: str = field(default="file", metadata=_key(choices=("file", "stdin", "kafka")))
+    path: str = ""
+    follow: bool = False
+    batch_size: int = field(default=1000, metadata=_key(min=1, max=100_000))
+    poll_interval_seconds: float = field(default=0.5, metadata=_key(min=0.01, max=60))
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    kind: str = field(default="time", metadata=_key(choices=("time", "count")))
+    size_seconds: float = field(default=300.0, metadata=_key(min=0.001))
+    events: int = field(default=1000, metadata=_key(min=1))
+    lateness_seconds: float = field(default=30.0, metadata=_key(min=0))
+    min_events: int = field(default=200, metadata=_key(min=1))
+    reservoir_size: int = field(default=10_000, metadata=_key(min=10, max=10_000_000))
+    seed: int = field(default=0, metadata=_key(min=0))
+    max_future_seconds: float = field(default=300.0, metadata=_key(min=0))
+    # Close due windows by processing time once the whole source has been idle this long (0: never; not
+    # replay-deterministic, docs/results.md).
+    idle_close_seconds: float = field(default=0.0, metadata=_key(min=0))
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    alpha: float = field(default=0.01, metadata=_key(min=1e-12, max=0.5))
+    min_effect: float = field(default=0.1, metadata=_key(min=0, max=1))
+    # 0/1 input features (empty, truncated) are tested as proportions against this ABSOLUTE floor.
+    min_proportion_delta: float = field(default=0.02, metadata=_key(min=0, max=1))
+    correction: str = field(default="bh", metadata=_key(choices=("bh", "bonferroni")))
+    low_confidence_threshold: float = field(default=0.0, metadata=_key(min=0, max=1))
+    min_psi: float = field(default=0.1, metadata=_key(min=0))
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    path: str = ""
+    max_length: int = field(default=512, metadata=_key(min=1))
+    batch_size: int = field(default=256, metadata=_key(min=1))
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    # Embedding drift on the events' precomputed `embedding` fields (docs/results.md, *Embedding drift*):
+    # projected embeddings kept per window, the MMD's permutations and its largest window subsample.
+    sample_size: int = field(default=256, metadata=_key(min=2, max=100_000))
+    permutations: int = field(default=2000, metadata=_key(min=1, max=100_000))
+    max_mmd_n: int = field(default=300, metadata=_key(min=2, max=10_000))
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    max_text_chars: int = field(default=10_000, metadata=_key(min=1))
+    dead_letter_path: str = ""
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str = "0.0.0.0"
+    port: int = field(default=9108, metadata=_key(min=0, max=65535))
+    enabled: bool = True
+    max_streams: int = field(default=20, metadata=_key(min=1))
+    max_classes: int = field(default=50, metadata=_key(min=1))
+    # A stream without events for this long of its partition's event time leaves memory and /metrics (0: never).
+    stream_ttl_seconds: float = field(default=86_400.0, metadata=_key(min=0))
+    # Streams kept apart per partition (or file); events of further streams are windowed as __other__.
+    max_tracked_streams: int = field(default=10_000, metadata=_key(min=1))
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topics: tuple[str, ...] = ("prediction-logs",)
+    group_id: str = "nlpmon"
+    client_id: str = "nlpmon"
+    start_offset: str = field(default="earliest", metadata=_key(choices=("earliest", "latest")))
+    security_protocol: str = field(default="PLAINTEXT", metadata=_key(choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")))
+    sasl_mechanism: str = field(default="", metadata=_key(choices=("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")))
+    sasl_username: str = ""
+    # Secret: only from the environment (NLPMON_KAFKA_SASL_PASSWORD), refused in a file, redacted when shown.
+    sasl_password: str = field(default="", metadata=_key(secret=True))
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    max_poll_records: int = field(default=2000, metadata=_key(min=1, max=100_000))
+    poll_timeout_ms: int = field(default=500, metadata=_key(min=1, max=60_000))
+    session_timeout_ms: int = field(default=30_000, metadata=_key(min=1000))
+    # read_committed: records of open or aborted transactions (transactional producers) are not consumed.
+    isolation_level: str = field(default="read_uncommitted", metadata=_key(choices=("read_uncommitted", "read_committed")))
+    # Backoff cap between fetches of a partition whose batch cannot be read (docs/kafka.md, "Fetch errors").
+    fetch_retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1, max=3600))
+    dead_letter_topic: str = ""
+    output_topic: str = ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # Secret-bearing when it holds a password: NLPMON_STORE_URL; shown with the password masked.
+    url: str = field(default="sqlite:///nlpmon.db", metadata=_key(secret_url=True))
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    interval_events: int = field(default=20_000, metadata=_key(min=1))
+    interval_seconds: float = field(default=5.0, metadata=_key(min=0.05))
+    max_pending_events: int = field(default=200_000, metadata=_key(min=1))
+    retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    grace_seconds: float = field(default=30.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    results_path: str = ""
+    # File and stdin sources: also upsert every window result into [store] (the Kafka sidecar always does).
+    # Explicit because store.url has a default: a replay must not create nlpmon.db wherever it runs.
+    store: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(default="info", metadata=_key(choices=("debug", "info", "warning", "error")))
+    format: str = field(default="text", metadata=_key(choices=("text", "json")))
+
+
+@dataclass(frozen=True)
+class ReevalConfig:
+    enabled: bool = False
+    model: str = ""
+    tokenizer: str = ""
+    data: str = ""
+    text_field: str = "text"
+    label_field: str = "label"
+    label_map: str = ""
+    batch_size: int = field(default=32, metadata=_key(min=1, max=100_000))
+    max_length: int = field(default=0, metadata=_key(min=0))
+    provider: str = field(default="auto", metadata=_key(choices=("auto", "cuda", "cpu")))
+    threads: int = field(default=1, metadata=_key(min=0, max=1024))
+    calibration_bins: int = field(default=15, metadata=_key(min=1, max=1000))
+    model_name: str = ""
+    model_version: str = "unversioned"
+    dataset_name: str = ""
+    on_drift: bool = True
+    cooldown_seconds: float = field(default=3600.0, metadata=_key(min=0))
+    interval_seconds: float = field(default=0.0, metadata=_key(min=0))
+    timeout_seconds: float = field(default=600.0, metadata=_key(min=0.1))
+    baseline_accuracy: float = field(default=0.0, metadata=_key(min=0, max=1))
+    candidate: str = ""
+    traffic_sample: int = field(default=1000, metadata=_key(min=0, max=100_000))
+    # Secret: only from the environment (NLPMON_REEVAL_TOKEN), refused in a file, redacted when shown.
+    token: str = field(default="", metadata=_key(secret=True))
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    enabled: bool = False
+    marker: str = "shadow"
+    models: tuple[str, ...] = ()
+    ttl_seconds: float = field(default=60.0, metadata=_key(min=0, max=86_400))
+    max_pending: int = field(default=10_000, metadata=_key(min=1, max=10_000_000))
+    min_agreement: float = field(default=0.9, metadata=_key(min=0, max=1))
+    alpha: float = field(default=0.01, metadata=_key(min=1e-12, max=0.5))
+
+
+# -- [[experiments]]: an array of tables, each with its own [[experiments.guardrails]] -------------------------
+EXPERIMENT_METRICS = ("accuracy", "misclassification_rate", "error_rate", "outcome", "confidence")
+GUARDRAIL_METRICS = ("latency_p99_ms", "error_rate", "low_confidence_ratio")
+
+
+@dataclass(frozen=True)
+class GuardrailConfig:
+    metric: str = field(default="latency_p99_ms", metadata=_key(choices=GUARDRAIL_METRICS))
+    direction: str = field(default="increase_is_bad", metadata=_key(choices=("increase_is_bad", "decrease_is_bad")))
+    tolerance: float = field(default=0.0, metadata=_key(min=0))
+    relative: bool = False
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = ""
+    model: str = ""
+    # (variant, intended share) pairs in the order of the file; a TOML table {control = 50, treatment = 50}.
+    variants: tuple = field(default=(), metadata=_key(kind="shares"))
+    control: str = ""
+    variant_field: str = field(default="variant", metadata=_key(choices=("variant", "version")))
+    metric: str = field(default="accuracy", metadata=_key(choices=EXPERIMENT_METRICS))
+    alpha: float = field(default=0.05, metadata=_key(min=1e-6, max=0.5))
+    tau2: float = field(default=1e-3, metadata=_key(min=1e-9, max=10))
+    min_samples: int = field(default=100, metadata=_key(min=2))
+    srm_alpha: float = field(default=0.001, metadata=_key(min=1e-12, max=0.5))
+    planned_samples: int = field(default=0, metadata=_key(min=0))
+    mde: float = field(default=0.0, metadata=_key(min=0))
+    power: float = field(default=0.8, metadata=_key(min=0.5, max=0.999))
+    guardrails: tuple = field(default=(), metadata=_key(kind="guardrails"))
+
+    @property
+    def control_variant(self) -> str:
+        """The variant the others are compared with: ``control``, else the first one listed."""
+        return self.control or (self.variants[0][0] if self.variants else "")
+
+    @property
+    def treatments(self) -> tuple[str, ...]:
+        return tuple(v for v, _ in self.variants if v != self.control_variant)
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = SourceConfig()
+    window: WindowConfig = WindowConfig()
+    detect: DetectConfig = DetectConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    validation: ValidationConfig = ValidationConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    reference: ReferenceConfig = ReferenceConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    store: StoreConfig = StoreConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    output: OutputConfig = OutputConfig()
+    logging: LoggingConfig = LoggingConfig()
+    reeval: ReevalConfig = ReevalConfig()
+    shadow: ShadowConfig = ShadowConfig()
+    experiments: tuple[ExperimentConfig, ...] = ()
+
+    def replace(self, **sections: Any) -> "Config":
+        return dataclasses.replace(self, **sections)
