@@ -37,7 +37,7 @@ from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.windowing.evaluate import StreamDetectors, window_result
-from monitor.windowing.segments import SegmentIndex, fold_segments, rejection_key
+from monitor.windowing.segments import SegmentIndex, fold_segments, rejection_key, segment_detectors, split_profiles
 from monitor.windowing.streams import StreamState
 from monitor.windowing.watermarks import StreamClock, attribution, clock_at, partition_before, stream_clock
 from monitor.windowing.windows import NO_EVENTS_YET, window_start_ms
@@ -72,7 +72,6 @@ class Pipeline:
         on_window_confidences: Callable[[WindowResult, np.ndarray], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
         featurize: Featurize = base_features,
-        segment_profiles: Mapping[tuple[str, str], Profile] | None = None,
     ):
         self.config = config
         # Called with each closed window's result and its reservoir's confidences (NaN for error events),
@@ -84,15 +83,15 @@ class Pipeline:
         # The batch featurizer; injectable so that tests can make one record raise (poison isolation).
         self._featurize = featurize
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
-        self.profiles = dict(profiles or {})
+        # Segment profiles (reference build --by-segment) are named model#segment=...: windowing.segments.
+        self.profiles, segment_profiles = split_profiles(profiles or {})
         for model, profile in self.profiles.items():
             profile.check_compatible(self.features, origin=f"model {model}")
         self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
-        # A segment's own reference (reference build --by-segment), by (model, segment): its windows are tested
-        # against it instead of the model's. Rows are the model profile's, so it must have the same columns.
-        for (model, segment), profile in (segment_profiles or {}).items():
+        for (model, segment), profile in segment_profiles.items():  # a segment's windows are tested against it
             profile.check_compatible(self.features, origin=f"model {model} segment {segment}")
-            self._detectors[(model, segment)] = StreamDetectors(profile, config.detect, config.embedding)
+            self._detectors[(model, segment)] = segment_detectors(profile, self.profiles.get(model),
+                                                                  self._detectors.get(model), config)
         self.sink = sink
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))

@@ -11,12 +11,56 @@ daemon folds exactly as an uninterrupted one.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from monitor.ingest.batch import StreamBatch, merge_streams
+from monitor.config import Config
+from monitor.ingest.reference import Profile, ProfileError
+from monitor.windowing.evaluate import StreamDetectors
 
-__all__ = ["OTHER_SEGMENT", "SegmentIndex", "fold_segments", "rejection_key"]
+__all__ = ["OTHER_SEGMENT", "SEGMENT_PROFILE_MARK", "SegmentIndex", "fold_segments", "rejection_key", "profile_name",
+           "split_profiles", "segment_detectors"]
 
 OTHER_SEGMENT = "__other__"
+# A segment's own reference profile is named "<model>#segment=<segment>": its key among the daemon's
+# profiles and in the store's reference_profiles.model column (docs/storage.md), beside its model's.
+SEGMENT_PROFILE_MARK = "#segment="
+
+
+def profile_name(model: str, segment: str | None) -> str:
+    """The name a profile is known by: its model's, or the model's and its segment's."""
+    return model if segment is None else f"{model}{SEGMENT_PROFILE_MARK}{segment}"
+
+
+def split_profiles(profiles: Mapping[str, Profile]) -> tuple[dict[str, Profile], dict[tuple[str, str], Profile]]:
+    """The model profiles by model, and the segment profiles by (model, segment) (their ``segment`` field)."""
+    models: dict[str, Profile] = {}
+    segments: dict[tuple[str, str], Profile] = {}
+    for name, profile in profiles.items():
+        if profile.segment is None:
+            models[name] = profile
+        else:
+            segments[(profile.model, profile.segment)] = profile
+    return models, segments
+
+
+def segment_detectors(profile: Profile, model_profile: Profile | None, model_detectors: StreamDetectors | None,
+                      config: Config) -> StreamDetectors:
+    """The detectors of a segment's windows, from its own profile.
+
+    A stream's rows have its model profile's columns (custom features, probability classes), so the segment's
+    profile must have the same ones; its embedding drift is tested against the model's reference, since the
+    rows carry embeddings projected with the model's projection.
+    """
+    where = f"reference profile of model {profile.model!r} segment {profile.segment!r}"
+    if model_profile is None:
+        raise ProfileError(f"{where}: the model has no reference profile of its own (segments start from it)")
+    for what in ("custom_features", "probability_classes"):
+        if getattr(profile, what) != getattr(model_profile, what):
+            raise ProfileError(f"{where}: its {what} differ from the model profile's; build both from the same events")
+    detectors = StreamDetectors(profile, config.detect, config.embedding)
+    detectors.embedding = model_detectors.embedding if model_detectors is not None else None
+    return detectors
 
 StreamKey = tuple[str, str, str]
 
