@@ -340,7 +340,7 @@ class Pipeline:
         self._sink("observe_batch", stream.model, stream.version,
                    classes=Counter(sb.preds), errors=sum(p is None for p in sb.preds),
                    latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()),
-                   **self._segment_kw(stream))
+                   **stream.segment_kw)
         ev_pos = chunk.pos[sb.idx]
         clock = None
         # What waited for a window (read while none of the stream's was open) goes to its next one to open.
@@ -365,7 +365,7 @@ class Pipeline:
         # Late and rejected records count in the window of their stream open at their position.
         if n_late:
             self.stats.late += n_late
-            self._sink("count_late", stream.model, stream.version, n_late, **self._segment_kw(stream))
+            self._sink("count_late", stream.model, stream.version, n_late, **stream.segment_kw)
             lp = ev_pos[late]
             self._attribute(stream, clock, lp, np.flatnonzero(late), p_before_ev[sb.idx][late], (new_keys, new_pos), "late")
         if rs.size:
@@ -491,8 +491,7 @@ class Pipeline:
         """Forget streams without events for metrics.stream_ttl_seconds of partition time."""
         exp, p = self._expiry, self._max_ts_ms
         while exp and exp[0][0] <= p:
-            _, *key = heapq.heappop(exp)
-            key = tuple(key)
+            key = tuple(heapq.heappop(exp)[1:])
             stream = self._streams.get(key)
             if stream is None:
                 continue
@@ -505,7 +504,7 @@ class Pipeline:
                     continue
             del self._streams[key]
             self._segments.remove(key)
-            self._sink("forget_stream", stream.model, stream.version, **self._segment_kw(stream))
+            self._sink("forget_stream", stream.model, stream.version, **stream.segment_kw)
 
     def _close(self, stream: StreamState, key: int, *, partial: bool) -> WindowResult:
         acc = stream.open.pop(key)
@@ -525,11 +524,6 @@ class Pipeline:
         self.stats.windows += 1
         self._sink("window_closed", result)
         return result
-
-    @staticmethod
-    def _segment_kw(stream: StreamState) -> dict:
-        # Sinks of the segment-less case are called exactly as before segments.
-        return {"segment": stream.segment} if stream.segment else {}
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state(self) -> dict:

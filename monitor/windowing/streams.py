@@ -48,6 +48,12 @@ class StreamState:
     def key(self) -> tuple[str, str, str]:
         return self.model, self.version, self.segment
 
+    @property
+    def segment_kw(self) -> dict:
+        """The ``segment`` keyword of the sink calls about this stream; none for the segment-less stream, whose
+        calls stay what they were before segments."""
+        return {"segment": self.segment} if self.segment else {}
+
     @classmethod
     def for_profile(cls, model: str, version: str, profile: Profile | None, segment: str = "") -> "StreamState":
         """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
