@@ -505,6 +505,8 @@ class Pipeline:
             del self._streams[key]
             self._segments.remove(key)
             self._sink("forget_stream", stream.model, stream.version, **stream.segment_kw)
+            if stream.segment and not any(k[:2] == key[:2] for k in self._streams):  # its (model, version)'s last
+                self._sink("forget_stream", stream.model, stream.version)
 
     def _close(self, stream: StreamState, key: int, *, partial: bool) -> WindowResult:
         acc = stream.open.pop(key)

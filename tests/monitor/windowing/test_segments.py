@@ -127,6 +127,25 @@ def test_a_forgotten_segment_frees_its_slot():
     assert p.stats.segment_folded == 1
 
 
+class _Forgets:
+    def __init__(self):
+        self.calls = []
+
+    def forget_stream(self, model, version, segment=""):
+        self.calls.append((model, version, segment))
+
+    def __getattr__(self, name):  # every other sink call
+        return lambda *a, **k: None
+
+
+def test_the_last_segment_of_a_version_to_go_frees_its_labels():
+    sink = _Forgets()
+    p = Pipeline(cfg(**{"window.min_events": 1, "metrics.stream_ttl_seconds": 100}), sink=sink)
+    p.process([ev(T0, "a"), ev(T0 + 1000, "b")] + [ev(T0 + i * 1000, "b", model="other") for i in range(2, 300)])
+    # Both segments expired: each drops its own series, the last one its (model, version)'s too.
+    assert sink.calls == [("m", "1", "a"), ("m", "1", "b"), ("m", "1", "")]
+
+
 def test_rejections_count_in_their_segments_window():
     bad = Record(json.dumps({"ts": T0, "model": "m", "version": "1", "segment": "fr", "prediction": "pos", "latency_ms": -1}).encode())
     p = Pipeline(cfg(**{"window.min_events": 1}))
