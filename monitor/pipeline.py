@@ -37,6 +37,7 @@ from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
 from monitor.windowing.evaluate import StreamDetectors, window_result
+from monitor.windowing.segments import SegmentIndex, fold_segments, rejection_key, segment_detectors, split_profiles
 from monitor.windowing.streams import StreamState
 from monitor.windowing.watermarks import StreamClock, attribution, clock_at, partition_before, stream_clock
 from monitor.windowing.windows import NO_EVENTS_YET, window_start_ms
@@ -49,8 +50,8 @@ logger = logging.getLogger("nlpmon.pipeline")
 # A record on which processing raised (docs/events.md): isolated by bisection, the rest of its batch goes on.
 INTERNAL_REASON = "internal_error"
 ALL_REASONS = REASONS + (FUTURE_REASON, EMBEDDING_LENGTH_REASON, INTERNAL_REASON)
-# Streams beyond metrics.max_tracked_streams are windowed together under this name.
-OTHER_STREAM = ("__other__", "__other__")
+# Streams beyond metrics.max_tracked_streams are windowed together under this name (and no segment).
+OTHER_STREAM = ("__other__", "__other__", "")
 # Rejections of streams not seen yet are held (for the stream's first window) for at most this many
 # streams; the oldest is dropped first, so garbage model names cannot grow memory.
 HELD_STREAMS = 1024
@@ -82,16 +83,22 @@ class Pipeline:
         # The batch featurizer; injectable so that tests can make one record raise (poison isolation).
         self._featurize = featurize
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
-        self.profiles = dict(profiles or {})
+        # Segment profiles (reference build --by-segment) are named model#segment=...: windowing.segments.
+        self.profiles, segment_profiles = split_profiles(profiles or {})
         for model, profile in self.profiles.items():
             profile.check_compatible(self.features, origin=f"model {model}")
         self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
+        for (model, segment), profile in segment_profiles.items():  # a segment's windows are tested against it
+            profile.check_compatible(self.features, origin=f"model {model} segment {segment}")
+            self._detectors[(model, segment)] = segment_detectors(profile, self.profiles.get(model),
+                                                                  self._detectors.get(model), config)
         self.sink = sink
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.stats = PipelineStats()
-        self._streams: dict[tuple[str, str], StreamState] = {}
-        self._held: dict[tuple[str, str], int] = {}  # rejections of streams not seen yet (HELD_STREAMS)
+        self._streams: dict[tuple[str, str, str], StreamState] = {}  # by (model, version, segment)
+        self._held: dict[tuple[str, str, str], int] = {}  # rejections of streams not seen yet (HELD_STREAMS)
+        self._segments = SegmentIndex()  # each model's segments with a stream (window.max_segments)
         w, m = config.window, config.metrics
         self._size_ms = max(1, int(round(w.size_seconds * 1000)))
         self._lateness_ms = int(round(w.lateness_seconds * 1000))
@@ -107,8 +114,8 @@ class Pipeline:
         self._max_ts_ms = NO_EVENTS_YET  # the partition's (file's) largest event time, idle advances included
         self._event_max_ts_ms = NO_EVENTS_YET  # ... of events only
         self._n_open = 0
-        self._due: list[tuple[int, str, str, int]] = []  # (partition time to look again, model, version, key)
-        self._expiry: list[tuple[int, str, str]] = []  # (partition time to look again, model, version)
+        self._due: list[tuple[int, str, str, str, int]] = []  # (partition time to look again, *stream key, key)
+        self._expiry: list[tuple[int, str, str, str]] = []  # (partition time to look again, *stream key)
         # A/B experiments and shadow joins (docs/experiments.md); their closed windows are returned with the
         # window results of the same call, so they become durable with the checkpoint that covers them.
         self.experiments = ExperimentSet(config, low_threshold=self.low_threshold) if config.experiments else None
@@ -232,7 +239,7 @@ class Pipeline:
     def _prepare(self, records: Sequence[Record], horizon: int) -> Chunk:
         return prepare_chunk(records, horizon_ms=horizon, max_text_chars=self.config.validation.max_text_chars,
                              features=self.features, tokenizer=self.tokenizer, profiles=self.profiles,
-                             featurize=self._featurize)
+                             featurize=self._featurize, by_segment=self.config.window.by_segment)
 
     # -- phase 2: state ------------------------------------------------------------------------------------
     def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list) -> None:
@@ -251,12 +258,14 @@ class Pipeline:
         p0 = self._max_ts_ms
         run = np.maximum.accumulate(np.maximum(chunk.ts, p0)) if events else chunk.ts
         p_before_ev = np.concatenate(([p0], run[:-1])) if events else run
-        groups = self._tracked_groups(chunk.streams)
+        groups = self._tracked_groups(self._fold_segments(chunk.streams))
         # Rejections that name a stream, by stream, with their record positions.
-        named: dict[tuple[str, str], list[int]] = {}
+        named: dict[tuple[str, str, str], list[int]] = {}
+        by_segment, max_segments = self.config.window.by_segment, self.config.window.max_segments
         for r, _, exc in chunk.rejected:
             if exc.model is not None:
-                named.setdefault((exc.model, exc.version or DEFAULT_VERSION), []).append(r)
+                key = (exc.model, exc.version or DEFAULT_VERSION, (exc.segment or "") if by_segment else "")
+                named.setdefault(rejection_key(key, self._segments, max_segments, groups), []).append(r)
         for key, rs in named.items():
             if key not in self._streams and key not in groups:
                 self._hold(key, len(rs))
@@ -279,13 +288,23 @@ class Pipeline:
         if self.dead_letter is not None:
             self._guarded("dead_letter", self.dead_letter.write, rec.value, exc.reason, exc.detail, rec.position)
 
-    def _hold(self, key: tuple[str, str], n: int) -> None:
+    def _hold(self, key: tuple[str, str, str], n: int) -> None:
         held = self._held
         held[key] = held.pop(key, 0) + n  # re-inserted: the most recent is dropped last
         while len(held) > HELD_STREAMS:
             del held[next(iter(held))]
 
-    def _tracked_groups(self, streams: dict[tuple[str, str], StreamBatch]) -> dict[tuple[str, str], StreamBatch]:
+    def _fold_segments(self, streams: dict[tuple[str, str, str], StreamBatch]) -> dict[tuple[str, str, str], StreamBatch]:
+        """Fold each model's segments over window.max_segments into its segment ``__other__`` (counted)."""
+        if not self.config.window.by_segment:
+            return streams
+        out, n = fold_segments(streams, self._segments, self.config.window.max_segments)
+        if n:
+            self.stats.segment_folded += n
+            self._sink("count_segment_folded", n)
+        return out
+
+    def _tracked_groups(self, streams: dict[tuple[str, str, str], StreamBatch]) -> dict[tuple[str, str, str], StreamBatch]:
         """Fold the streams over metrics.max_tracked_streams into one (OTHER_STREAM), in arrival order."""
         out: dict[tuple[str, str], StreamBatch] = {}
         folded: list[StreamBatch] = []
@@ -307,11 +326,12 @@ class Pipeline:
             out[OTHER_STREAM] = merge_streams(folded, 2 + len(self.features.base_names))
         return out
 
-    def _stream(self, key: tuple[str, str]) -> StreamState:
+    def _stream(self, key: tuple[str, str, str]) -> StreamState:
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = StreamState.for_profile(key[0], key[1], self.profiles.get(key[0]))
+            stream = self._streams[key] = StreamState.for_profile(key[0], key[1], self.profiles.get(key[0]), key[2])
             stream.pending_invalid = self._held.pop(key, 0)
+            self._segments.add(key)
         return stream
 
     def _add(self, stream: StreamState, sb: StreamBatch, chunk: Chunk, run, p_before_ev, p0, rs) -> list[WindowResult]:
@@ -319,7 +339,8 @@ class Pipeline:
         rows = sb.rows
         self._sink("observe_batch", stream.model, stream.version,
                    classes=Counter(sb.preds), errors=sum(p is None for p in sb.preds),
-                   latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()))
+                   latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()),
+                   **stream.segment_kw)
         ev_pos = chunk.pos[sb.idx]
         clock = None
         # What waited for a window (read while none of the stream's was open) goes to its next one to open.
@@ -344,7 +365,7 @@ class Pipeline:
         # Late and rejected records count in the window of their stream open at their position.
         if n_late:
             self.stats.late += n_late
-            self._sink("count_late", stream.model, stream.version, n_late)
+            self._sink("count_late", stream.model, stream.version, n_late, **stream.segment_kw)
             lp = ev_pos[late]
             self._attribute(stream, clock, lp, np.flatnonzero(late), p_before_ev[sb.idx][late], (new_keys, new_pos), "late")
         if rs.size:
@@ -420,7 +441,7 @@ class Pipeline:
         w = self.config.window
         if w.kind == "time":
             start, end, seq = key, key + self._size_ms, 0
-            heapq.heappush(self._due, (end + self._lateness_ms, stream.model, stream.version, key))
+            heapq.heappush(self._due, (end + self._lateness_ms, *stream.key, key))
         else:
             start, end, seq = 0, 0, key
         self._n_open += 1
@@ -428,7 +449,7 @@ class Pipeline:
             model=stream.model, version=stream.version, kind=w.kind, start_ms=start, end_ms=end, seq=seq,
             width=stream.row_width(len(self.features.base_names)),
             reservoir_size=w.reservoir_size, seed=w.seed,
-            embedding=(stream.embedding_components, self.config.embedding.sample_size),
+            embedding=(stream.embedding_components, self.config.embedding.sample_size), segment=stream.segment,
         )  # fmt: skip
 
     def _watermark(self, stream: StreamState) -> int:
@@ -450,28 +471,28 @@ class Pipeline:
         out = []
         due, p = self._due, self._max_ts_ms
         while due and due[0][0] <= p:
-            _, model, version, key = heapq.heappop(due)
-            stream = self._streams.get((model, version))
+            _, model, version, segment, key = heapq.heappop(due)
+            stream = self._streams.get((model, version, segment))
             if stream is None or key not in stream.open:
                 continue  # closed meanwhile by the stream's own watermark
             end = stream.open[key].end_ms
             if end + self._lateness_ms <= self._watermark(stream):
                 out.append(self._close(stream, key, partial=False))
             else:  # still active: look again once it could have been idle long enough
-                heapq.heappush(due, (max(end, stream.last_p_ms) + self._lateness_ms, model, version, key))
+                heapq.heappush(due, (max(end, stream.last_p_ms) + self._lateness_ms, model, version, segment, key))
         return out
 
     def _queue_expiry(self, stream: StreamState) -> None:
         if self._ttl_ms > 0 and not stream.expiry_queued:
             stream.expiry_queued = True
-            heapq.heappush(self._expiry, (stream.last_p_ms + self._ttl_ms, stream.model, stream.version))
+            heapq.heappush(self._expiry, (stream.last_p_ms + self._ttl_ms, *stream.key))
 
     def _expire_streams(self) -> None:
         """Forget streams without events for metrics.stream_ttl_seconds of partition time."""
         exp, p = self._expiry, self._max_ts_ms
         while exp and exp[0][0] <= p:
-            _, model, version = heapq.heappop(exp)
-            stream = self._streams.get((model, version))
+            key = tuple(heapq.heappop(exp)[1:])
+            stream = self._streams.get(key)
             if stream is None:
                 continue
             stream.expiry_queued = False
@@ -479,16 +500,19 @@ class Pipeline:
                 again = max([stream.last_p_ms + self._ttl_ms] + [a.end_ms + self._lateness_ms for a in stream.open.values()])
                 if again > p or not stream.open:
                     stream.expiry_queued = True
-                    heapq.heappush(exp, (max(again, p + 1), model, version))
+                    heapq.heappush(exp, (max(again, p + 1), *key))
                     continue
-            del self._streams[(model, version)]
-            self._sink("forget_stream", model, version)
+            del self._streams[key]
+            self._segments.remove(key)
+            self._sink("forget_stream", stream.model, stream.version, **stream.segment_kw)
+            if stream.segment and not any(k[:2] == key[:2] for k in self._streams):  # its (model, version)'s last
+                self._sink("forget_stream", stream.model, stream.version)
 
     def _close(self, stream: StreamState, key: int, *, partial: bool) -> WindowResult:
         acc = stream.open.pop(key)
         self._n_open -= 1
         names = self.features.base_names + stream.custom
-        detectors = self._detectors.get(stream.model)
+        detectors = self._detectors.get((stream.model, stream.segment)) or self._detectors.get(stream.model)
         kw = dict(min_events=self.config.window.min_events, partial=partial, late=acc.late, invalid=acc.invalid)
         try:
             result = window_result(acc, feature_names=names, detectors=detectors, **kw)
@@ -509,7 +533,7 @@ class Pipeline:
         return {
             "max_ts_ms": self._max_ts_ms,
             "event_max_ts_ms": self._event_max_ts_ms,
-            "held": [[m, v, n] for (m, v), n in self._held.items()],
+            "held": [[m, v, n, *([s] if s else [])] for (m, v, s), n in self._held.items()],
             "streams": [s.state() for s in self._streams.values()],
             **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
             **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
@@ -520,14 +544,16 @@ class Pipeline:
         p = max([s["max_ts_ms"] for s in state["streams"]], default=NO_EVENTS_YET)
         self._max_ts_ms = state.get("max_ts_ms", p)
         self._event_max_ts_ms = state.get("event_max_ts_ms", p)
-        self._held = {(m, v): n for m, v, n in state.get("held", ())}
+        # [model, version, n] (segment-less, and every checkpoint written before segments) or [..., segment].
+        self._held = {(h[0], h[1], h[3] if len(h) > 3 else ""): h[2] for h in state.get("held", ())}
         for s in state["streams"]:
             stream = StreamState.from_state(s, self.profiles.get(s["model"]), partition_ms=self._max_ts_ms)
-            self._streams[(stream.model, stream.version)] = stream
+            self._streams[stream.key] = stream
+            self._segments.add(stream.key)
             for key, acc in stream.open.items():
                 self._n_open += 1
                 if acc.kind == "time":
-                    heapq.heappush(self._due, (acc.end_ms + self._lateness_ms, stream.model, stream.version, key))
+                    heapq.heappush(self._due, (acc.end_ms + self._lateness_ms, *stream.key, key))
             if self._time:
                 self._queue_expiry(stream)
         # A checkpoint from before experiments were configured has neither key: they start from here.

@@ -385,18 +385,19 @@ class SqlStore:
         model: str,
         version: str | None = None,
         since: datetime | str | int | None = None,
-        limit: int | None = None,
+        limit: int | None = None, segment: str | None = None,
     ) -> list[dict]:
         """Return stored window results of ``model``, ordered by window start.
 
-        ``version`` keeps one model version; ``since`` keeps windows starting at or after it: an aware
+        ``version`` keeps one model version, ``segment`` one segment ("": the segment-less stream); ``since`` keeps windows starting at or after it: an aware
         datetime, an RFC 3339 string, or epoch seconds or milliseconds (a number or a string of digits; below
         10^11 it is seconds, as for event timestamps in docs/events.md); ``limit`` keeps the newest ``limit``
         windows.
         """
         t = tables.window_results.c
-        where = t.model == model if version is None else sa.and_(t.model == model, t.version == version)
-        return self._window_docs(tables.window_results, where, since, limit, tiebreak=(t.version,))
+        where = sa.and_(t.model == model, *(getattr(t, k) == v for k, v in (("version", version), ("segment", segment))
+                                            if v is not None))
+        return self._window_docs(tables.window_results, where, since, limit, tiebreak=(t.version, t.segment))
 
     # -- experiments and shadow joins --------------------------------------------------------------------------
 

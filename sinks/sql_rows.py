@@ -48,7 +48,8 @@ def result_rows(results: Iterable[WindowResult]) -> tuple[list[dict], list[dict]
         window = _window_key(result, "a window result")
         check_name("a window result's model", result.model)
         check_name("a window result's version", result.version)
-        key = {"model": result.model, "version": result.version, "window_kind": window["window_kind"],
+        key = {"model": result.model, "version": result.version, "segment": result.segment or "",
+               "window_kind": window["window_kind"],
                "window_start_ms": window["window_start_ms"], "window_seq": window["window_seq"]}
         rows.append(dict(key, window_end_ms=window["window_end_ms"], partial=window["partial"],
                          drifted=result.drifted, events=result.events, result=result.to_dict()))

@@ -18,7 +18,7 @@ __all__ = [
     "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
 # version. A step alters or backfills existing tables; tables that are new in a version are created after
@@ -28,6 +28,8 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: lambda conn: None,
     # 2 -> 3 adds the tables experiment_results and shadow_results; nothing existing changes.
     2: lambda conn: None,
+    # 3 -> 4 adds `segment` to the key of window_results and drift_events ("" for every existing row).
+    3: lambda conn: _add_segment_key(conn),
 }
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
@@ -58,14 +60,21 @@ sa.Index(
     sqlite_where=reference_profiles.c.active, postgresql_where=reference_profiles.c.active,
 )
 
-# A window is identified by its stream, kind, start and, for count windows, its sequence number: count
-# windows of a stream can share a start time when events share a timestamp. Time windows have window_seq 0.
-WINDOW_KEY = ("model", "version", "window_kind", "window_start_ms", "window_seq")
+# A window is identified by its stream (model, version, segment: "" without one), kind, start and, for count
+# windows, its sequence number: count windows of a stream can share a start time when events share a
+# timestamp. Time windows have window_seq 0.
+WINDOW_KEY = ("model", "version", "segment", "window_kind", "window_start_ms", "window_seq")
+
+
+def _segment_column() -> sa.Column:
+    return sa.Column("segment", sa.String(64), primary_key=True, server_default="")
+
 
 window_results = sa.Table(
     "window_results", metadata,
     sa.Column("model", _Name, primary_key=True),
     sa.Column("version", _Name, primary_key=True),
+    _segment_column(),
     sa.Column("window_kind", sa.String(16), primary_key=True),
     sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -81,6 +90,7 @@ drift_events = sa.Table(
     "drift_events", metadata,
     sa.Column("model", _Name, primary_key=True),
     sa.Column("version", _Name, primary_key=True),
+    _segment_column(),
     sa.Column("window_kind", sa.String(16), primary_key=True),
     sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -163,3 +173,21 @@ shadow_results = sa.Table(
     sa.Column("agreement_low", sa.Boolean, nullable=False),
     sa.Column("result", _Json, nullable=False),
 )
+
+
+def _add_segment_key(conn: sa.Connection) -> None:
+    """Rebuild window_results and drift_events with ``segment`` in their primary keys (3 -> 4).
+
+    Neither SQLite nor a portable ALTER can change a primary key, so each table is copied aside, dropped
+    (with its indexes and constraint names), created anew from its definition and filled back, all inside
+    the migration's transaction: an interrupted upgrade leaves the version-3 database as it was.
+    """
+    for table in (window_results, drift_events):
+        old = [c.name for c in table.columns if c.name != "segment"]
+        cols = ", ".join(old)
+        aside = f"{table.name}_v3"
+        conn.execute(sa.text(f"CREATE TABLE {aside} AS SELECT {cols} FROM {table.name}"))
+        conn.execute(sa.text(f"DROP TABLE {table.name}"))
+        table.create(conn)
+        conn.execute(sa.text(f"INSERT INTO {table.name} ({cols}, segment) SELECT {cols}, '' FROM {aside}"))
+        conn.execute(sa.text(f"DROP TABLE {aside}"))

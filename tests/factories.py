@@ -30,7 +30,7 @@ def confidence_shift(drifted, statistic, p_value):
 
 def window(start_ms, end_ms, *, model="m", version="1", kind="time", seq=None, events=100, partial=False,
            drifted=None, features=(), confidence=None, prediction=None, latency=(12.5, 30.0, 55.0, 80.0),
-           confidence_summary=(0.8, 0.1, 0.4), predictions=None, error_rate=0.0, accuracy=None):
+           confidence_summary=(0.8, 0.1, 0.4), predictions=None, error_rate=0.0, accuracy=None, segment=None):
     """A tested window; ``drifted`` defaults to any detector's verdict."""
     drift = DriftVerdicts(
         input=InputDriftResult(drifted=any(f.drifted for f in features), correction="bh", alpha=0.01, min_effect=0.1,
@@ -38,7 +38,7 @@ def window(start_ms, end_ms, *, model="m", version="1", kind="time", seq=None, e
         confidence=confidence, prediction=prediction,
     )  # fmt: skip
     return WindowResult(
-        model=model, version=version, window_kind=kind, window_start_ms=start_ms, window_end_ms=end_ms,
+        model=model, version=version, segment=segment, window_kind=kind, window_start_ms=start_ms, window_end_ms=end_ms,
         partial=partial, events=events, invalid=0, late=0, sampled=False, reservoir_size=10_000, tested=True,
         skip_reason=None, latency_ms=LatencySummary(*latency, count=events),
         confidence=ConfidenceSummary(*confidence_summary, count=events),

@@ -278,7 +278,7 @@ def _as_promql(expr: str, job: str = "nlpmon") -> str:
     ``All`` value, ``.*``, which for ``$namespace`` also matches series without a namespace label.
     """
     for var, value in (("$__rate_interval", "1m"), ("$__interval", "1m"), ("$__range", "1h"), ("$job", job),
-                       ("$namespace", ".*"), ("$model", ".*"), ("$version", ".*"), ("$experiment", ".*")):
+                       ("$namespace", ".*"), ("$model", ".*"), ("$version", ".*"), ("$segment", ".*"), ("$experiment", ".*")):
         expr = expr.replace(var, value)
     assert "$" not in expr, f"unhandled Grafana variable in {expr!r}"
     return expr

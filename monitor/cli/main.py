@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
     b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
+    b.add_argument("--by-segment", action="store_true",
+                   help="also one profile per segment of the events, written next to --output as "
+                   "NAME.segment=SEGMENT.json (SEGMENT percent-encoded) and stored as MODEL#segment=SEGMENT")
     b.set_defaults(func=cmd_reference_build)
 
     p = sub.add_parser(
@@ -125,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, metavar="NAME")
     p.add_argument("--version", metavar="V", help="only this model version")
+    p.add_argument("--segment", metavar="S", help='only this segment (window.by_segment; "" for the segment-less stream)')
     p.add_argument("--since", metavar="TIME", help=f"only windows starting at or after TIME: {SINCE_HELP}")
     p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows")
     p.add_argument("--format", choices=("table", "json"), default="table",
@@ -259,8 +263,10 @@ def _preflight(config) -> None:
 
 
 def cmd_reference_build(args) -> int:
+    from monitor.cli.segments import segment_profiles
     from monitor.ingest.profile_builder import build_profile
     from monitor.ingest.reference import save_profile
+    from monitor.windowing.segments import profile_name
     from monitor.ingest.tokenizer import TokenizerFeaturizer
 
     if args.events != "-" and not Path(args.events).is_file():
@@ -286,14 +292,20 @@ def cmd_reference_build(args) -> int:
     )  # fmt: skip
     if args.activate and not args.store:
         raise UsageError("--activate needs --store URL")
-    save_profile(profile, args.output)
-    extra = {}
+    profiles = [(profile, args.output)]
+    if args.by_segment:
+        profiles += segment_profiles(args, summary, tokenizer, config)
+    for p, output in profiles:
+        save_profile(p, output)
+    extra = {"segment_outputs": [out for _, out in profiles[1:]]} if args.by_segment else {}
     if args.store:
         from sinks.sql import SqlStore, StoreUnavailable
 
         try:
             with SqlStore(args.store) as store:
-                extra["store_version"] = store.save_profile(profile.model, profile.to_dict(), activate=args.activate)
+                versions = [store.save_profile(profile_name(p.model, p.segment), p.to_dict(), activate=args.activate)
+                            for p, _ in profiles]
+                extra["store_version"] = versions[0]
         except StoreUnavailable as exc:
             raise UsageError(f"cannot reach the store: {exc}") from None
         extra["active"] = args.activate
@@ -312,7 +324,7 @@ def cmd_history(args) -> int:
     since = None if args.since is None else parse_since(args.since, now_ms=int(time.time() * 1000))
     with read_store(url) as store:
         try:
-            rows = store.history(args.model, version=args.version, since=since, limit=args.limit)
+            rows = store.history(args.model, version=args.version, since=since, limit=args.limit, segment=args.segment)
         except ValueError as exc:  # the only argument the store still parses is --since
             raise UsageError(f"--since {args.since!r}: {exc}; it takes {SINCE_HELP}") from None
         if not rows:
@@ -320,6 +332,7 @@ def cmd_history(args) -> int:
     if not rows:
         sys.stderr.write(f"no stored windows for model {args.model!r}"
                          f"{f' version {args.version!r}' if args.version else ''}"
+                         f"{f' segment {args.segment!r}' if args.segment is not None else ''}"
                          f"{f' since {args.since}' if args.since else ''}\n")
         return EXIT_OK
     out = sys.stdout
@@ -327,9 +340,12 @@ def cmd_history(args) -> int:
         for r in rows:
             out.write(orjson.dumps(r).decode() + "\n")
         return EXIT_OK
-    out.write(stream_cell("version") + window_header(wide=args.wide) + "\n")
+    # With segments, the stream cell is version/segment.
+    cell = (lambda r: f"{r['version']}/{r['segment']}" if r.get("segment") else r["version"])
+    segmented = any(r.get("segment") for r in rows)
+    out.write(stream_cell("ver/segment" if segmented else "version") + window_header(wide=args.wide) + "\n")
     for r in rows:
-        out.write(stream_cell(r["version"]) + window_row(r, wide=args.wide) + "\n")
+        out.write(stream_cell(cell(r)) + window_row(r, wide=args.wide) + "\n")
     return EXIT_OK
 
 

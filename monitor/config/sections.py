@@ -41,6 +41,10 @@ class WindowConfig:
     # Close due windows by processing time once the whole source has been idle this long (0: never; not
     # replay-deterministic, docs/results.md).
     idle_close_seconds: float = field(default=0.0, metadata=_key(min=0))
+    # Drift per segment (docs/results.md, *Segments*): streams are (model, version, segment); a model's
+    # segments beyond max_segments are windowed together as __other__, so label cardinality stays bounded.
+    by_segment: bool = False
+    max_segments: int = field(default=20, metadata=_key(min=1, max=10_000))
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,14 @@ class Chunk:
     pos: np.ndarray  # record index (in the chunk) of each event
     ts: np.ndarray
     rejected: list[tuple[int, object, InvalidEvent]]  # (record index, record, why)
-    streams: dict[tuple[str, str], StreamBatch]
+    streams: dict[tuple[str, str, str], StreamBatch]  # by (model, version, segment); segment "" without
 
 
 def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, features: FeatureSet,
-                  tokenizer: TokenizerFeaturizer | None, profiles: dict[str, Profile], featurize: Featurize) -> Chunk:
-    """Decode and validate every record, featurize the valid ones, split them by (model, version)."""
+                  tokenizer: TokenizerFeaturizer | None, profiles: dict[str, Profile], featurize: Featurize,
+                  by_segment: bool = False) -> Chunk:
+    """Decode and validate every record, featurize the valid ones, split them by (model, version, segment)
+    (the segment only ``by_segment``; "" otherwise and for events without one)."""
     events: list[Event] = []
     pos: list[int] = []
     rejected: list[tuple[int, object, InvalidEvent]] = []
@@ -73,23 +75,23 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             continue
         if e.ts_ms > horizon_ms:
             # One producer with a wrong clock must not close every window of its stream.
-            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version)))
+            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version, e.segment)))
             continue
         if e.embedding is not None:
             profile = profiles.get(e.model)
             if profile is not None and profile.embedding and len(e.embedding) != profile.embedding["dim"]:
                 rejected.append((i, rec, InvalidEvent(EMBEDDING_LENGTH_REASON, "embedding length differs from the "
-                                                      "reference profile's", e.model, e.version)))
+                                                      "reference profile's", e.model, e.version, e.segment)))
                 continue
         events.append(e)
         pos.append(i)
     ts = np.fromiter((e.ts_ms for e in events), dtype=np.int64, count=len(events))
-    streams: dict[tuple[str, str], StreamBatch] = {}
+    streams: dict[tuple[str, str, str], StreamBatch] = {}
     if events:
         batch = featurize(events, features, tokenizer)
-        by_stream: dict[tuple[str, str], list[int]] = {}
+        by_stream: dict[tuple[str, str, str], list[int]] = {}
         for i, e in enumerate(events):
-            by_stream.setdefault((e.model, e.version), []).append(i)
+            by_stream.setdefault((e.model, e.version, (e.segment or "") if by_segment else ""), []).append(i)
         for key, idx in by_stream.items():
             evs = [events[i] for i in idx] if len(idx) < len(events) else events
             profile = profiles.get(key[0])

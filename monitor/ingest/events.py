@@ -16,7 +16,7 @@ from typing import Annotated, Union
 import msgspec
 import orjson
 
-__all__ = ["Event", "InvalidEvent", "REASONS", "decode_event", "parse_ts_ms", "DEFAULT_VERSION"]
+__all__ = ["Event", "InvalidEvent", "REASONS", "decode_event", "parse_ts_ms", "DEFAULT_VERSION", "MAX_SEGMENT_CHARS"]
 
 DEFAULT_VERSION = "unversioned"
 
@@ -35,7 +35,11 @@ REASONS = (
     "probabilities_not_normalised",
     "classes_mismatch",
     "text_too_long",
+    "segment_too_long",
 )
+
+# A segment is a label value (Prometheus, SQL key, Grafana variable): short, like a language or tenant code.
+MAX_SEGMENT_CHARS = 64
 
 # Numbers below this are epoch seconds, at or above it epoch milliseconds (docs/events.md explains why).
 _SECONDS_LIMIT = 100_000_000_000
@@ -60,18 +64,20 @@ def _isfinite(x: float | int) -> bool:
 class InvalidEvent(Exception):
     """An event that fails validation; ``reason`` is one of :data:`REASONS`.
 
-    ``detail`` names fields, never values, so it is safe to log. ``model``/``version`` are set when they could
-    be read, so the rejection can be attributed to a stream.
+    ``detail`` names fields, never values, so it is safe to log. ``model``/``version`` (and ``segment``) are
+    set when they could be read, so the rejection can be attributed to a stream.
     """
 
-    __slots__ = ("reason", "detail", "model", "version")
+    __slots__ = ("reason", "detail", "model", "version", "segment")
 
-    def __init__(self, reason: str, detail: str, model: str | None = None, version: str | None = None):
+    def __init__(self, reason: str, detail: str, model: str | None = None, version: str | None = None,
+                 segment: str | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.model = model
         self.version = version
+        self.segment = segment
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
@@ -97,6 +103,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     # A precomputed embedding of the text (finite floats; its length is checked against the stream's
     # reference profile by the pipeline, docs/events.md).
     embedding: tuple[float, ...] | None = None
+    # The population the event belongs to (language, tenant, channel): with window.by_segment, streams are
+    # (model, version, segment) (docs/events.md).
+    segment: str | None = None
 
 
 def parse_ts_ms(value: object) -> int:
@@ -186,6 +195,7 @@ class _Wire(msgspec.Struct, gc=False):
     variant: Union[str, None] = None
     outcome: Union[float, None] = None
     embedding: Union[list[float], None] = None
+    segment: Union[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SEGMENT_CHARS)], None] = None
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
@@ -259,8 +269,10 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
         outcome=w.outcome,
     )
     # Passing embedding=None explicitly cost ~25% of this function (msgspec matches each keyword against
-    # the fields); the rare event with an embedding pays for a copy instead.
-    return event if embedding is None else msgspec.structs.replace(event, embedding=embedding)
+    # the fields); the rare event with an embedding (or a segment) pays for a copy instead.
+    if embedding is None and w.segment is None:
+        return event
+    return msgspec.structs.replace(event, embedding=embedding, segment=w.segment)
 
 
 def _slow_decode(raw: bytes | str, max_text_chars: int) -> Event:
@@ -271,7 +283,14 @@ def _slow_decode(raw: bytes | str, max_text_chars: int) -> Event:
         obj = _lenient_loads(raw)
     if type(obj) is not dict:
         raise InvalidEvent("not_an_object", "an event must be a JSON object")
-    return validate_event(obj, max_text_chars=max_text_chars)
+    try:
+        return validate_event(obj, max_text_chars=max_text_chars)
+    except InvalidEvent as exc:
+        # The segment too, when it is valid, so that with window.by_segment the rejection counts in its stream.
+        segment = obj.get("segment")
+        if type(segment) is str and 0 < len(segment) <= MAX_SEGMENT_CHARS:
+            exc.segment = segment
+        raise
 
 
 def _lenient_loads(raw: bytes | str) -> object:
@@ -408,6 +427,13 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
     if embedding is not None:
         embedding = _embedding(embedding, model, version)
 
+    segment = get("segment")
+    if segment is not None:
+        if type(segment) is not str or not segment:
+            raise InvalidEvent("wrong_type", "segment must be a non-empty string", model, version)
+        if len(segment) > MAX_SEGMENT_CHARS:
+            raise InvalidEvent("segment_too_long", f"segment is longer than {MAX_SEGMENT_CHARS} characters", model, version)
+
     return Event(
         ts_ms=ts_ms,
         model=model,
@@ -425,6 +451,7 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
         variant=_optional_str(obj, "variant"),
         outcome=_number(obj, "outcome"),
         embedding=embedding,
+        segment=segment,
     )
 
 

@@ -46,6 +46,7 @@ class _ModelSample:
         self.embeddings: Reservoir | None = None  # raw embeddings, width fixed by the first one
         self.classes: Counter[str] = Counter()
         self.versions: set[str] = set()
+        self.segments: Counter[str] = Counter()  # events by segment (reference build --by-segment)
         self.events = 0
 
 
@@ -59,8 +60,10 @@ def build_profile(
     seed: int = 0,
     max_text_chars: int = 10_000,
     batch_size: int = 2000,
+    segment: str | None = None,
 ) -> tuple[Profile, dict]:
-    """Return the profile of ``model`` (or of the only model in the file) and a summary of what was read."""
+    """Return the profile of ``model`` (or of the only model in the file) and a summary of what was read;
+    with ``segment``, of that segment's events only (a segment profile, docs/results.md *Segments*)."""
     features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
     width = 2 + len(features.base_names)
     per_model: dict[str, _ModelSample] = {}
@@ -77,7 +80,8 @@ def build_profile(
                 except InvalidEvent as exc:
                     invalid[exc.reason] += 1
                     continue
-                if (model is None or e.model == model) and (not versions or e.version in versions):
+                if ((model is None or e.model == model) and (not versions or e.version in versions)
+                        and (segment is None or e.segment == segment)):
                     events.append(e)
             if not events:
                 continue
@@ -98,6 +102,8 @@ def build_profile(
                 for i in idx:
                     e = events[i]
                     s.versions.add(e.version)
+                    if e.segment is not None:
+                        s.segments[e.segment] += 1
                     if e.error is None and e.prediction is not None:
                         s.classes[e.prediction] += 1
                     if e.features:
@@ -142,11 +148,13 @@ def build_profile(
         sampled=s.rows.sampled,
         probabilities={c: _finite(s.probabilities[c].rows[:, 0]) for c in sorted(s.probabilities)},
         embedding=_fit_embedding(s, seed),
+        segment=segment,
     )
     summary = {"lines": lines, "events": s.events, "invalid": dict(invalid), "model": s.model, "versions": list(profile.versions),
                "features": list(profile.feature_names), "probability_classes": list(profile.probability_classes),
                "embedding_components": profile.embedding_components,
-               "sampled": profile.sampled}
+               "sampled": profile.sampled, **({"segment": segment} if segment is not None else {}),
+               **({"segments": dict(sorted(s.segments.items()))} if s.segments else {})}
     return profile, summary
 
 

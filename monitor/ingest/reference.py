@@ -71,6 +71,8 @@ class Profile:
     # Embedding drift: {"source": "event", "dim", "projection": PCAProjection.to_dict(), "reference": the
     # projected held-out reference rows (base64 float64, row-major), "seed"}; None without embeddings.
     embedding: dict | None = field(default=None, repr=False)
+    # The segment whose events it was built from (reference build --by-segment); None: the whole model's.
+    segment: str | None = None
 
     @cached_property
     def embedding_projection(self) -> PCAProjection | None:
@@ -150,6 +152,7 @@ class Profile:
             "latency_ms": _b64(self.latency_ms),
             "probabilities": {k: _b64(v) for k, v in self.probabilities.items()},
             "embedding": self.embedding,
+            **({"segment": self.segment} if self.segment is not None else {}),
         }
 
     @classmethod
@@ -176,6 +179,7 @@ class Profile:
                 sampled=bool(d["sampled"]),
                 probabilities={str(k): _unb64(v) for k, v in d.get("probabilities", {}).items()},
                 embedding=d.get("embedding"),
+                segment=d.get("segment"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):

@@ -11,6 +11,7 @@ from monitor.config import Config
 from monitor.ingest.reference import Profile, load_profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.pipeline import ALL_REASONS
+from monitor.windowing.segments import profile_name
 from sinks.prometheus import PrometheusSink
 
 __all__ = ["Components", "build_components", "load_profiles", "load_tokenizer", "build_sink"]
@@ -27,13 +28,15 @@ class Components:
 
 
 def load_profiles(paths) -> dict[str, Profile]:
-    """Load reference profiles from files, one per model (two for the same model is a configuration error)."""
+    """Load reference profiles from files, one per model and segment (two for the same model and segment is a
+    configuration error); keyed by :func:`~monitor.windowing.segments.profile_name`."""
     profiles: dict[str, Profile] = {}
     for path in paths:
         profile = load_profile(path)
-        if profile.model in profiles:
-            raise ValueError(f"two reference profiles for model {profile.model!r}: {path} and an earlier one")
-        profiles[profile.model] = profile
+        name = profile_name(profile.model, profile.segment)
+        if name in profiles:
+            raise ValueError(f"two reference profiles for {name!r}: {path} and an earlier one")
+        profiles[name] = profile
     return profiles
 
 

@@ -42,12 +42,18 @@ def fixed_sum(values: np.ndarray) -> int:
 _EMBEDDING_SALT = 0x454D_4245_4444_4E47  # "EMBEDDNG": the embedding sample's seed differs from the reservoir's
 
 
-def window_seed(seed: int, model: str, version: str, key: int) -> int:
-    """A 64-bit seed that depends only on the window's identity, so re-running a stream samples identically."""
-    seq = np.random.SeedSequence(
-        [seed, zlib.crc32(model.encode()), zlib.crc32(version.encode()), key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF]
-    )
+def window_seed(seed: int, model: str, version: str, key: int, segment: str = "") -> int:
+    """A 64-bit seed that depends only on the window's identity, so re-running a stream samples identically.
+
+    A segment's windows draw their own samples; the segment-less stream ("") keeps the seeds it always had.
+    """
+    entropy = [seed, zlib.crc32(model.encode()), zlib.crc32(version.encode()), key & 0xFFFFFFFF, (key >> 32) & 0xFFFFFFFF]
+    seq = np.random.SeedSequence(entropy + [zlib.crc32(segment.encode())] if segment else entropy)
     return int(seq.generate_state(1, np.uint64)[0])
+
+
+# Fields later than the first checkpoints, with the value an older checkpoint's window had.
+_ADDED = {"invalid": 0, "late": 0, "segment": ""}
 
 
 class WindowAccumulator:
@@ -57,12 +63,13 @@ class WindowAccumulator:
         "model", "version", "kind", "start_ms", "end_ms", "seq", "first_ts_ms", "last_ts_ms",
         "events", "errors", "labelled", "correct", "class_counts",
         "confidence_n", "confidence_sum", "low_confidence_n", "entropy_n", "entropy_sum", "reservoir",
-        "invalid", "late", "embeddings",
+        "invalid", "late", "embeddings", "segment",
     )  # fmt: skip
 
     def __init__(self, *, model: str, version: str, kind: str, start_ms: int, end_ms: int, seq: int,
-                 width: int, reservoir_size: int, seed: int, embedding: tuple[int, int] = (0, 0)):
+                 width: int, reservoir_size: int, seed: int, embedding: tuple[int, int] = (0, 0), segment: str = ""):
         self.model, self.version, self.kind = model, version, kind
+        self.segment = segment  # "" for the segment-less stream
         self.start_ms, self.end_ms, self.seq = start_ms, end_ms, seq
         self.first_ts_ms: int | None = None
         self.last_ts_ms: int | None = None
@@ -74,12 +81,12 @@ class WindowAccumulator:
         # kept here, not beside the stream, so the count depends on the record sequence, not on batching.
         self.invalid = self.late = 0
         key = start_ms if kind == "time" else seq
-        self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key))
+        self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key, segment))
         # Embedding drift: a sample of `embedding[1]` projected embeddings (`embedding[0]` floats each) of the
         # events that carry one, seeded from the window's identity like the reservoir (its seed also draws
         # the MMD's permutations), so small in the checkpoint and independent of batching.
         components, sample = embedding
-        self.embeddings = (Reservoir(sample, components, window_seed(seed, model, version, key) ^ _EMBEDDING_SALT)
+        self.embeddings = (Reservoir(sample, components, window_seed(seed, model, version, key, segment) ^ _EMBEDDING_SALT)
                            if components else None)
 
     def add(self, s: BatchSlice) -> None:
@@ -128,8 +135,8 @@ class WindowAccumulator:
         acc = cls.__new__(cls)
         for name in cls.__slots__:
             if name not in ("reservoir", "class_counts", "embeddings"):
-                # invalid/late: absent from checkpoints written before they were counted here.
-                setattr(acc, name, state[name] if name in state or name not in ("invalid", "late") else 0)
+                # invalid/late/segment: absent from checkpoints written before they were counted (kept) here.
+                setattr(acc, name, state[name] if name in state or name not in _ADDED else _ADDED[name])
         acc.class_counts = Counter(state["class_counts"])
         acc.reservoir = Reservoir.from_state(state["reservoir"])
         embeddings = state.get("embeddings")  # absent from checkpoints written before embedding drift

@@ -92,6 +92,7 @@ def window_result(
     return WindowResult(
         model=acc.model,
         version=acc.version,
+        segment=acc.segment or None,
         window_kind=acc.kind,
         window_start_ms=acc.start_ms if time_window else acc.first_ts_ms,
         window_end_ms=acc.end_ms if time_window else acc.last_ts_ms,

@@ -1,4 +1,4 @@
-"""What the pipeline keeps per (model, version) stream: its clock, its open windows, what waits for a window."""
+"""What the pipeline keeps per (model, version, segment) stream: its clock, its open windows, what waits for a window."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ __all__ = ["StreamState"]
 
 
 class StreamState:
-    """Window bookkeeping of one (model, version) stream (the clock fields: monitor/windowing/watermarks.py)."""
+    """Window bookkeeping of one (model, version, segment) stream (the clock fields: monitor/windowing/watermarks.py);
+    ``segment`` is "" for the segment-less stream (window.by_segment off, or events without a segment)."""
 
     __slots__ = ("model", "version", "max_ts_ms", "last_p_ms", "frontier_ms", "count", "open", "pending_late",
-                 "pending_invalid", "custom", "probability_classes", "embedding_components", "expiry_queued")
+                 "pending_invalid", "custom", "probability_classes", "embedding_components", "expiry_queued", "segment")
 
     def __init__(self, model: str, version: str, custom: tuple[str, ...], probability_classes: tuple[str, ...] = (),
-                 embedding_components: int = 0):
-        self.model, self.version = model, version
+                 embedding_components: int = 0, segment: str = ""):
+        self.model, self.version, self.segment = model, version, segment
         self.max_ts_ms = NO_EVENTS_YET  # largest event time of the stream
         self.last_p_ms = NO_EVENTS_YET  # the partition's largest event time at the stream's last event
         self.frontier_ms = NO_EVENTS_YET  # the partition watermark it followed while idle
@@ -40,15 +41,26 @@ class StreamState:
             "last_p_ms": self.last_p_ms, "frontier_ms": self.frontier_ms,
             "pending_late": self.pending_late, "pending_invalid": self.pending_invalid,
             "open": [acc.state() for acc in self.open.values()],
+            **({"segment": self.segment} if self.segment else {}),
         }  # fmt: skip
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.model, self.version, self.segment
+
+    @property
+    def segment_kw(self) -> dict:
+        """The ``segment`` keyword of the sink calls about this stream; none for the segment-less stream, whose
+        calls stay what they were before segments."""
+        return {"segment": self.segment} if self.segment else {}
+
     @classmethod
-    @classmethod
-    def for_profile(cls, model: str, version: str, profile: Profile | None) -> "StreamState":
+    def for_profile(cls, model: str, version: str, profile: Profile | None, segment: str = "") -> "StreamState":
         """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
         if profile is None:
-            return cls(model, version, ())
-        return cls(model, version, profile.custom_features, profile.probability_classes, profile.embedding_components)
+            return cls(model, version, (), segment=segment)
+        return cls(model, version, profile.custom_features, profile.probability_classes, profile.embedding_components,
+                   segment)
 
     def row_width(self, base_width: int) -> int:
         """Columns of the window's reservoir: latency, confidence, ``base_width`` features, custom, probabilities
@@ -59,7 +71,8 @@ class StreamState:
     def from_state(cls, s: dict, profile: Profile | None, *, partition_ms: int) -> "StreamState":
         # Checkpoints written before partition watermarks lack last_p_ms/frontier_ms: the stream then counts
         # as seen at the partition's current time, and never idle before.
-        stream = cls.for_profile(s["model"], s["version"], profile)
+        # A checkpoint written before segments holds segment-less streams only.
+        stream = cls.for_profile(s["model"], s["version"], profile, s.get("segment", ""))
         stream.max_ts_ms, stream.count = s["max_ts_ms"], s["count"]
         stream.last_p_ms = s.get("last_p_ms", partition_ms)
         stream.frontier_ms = s.get("frontier_ms", NO_EVENTS_YET)

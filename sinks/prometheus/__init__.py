@@ -44,7 +44,9 @@ class PrometheusSink:
             registry.register(collector)
 
     # -- the pipeline (monitor.pipeline.Sink) ----------------------------------------------------------------
-    def observe_batch(self, model, version, *, classes, errors, latency_ms, confidence, lengths, last_ts_ms) -> None:
+    def observe_batch(self, model, version, *, classes, errors, latency_ms, confidence, lengths, last_ts_ms,
+                      segment: str = "") -> None:
+        # The event histograms are per (model, version): a segment's events count in its stream's.
         self.events.observe_batch(model, version, classes=classes, errors=errors, latency_ms=latency_ms,
                                   confidence=confidence, lengths=lengths, last_ts_ms=last_ts_ms)
 
@@ -72,7 +74,7 @@ class PrometheusSink:
     def count_invalid(self, reason: str, n: int = 1) -> None:
         self.daemon.count_invalid(reason, n)
 
-    def count_late(self, model: str, version: str, n: int) -> None:
+    def count_late(self, model: str, version: str, n: int, *, segment: str = "") -> None:
         self.daemon.count_late(model, version, n)
 
     def set_open_windows(self, n: int) -> None:
@@ -82,8 +84,19 @@ class PrometheusSink:
         """Count events of streams over ``metrics.max_tracked_streams`` (``nlpmon_events_untracked_total``)."""
         self.daemon.count_untracked(n)
 
-    def forget_stream(self, model: str, version: str) -> None:
-        """A stream left the pipeline (``metrics.stream_ttl_seconds``): drop its series, free its label slot."""
+    def count_segment_folded(self, n: int) -> None:
+        """Count events of segments over ``window.max_segments`` (``nlpmon_events_segment_folded_total``)."""
+        self.daemon.count_segment_folded(n)
+
+    def forget_stream(self, model: str, version: str, *, segment: str = "") -> None:
+        """A stream left the pipeline (``metrics.stream_ttl_seconds``): drop its series, free its label slot.
+        A segment's stream drops its own per-window series only: the (model, version) slot is its stream's."""
+        if segment:
+            with self.bounds.lock:
+                labels = self.bounds.stream_labels(model, version)
+                if labels is not None:
+                    self.windows.forget(labels, segment)
+            return
         with self.bounds.lock:
             labels = self.bounds.forget(model, version)
             if labels is not None:

@@ -24,6 +24,7 @@ class DaemonCollector:
         self._late: Counter[tuple[str, str]] = Counter()
         self._dead_letter = 0
         self._untracked = 0
+        self._segment_folded = 0
         self._fetch_errors: Counter[str] = Counter()  # reason -> failed fetches (Kafka daemon only)
         self._open_windows = 0
         self._gauges: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
@@ -41,6 +42,10 @@ class DaemonCollector:
     def count_invalid(self, reason: str, n: int = 1) -> None:
         with self._bounds.lock:
             self._invalid[reason] += n
+
+    def count_segment_folded(self, n: int) -> None:
+        with self._bounds.lock:
+            self._segment_folded += n
 
     def count_late(self, model: str, version: str, n: int) -> None:
         with self._bounds.lock:
@@ -93,6 +98,10 @@ class DaemonCollector:
         c = CounterMetricFamily("nlpmon_events_untracked", "Events of streams over metrics.max_tracked_streams, "
                                 "windowed together as __other__.")
         c.add_metric([], self._untracked)
+        yield c
+        c = CounterMetricFamily("nlpmon_events_segment_folded", "Events of a model's segments over "
+                                "window.max_segments, windowed together as segment __other__.")
+        c.add_metric([], self._segment_folded)
         yield c
         c = CounterMetricFamily("nlpmon_dead_letter", "Records written to the dead-letter destination.")
         c.add_metric([], self._dead_letter)

@@ -37,6 +37,11 @@ class LabelBounds:
             self._streams[key] = labels
         return labels
 
+    def stream_labels(self, model: str, version: str) -> tuple[str, str] | None:
+        """The stream's own labels when it has a slot (not folded), else None; takes no slot."""
+        labels = self._streams.get((model, version))
+        return None if labels is None or labels[0] == OTHER else labels
+
     def forget(self, model: str, version: str) -> tuple[str, str] | None:
         """Free the stream's label slot; return its own labels when it had a slot (their series must go)."""
         labels = self._streams.pop((model, version), None)

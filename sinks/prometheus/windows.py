@@ -1,4 +1,10 @@
-"""Per-window gauges: the latest closed window of each stream, read from its WindowResult's fields."""
+"""Per-window gauges: the latest closed window of each stream, read from its WindowResult's fields.
+
+A stream is (model, version, segment). The label ``segment`` is exported once any stream has a segment
+(window.by_segment), bounded by window.max_segments per model; the segment-less stream's value is "", which
+Prometheus treats as no label at all, so leaving the label out while no stream has one exports the same
+series and keeps the segment-less /metrics exactly what it was.
+"""
 
 from __future__ import annotations
 
@@ -21,21 +27,23 @@ class WindowsCollector:
 
     def __init__(self, bounds: LabelBounds):
         self._bounds = bounds
-        self._windows: dict[tuple[str, str], WindowResult] = {}
-        self._closed: Counter[tuple[str, str]] = Counter()
-        self._tested: Counter[tuple[str, str]] = Counter()
+        self._windows: dict[tuple[str, str, str], WindowResult] = {}
+        self._closed: Counter[tuple[str, str, str]] = Counter()
+        self._tested: Counter[tuple[str, str, str]] = Counter()
 
     def window_closed(self, result: WindowResult) -> None:
         with self._bounds.lock:
-            s = self._bounds.stream(result.model, result.version)
+            s = (*self._bounds.stream(result.model, result.version), result.segment or "")
             self._windows[s] = result
             self._closed[s] += 1
             if result.tested:
                 self._tested[s] += 1
 
-    def forget(self, labels: tuple[str, str]) -> None:
+    def forget(self, labels: tuple[str, str], segment: str | None = None) -> None:
+        """Drop the series of a (model, version) stream's labels: of every segment, or of one."""
         for store in (self._windows, self._closed, self._tested):
-            store.pop(labels, None)
+            for key in [k for k in store if k[:2] == labels and (segment is None or k[2] == segment)]:
+                del store[key]
 
     def latest(self) -> list[WindowResult]:
         with self._bounds.lock:
@@ -46,7 +54,8 @@ class WindowsCollector:
             yield from self._collect()
 
     def _collect(self):
-        sv = ["model", "version"]
+        segmented = any(k[2] for k in self._windows)
+        sv = ["model", "version", "segment"] if segmented else ["model", "version"]
         g = {
             name: GaugeMetricFamily(name, doc, labels=sv)
             for name, doc in (
@@ -87,10 +96,10 @@ class WindowsCollector:
         }
         closed = CounterMetricFamily("nlp_windows_closed", "Windows closed.", labels=sv)
         tested = CounterMetricFamily("nlp_windows_tested", "Windows with enough events and a reference to be tested.", labels=sv)
-        for (m, v), r in sorted(self._windows.items()):
-            lv = [m, v]
-            closed.add_metric(lv, self._closed[(m, v)])
-            tested.add_metric(lv, self._tested[(m, v)])
+        for (m, v, seg), r in sorted(self._windows.items()):
+            lv = [m, v, seg] if segmented else [m, v]
+            closed.add_metric(lv, self._closed[(m, v, seg)])
+            tested.add_metric(lv, self._tested[(m, v, seg)])
             g["nlp_window_events"].add_metric(lv, r.events)
             if r.window_end_ms is not None:
                 g["nlp_window_end_timestamp_seconds"].add_metric(lv, r.window_end_ms / 1000)

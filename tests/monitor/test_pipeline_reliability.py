@@ -195,7 +195,7 @@ def test_tracked_streams_are_capped_and_the_excess_folded():
     records = [ev(T0 + i, model=f"model-{i}") for i in range(500)] + [ev(T0 + 200_000, model="model-0")]
     res = p.process(records).windows
     assert p.tracked_streams == 10
-    other = [r for r in res if (r.model, r.version) == OTHER_STREAM]
+    other = [r for r in res if (r.model, r.version, r.segment or "") == OTHER_STREAM]
     assert len(other) == 1 and other[0].events == 491
     assert p.stats.untracked == 491
     assert registry.get_sample_value("nlpmon_events_untracked_total") == 491

@@ -57,6 +57,8 @@ def generate_events(
     variants: dict[str, float] | None = None,
     shadow_share: float = 0.0,
     embedding_dim: int = 0,
+    segments: dict[str, float] | None = None,
+    drift_segments: tuple[str, ...] | None = None,
 ) -> Iterator[dict]:
     """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average.
 
@@ -66,17 +68,23 @@ def generate_events(
     latency), which is not counted in ``n``. Both draw from their own generators, so the served events are
     the same with and without them. ``embedding_dim`` > 0 adds an ``embedding`` field: the normalised mean of
     fixed pseudo-random word vectors (a stand-in for the served model's pooled output; deterministic, and
-    moved by the drifted texts' unseen vocabulary).
+    moved by the drifted texts' unseen vocabulary). ``segments`` ({name: share}) gives each event a
+    ``segment`` drawn with those shares from its own generator; with ``drift_segments`` only the events of
+    those segments drift after ``drift_after``.
     """
     rng = np.random.default_rng(seed)
     split_rng = np.random.default_rng([seed, 1])
     shadow_rng = np.random.default_rng([seed, 2])
     names = list(variants) if variants else []
     shares = np.asarray([variants[v] for v in names], dtype=np.float64) if variants else None
+    segment_rng = np.random.default_rng([seed, 3])
+    segment_names = list(segments) if segments else []
+    segment_p = np.asarray([segments[s] for s in segment_names], dtype=np.float64) if segments else None
     ts = float(start_ms)
     step_ms = 1000.0 / rate_per_s
     for i in range(n):
-        drifted = drift_after is not None and i >= drift_after
+        segment = segment_names[int(segment_rng.choice(len(segment_names), p=segment_p / segment_p.sum()))] if segments else None
+        drifted = drift_after is not None and i >= drift_after and (drift_segments is None or segment in drift_segments)
         ts += rng.exponential(step_ms)
         true_pos = rng.random() < 0.55
         words = POSITIVE if true_pos else NEGATIVE
@@ -111,6 +119,8 @@ def generate_events(
             event["label"] = "positive" if true_pos else "negative"
         if embedding_dim:
             event["embedding"] = _embedding(text, embedding_dim)
+        if segment is not None:
+            event["segment"] = segment
         if names:
             event["variant"] = names[int(split_rng.choice(len(names), p=shares / shares.sum()))]
         # Built before the served event is yielded: a consumer may change it (live traffic restamps ts).

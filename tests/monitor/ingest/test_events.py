@@ -154,6 +154,27 @@ def test_rejection_keeps_stream_when_readable():
     assert (exc.model, exc.version) == ("m", "7")
 
 
+@pytest.mark.parametrize("segment, reason", [
+    (3, "wrong_type"),  # a number is not coerced
+    ("", "wrong_type"),  # an empty segment would be the segment-less stream's label value
+    (["fr"], "wrong_type"),
+    ("x" * 65, "segment_too_long"),  # one over MAX_SEGMENT_CHARS
+])
+def test_segment_is_validated_on_both_paths(segment, reason):
+    raw = enc({**BASE, "version": "7", "segment": segment})
+    assert reject(raw).reason == reason
+    with pytest.raises(InvalidEvent) as info:
+        _slow_decode(raw, 50)
+    assert info.value.reason == reason
+
+
+def test_segment_is_kept_and_named_in_rejections():
+    assert decode_event(enc({**BASE, "segment": "x" * 64})).segment == "x" * 64
+    assert decode_event(enc(BASE)).segment is None
+    exc = reject({**BASE, "segment": "fr", "latency_ms": -1})
+    assert (exc.model, exc.segment, exc.reason) == ("m", "fr", "negative_latency")
+
+
 def test_every_reason_is_documented():
     doc = open("docs/events.md", encoding="utf-8").read()
     for reason in REASONS:
@@ -167,7 +188,7 @@ _VALUES = [None, True, False, 0, 1, -1, 0.5, 1.5, -0.0, 1e300, 1_764_000_000, 1_
            "2026-11-25T10:00:00Z", "2026-11-25", [], [0.5, 0.5], ["a", "b"], ["a", "a"], {}, {"a": 0.4, "b": 0.6},
            {"a": 1}, {"a": "x"}, {"a": 0.5, "b": 0.5004}, {"a": 0.5, "b": 0.52}, [1], ["a"], "x" * 60]
 _FIELDS = ["ts", "model", "schema", "version", "prediction", "error", "confidence", "probabilities", "classes",
-           "latency_ms", "label", "text", "features", "request_id", "variant", "outcome"]
+           "latency_ms", "label", "text", "features", "request_id", "variant", "outcome", "segment"]
 
 
 def _outcome(fn, raw):

@@ -99,6 +99,7 @@ def test_events_arrive_valid_and_keyed_by_model(kafka_broker):
     dict(prediction="a", ts="yesterday"),                          # not RFC 3339
     dict(prediction="a", text="x" * 10_001),                       # longer than max_text_chars
     dict(prediction="a", features={"f": object()}),                # not serializable
+    dict(prediction="a", segment="x" * 65),                        # segment longer than 64 characters
 ])
 def test_invalid_calls_are_counted_never_raised(closed_port, call):
     logger = PredictionLogger(closed_port, "predictions", model="m")

@@ -34,10 +34,11 @@ AB = ('[[experiments]]\nname = "crash-ab"\nmodel = "sentiment"\nvariants = {a = 
       'mde = 0.02\n[[experiments.guardrails]]\nmetric = "latency_p99_ms"\ntolerance = 0.5\nrelative = true\n')
 
 
-def _events(n: int, seed: int) -> list[dict]:
-    """Two models interleaved by time; sentiment drifts in its second half. Keyed by model on the topic."""
+def _events(n: int, seed: int, segments: dict[str, float] | None = None) -> list[dict]:
+    """Two models interleaved by time; sentiment drifts in its second half. Keyed by model on the topic.
+    ``segments``: intent's events carry these segments (sentiment's none)."""
     a = list(generate_events(n, seed=seed, rate_per_s=20, drift_after=n // 2, variants={"a": 0.5, "b": 0.5}))
-    b = list(generate_events(n // 2, seed=seed + 1, rate_per_s=10, model="intent", version="7"))
+    b = list(generate_events(n // 2, seed=seed + 1, rate_per_s=10, model="intent", version="7", segments=segments))
     return sorted(a + b, key=lambda e: e["ts"])
 
 
@@ -79,10 +80,16 @@ def _key(e: dict) -> str:
     return "sentiment" if e["model"] == "quiet" else e["model"]
 
 
+# Drift per segment on: intent's segments are streams of their own, the fourth and later folded into __other__,
+# so segment admission, folding and the segment streams' windows are in the checkpoints too.
+SEGMENTS = {"en": 0.5, "fr": 0.3, "de": 0.15, "pt": 0.05}
+SEGMENT_ENV = {"NLPMON_WINDOW_BY_SEGMENT": "true", "NLPMON_WINDOW_MAX_SEGMENTS": "3"}
+
+
 def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profile, two_stores, tmp_path):
     store_a, store_b = two_stores
     topic = kafka_broker.new_topic(partitions=3)
-    events = _hostile_events(_events(6000, seed=5))
+    events = _hostile_events(_events(6000, seed=5, segments=SEGMENTS))
     n_poison = sum(MARKER in (e.get("text") or "") for e in events)
     garbage = [b"not json", b'{"ts": 1764000000, "model": "sentiment", "version": "1"}',
                b'{"model": "sentiment", "version": "1", "ts": "x", "prediction": "p"}']
@@ -94,26 +101,26 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b,
                        profile=profile, extra=AB)
     ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage, key_of=_key)
-    with DaemonProcess(cfg, tmp_path / "b1.log", poison=MARKER) as d:
+    with DaemonProcess(cfg, tmp_path / "b1.log", SEGMENT_ENV, poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > 800, 60, "a first checkpoint", d)
         d.kill()
     ends = produce(kafka_broker.bootstrap, topic, thirds[1], key_of=_key)
-    with DaemonProcess(cfg, tmp_path / "b2.log", checkpoint_pause=2, poison=MARKER) as d:
+    with DaemonProcess(cfg, tmp_path / "b2.log", SEGMENT_ENV, checkpoint_pause=2, poison=MARKER) as d:
         before = sum(committed(store_b, group, topic, 3).values())
         wait_until(lambda: sum(1 for e in d.logs() if e.get("msg") == "checkpoint in progress") >= 3, 60, "a checkpoint in progress", d)
         d.kill()  # inside the transaction: nothing of it may become visible
     mid = sum(committed(store_b, group, topic, 3).values())
     assert mid >= before
     ends = produce(kafka_broker.bootstrap, topic, thirds[2], key_of=_key)
-    with DaemonProcess(cfg, tmp_path / "b3.log", poison=MARKER) as d:
+    with DaemonProcess(cfg, tmp_path / "b3.log", SEGMENT_ENV, poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > mid, 60, "progress after restart", d)
         d.kill()
-    _run_to_end(cfg, tmp_path / "b4.log", store_b, group, topic, ends, poison=MARKER)
+    _run_to_end(cfg, tmp_path / "b4.log", store_b, group, topic, ends, env=SEGMENT_ENV, poison=MARKER)
 
     # The reference run: same topic, its own group and store, never interrupted.
     cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a,
                          profile=profile, extra=AB)
-    steady = _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends, poison=MARKER)
+    steady = _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends, env=SEGMENT_ENV, poison=MARKER)
 
     models = MODELS + ["quiet"]
     expected, got = all_results(store_a, models), all_results(store_b, models)
@@ -123,6 +130,11 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     assert sum(r["late"] for r in expected) >= 20
     # The quiet stream's windows all closed (it stopped after a minute; sentiment moved its partition on).
     assert sum(r["events"] for r in expected if r["model"] == "quiet") == 300
+    # intent's first three segments have their own windows, the fourth is folded; sentiment has none.
+    segments = {r.get("segment") for r in expected if r["model"] == "intent"}
+    assert len(segments) == 4 and "__other__" in segments and None not in segments
+    assert {r.get("segment") for r in expected if r["model"] != "intent"} == {None}
+    assert 2000 < sum(r["events"] for r in expected if r["model"] == "intent") <= 3000  # the last windows stay open
     # Poison records: isolated, logged by type only, never a crash; the windows are as without them.
     poisoned = [e for e in steady.logs() if e.get("msg", "").startswith("poison record isolated")]
     assert len(poisoned) == n_poison >= 4 and not any(MARKER in line for line in steady.log.read_text().splitlines())
