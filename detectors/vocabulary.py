@@ -35,9 +35,11 @@ from itertools import chain
 
 import numpy as np
 
-__all__ = ["HashedVocabulary", "split_reference", "HASH_KIND"]
+__all__ = ["HashedVocabulary", "split_reference", "HASH_KIND", "OOV_FEATURE"]
 
 HASH_KIND = "blake2b-32"
+# The input feature this vocabulary feeds (docs/results.md, *Input drift*).
+OOV_FEATURE = "oov_rate"
 _HASH_BYTES = 4
 
 
@@ -93,11 +95,18 @@ class HashedVocabulary:
         cls, texts: Sequence[str], *, key: bytes, max_words: int = 32768, min_count: int = 1
     ) -> HashedVocabulary:
         """Build from reference texts: the ``max_words`` most frequent lower-cased words seen ``min_count`` times."""
+        counts = Counter(chain.from_iterable(map(str.split, map(str.lower, texts))))
+        return cls.from_counts(counts, key=key, max_words=max_words, min_count=min_count)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Mapping[str, int], *, key: bytes, max_words: int = 32768, min_count: int = 1
+    ) -> HashedVocabulary:
+        """Build from counts of lower-cased words (what :meth:`fit` counts), for callers that stream their texts."""
         for name, value, low in (("max_words", max_words, 1), ("min_count", min_count, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}.")
         key = _check_key(key)
-        counts = Counter(chain.from_iterable(map(str.split, map(str.lower, texts))))
         words = [w for w, c in counts.items() if c >= min_count]
         hashes = _hash_words(words, key)
         freq = np.fromiter((counts[w] for w in words), dtype=np.int64, count=len(words))

@@ -97,7 +97,8 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        profile.probability_classes if profile else (),
-                                       profile.embedding_projection if profile else None),
+                                       profile.embedding_projection if profile else None,
+                                       vocabulary=profile.oov_vocabulary if profile else None),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],
             )  # fmt: skip

@@ -10,7 +10,9 @@ import numpy as np
 from detectors.confidence import entropy_bits
 from detectors.embedding import PCAProjection
 from detectors.text_features import TEXT_FEATURES, text_features
+from detectors.vocabulary import HashedVocabulary
 from monitor.ingest.events import Event
+from monitor.ingest.oov import oov_column
 from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
@@ -50,12 +52,14 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
 
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...],
-               probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None) -> np.ndarray:
-    """Rows of ``latency_ms, confidence, base features..., custom features..., class probabilities...,
+               probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
+               vocabulary: HashedVocabulary | None = None) -> np.ndarray:
+    """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,
     projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
-    profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift)."""
+    profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift;
+    ``oov_rate`` only with a ``vocabulary``, the profile's)."""
     k = len(events)
-    width = 2 + base.shape[1] + len(custom)
+    width = 2 + base.shape[1] + len(custom) + (vocabulary is not None)
     end = width + len(probability_classes)
     rows = np.empty((k, end + (projection.components if projection is not None else 0)), dtype=np.float64)
     if probability_classes:
@@ -75,6 +79,8 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     rows[:, 2 : 2 + base.shape[1]] = base
     for j, name in enumerate(custom, start=2 + base.shape[1]):
         rows[:, j] = np.array([e.features.get(name) if e.features else None for e in events], dtype=np.float64)
+    if vocabulary is not None:
+        rows[:, width - 1] = oov_column([e.text for e in events], vocabulary)
     return rows
 
 

@@ -27,7 +27,7 @@ class StreamState:
         # window to open (docs/results.md).
         self.pending_late = 0
         self.pending_invalid = 0
-        self.custom = custom
+        self.custom = custom  # the profile's custom features, then oov_rate when it holds a vocabulary
         # Columns after the custom features in its rows: the profile's classes whose probabilities BBSD tests.
         self.probability_classes = probability_classes
         # The last columns: the projected embedding, split off into the window's own embedding sample.
@@ -48,7 +48,7 @@ class StreamState:
         """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
         if profile is None:
             return cls(model, version, ())
-        return cls(model, version, profile.custom_features, profile.probability_classes, profile.embedding_components)
+        return cls(model, version, profile.stream_features, profile.probability_classes, profile.embedding_components)
 
     def row_width(self, base_width: int) -> int:
         """Columns of the window's reservoir: latency, confidence, ``base_width`` features, custom, probabilities
