@@ -206,16 +206,18 @@ class PredictionLogger:
         features: Mapping[str, float] | None = None,
         ts: int | float | str | datetime | None = None,
         classes: Sequence[str] | None = None,
+        embedding: Sequence[float] | None = None,
     ) -> bool:
         """Queue one prediction event; return whether it was accepted. Never raises, never blocks on I/O.
 
         ``ts`` is the prediction time (default: now): epoch seconds or milliseconds, an RFC 3339 string, or
         an aware ``datetime``. Numbers may be numpy scalars. ``probabilities`` is ``{class: p}``, or a list
-        together with ``classes``.
+        together with ``classes``. ``embedding`` is the text's embedding from the served model (a list or a 1-D
+        numpy array of finite floats, the same length for every event of the model; docs/events.md).
         """
         try:
             value = self._encode(prediction, probabilities, confidence, latency_ms, text, label, error, request_id,
-                                 variant, features, ts, classes)
+                                 variant, features, ts, classes, embedding)
         except InvalidEvent as exc:
             return self._refuse(exc.reason, exc.detail)
         except Exception as exc:  # an argument orjson cannot serialize, or anything unforeseen
@@ -235,7 +237,7 @@ class PredictionLogger:
         return False
 
     def _encode(self, prediction, probabilities, confidence, latency_ms, text, label, error, request_id, variant,
-                features, ts, classes) -> bytes:
+                features, ts, classes, embedding=None) -> bytes:
         event: dict = {"schema": 1, "ts": _ts_value(ts), "model": self.model}
         if self.version is not None:
             event["version"] = self.version
@@ -266,6 +268,8 @@ class PredictionLogger:
             event["request_id"] = request_id
         if variant is not None:
             event["variant"] = variant
+        if embedding is not None:
+            event["embedding"] = [_number(v, "embedding") for v in embedding]
         value = orjson.dumps(event)
         # The daemon's own decoder: whatever passes here, the daemon accepts.
         decode_event(value, max_text_chars=self._max_text_chars)
