@@ -7,7 +7,8 @@
 Throughput: events are read into memory first, then timed through decode -> validation -> features ->
 windows -> detectors -> Prometheus collector (Pipeline.process + flush), against a bare ``orjson.loads``
 loop over the same lines in the same process. Medians of --repeats runs. Pinned to one CPU.
-Targets (issue 2): >= 100k events/s without tokenizer features, >= 30k with.
+Targets (issue 2): >= 100k events/s without tokenizer features, >= 30k with. Each configuration runs with
+the ``oov_rate`` feature (the profile's hashed vocabulary) and without it, interleaved (issue 10).
 """
 
 from __future__ import annotations
@@ -108,14 +109,34 @@ def throughput(args) -> None:
                 tokenizer=TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None,
                 sample_cap=10_000,
             )
-            profile_path = Path(d) / "profile.json"
-            save_profile(profile, profile_path)
-            pipe_t, json_t = [], []
+            # oov_rate on and off on the same lines, interleaved in the same process: the profile with its
+            # hashed vocabulary, and the same profile without it (as one built before oov_rate).
+            paths = {"+ oov_rate": Path(d) / "profile.json", "no oov_rate": Path(d) / "profile-no-oov.json"}
+            save_profile(profile, paths["+ oov_rate"])
+            save_profile(without_vocabulary(profile), paths["no oov_rate"])
+            pipe_t: dict[str, list[float]] = {k: [] for k in paths}
+            json_t = []
             for _ in range(args.repeats):
                 json_t.append(time_orjson(lines))
-                pipe_t.append(time_pipeline(lines, profile_path, tokenizer, args.batch))
-        p, j = statistics.median(pipe_t), statistics.median(json_t)
-        print(f"{label:<34} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+                for k, path in paths.items():
+                    pipe_t[k].append(time_pipeline(lines, path, tokenizer, args.batch))
+        j = statistics.median(json_t)
+        for k, times in pipe_t.items():
+            p = statistics.median(times)
+            print(f"{label + ', ' + k:<34} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+        off, on = (statistics.median(pipe_t[k]) for k in ("no oov_rate", "+ oov_rate"))
+        print(f"{'':<34} oov_rate on / off: {off / on:.3f}x events/s")
+
+
+def without_vocabulary(profile):
+    """The profile as one built before oov_rate: no vocabulary, no oov_rate sample or feature name."""
+    import dataclasses
+
+    from monitor.ingest.oov import OOV_FEATURE
+
+    return dataclasses.replace(profile, vocabulary=None,
+                               feature_names=tuple(f for f in profile.feature_names if f != OOV_FEATURE),
+                               samples={k: v for k, v in profile.samples.items() if k != OOV_FEATURE})
 
 
 def peak_rss(n_values: list[int]) -> None:

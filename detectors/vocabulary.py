@@ -41,6 +41,7 @@ HASH_KIND = "blake2b-32"
 # The input feature this vocabulary feeds (docs/results.md, *Input drift*).
 OOV_FEATURE = "oov_rate"
 _HASH_BYTES = 4
+_KNOWN_MAX = 1 << 17  # words whose membership oov_rate remembers (a few MiB at most)
 
 
 def split_reference(n: int, *, holdout_every: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -82,13 +83,16 @@ class HashedVocabulary:
     True
     """
 
-    __slots__ = ("hashes", "key")
+    __slots__ = ("hashes", "key", "_known")
 
     def __init__(self, hashes, *, key: bytes):
         self.key = _check_key(key)
         h = np.unique(np.asarray(hashes, dtype=np.uint32))
         h.flags.writeable = False
         self.hashes = h
+        # word -> in the vocabulary?, remembered across calls: a stream repeats most of its words, and a
+        # dict lookup costs a tenth of a keyed hash. A pure memo (same answers), at most _KNOWN_MAX words.
+        self._known: dict[str, bool] = {}
 
     @classmethod
     def fit(
@@ -126,15 +130,26 @@ class HashedVocabulary:
         """Return a bool array: is each (already lower-cased) word's hash in the vocabulary?"""
         return _member(self.hashes, _hash_words(list(words), self.key))
 
-    def oov_rate(self, texts: Sequence[str]) -> np.ndarray:
-        """Return each text's share of lower-cased words not in the vocabulary (0 for a text without words)."""
+    def oov_rate(self, texts: Sequence[str], words: Sequence[list[str]] | None = None) -> np.ndarray:
+        """Return each text's share of lower-cased words not in the vocabulary (0 for a text without words).
+
+        ``words``: each text's ``text.lower().split()`` when the caller has them already
+        (:func:`detectors.text_features.text_features_and_words`), which saves most of the cost.
+        """
         n = len(texts)
-        split = list(map(str.split, map(str.lower, texts)))
+        split = list(map(str.split, map(str.lower, texts))) if words is None else words
+        if len(split) != n:
+            raise ValueError(f"words holds {len(split)} word lists for {n} texts.")
         counts = np.fromiter(map(len, split), dtype=np.int64, count=n)
         flat = list(chain.from_iterable(split))
-        # Hash each distinct word of the batch once; texts repeat most of their words.
-        unique = list(dict.fromkeys(flat))
-        known = dict(zip(unique, _member(self.hashes, _hash_words(unique, self.key)).tolist()))
+        known = self._known
+        new = set(flat).difference(known)
+        if new:
+            if len(known) + len(new) > _KNOWN_MAX:
+                known.clear()  # bounded: start over rather than track recency per word
+                new = set(flat)
+            new = list(new)
+            known.update(zip(new, _member(self.hashes, _hash_words(new, self.key)).tolist()))
         missing = ~np.fromiter(map(known.__getitem__, flat), dtype=bool, count=len(flat))
         text_of = np.repeat(np.arange(n), counts)
         oov = np.bincount(text_of[missing], minlength=n)
@@ -173,6 +188,7 @@ class HashedVocabulary:
     def __setstate__(self, state):
         object.__setattr__(self, "key", state["key"])
         object.__setattr__(self, "hashes", state["hashes"])
+        object.__setattr__(self, "_known", {})
 
     def __repr__(self) -> str:
         return f"HashedVocabulary(size={len(self)}, kind={HASH_KIND!r})"
