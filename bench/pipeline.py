@@ -98,7 +98,7 @@ def throughput(args) -> None:
     lines = events_file(n, drift_after=n // 2).read_bytes().splitlines()
     tok = tokenizer_dir()
     print(f"pipeline throughput: {n} events, batch {args.batch}, {args.repeats} repeats, pinned to one CPU")
-    print(f"{'configuration':<34} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
+    print(f"{'configuration':<42} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
     for label, tokenizer in (("text features", None), ("text + tokenizer features", tok)):
         if label.startswith("text +") and tokenizer is None:
             print(f"{label:<34} skipped: monitor.devkit.synth.model not available")
@@ -123,9 +123,9 @@ def throughput(args) -> None:
         j = statistics.median(json_t)
         for k, times in pipe_t.items():
             p = statistics.median(times)
-            print(f"{label + ', ' + k:<34} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+            print(f"{label + ', ' + k:<42} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
         off, on = (statistics.median(pipe_t[k]) for k in ("no oov_rate", "+ oov_rate"))
-        print(f"{'':<34} oov_rate on / off: {off / on:.3f}x events/s")
+        print(f"{'':<42} oov_rate on / off: {off / on:.3f}x events/s")
 
 
 def without_vocabulary(profile):

@@ -41,7 +41,7 @@ HASH_KIND = "blake2b-32"
 # The input feature this vocabulary feeds (docs/results.md, *Input drift*).
 OOV_FEATURE = "oov_rate"
 _HASH_BYTES = 4
-_KNOWN_MAX = 1 << 17  # words whose membership oov_rate remembers (a few MiB at most)
+_KNOWN_MAX = 1 << 16  # words whose membership oov_rate remembers (about 6 MiB at most, in memory only)
 
 
 def split_reference(n: int, *, holdout_every: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -168,3 +168,13 @@ def test_prometheus_has_the_oov_rate_series(built):
     assert reg.get_sample_value("nlp_drift_detected", series) == 1.0
     assert 0.3 < reg.get_sample_value("nlp_drift_statistic", series) <= 1.0
     assert reg.get_sample_value("nlp_drift_p_value", series) < 0.01
+
+
+def test_the_reference_sample_does_not_depend_on_the_build_batches(built, tmp_path):
+    profile, _, _ = built
+    again, _ = build_profile(write(tmp_path / "ref.jsonl", subject_events(5000, "restaurant", seed=1, t0=T0 - 10**9)),
+                             batch_size=100)
+    # same held-out texts, same vocabulary words (the hashes differ: each profile draws its own key)
+    assert np.array_equal(again.samples["oov_rate"], profile.samples["oov_rate"])
+    assert len(again.oov_vocabulary) == len(profile.oov_vocabulary)
+    assert again.vocabulary["key"] != profile.vocabulary["key"]
