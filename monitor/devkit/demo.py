@@ -75,7 +75,6 @@ def _traffic(bootstrap: str, encoder: DemoEncoder, rate: float, subject_after_s:
                            text=e["text"], error=e.get("error"), request_id=e["request_id"], embedding=e["embedding"])  # fmt: skip
             sent = due
             counts["sent"] = sent
-            counts["drifting"] = phase == "drift"
             stop.wait(0.05)
     finally:
         logger.close(timeout=5)
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  traffic      {args.rate:.0f} predictions/s with embeddings; subject change after "
                   f"{subject_after:.0f} s, drift injected after {args.drift_after:.0f} s; "
                   f"stops after {args.duration:.0f} s (Ctrl-C stops earlier)\n")
-            counts: dict = {"sent": 0, "drifting": False, "phase": "clean"}
+            counts: dict = {"sent": 0, "phase": "clean"}  # the traffic thread adds <phase>_at_ms as it switches
             gen = threading.Thread(target=_traffic, args=(broker.bootstrap, encoder, args.rate, subject_after,
                                                           args.drift_after, stop, counts), daemon=True)
             gen.start()
