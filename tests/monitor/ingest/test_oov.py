@@ -178,3 +178,24 @@ def test_the_reference_sample_does_not_depend_on_the_build_batches(built, tmp_pa
     assert np.array_equal(again.samples["oov_rate"], profile.samples["oov_rate"])
     assert len(again.oov_vocabulary) == len(profile.oov_vocabulary)
     assert again.vocabulary["key"] != profile.vocabulary["key"]
+
+
+def test_a_checkpoint_from_before_the_vocabulary_restores_under_the_new_profile(built, tmp_path, caplog):
+    profile, _, path = built
+    doc = json.loads(path.read_text())
+    doc.pop("vocabulary")
+    doc["feature_names"].remove("oov_rate")
+    doc["samples"].pop("oov_rate")
+    old = Profile.from_dict(doc)
+    evs = subject_events(1200, "restaurant", seed=9)  # 120 s of events: two 60 s windows
+    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
+    first = pipeline(old)
+    first.process(records[:900])  # the second window is open at the checkpoint, without an oov_rate column
+    second = pipeline(profile)
+    with caplog.at_level("WARNING", logger="nlpmon.pipeline"):
+        second.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(first.state())))
+    assert any("checkpointed under another reference profile" in r.getMessage() for r in caplog.records)
+    out = list(second.process(records[900:]).windows) + list(second.flush().windows)
+    (w,) = [w for w in out if w.tested]
+    assert w.events == 600 and not second.stats.internal_errors  # counts kept, nothing raised
+    assert oov(w).window_n == 300 and not oov(w).drifted  # the sample restarted at the restart
