@@ -7,7 +7,8 @@
 Throughput: events are read into memory first, then timed through decode -> validation -> features ->
 windows -> detectors -> Prometheus collector (Pipeline.process + flush), against a bare ``orjson.loads``
 loop over the same lines in the same process. Medians of --repeats runs. Pinned to one CPU.
-Targets (issue 2): >= 100k events/s without tokenizer features, >= 30k with.
+Targets (issue 2): >= 100k events/s without tokenizer features, >= 30k with. Each configuration runs with
+the ``oov_rate`` feature (the profile's hashed vocabulary) and without it, interleaved (issue 10).
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def tokenizer_dir() -> Path | None:
     return found.parent if found else None
 
 
-def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None, batch: int) -> float:
+def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None, batch: int,
+                  cpu: list[float] | None = None) -> float:
+    """Wall seconds of the run; its process CPU seconds are appended to ``cpu`` when given (on a shared VM
+    the CPU time is what a busy neighbour does not inflate)."""
     over = {"source.kind": "stdin", "reference.paths": [str(profile_path)], "window.max_future_seconds": 1e9}
     if tokenizer:
         over["tokenizer.path"] = str(tokenizer)
@@ -73,12 +77,14 @@ def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None
     sink = PrometheusSink(CollectorRegistry())
     pipeline = Pipeline(config, profiles=load_profiles(config.reference.paths), tokenizer=tok, sink=sink)
     records = [Record(line) for line in lines]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     windows = 0
     for lo in range(0, len(records), batch):
         windows += len(pipeline.process(records[lo : lo + batch]).windows)
     windows += len(pipeline.flush().windows)
     elapsed = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(time.process_time() - c0)
     assert windows > 0 and pipeline.stats.valid == len(lines)
     return elapsed
 
@@ -97,7 +103,7 @@ def throughput(args) -> None:
     lines = events_file(n, drift_after=n // 2).read_bytes().splitlines()
     tok = tokenizer_dir()
     print(f"pipeline throughput: {n} events, batch {args.batch}, {args.repeats} repeats, pinned to one CPU")
-    print(f"{'configuration':<34} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
+    print(f"{'configuration':<42} {'median s':>9} {'events/s':>10} {'orjson.loads/s':>15} {'ratio':>7}")
     for label, tokenizer in (("text features", None), ("text + tokenizer features", tok)):
         if label.startswith("text +") and tokenizer is None:
             print(f"{label:<34} skipped: monitor.devkit.synth.model not available")
@@ -108,14 +114,37 @@ def throughput(args) -> None:
                 tokenizer=TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None,
                 sample_cap=10_000,
             )
-            profile_path = Path(d) / "profile.json"
-            save_profile(profile, profile_path)
-            pipe_t, json_t = [], []
+            # oov_rate on and off on the same lines, interleaved in the same process: the profile with its
+            # hashed vocabulary, and the same profile without it (as one built before oov_rate).
+            paths = {"+ oov_rate": Path(d) / "profile.json", "no oov_rate": Path(d) / "profile-no-oov.json"}
+            save_profile(profile, paths["+ oov_rate"])
+            save_profile(without_vocabulary(profile), paths["no oov_rate"])
+            pipe_t: dict[str, list[float]] = {k: [] for k in paths}
+            cpu_t: dict[str, list[float]] = {k: [] for k in paths}
+            json_t = []
             for _ in range(args.repeats):
                 json_t.append(time_orjson(lines))
-                pipe_t.append(time_pipeline(lines, profile_path, tokenizer, args.batch))
-        p, j = statistics.median(pipe_t), statistics.median(json_t)
-        print(f"{label:<34} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+                for k, path in paths.items():
+                    pipe_t[k].append(time_pipeline(lines, path, tokenizer, args.batch, cpu_t[k]))
+        j = statistics.median(json_t)
+        for k, times in pipe_t.items():
+            p = statistics.median(times)
+            print(f"{label + ', ' + k:<42} {p:>9.3f} {n / p:>10,.0f} {n / j:>15,.0f} {j / p:>7.3f}")
+        off, on = (statistics.median(pipe_t[k]) for k in ("no oov_rate", "+ oov_rate"))
+        cpu_off, cpu_on = (statistics.median(cpu_t[k]) for k in ("no oov_rate", "+ oov_rate"))
+        print(f"{'':<42} oov_rate on / off: {off / on:.3f}x events/s (wall), {cpu_off / cpu_on:.3f}x by CPU time "
+              f"({n / cpu_on:,.0f} vs {n / cpu_off:,.0f} events per CPU second)")
+
+
+def without_vocabulary(profile):
+    """The profile as one built before oov_rate: no vocabulary, no oov_rate sample or feature name."""
+    import dataclasses
+
+    from monitor.ingest.oov import OOV_FEATURE
+
+    return dataclasses.replace(profile, vocabulary=None,
+                               feature_names=tuple(f for f in profile.feature_names if f != OOV_FEATURE),
+                               samples={k: v for k, v in profile.samples.items() if k != OOV_FEATURE})
 
 
 def peak_rss(n_values: list[int]) -> None:

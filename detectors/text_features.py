@@ -30,7 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "tokenizer_features"]
+__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "text_features_and_words",
+           "tokenizer_features"]
 
 TEXT_FEATURES = (
     "char_length",
@@ -112,15 +113,22 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
     >>> dict(zip(TEXT_FEATURES, m[0].tolist()))["word_count"], float(m[1, TEXT_FEATURES.index("empty")])
     (2.0, 1.0)
     """
+    return text_features_and_words(texts)[0]
+
+
+def text_features_and_words(texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
+    """:func:`text_features` and each text's lower-cased words (``str.lower().split()``), which the feature
+    computation splits anyway: ``oov_rate`` (:mod:`detectors.vocabulary`) reuses them instead of splitting again.
+    """
     n = len(texts)
     out = np.zeros((n, len(TEXT_FEATURES)), dtype=np.float64)
     if n == 0:
-        return out
+        return out, []
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     out[:, 0] = lengths
     if not lengths.any():
         out[:, 8] = 1.0
-        return out
+        return out, [[] for _ in range(n)]
     # One UTF-32 buffer for the whole batch: character classes become array lookups instead of a Python
     # loop over characters, which is what makes ~100k texts/s possible.
     # surrogatepass: a lone surrogate (a string cut mid-emoji) is a code point like any other here, never an
@@ -142,7 +150,7 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
     out[:, 6] = _ratio(upper, letters)
     out[:, 7] = _ratio(punct, lengths)
     out[:, 8] = words == 0
-    return out
+    return out, split
 
 
 def tokenizer_features(

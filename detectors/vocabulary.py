@@ -35,10 +35,13 @@ from itertools import chain
 
 import numpy as np
 
-__all__ = ["HashedVocabulary", "split_reference", "HASH_KIND"]
+__all__ = ["HashedVocabulary", "split_reference", "HASH_KIND", "OOV_FEATURE"]
 
 HASH_KIND = "blake2b-32"
+# The input feature this vocabulary feeds (docs/results.md, *Input drift*).
+OOV_FEATURE = "oov_rate"
 _HASH_BYTES = 4
+_KNOWN_MAX = 1 << 16  # words whose membership oov_rate remembers (about 6 MiB at most, in memory only)
 
 
 def split_reference(n: int, *, holdout_every: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -80,24 +83,34 @@ class HashedVocabulary:
     True
     """
 
-    __slots__ = ("hashes", "key")
+    __slots__ = ("hashes", "key", "_known")
 
     def __init__(self, hashes, *, key: bytes):
         self.key = _check_key(key)
         h = np.unique(np.asarray(hashes, dtype=np.uint32))
         h.flags.writeable = False
         self.hashes = h
+        # word -> in the vocabulary?, remembered across calls: a stream repeats most of its words, and a
+        # dict lookup costs a tenth of a keyed hash. A pure memo (same answers), at most _KNOWN_MAX words.
+        self._known: dict[str, bool] = {}
 
     @classmethod
     def fit(
         cls, texts: Sequence[str], *, key: bytes, max_words: int = 32768, min_count: int = 1
     ) -> HashedVocabulary:
         """Build from reference texts: the ``max_words`` most frequent lower-cased words seen ``min_count`` times."""
+        counts = Counter(chain.from_iterable(map(str.split, map(str.lower, texts))))
+        return cls.from_counts(counts, key=key, max_words=max_words, min_count=min_count)
+
+    @classmethod
+    def from_counts(
+        cls, counts: Mapping[str, int], *, key: bytes, max_words: int = 32768, min_count: int = 1
+    ) -> HashedVocabulary:
+        """Build from counts of lower-cased words (what :meth:`fit` counts), for callers that stream their texts."""
         for name, value, low in (("max_words", max_words, 1), ("min_count", min_count, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}.")
         key = _check_key(key)
-        counts = Counter(chain.from_iterable(map(str.split, map(str.lower, texts))))
         words = [w for w, c in counts.items() if c >= min_count]
         hashes = _hash_words(words, key)
         freq = np.fromiter((counts[w] for w in words), dtype=np.int64, count=len(words))
@@ -117,15 +130,26 @@ class HashedVocabulary:
         """Return a bool array: is each (already lower-cased) word's hash in the vocabulary?"""
         return _member(self.hashes, _hash_words(list(words), self.key))
 
-    def oov_rate(self, texts: Sequence[str]) -> np.ndarray:
-        """Return each text's share of lower-cased words not in the vocabulary (0 for a text without words)."""
+    def oov_rate(self, texts: Sequence[str], words: Sequence[list[str]] | None = None) -> np.ndarray:
+        """Return each text's share of lower-cased words not in the vocabulary (0 for a text without words).
+
+        ``words``: each text's ``text.lower().split()`` when the caller has them already
+        (:func:`detectors.text_features.text_features_and_words`), which saves most of the cost.
+        """
         n = len(texts)
-        split = list(map(str.split, map(str.lower, texts)))
+        split = list(map(str.split, map(str.lower, texts))) if words is None else words
+        if len(split) != n:
+            raise ValueError(f"words holds {len(split)} word lists for {n} texts.")
         counts = np.fromiter(map(len, split), dtype=np.int64, count=n)
         flat = list(chain.from_iterable(split))
-        # Hash each distinct word of the batch once; texts repeat most of their words.
-        unique = list(dict.fromkeys(flat))
-        known = dict(zip(unique, _member(self.hashes, _hash_words(unique, self.key)).tolist()))
+        known = self._known
+        new = set(flat).difference(known)
+        if new:
+            if len(known) + len(new) > _KNOWN_MAX:
+                known.clear()  # bounded: start over rather than track recency per word
+                new = set(flat)
+            new = list(new)
+            known.update(zip(new, _member(self.hashes, _hash_words(new, self.key)).tolist()))
         missing = ~np.fromiter(map(known.__getitem__, flat), dtype=bool, count=len(flat))
         text_of = np.repeat(np.arange(n), counts)
         oov = np.bincount(text_of[missing], minlength=n)
@@ -164,6 +188,7 @@ class HashedVocabulary:
     def __setstate__(self, state):
         object.__setattr__(self, "key", state["key"])
         object.__setattr__(self, "hashes", state["hashes"])
+        object.__setattr__(self, "_known", {})
 
     def __repr__(self) -> str:
         return f"HashedVocabulary(size={len(self)}, kind={HASH_KIND!r})"

@@ -550,6 +550,9 @@ class Pipeline:
             stream = StreamState.from_state(s, self.profiles.get(s["model"]), partition_ms=self._max_ts_ms)
             self._streams[stream.key] = stream
             self._segments.add(stream.key)
+            for key in stream.refit_open_windows(len(self.features.base_names), self.config.embedding.sample_size):
+                logger.warning("open window %s of %s/%s was checkpointed under another reference profile (other "
+                               "columns); its sample restarts, its counts are kept", key, stream.model, stream.version)
             for key, acc in stream.open.items():
                 self._n_open += 1
                 if acc.kind == "time":

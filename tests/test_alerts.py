@@ -145,6 +145,8 @@ def test_required_alerts_exist():
         # issue 11
         "NlpWindowsStale", "NlpmonLabelValuesFolded", "NlpmonConsumptionPaused", "NlpmonReevalFailures",
         "NlpmonDeadLetterRateHigh",
+        # issue 10
+        "NlpClassProbabilityShift",
     }
     assert required <= names, f"missing alerts: {sorted(required - names)}"
     assert len(names) == len(alert_rules()), "duplicate alert names"

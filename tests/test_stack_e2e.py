@@ -57,7 +57,7 @@ RATE_PER_S = 200  # events a second: 600 a window, min_events 200
 PERSISTENCE_S = 2 * WINDOW_S  # the rules' [6m] for 300 s windows: more than one window plus a scrape
 CLEAN_S = 24  # clean traffic while Prometheus watches: 8 windows
 DRIFT_ALERT_TIMEOUT_S = 45  # needs two drifted windows (plus the one straddling the switch) + PERSISTENCE_S
-DRIFT_ALERTS_RE = "Nlp.*Drift|NlpConfidenceShift|NlpPredictionClassShift"
+DRIFT_ALERTS_RE = "Nlp.*Drift|NlpConfidenceShift|NlpPredictionClassShift|NlpClassProbabilityShift"
 
 # Dashboard queries that cannot return data here, each with the reason. Keep this minimal: a query listed
 # here that does return data fails the test, so the list shrinks as the features land.

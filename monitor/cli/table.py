@@ -12,7 +12,7 @@ __all__ = ["COMPACT_COLUMNS", "STREAM_WIDTH", "window_header", "window_row", "st
 COMPACT_COLUMNS = 120
 STREAM_WIDTH = 12
 _FEATURES_WIDE, _FEATURES_COMPACT = 44, 28
-_SHORT = {"input": "in", "confidence": "conf", "prediction": "class"}
+_SHORT = {"input": "in", "confidence": "conf", "prediction": "class", "probabilities": "prob", "embedding": "emb"}
 
 
 def _p(x) -> str:
@@ -42,14 +42,14 @@ def window_row(r: dict, *, wide: bool = True) -> str:
     features = _input_drift(r, wide)
     cp = _p(drift["confidence"]["p_value"]) if drift["confidence"] else "-"
     kp = _p(drift["prediction"]["p_value"]) if drift["prediction"] else "-"
-    which = [k for k in ("input", "confidence", "prediction") if drift[k] and drift[k]["drifted"]]
+    which = [k for k in _SHORT if drift.get(k) and drift[k]["drifted"]]
     low = _f(conf["low_ratio"] and conf["low_ratio"] * 100, 1)
     start = (r["window_start"] or "-").replace("T", " ").replace("Z", "")
     if wide:
         flag = "DRIFT " + "+".join(which) if r["drifted"] else ("partial" if r["partial"] else "ok")
         return (f"{start[:23]:<24} {r['events']:>6} {_f(lat['p50']):>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} "
                 f"{low:>5}  {features[:_FEATURES_WIDE]:<{_FEATURES_WIDE}} {cp:>7} {kp:>7}  {flag}")  # fmt: skip
-    # The drifted tests by short name ("in+conf+class"): the longest flag still fits the compact width.
+    # The drifted tests by short name ("in+conf+class+prob+emb"): the longest flag still fits the compact width.
     flag = "+".join(_SHORT[k] for k in which) if r["drifted"] else ("partial" if r["partial"] else "ok")
     return (f"{start[:19]:<19} {r['events']:>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} {low:>5}  "
             f"{features:<{_FEATURES_COMPACT}} {cp:>7} {kp:>7}  {flag}")  # fmt: skip

@@ -207,17 +207,19 @@ class PredictionLogger:
         ts: int | float | str | datetime | None = None,
         classes: Sequence[str] | None = None,
         segment: str | None = None,
+        embedding: Sequence[float] | None = None,
     ) -> bool:
         """Queue one prediction event; return whether it was accepted. Never raises, never blocks on I/O.
 
         ``ts`` is the prediction time (default: now): epoch seconds or milliseconds, an RFC 3339 string, or
         an aware ``datetime``. Numbers may be numpy scalars. ``probabilities`` is ``{class: p}``, or a list
         together with ``classes``. ``segment`` names the event's population (language, tenant), for drift per
-        segment (docs/events.md).
+        segment (docs/events.md). ``embedding`` is the text's embedding from the served model (a list or a 1-D
+        numpy array of finite floats, the same length for every event of the model; docs/events.md).
         """
         try:
             value = self._encode(prediction, probabilities, confidence, latency_ms, text, label, error, request_id,
-                                 variant, features, ts, classes, segment)
+                                 variant, features, ts, classes, segment, embedding)
         except InvalidEvent as exc:
             return self._refuse(exc.reason, exc.detail)
         except Exception as exc:  # an argument orjson cannot serialize, or anything unforeseen
@@ -237,7 +239,7 @@ class PredictionLogger:
         return False
 
     def _encode(self, prediction, probabilities, confidence, latency_ms, text, label, error, request_id, variant,
-                features, ts, classes, segment=None) -> bytes:
+                features, ts, classes, segment=None, embedding=None) -> bytes:
         event: dict = {"schema": 1, "ts": _ts_value(ts), "model": self.model}
         if self.version is not None:
             event["version"] = self.version
@@ -270,6 +272,8 @@ class PredictionLogger:
             event["variant"] = variant
         if segment is not None:
             event["segment"] = segment
+        if embedding is not None:
+            event["embedding"] = [_number(v, "embedding") for v in embedding]
         value = orjson.dumps(event)
         # The daemon's own decoder: whatever passes here, the daemon accepts.
         decode_event(value, max_text_chars=self._max_text_chars)

@@ -40,7 +40,8 @@ INSTALL_HINT = "Debian/Ubuntu: apt-get install prometheus prometheus-alertmanage
 PERSISTENCE_RULE = "model_version_detector:nlp_drift_detector_detected:persistent6m"
 PERSISTENCE_RANGE = "[6m]"
 PERSISTENCE_RANGE_USES = 3  # sum_over_time, count_over_time and changes in the rule's expression
-DRIFT_ALERTS = ("NlpInputDrift", "NlpConfidenceShift", "NlpPredictionClassShift", "NlpEmbeddingDrift")
+DRIFT_ALERTS = ("NlpInputDrift", "NlpConfidenceShift", "NlpPredictionClassShift", "NlpEmbeddingDrift",
+               "NlpClassProbabilityShift")
 
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 10.0

@@ -99,11 +99,20 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        profile.probability_classes if profile else (),
-                                       profile.embedding_projection if profile else None),
+                                       profile.embedding_projection if profile else None,
+                                       vocabulary=profile.oov_vocabulary if profile else None,
+                                       words=_pick(batch.words, idx, len(events))),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],
             )  # fmt: skip
     return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams)
+
+
+def _pick(items: list | None, idx: list[int], n: int) -> list | None:
+    """``items`` of the stream's events (all of them, as they are, when the chunk is one stream)."""
+    if items is None or len(idx) == n:
+        return items
+    return [items[i] for i in idx]
 
 
 def merge_streams(parts: list[StreamBatch], width: int) -> StreamBatch:

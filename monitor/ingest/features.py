@@ -9,8 +9,10 @@ import numpy as np
 
 from detectors.confidence import entropy_bits
 from detectors.embedding import PCAProjection
-from detectors.text_features import TEXT_FEATURES, text_features
+from detectors.text_features import TEXT_FEATURES, text_features_and_words
+from detectors.vocabulary import HashedVocabulary
 from monitor.ingest.events import Event
+from monitor.ingest.oov import oov_column
 from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
@@ -22,12 +24,15 @@ _WORD_COUNT = TEXT_FEATURES.index("word_count")
 class BatchFeatures:
     """Text (and tokenizer) features of every event of a batch; NaN rows for events without text."""
 
-    __slots__ = ("matrix", "lengths")
+    __slots__ = ("matrix", "lengths", "words")
 
-    def __init__(self, matrix: np.ndarray, lengths: np.ndarray):
+    def __init__(self, matrix: np.ndarray, lengths: np.ndarray, words: list | None = None):
         self.matrix = matrix
         # Input length for nlp_input_length_tokens: tokenizer tokens, or whitespace words without one.
         self.lengths = lengths
+        # Each event's lower-cased words as the text features split them (None without text), for oov_rate;
+        # None when the featurizer did not keep them (oov_rate then splits the texts itself).
+        self.words = words
 
 
 LENGTH_FEATURE = "token_count"
@@ -42,20 +47,31 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
         texts = [events[i].text for i in with_text]
         # Every event has a text in the common case: a slice assignment, not a fancy-indexed scatter.
         rows = slice(None) if len(with_text) == n else with_text
-        matrix[rows, : len(TEXT_FEATURES)] = text_features(texts)
+        matrix[rows, : len(TEXT_FEATURES)], split = text_features_and_words(texts)
         if tokenizer is not None:
             matrix[rows, len(TEXT_FEATURES) :] = tokenizer.features(texts)
+        if len(with_text) == n:
+            words = split
+        else:
+            words = [None] * n
+            for i, w in zip(with_text, split):
+                words[i] = w
+    else:
+        words = [None] * n
     length_col = len(TEXT_FEATURES) if tokenizer is not None else _WORD_COUNT
-    return BatchFeatures(matrix, matrix[:, length_col])
+    return BatchFeatures(matrix, matrix[:, length_col], words)
 
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...],
-               probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None) -> np.ndarray:
-    """Rows of ``latency_ms, confidence, base features..., custom features..., class probabilities...,
+               probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
+               vocabulary: HashedVocabulary | None = None, words: list | None = None) -> np.ndarray:
+    """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,
     projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
-    profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift)."""
+    profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift;
+    ``oov_rate`` only with a ``vocabulary``, the profile's; ``words``: the events' lower-cased words, from
+    :class:`BatchFeatures`, so that oov_rate does not split the texts again)."""
     k = len(events)
-    width = 2 + base.shape[1] + len(custom)
+    width = 2 + base.shape[1] + len(custom) + (vocabulary is not None)
     end = width + len(probability_classes)
     rows = np.empty((k, end + (projection.components if projection is not None else 0)), dtype=np.float64)
     if probability_classes:
@@ -75,6 +91,8 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     rows[:, 2 : 2 + base.shape[1]] = base
     for j, name in enumerate(custom, start=2 + base.shape[1]):
         rows[:, j] = np.array([e.features.get(name) if e.features else None for e in events], dtype=np.float64)
+    if vocabulary is not None:
+        rows[:, width - 1] = oov_column([e.text for e in events], vocabulary, words)
     return rows
 
 

@@ -11,6 +11,7 @@ from detectors.embedding import fit_reference
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON
 from monitor.ingest.events import InvalidEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
+from monitor.ingest.oov import OOV_FEATURE, VocabularyBuilder
 from monitor.ingest.reference import (
     FEATURES_VERSION,
     FeatureSet,
@@ -44,6 +45,7 @@ class _ModelSample:
         self.custom: dict[str, Reservoir] = {}
         self.probabilities: dict[str, Reservoir] = {}  # one sample per class (BBSD)
         self.embeddings: Reservoir | None = None  # raw embeddings, width fixed by the first one
+        self.vocabulary = VocabularyBuilder(cap, seed)  # oov_rate: word counts and held-out texts
         self.classes: Counter[str] = Counter()
         self.versions: set[str] = set()
         self.segments: Counter[str] = Counter()  # events by segment (reference build --by-segment)
@@ -97,6 +99,7 @@ def build_profile(
                 s.rows.add(rows[idx])
                 s.events += len(idx)
                 _add_probabilities(s, [events[i] for i in idx], seed)
+                s.vocabulary.add([events[i].text for i in idx])
                 for reason in _add_embeddings(s, [events[i] for i in idx], seed):
                     invalid[reason] += 1
                 for i in idx:
@@ -110,7 +113,8 @@ def build_profile(
                         for fname, value in e.features.items():
                             res = s.custom.get(fname)
                             if res is None:
-                                if len(s.custom) >= MAX_CUSTOM_FEATURES:
+                                # oov_rate is the builder's own feature: a producer's of that name is dropped.
+                                if len(s.custom) >= MAX_CUSTOM_FEATURES or fname == OOV_FEATURE:
                                     continue
                                 res = s.custom[fname] = Reservoir(sample_cap, 1, window_seed(seed, m, fname, 1))
                             res.add(np.array([[value]]))
@@ -129,6 +133,9 @@ def build_profile(
     custom = tuple(sorted(s.custom))
     samples = {n: _finite(kept[:, 2 + j]) for j, n in enumerate(features.base_names)}
     samples.update({n: _finite(s.custom[n].rows[:, 0]) for n in custom})
+    vocabulary = s.vocabulary.finish()
+    if vocabulary is not None:
+        samples[OOV_FEATURE] = np.sort(vocabulary[1])
     profile = Profile(
         model=s.model,
         versions=tuple(sorted(s.versions)),
@@ -137,7 +144,7 @@ def build_profile(
         created_at=utc_now_iso(),
         events=s.events,
         features_version=FEATURES_VERSION,
-        feature_names=features.base_names + custom,
+        feature_names=features.base_names + custom + ((OOV_FEATURE,) if vocabulary else ()),
         custom_features=custom,
         tokenizer=features.tokenizer,
         samples=samples,
@@ -149,10 +156,12 @@ def build_profile(
         probabilities={c: _finite(s.probabilities[c].rows[:, 0]) for c in sorted(s.probabilities)},
         embedding=_fit_embedding(s, seed),
         segment=segment,
+        vocabulary=vocabulary[0] if vocabulary else None,
     )
     summary = {"lines": lines, "events": s.events, "invalid": dict(invalid), "model": s.model, "versions": list(profile.versions),
                "features": list(profile.feature_names), "probability_classes": list(profile.probability_classes),
                "embedding_components": profile.embedding_components,
+               "vocabulary_words": profile.vocabulary["size"] if profile.vocabulary else 0,
                "sampled": profile.sampled, **({"segment": segment} if segment is not None else {}),
                **({"segments": dict(sorted(s.segments.items()))} if s.segments else {})}
     return profile, summary

@@ -19,6 +19,7 @@ import orjson
 
 from detectors.embedding import PCAProjection
 from detectors.text_features import TEXT_FEATURES, TOKENIZER_FEATURES
+from detectors.vocabulary import OOV_FEATURE, HashedVocabulary
 
 __all__ = ["Profile", "ProfileError", "FeatureSet", "load_profile", "save_profile", "FEATURES_VERSION", "encode_rows"]
 
@@ -73,6 +74,19 @@ class Profile:
     embedding: dict | None = field(default=None, repr=False)
     # The segment whose events it was built from (reference build --by-segment); None: the whole model's.
     segment: str | None = None
+    # oov_rate (monitor.ingest.oov): the reference vocabulary as HashedVocabulary.to_dict() (keyed hashes, no
+    # word); None in profiles built before it or from events without text (then no oov_rate feature).
+    vocabulary: dict | None = field(default=None, repr=False)
+
+    @cached_property
+    def oov_vocabulary(self) -> HashedVocabulary | None:
+        """The hashed reference vocabulary (read once), or None."""
+        return HashedVocabulary.from_dict(self.vocabulary) if self.vocabulary else None
+
+    @property
+    def stream_features(self) -> tuple[str, ...]:
+        """The features a stream's rows carry after the text/tokenizer ones: custom, then ``oov_rate``."""
+        return self.custom_features + ((OOV_FEATURE,) if self.vocabulary else ())
 
     @cached_property
     def embedding_projection(self) -> PCAProjection | None:
@@ -153,6 +167,7 @@ class Profile:
             "probabilities": {k: _b64(v) for k, v in self.probabilities.items()},
             "embedding": self.embedding,
             **({"segment": self.segment} if self.segment is not None else {}),
+            "vocabulary": self.vocabulary,
         }
 
     @classmethod
@@ -180,6 +195,7 @@ class Profile:
                 probabilities={str(k): _unb64(v) for k, v in d.get("probabilities", {}).items()},
                 embedding=d.get("embedding"),
                 segment=d.get("segment"),
+                vocabulary=d.get("vocabulary"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):

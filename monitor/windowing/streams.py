@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from monitor.ingest.reference import Profile
-from monitor.windowing.accumulator import WindowAccumulator
+from monitor.windowing.accumulator import _EMBEDDING_SALT, WindowAccumulator
+from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import NO_EVENTS_YET
 
 __all__ = ["StreamState"]
@@ -28,7 +29,7 @@ class StreamState:
         # window to open (docs/results.md).
         self.pending_late = 0
         self.pending_invalid = 0
-        self.custom = custom
+        self.custom = custom  # the profile's custom features, then oov_rate when it holds a vocabulary
         # Columns after the custom features in its rows: the profile's classes whose probabilities BBSD tests.
         self.probability_classes = probability_classes
         # The last columns: the projected embedding, split off into the window's own embedding sample.
@@ -59,13 +60,36 @@ class StreamState:
         """A new stream whose rows carry the columns its reference profile tests (custom features, probabilities)."""
         if profile is None:
             return cls(model, version, (), segment=segment)
-        return cls(model, version, profile.custom_features, profile.probability_classes, profile.embedding_components,
+        return cls(model, version, profile.stream_features, profile.probability_classes, profile.embedding_components,
                    segment)
 
     def row_width(self, base_width: int) -> int:
         """Columns of the window's reservoir: latency, confidence, ``base_width`` features, custom, probabilities
         (the stream's rows carry the ``embedding_components`` after them)."""
         return 2 + base_width + len(self.custom) + len(self.probability_classes)
+
+    def refit_open_windows(self, base_width: int, embedding_sample: int) -> list[int]:
+        """Restart the samples of open windows whose columns are not the profile's; return their keys.
+
+        A checkpoint written under another reference profile (a vocabulary, classes, custom features or a
+        projection added or removed since) holds reservoirs of another width, which the stream's rows no
+        longer fit. Their counts stay exact; their samples start again from the next event (the tests of
+        those windows then see only what arrived after the restart), instead of the daemon failing on
+        every restart from that checkpoint.
+        """
+        width = self.row_width(base_width)
+        changed = []
+        for key, acc in self.open.items():
+            components = acc.embeddings.width if acc.embeddings is not None else 0
+            if acc.reservoir.width == width and components == self.embedding_components:
+                continue
+            old = acc.reservoir
+            acc.reservoir = Reservoir(old.capacity, width, old.seed)
+            # The seeds the accumulator derives from the window's identity (monitor/windowing/accumulator.py).
+            acc.embeddings = (Reservoir(embedding_sample, self.embedding_components, old.seed ^ _EMBEDDING_SALT)
+                              if self.embedding_components else None)
+            changed.append(key)
+        return changed
 
     @classmethod
     def from_state(cls, s: dict, profile: Profile | None, *, partition_ms: int) -> "StreamState":

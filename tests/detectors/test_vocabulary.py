@@ -87,3 +87,30 @@ def test_reference_values_come_from_held_out_texts():
 def test_bad_parameters_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HashedVocabulary.fit(REFERENCE, **kwargs)
+
+
+def test_the_membership_memo_changes_no_answer_and_stays_bounded(monkeypatch):
+    import detectors.vocabulary as module
+
+    monkeypatch.setattr(module, "_KNOWN_MAX", 8)
+    vocab = HashedVocabulary.fit(REFERENCE, key=KEY)
+    seen = {w for t in REFERENCE for w in t.lower().split()}
+    batches = [["the soup was warm", "my phone battery died"], ["THE waiter", "kind kind x y z q"], REFERENCE]
+    for texts in batches * 2:  # the second round answers from the memo (or after it was cleared)
+        np.testing.assert_array_equal(vocab.oov_rate(texts), _naive_oov(seen, texts))
+        assert len(vocab._known) <= max(8, len({w for t in texts for w in t.lower().split()}))
+    fresh = HashedVocabulary.from_dict(vocab.to_dict())
+    assert fresh == vocab and not fresh._known
+
+
+def test_words_split_by_the_text_features_give_the_same_rates():
+    from detectors.text_features import text_features, text_features_and_words
+
+    vocab = HashedVocabulary.fit(REFERENCE, key=KEY)
+    texts = ["THE SOUP was warm", "", "  ", "Ünïcode ΣΟΦΟΣ soup", "alice.smith@example.com Alice"]
+    matrix, words = text_features_and_words(texts)
+    np.testing.assert_array_equal(matrix, text_features(texts))
+    assert words == [t.lower().split() for t in texts]
+    np.testing.assert_array_equal(vocab.oov_rate(texts, words), vocab.oov_rate(texts))
+    with pytest.raises(ValueError, match="word lists for 5 texts"):
+        vocab.oov_rate(texts, words[:2])

@@ -235,7 +235,8 @@ def test_history_table_fits_120_columns_and_wide_shows_more(workdir):
     lines = table.stdout.splitlines()
     assert table.returncode == 0 and len(lines) >= 4 and lines[0].startswith("version")
     assert max(len(line) for line in lines) <= COMPACT_COLUMNS
-    assert any(line.rstrip().endswith(("in", "in+conf", "in+class", "in+conf+class")) for line in lines[1:]), (
+    assert any(line.rstrip().endswith(("in", "in+conf", "in+class", "in+conf+class", "in+conf+prob", "in+conf+class+prob"))
+               for line in lines[1:]), (
         "the drifted windows of the daemon's traffic are flagged")
     wide = run(workdir, ["nlpmon", "history", "--model", "sentiment", "--wide"]).stdout.splitlines()
     assert len(wide) == len(lines) and max(len(line) for line in wide) > COMPACT_COLUMNS

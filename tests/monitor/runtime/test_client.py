@@ -56,7 +56,8 @@ def test_events_arrive_valid_and_keyed_by_model(kafka_broker):
             assert sentiment.log(prediction="positive", probabilities={"positive": 0.9, "negative": 0.1},
                                  latency_ms=np.float32(12.5), text=f"great phone {i}", request_id=f"r-{i}", ts=ts)
             assert toxicity.log(prediction="0", probabilities=[np.float64(0.7), 0.3], classes=["0", "1"],
-                                confidence=0.7, label="1", features={"char_length": np.int64(42)}, variant="b")
+                                confidence=0.7, label="1", features={"char_length": np.int64(42)}, variant="b",
+                                embedding=np.array([0.25, -1.5, 3.0], dtype=np.float32))
         assert toxicity.log(error="TimeoutError", latency_ms=1000)
         assert sentiment.flush(30) and toxicity.flush(30)
         assert sentiment.stats == LoggerStats(sent=40, dropped_buffer_full=0, dropped_on_close=0, send_errors=0,
@@ -83,6 +84,7 @@ def test_events_arrive_valid_and_keyed_by_model(kafka_broker):
     assert [e["request_id"] for e in by_model[b"sentiment"]] == [f"r-{i}" for i in range(40)]
     tox = by_model[b"toxicity"]
     assert tox[0]["features"] == {"char_length": 42.0} and "version" not in tox[0]
+    assert tox[0]["embedding"] == [0.25, -1.5, 3.0]  # a numpy array, as the served model returns it
     assert tox[-1]["error"] == "TimeoutError" and "prediction" not in tox[-1]
 
 
@@ -100,6 +102,8 @@ def test_events_arrive_valid_and_keyed_by_model(kafka_broker):
     dict(prediction="a", text="x" * 10_001),                       # longer than max_text_chars
     dict(prediction="a", features={"f": object()}),                # not serializable
     dict(prediction="a", segment="x" * 65),                        # segment longer than 64 characters
+    dict(prediction="a", embedding=[0.5, float("inf")]),           # embedding not finite
+    dict(prediction="a", embedding=[]),                            # embedding empty
 ])
 def test_invalid_calls_are_counted_never_raised(closed_port, call):
     logger = PredictionLogger(closed_port, "predictions", model="m")

@@ -126,6 +126,8 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     expected, got = all_results(store_a, models), all_results(store_b, models)
     assert len(expected) >= 15  # both models, windows of 30 s of event time
     assert any(r["drifted"] for r in expected) and any(r["tested"] and not r["drifted"] for r in expected)
+    # oov_rate (the profile's vocabulary) is in the windows, their reservoirs and so every checkpoint
+    assert any(r["tested"] and r["drift"]["input"]["features"]["oov_rate"]["drifted"] for r in expected)
     assert sum(r["invalid"] for r in expected) == 2  # two of the three garbage records name the stream
     assert sum(r["late"] for r in expected) >= 20
     # The quiet stream's windows all closed (it stopped after a minute; sentiment moved its partition on).

@@ -100,7 +100,8 @@ def test_a_subject_switch_at_the_same_shape_is_flagged_by_embedding_drift_only(c
         assert w.drift.embedding.window_n == 256  # embedding.sample_size of the 300 events
     for w in after:  # the first full window after the switch already
         assert w.drift.embedding.drifted and w.drifted
-        assert not w.drift.input.drifted, [f.feature for f in w.drift.input.features if f.drifted]
+        # no shape feature moves; oov_rate does, the phone words are not in the restaurant vocabulary
+        assert {f.feature for f in w.drift.input.features if f.drifted} == {"oov_rate"}
         rows = [r for r in drift_rows(w.drift) if r["detector"] == "embedding"]
         assert rows and all(r["feature"].startswith("pc") or r["feature"] == "mmd" for r in rows)
     d = after[0].to_dict()["drift"]["embedding"]
