@@ -84,11 +84,11 @@ class Pipeline:
         self._featurize = featurize
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
         # Segment profiles (reference build --by-segment) are named model#segment=...: windowing.segments.
-        self.profiles, segment_profiles = split_profiles(profiles or {})
+        self.profiles, self._segment_profiles = split_profiles(profiles or {})
         for model, profile in self.profiles.items():
             profile.check_compatible(self.features, origin=f"model {model}")
         self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
-        for (model, segment), profile in segment_profiles.items():  # a segment's windows are tested against it
+        for (model, segment), profile in self._segment_profiles.items():  # a segment's windows are tested against it
             profile.check_compatible(self.features, origin=f"model {model} segment {segment}")
             self._detectors[(model, segment)] = segment_detectors(profile, self.profiles.get(model),
                                                                   self._detectors.get(model), config)
@@ -239,7 +239,8 @@ class Pipeline:
     def _prepare(self, records: Sequence[Record], horizon: int) -> Chunk:
         return prepare_chunk(records, horizon_ms=horizon, max_text_chars=self.config.validation.max_text_chars,
                              features=self.features, tokenizer=self.tokenizer, profiles=self.profiles,
-                             featurize=self._featurize, by_segment=self.config.window.by_segment)
+                             featurize=self._featurize, by_segment=self.config.window.by_segment,
+                             segment_profiles=self._segment_profiles)
 
     # -- phase 2: state ------------------------------------------------------------------------------------
     def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list) -> None:

@@ -6,7 +6,7 @@ the batch and run it again on each half to find the records that raise, without 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,9 +61,11 @@ class Chunk:
 
 def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, features: FeatureSet,
                   tokenizer: TokenizerFeaturizer | None, profiles: dict[str, Profile], featurize: Featurize,
-                  by_segment: bool = False) -> Chunk:
+                  by_segment: bool = False, segment_profiles: Mapping[tuple[str, str], Profile] | None = None) -> Chunk:
     """Decode and validate every record, featurize the valid ones, split them by (model, version, segment)
-    (the segment only ``by_segment``; "" otherwise and for events without one)."""
+    (the segment only ``by_segment``; "" otherwise and for events without one). A segment with a profile of
+    its own (``segment_profiles``, by (model, segment)) has its ``oov_rate`` scored against that profile's
+    vocabulary, the one its reference values were scored against."""
     events: list[Event] = []
     pos: list[int] = []
     rejected: list[tuple[int, object, InvalidEvent]] = []
@@ -95,12 +97,13 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
         for key, idx in by_stream.items():
             evs = [events[i] for i in idx] if len(idx) < len(events) else events
             profile = profiles.get(key[0])
+            words_of = (segment_profiles or {}).get((key[0], key[2]), profile) if key[2] else profile
             ia = np.asarray(idx, dtype=np.intp)
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        profile.probability_classes if profile else (),
                                        profile.embedding_projection if profile else None,
-                                       vocabulary=profile.oov_vocabulary if profile else None,
+                                       vocabulary=words_of.oov_vocabulary if words_of else None,
                                        words=_pick(batch.words, idx, len(events))),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],

@@ -48,14 +48,14 @@ def segment_detectors(profile: Profile, model_profile: Profile | None, model_det
                       config: Config) -> StreamDetectors:
     """The detectors of a segment's windows, from its own profile.
 
-    A stream's rows have its model profile's columns (custom features, probability classes), so the segment's
-    profile must have the same ones; its embedding drift is tested against the model's reference, since the
+    A stream's rows have its model profile's columns (custom features, ``oov_rate``, probability classes), so
+    the segment's profile must have the same ones (its ``oov_rate`` is scored against its own vocabulary); its embedding drift is tested against the model's reference, since the
     rows carry embeddings projected with the model's projection.
     """
     where = f"reference profile of model {profile.model!r} segment {profile.segment!r}"
     if model_profile is None:
         raise ProfileError(f"{where}: the model has no reference profile of its own (segments start from it)")
-    for what in ("custom_features", "probability_classes"):
+    for what in ("stream_features", "probability_classes"):
         if getattr(profile, what) != getattr(model_profile, what):
             raise ProfileError(f"{where}: its {what} differ from the model profile's; build both from the same events")
     detectors = StreamDetectors(profile, config.detect, config.embedding)
