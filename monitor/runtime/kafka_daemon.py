@@ -46,6 +46,7 @@ from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
 from monitor.runtime.checks import check_profiles
+from monitor.runtime.embedding_worker import build_embedding_worker
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.wiring import build_sink, load_profiles, load_tokenizer
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
@@ -122,6 +123,7 @@ class KafkaDaemon:
         self.consumer = None
         self.producer = None
         self.tokenizer: TokenizerFeaturizer | None = None
+        self.embedder = None  # monitor.runtime.embedding_worker.EmbeddingWorker with [embedding] model
         self.profiles: dict[str, Profile] = {}
         self.db_connected = False
         self.kafka_connected = False
@@ -165,13 +167,17 @@ class KafkaDaemon:
 
         c = self.config
         self.tokenizer = load_tokenizer(c)
+        self.embedder = build_embedding_worker(c)  # [embedding] model: one worker thread for every partition
+        if self.embedder is not None:
+            stack.callback(self.embedder.close)
         self.profiles = load_profiles(c.reference.paths)
         self.store = SqlStore(c.store.url)
         stack.callback(self.store.close)
         self._load_store_profiles()
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
-        check_profiles(self.profiles, self.tokenizer)
+        check_profiles(self.profiles, self.tokenizer, embedding=c.embedding,
+                       encoder=self.embedder.identity if self.embedder is not None else None)
         if c.reeval.enabled:
             from monitor.reeval.scheduler import ReevalScheduler
 
@@ -524,7 +530,7 @@ class KafkaDaemon:
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink,
                         on_window_confidences=self.reeval.observe_confidences if self.reeval else None,
-                        on_events=self.reeval.observe_events if self.reeval else None,
+                        on_events=self.reeval.observe_events if self.reeval else None, embedder=self.embedder,
                         **({"featurize": self._featurize} if self._featurize is not None else {}))
 
     # -- health --------------------------------------------------------------------------------------------
