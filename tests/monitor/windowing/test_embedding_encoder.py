@@ -328,3 +328,25 @@ def test_reference_build_and_replay_read_embedding_from_the_config(built, ref_pa
     with pytest.raises(ProfileError, match="whiten = true.*whiten = false"):
         run_line_source(bad, path=str(events), output=None, serve_metrics=False)
     assert threading.active_count() < 20  # the workers were closed
+
+
+def test_check_config_names_the_encoder_and_the_profile(built, ref_path, tokenizer, tmp_path):
+    from monitor.runtime.checks import preflight
+
+    profile, _ = build_profile(str(ref_path), tokenizer=tokenizer, encoder=encoder(built, "pooled"))
+    from monitor.ingest.reference import save_profile
+
+    save_profile(profile, tmp_path / "p.json")
+    base = {"source.kind": "stdin", "tokenizer.path": str(built.tokenizer_dir), "tokenizer.max_length": MAX_LENGTH,
+            "reference.paths": [str(tmp_path / "p.json")], "embedding.provider": "cpu"}
+    ok = load_config(env={}, overrides={**base, "embedding.model": str(built.model_path),
+                                        "embedding.output": built.pooled_output})
+    assert preflight(ok) == []
+    other = load_config(env={}, overrides={**base, "embedding.model": str(built.model_path),
+                                           "embedding.output": built.token_output})
+    (problem,) = preflight(other)
+    assert problem.startswith("reference.paths") and "another encoder: its output is" in problem
+    missing = load_config(env={}, overrides={**base, "embedding.model": str(tmp_path / "nope.onnx")})
+    assert preflight(missing) == [f"embedding.model: {tmp_path / 'nope.onnx'} is not a readable file"]
+    (problem,) = preflight(load_config(env={}, overrides=base))
+    assert "no embedding.model is configured" in problem
