@@ -10,6 +10,7 @@ message may quote the input.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -17,7 +18,7 @@ from monitor.config import Config
 from monitor.logs import log_event
 from monitor.windowing.text_embeddings import PendingText
 
-__all__ = ["EmbeddingWorker", "build_embedding_worker", "PROBE_TEXTS"]
+__all__ = ["EmbeddingWorker", "build_embedding_worker", "open_embedding_worker", "set_embedding_gauges", "PROBE_TEXTS"]
 
 # Embedded once at start: fixes the output's pooling and dimension when the graph leaves them symbolic
 # (the profile check compares them), and checks batch independence on this model (a warning if not).
@@ -85,3 +86,24 @@ def build_embedding_worker(config: Config) -> EmbeddingWorker | None:
     log_event(logging.INFO, "embedding encoder loaded", model=encoder.path.name, output=encoder.output_name,
               provider=encoder.provider, pooling=encoder.pooling, dim=encoder.dim)
     return worker
+
+
+def open_embedding_worker(config: Config, stack: contextlib.ExitStack) -> EmbeddingWorker | None:
+    """:func:`build_embedding_worker`, closed by ``stack``."""
+    worker = build_embedding_worker(config)
+    if worker is not None:
+        stack.callback(worker.close)
+    return worker
+
+
+def set_embedding_gauges(sink, worker: EmbeddingWorker | None, pipelines) -> None:
+    """The encoder's daemon gauges (docs/metrics.md) from the worker and the pipelines' text samples."""
+    if worker is None:
+        return
+    samples = [p.texts for p in pipelines if p.texts is not None]
+    sink.set_gauge("nlpmon_embedding_pending_texts", "Sampled texts waiting for the [embedding] encoder.",
+                   float(sum(t.pending for t in samples)))
+    sink.set_gauge("nlpmon_embedding_encoder_failures", "Sampled texts the [embedding] encoder failed on.",
+                   float(worker.failures))
+    sink.set_gauge("nlpmon_embedding_barrier_seconds", "Longest wait of the pipelines' last embedding barrier.",
+                   max((t.last_wait for t in samples), default=0.0))

@@ -46,7 +46,7 @@ from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
 from monitor.runtime.checks import check_profiles
-from monitor.runtime.embedding_worker import build_embedding_worker
+from monitor.runtime.embedding_worker import open_embedding_worker, set_embedding_gauges
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.wiring import build_sink, load_profiles, load_tokenizer
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
@@ -167,9 +167,7 @@ class KafkaDaemon:
 
         c = self.config
         self.tokenizer = load_tokenizer(c)
-        self.embedder = build_embedding_worker(c)  # [embedding] model: one worker thread for every partition
-        if self.embedder is not None:
-            stack.callback(self.embedder.close)
+        self.embedder = open_embedding_worker(c, stack)  # [embedding] model: one worker thread for all partitions
         self.profiles = load_profiles(c.reference.paths)
         self.store = SqlStore(c.store.url)
         stack.callback(self.store.close)
@@ -567,6 +565,7 @@ class KafkaDaemon:
         s.set_gauge("nlpmon_ready", "1 when /readyz answers 200.", float(self.readiness()[0]))
         s.set_gauge("nlpmon_pending_events", "Records consumed since the last durable checkpoint.", float(self._events_since_checkpoint))
         s.set_open_windows(sum(p.pipeline.open_windows for p in self.partitions.values()))
+        set_embedding_gauges(s, self.embedder, [p.pipeline for p in self.partitions.values()])
         if self.config.shadow.enabled:
             s.set_shadow_pending(sum(p.pipeline.shadow.joiner.pending for p in self.partitions.values()))
 

@@ -22,6 +22,7 @@ from monitor.logs import log_event
 from monitor.pipeline import Pipeline
 from monitor.results import BatchResults, WindowResult, iso_ms
 from monitor.runtime.dead_letter import DeadLetterFile
+from monitor.runtime.embedding_worker import set_embedding_gauges
 from monitor.runtime.http import HttpServer
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
@@ -139,6 +140,8 @@ def run_line_source(
             if batch:
                 emit(pipeline.process(batch))
                 last_record = time.monotonic()
+                if pipeline.texts is not None:
+                    set_embedding_gauges(sink, pipeline.texts.embedder, [pipeline])
             elif idle_close_s and time.monotonic() - last_record >= idle_close_s:
                 # A followed file that went quiet: event time follows the wall clock (docs/results.md).
                 emit(pipeline.close_idle(int((time.monotonic() - last_record) * 1000)))

@@ -84,6 +84,7 @@ class TextEmbeddings:
         self.embedded = 0  # texts whose embedding went into a window
         self.barriers = 0
         self.wait_seconds = 0.0  # time the barriers waited for the worker
+        self.last_wait = 0.0  # ... the last one
 
     def offer(self, acc: WindowAccumulator, texts: list) -> None:
         """Offer the texts of one window's slice (``None``: an event without text, not sampled)."""
@@ -122,6 +123,7 @@ class TextEmbeddings:
         waited = time.perf_counter() - started
         self.barriers += 1
         self.wait_seconds += waited
+        self.last_wait = waited
         return waited
 
     @property

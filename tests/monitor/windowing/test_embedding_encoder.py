@@ -256,6 +256,10 @@ def test_an_encoder_failure_skips_the_windows_embedding_test_and_the_daemon_goes
         assert r.drift.embedding is None and r.drift.input is not None
         assert r.to_dict()["drift"]["embedding_skipped"] == "encoder_error"
     assert w.failures == 12 and w.texts == 600 - 12
+    from monitor.runtime.embedding_worker import set_embedding_gauges
+
+    set_embedding_gauges(PrometheusSink(gauges := CollectorRegistry()), w, [])
+    assert gauges.get_sample_value("nlpmon_embedding_encoder_failures") == 12.0
     assert "encoder_error" not in json.dumps(windows[0].to_dict()["drift"]["input"])
     logged = " ".join(str(rec.__dict__) for rec in caplog.records) + generate_latest(reg).decode()
     assert "RuntimeError" in logged and SECRET not in logged
