@@ -22,6 +22,14 @@ measured in the same process:
    window, batches of 1000): *off* is a reference profile without a projection (the embedding field is
    still decoded and validated), *on* the same profile with one (projection at arrival, the window's
    sample, EmbeddingDrift at close with the daemon's defaults). Target: on >= 0.8x off.
+6. The same with the encoder nlpmon runs ([embedding] model): events with text and probabilities only,
+   tokenizer features on in both runs; *off* a profile without a projection, *on* the profile built with the
+   tiny encoder's pooled output and its worker thread (each window's sampled texts embedded off the hot path,
+   ``Pipeline.state()`` every ``--checkpoint-events`` events as the Kafka daemon's checkpoints). Prints
+   events/s (alternating runs, medians), texts embedded per window (more than sample_size: a text displaced
+   from the sample after its job started was embedded for nothing) and the barrier wait per checkpoint.
+   With ``--cores 1`` (the default, like the sections above) the worker shares the pipeline's core, so the
+   ratio is the whole CPU cost; ``--cores 2`` lets the worker run beside it.
 """
 
 from __future__ import annotations
@@ -68,12 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--pipeline-events", type=int, default=50_000)
     parser.add_argument("--window-events", type=int, default=5_000, help="events per (time) window in section 5")
+    parser.add_argument("--checkpoint-events", type=int, default=20_000, help="Pipeline.state() every N events (6)")
+    parser.add_argument("--cores", type=int, default=1, help="CPUs the process may use")
+    parser.add_argument("--provider", default="cpu", help="onnxruntime provider of section 6's encoder")
+    parser.add_argument("--only-encoder-pipeline", action="store_true", help="run section 6 alone")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
         except OSError:
             pass
+    if args.only_encoder_pipeline:
+        encoder_pipeline_on_off(args)
+        return 0
 
     from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
     from monitor.reeval.encoder import OnnxEncoder
@@ -148,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   false positives over 10^6 unseen words, 32,768 hashes: {hits / 1e6:.2e} "
           f"(derived V / 2^32 = {big.false_positive_rate:.2e}); stored size {len(str(big.to_dict()))} bytes")
     pipeline_on_off(reference_texts, reference, pool_texts, pool, args)
+    encoder_pipeline_on_off(args)
     return 0
 
 
@@ -199,6 +215,90 @@ def pipeline_on_off(reference_texts, reference, pool_texts, pool, args) -> None:
     print(f"{'embedding drift':<34} {'median s':>9} {'events/s':>9} {'vs off':>8}")
     for name, t in times.items():
         print(f"{name:<34} {t:>9.3f} {args.pipeline_events / t:>9.0f} {base / t:>7.2f}x")
+
+
+
+def encoder_pipeline_on_off(args) -> None:
+    """Section 6: Pipeline events/s with the encoder path on vs off on the same records (texts only)."""
+    import dataclasses
+    import json
+
+    from monitor.config import load_config
+    from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
+    from monitor.ingest.profile_builder import build_profile
+    from monitor.ingest.tokenizer import TokenizerFeaturizer
+    from monitor.pipeline import Pipeline, Record
+    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.runtime.embedding_worker import EmbeddingWorker
+
+    t0, step_ms = 1_764_000_000_000, 60_000 // args.window_events
+
+    def event(ts_ms: int, text: str) -> bytes:
+        p = 0.55 + 0.4 * (len(text) % 10) / 10
+        return json.dumps({"ts": ts_ms, "model": "m", "version": "1", "prediction": "pos", "text": text,
+                           "probabilities": {"pos": p, "neg": 1 - p}, "latency_ms": 10.0}).encode()
+
+    pool = make_subject_texts(4000, "restaurant", seed=args.seed + 3)
+    pick = np.random.default_rng(args.seed).integers(0, len(pool), args.pipeline_events)
+    records = [Record(event(t0 + k * step_ms, pool[j])) for k, j in enumerate(pick.tolist())]
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_tiny_encoder(Path(tmp) / "enc", seed=0)
+        tokenizer = TokenizerFeaturizer(built.tokenizer_dir, max_length=built.max_length)
+
+        def encoder():
+            return OnnxEncoder(built.model_path, built.tokenizer_dir, output=built.pooled_output,
+                               provider=args.provider, batch_size=args.batch_size, max_length=built.max_length,
+                               intra_op_threads=1)
+
+        ref_path = Path(tmp) / "ref.jsonl"
+        ref_texts = make_subject_texts(4000, "restaurant", seed=args.seed + 1)
+        ref_path.write_bytes(b"\n".join(event(t0 - 10**9 + i, t) for i, t in enumerate(ref_texts)) + b"\n")
+        on, _ = build_profile(str(ref_path), tokenizer=tokenizer, encoder=encoder())
+        off = dataclasses.replace(on, embedding=None)
+        over = {"source.kind": "stdin", "window.size_seconds": 60, "window.lateness_seconds": 0,
+                "window.max_future_seconds": 1e9, "tokenizer.path": str(built.tokenizer_dir),
+                "tokenizer.max_length": built.max_length}
+        config_off = load_config(env={}, overrides=over)
+        config_on = load_config(env={}, overrides={**over, "embedding.model": str(built.model_path)})
+        worker = EmbeddingWorker(encoder(), components=16, whiten=False)
+        stats = {}
+
+        def run(profile, embedder):
+            pipeline = Pipeline(config_on if embedder else config_off, profiles={"m": profile}, tokenizer=tokenizer,
+                                embedder=embedder)
+            windows, waits = [], []
+            for lo in range(0, len(records), 1000):
+                windows += pipeline.process(records[lo : lo + 1000]).windows
+                if (lo + 1000) % args.checkpoint_events == 0:
+                    started = time.perf_counter()
+                    pipeline.state()
+                    waits.append(time.perf_counter() - started)
+            windows += pipeline.flush().windows
+            if embedder is not None:
+                stats.update(windows=len(windows), waits=waits, texts=pipeline.texts)
+            return windows
+
+        before = worker.texts
+        tested = [w for w in run(on, worker) if w.drift.embedding is not None]
+        embedded = worker.texts - before
+        assert tested and all(w.drift.embedding is None for w in run(off, None))
+        times = median_s({"off (profile without projection)": lambda: run(off, None), "on (encoder)": lambda: run(on, worker)},
+                         repeats=max(3, args.repeats // 2))
+        worker.close()
+    base = times["off (profile without projection)"]
+    waits = stats["waits"]
+    print(f"\n== pipeline with the encoder ([embedding] model, {args.provider}): {args.pipeline_events} events with "
+          f"text and probabilities, {args.window_events} a window, batch 1000, tokenizer features in both; "
+          f"embedding.sample_size {config_on.embedding.sample_size}, {len(tested)} windows tested, "
+          f"{sum(w.drift.embedding.drifted for w in tested)} flagged; {args.cores} core(s)")
+    print(f"{'embedding drift':<34} {'median s':>9} {'events/s':>9} {'vs off':>8}")
+    for name, t in times.items():
+        print(f"{name:<34} {t:>9.3f} {args.pipeline_events / t:>9.0f} {base / t:>7.2f}x")
+    print(f"   texts embedded per window: {embedded / stats['windows']:.0f} (sample {config_on.embedding.sample_size}); "
+          f"barrier wait per checkpoint (every {args.checkpoint_events} events): median "
+          f"{statistics.median(waits) * 1e3 if waits else 0:.1f} ms, max {max(waits, default=0) * 1e3:.1f} ms "
+          f"over {len(waits)}; all barriers (checkpoints and window closes) waited "
+          f"{stats['texts'].wait_seconds * 1e3:.0f} ms in {stats['texts'].barriers}")
 
 
 if __name__ == "__main__":

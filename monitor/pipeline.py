@@ -39,6 +39,7 @@ from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccu
 from monitor.windowing.evaluate import StreamDetectors, window_result
 from monitor.windowing.segments import SegmentIndex, fold_segments, rejection_key, segment_detectors, split_profiles
 from monitor.windowing.streams import StreamState
+from monitor.windowing.text_embeddings import Embedder, TextEmbeddings
 from monitor.windowing.watermarks import StreamClock, attribution, clock_at, partition_before, stream_clock
 from monitor.windowing.windows import NO_EVENTS_YET, window_start_ms
 
@@ -72,6 +73,7 @@ class Pipeline:
         on_window_confidences: Callable[[WindowResult, np.ndarray], None] | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
         featurize: Featurize = base_features,
+        embedder: Embedder | None = None,
     ):
         self.config = config
         # Called with each closed window's result and its reservoir's confidences (NaN for error events),
@@ -87,6 +89,13 @@ class Pipeline:
         self.profiles, self._segment_profiles = split_profiles(profiles or {})
         for model, profile in self.profiles.items():
             profile.check_compatible(self.features, origin=f"model {model}")
+            profile.check_embedding(embedder.identity if embedder is not None else None, origin=f"model {model}",
+                                    components=config.embedding.components, whiten=config.embedding.whiten)
+        # Embedding drift with the encoder nlpmon runs (windowing/text_embeddings.py): the sampled texts of the
+        # windows, embedded by a worker thread; None when embeddings come from the events (or not at all).
+        self.texts = TextEmbeddings(embedder, {m: p.embedding_projection for m, p in self.profiles.items()
+                                               if p.embedding_source == "encoder"},
+                                    max_pending=8 * config.embedding.sample_size) if embedder is not None else None
         self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
         for (model, segment), profile in self._segment_profiles.items():  # a segment's windows are tested against it
             profile.check_compatible(self.features, origin=f"model {model} segment {segment}")
@@ -140,6 +149,8 @@ class Pipeline:
                 self._apply(item, results, experiments, shadow)
             else:
                 self._poison(*item)
+        if self.texts is not None:
+            self.texts.submit()  # the batch's sampled texts go to the worker; consuming goes on
         results.extend(self._close_by_partition())
         self._expire_streams()
         self._sink("count_records", len(records), valid)
@@ -357,7 +368,10 @@ class Pipeline:
         else:
             keys = (stream.count + np.arange(n, dtype=np.int64)) // self.config.window.events
             n_late, keep = 0, None
-        new_keys, new_pos = self._route(stream, keys, keep, ts, rows, sb, ev_pos)
+        texts = None
+        if self.texts is not None and stream.model in self.texts.projections:
+            texts = [chunk.events[i].text for i in sb.idx.tolist()]
+        new_keys, new_pos = self._route(stream, keys, keep, ts, rows, sb, ev_pos, texts)
         if new_keys.size:
             first = stream.open[int(new_keys[0])]
             first.invalid, first.late = first.invalid + carried[0], first.late + carried[1]
@@ -381,7 +395,7 @@ class Pipeline:
             stream.count += n
         return self._close_due(stream)
 
-    def _route(self, stream, keys, keep, ts, rows, sb: StreamBatch, ev_pos) -> tuple[np.ndarray, np.ndarray]:
+    def _route(self, stream, keys, keep, ts, rows, sb: StreamBatch, ev_pos, texts=None) -> tuple[np.ndarray, np.ndarray]:
         """Add the kept events to their windows; return the keys of the windows opened and where they opened."""
         preds, labels, entropy = sb.preds, sb.labels, sb.entropy
         if keep is not None:
@@ -391,6 +405,7 @@ class Pipeline:
             keys, ts, rows, entropy, ev_pos = keys[sel], ts[sel], rows[sel], entropy[sel], ev_pos[sel]
             preds = [preds[i] for i in sel]
             labels = [labels[i] for i in sel]
+            texts = [texts[i] for i in sel] if texts is not None else None
         first, last = keys[0], keys[-1]
         if first == last and (keys.size < 3 or (keys == first).all()):
             groups = [(int(first), None, 0)]  # the common case: the whole batch falls into one window
@@ -407,6 +422,8 @@ class Pipeline:
                 acc.add(BatchSlice(ts, rows, preds, labels, entropy, self.low_threshold(stream.model)))
             else:
                 acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel], self.low_threshold(stream.model)))
+            if texts is not None:  # the window's seeded sample of texts, embedded off the hot path
+                self.texts.offer(acc, texts if sel is None else [texts[i] for i in sel])
         opened.sort()
         return (np.array([k for _, k in opened], dtype=np.int64), np.array([p for p, _ in opened], dtype=np.int64))
 
@@ -510,6 +527,8 @@ class Pipeline:
                 self._sink("forget_stream", stream.model, stream.version)
 
     def _close(self, stream: StreamState, key: int, *, partial: bool) -> WindowResult:
+        if self.texts is not None:
+            self.texts.settle()  # the barrier: the window is tested on embedded texts only
         acc = stream.open.pop(key)
         self._n_open -= 1
         names = self.features.base_names + stream.custom
@@ -531,6 +550,8 @@ class Pipeline:
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state(self) -> dict:
         """A snapshot of every stream's open windows and counters; :meth:`restore` puts it back exactly."""
+        if self.texts is not None:
+            self.texts.settle()  # the barrier: a checkpoint holds projected embeddings, never a text
         return {
             "max_ts_ms": self._max_ts_ms,
             "event_max_ts_ms": self._event_max_ts_ms,

@@ -67,6 +67,8 @@ class DriftVerdicts:
     prediction: PredictionShiftResult | None = None
     probabilities: ProbabilityDriftResult | None = None
     embedding: EmbeddingDriftResult | None = None
+    # Why the embedding test did not run although the profile has a projection ("encoder_error"); key absent otherwise.
+    embedding_skipped: str | None = json_field(omit_none=True, default=None)
 
     @property
     def any(self) -> bool:

@@ -28,7 +28,7 @@ from monitor.cli.common import (
     read_store,
 )  # fmt: skip
 from monitor.cli.reeval import add_parsers as add_reeval_parsers
-from monitor.config import ConfigError, config_as_dict, load_config, service_links
+from monitor.config import ConfigError, EmbeddingConfig, config_as_dict, load_config, service_links
 from monitor.logs import log_event, setup_logging
 
 __all__ = ["main", "build_parser"]
@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--version", dest="versions", action="append", default=[], metavar="V", help="only these versions (repeatable)")
     b.add_argument("--sample-size", type=int, default=50_000, metavar="N", help="reservoir size per feature (default 50000)")
     b.add_argument("--config", "-c", metavar="FILE",
-                   help="the daemon's TOML config: [tokenizer] and validation.max_text_chars are read from it, so "
-                   "the profile is built with the daemon's settings (--tokenizer and --max-length override)")
+                   help="the daemon's TOML config: [tokenizer], [embedding] and validation.max_text_chars are read "
+                   "from it, so the profile is built with the daemon's settings (--tokenizer and --max-length "
+                   "override); with embedding.model the encoder embeds a seeded sample of the texts")
     b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
     b.add_argument("--max-length", type=int, metavar="N", help="tokenizer max_length (default: the config's, else 512)")
     b.add_argument("--seed", type=int, default=0)
@@ -285,16 +286,27 @@ def cmd_reference_build(args) -> int:
     max_length = args.max_length or (config.tokenizer.max_length if config else 512)
     batch_size = config.tokenizer.batch_size if config else 256
     tokenizer = TokenizerFeaturizer(path, max_length=max_length, batch_size=batch_size) if path else None
+    embedding = config.embedding if config else EmbeddingConfig()
+    encoder = None
+    if embedding.model:
+        from monitor.reeval.encoder import OnnxEncoder
+
+        if not path:
+            raise UsageError("embedding.model: requires tokenizer.path (or --tokenizer)")
+        encoder = OnnxEncoder(embedding.model, path, output=embedding.output or None, provider=embedding.provider,
+                              batch_size=embedding.batch_size, max_length=max_length,
+                              intra_op_threads=embedding.threads)
     profile, summary = build_profile(
         args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
         sample_cap=args.sample_size, seed=args.seed,
         max_text_chars=config.validation.max_text_chars if config else 10_000,
+        embedding=embedding, encoder=encoder,
     )  # fmt: skip
     if args.activate and not args.store:
         raise UsageError("--activate needs --store URL")
     profiles = [(profile, args.output)]
     if args.by_segment:
-        profiles += segment_profiles(args, summary, tokenizer, config)
+        profiles += segment_profiles(args, summary, tokenizer, config, embedding=embedding, encoder=encoder)
     for p, output in profiles:
         save_profile(p, output)
     extra = {"segment_outputs": [out for _, out in profiles[1:]]} if args.by_segment else {}
@@ -365,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from monitor.ingest.reference import ProfileError
     from monitor.ingest.tokenizer import TokenizerError
+    from monitor.reeval.errors import ReevalError
 
     try:
         code = int(args.func(args) or 0)
@@ -375,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not print "Exception ignored ... Broken pipe".
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (UsageError, ProfileError, TokenizerError) as exc:
+    except (UsageError, ProfileError, TokenizerError, ReevalError) as exc:
         sys.stderr.write(f"nlpmon: error: {exc}\n")
         return EXIT_USAGE
     except OSError as exc:

@@ -19,7 +19,7 @@ def segment_output(output: str, segment: str) -> str:
     return str(path.with_name(f"{path.stem if path.suffix else path.name}.segment={quote(segment, safe='')}{suffix}"))
 
 
-def segment_profiles(args, summary: dict, tokenizer, config) -> list[tuple[Profile, str]]:
+def segment_profiles(args, summary: dict, tokenizer, config, *, embedding, encoder=None) -> list[tuple[Profile, str]]:
     """A profile per segment the model's reference events carry (``summary["segments"]``), with its file."""
     out = []
     for segment in summary.get("segments", {}):
@@ -27,6 +27,7 @@ def segment_profiles(args, summary: dict, tokenizer, config) -> list[tuple[Profi
             args.events, model=summary["model"], versions=tuple(args.versions), tokenizer=tokenizer,
             sample_cap=args.sample_size, seed=args.seed, segment=segment,
             max_text_chars=config.validation.max_text_chars if config else 10_000,
+            embedding=embedding, encoder=encoder,  # the model profile's settings: the daemon checks every profile
         )  # fmt: skip
         out.append((profile, segment_output(args.output, segment)))
     return out

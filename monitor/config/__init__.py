@@ -272,6 +272,9 @@ def _check_consistency(config: Config) -> None:
         for key in ("model", "tokenizer", "data"):
             if not getattr(config.reeval, key):
                 raise ConfigError(f"reeval.{key}: required when reeval.enabled is true")
+    if config.embedding.model and not config.tokenizer.path:
+        raise ConfigError("embedding.model: requires tokenizer.path (the encoder's inputs are built with the "
+                          "[tokenizer] tokenizer)")
     if config.reeval.max_length == 1:
         raise ConfigError("reeval.max_length: must be 0 (the tokenizer's limit) or at least 2, got 1")
     _check_experiments(config)

@@ -72,6 +72,16 @@ class EmbeddingConfig:
     sample_size: int = field(default=256, metadata=_key(min=2, max=100_000))
     permutations: int = field(default=2000, metadata=_key(min=1, max=100_000))
     max_mmd_n: int = field(default=300, metadata=_key(min=2, max=10_000))
+    # The encoder nlpmon runs itself on each window's sample of texts (docs/config.md, [embedding]); empty
+    # model: embeddings come from the events' `embedding` field. The projection and its reference sample.
+    model: str = ""
+    output: str = ""
+    provider: str = field(default="auto", metadata=_key(choices=("auto", "cuda", "cpu")))
+    batch_size: int = field(default=32, metadata=_key(min=1, max=100_000))
+    threads: int = field(default=1, metadata=_key(min=0, max=1024))
+    components: int = field(default=16, metadata=_key(min=1, max=1024))
+    whiten: bool = False
+    reference_size: int = field(default=2000, metadata=_key(min=2, max=100_000))
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             continue
         if e.embedding is not None:
             profile = profiles.get(e.model)
-            if profile is not None and profile.embedding and len(e.embedding) != profile.embedding["dim"]:
+            if profile is not None and profile.event_projection and len(e.embedding) != profile.embedding["dim"]:
                 rejected.append((i, rec, InvalidEvent(EMBEDDING_LENGTH_REASON, "embedding length differs from the "
                                                       "reference profile's", e.model, e.version, e.segment)))
                 continue
@@ -102,7 +102,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        profile.probability_classes if profile else (),
-                                       profile.embedding_projection if profile else None,
+                                       profile.event_projection if profile else None,
                                        vocabulary=words_of.oov_vocabulary if words_of else None,
                                        words=_pick(batch.words, idx, len(events))),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],

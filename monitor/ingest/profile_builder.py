@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from detectors.embedding import fit_reference
+from monitor.config import EmbeddingConfig
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON
 from monitor.ingest.events import InvalidEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
@@ -32,10 +33,10 @@ __all__ = ["build_profile", "MAX_CUSTOM_FEATURES"]
 # blow up a profile (the first ones seen are kept).
 MAX_CUSTOM_FEATURES = 64
 MAX_PROBABILITY_CLASSES = 64
-# Embedding drift (docs/results.md): the projection is fitted on half of a seeded sample of the reference
-# events' embeddings and the other half, projected, is the stored reference sample (detectors.embedding).
-EMBEDDING_COMPONENTS = 16
-EMBEDDING_REFERENCE = 2000
+# Embedding drift (docs/results.md): the projection (embedding.components, embedding.whiten) is fitted on
+# half of a seeded sample of 2 * embedding.reference_size reference embeddings, the events' own or, with an
+# encoder, the encoder's of a seeded sample of the reference texts; the other half, projected, is the stored
+# reference sample (detectors.embedding).
 
 
 class _ModelSample:
@@ -46,6 +47,8 @@ class _ModelSample:
         self.probabilities: dict[str, Reservoir] = {}  # one sample per class (BBSD)
         self.embeddings: Reservoir | None = None  # raw embeddings, width fixed by the first one
         self.vocabulary = VocabularyBuilder(cap, seed)  # oov_rate: word counts and held-out texts
+        self.texts: list[str] = []  # with an encoder: the sampled texts, by slot of text_slots
+        self.text_slots: Reservoir | None = None
         self.classes: Counter[str] = Counter()
         self.versions: set[str] = set()
         self.segments: Counter[str] = Counter()  # events by segment (reference build --by-segment)
@@ -63,9 +66,17 @@ def build_profile(
     max_text_chars: int = 10_000,
     batch_size: int = 2000,
     segment: str | None = None,
+    embedding: EmbeddingConfig = EmbeddingConfig(),
+    encoder=None,
 ) -> tuple[Profile, dict]:
     """Return the profile of ``model`` (or of the only model in the file) and a summary of what was read;
-    with ``segment``, of that segment's events only (a segment profile, docs/results.md *Segments*)."""
+    with ``segment``, of that segment's events only (a segment profile, docs/results.md *Segments*).
+
+    ``embedding`` holds the projection settings; ``encoder`` (a ``monitor.reeval.encoder.OnnxEncoder``, the
+    daemon's ``[embedding] model``) embeds a seeded sample of the reference texts, and the events' own
+    ``embedding`` fields are then ignored.
+    """
+    cap = 2 * embedding.reference_size
     features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
     width = 2 + len(features.base_names)
     per_model: dict[str, _ModelSample] = {}
@@ -100,8 +111,11 @@ def build_profile(
                 s.events += len(idx)
                 _add_probabilities(s, [events[i] for i in idx], seed)
                 s.vocabulary.add([events[i].text for i in idx])
-                for reason in _add_embeddings(s, [events[i] for i in idx], seed):
-                    invalid[reason] += 1
+                if encoder is not None:
+                    _add_texts(s, [events[i].text for i in idx], cap, seed)
+                else:
+                    for reason in _add_embeddings(s, [events[i] for i in idx], cap, seed):
+                        invalid[reason] += 1
                 for i in idx:
                     e = events[i]
                     s.versions.add(e.version)
@@ -154,7 +168,7 @@ def build_profile(
         sample_cap=sample_cap,
         sampled=s.rows.sampled,
         probabilities={c: _finite(s.probabilities[c].rows[:, 0]) for c in sorted(s.probabilities)},
-        embedding=_fit_embedding(s, seed),
+        embedding=_fit_embedding(s, seed, embedding, encoder),
         segment=segment,
         vocabulary=vocabulary[0] if vocabulary else None,
     )
@@ -187,13 +201,25 @@ def _add_probabilities(s: _ModelSample, events: list, seed: int) -> None:
         s.probabilities[c].add(column[np.isfinite(column)][:, None])
 
 
-def _add_embeddings(s: _ModelSample, events: list, seed: int) -> list[str]:
+def _add_texts(s: _ModelSample, texts: list, cap: int, seed: int) -> None:
+    """Add the texts to the model's seeded sample of texts to embed (the draws of the embedding sample)."""
+    present = [t for t in texts if t is not None]
+    if s.text_slots is None:
+        s.text_slots = Reservoir(cap, 1, window_seed(seed, s.model, "", 3))
+    for text, slot in zip(present, s.text_slots.add_slots(len(present)).tolist()):
+        if slot == len(s.texts):
+            s.texts.append(text)
+        elif slot >= 0:
+            s.texts[slot] = text
+
+
+def _add_embeddings(s: _ModelSample, events: list, cap: int, seed: int) -> list[str]:
     """Add the events' embeddings to the model's sample; return a rejection reason per wrong-length one."""
     with_embedding = [e.embedding for e in events if e.embedding is not None]
     if not with_embedding:
         return []
     if s.embeddings is None:
-        s.embeddings = Reservoir(2 * EMBEDDING_REFERENCE, len(with_embedding[0]), window_seed(seed, s.model, "", 3))
+        s.embeddings = Reservoir(cap, len(with_embedding[0]), window_seed(seed, s.model, "", 3))
     dim = s.embeddings.width
     kept = [v for v in with_embedding if len(v) == dim]
     if kept:
@@ -201,10 +227,24 @@ def _add_embeddings(s: _ModelSample, events: list, seed: int) -> list[str]:
     return [EMBEDDING_LENGTH_REASON] * (len(with_embedding) - len(kept))
 
 
-def _fit_embedding(s: _ModelSample, seed: int) -> dict | None:
-    if s.embeddings is None or s.embeddings.rows.shape[0] < 4:
+def _fit_embedding(s: _ModelSample, seed: int, config: EmbeddingConfig, encoder) -> dict | None:
+    identity = None
+    if encoder is not None:
+        if len(s.texts) < 4:
+            return None
+        # In slot order: the sample is a function of the file alone; each text embeds to the same bits in
+        # any batch (monitor/reeval/encoder.py), so the profile does not depend on batch_size either.
+        rows = encoder.embed(s.texts).astype(np.float64)
+        identity = encoder.info()
+    elif s.embeddings is None or s.embeddings.rows.shape[0] < 4:
         return None
-    projection, reference = fit_reference(s.embeddings.rows, components=EMBEDDING_COMPONENTS,
-                                          max_reference=EMBEDDING_REFERENCE, seed=seed)
-    return {"source": "event", "dim": projection.dim, "projection": projection.to_dict(),
-            "reference": encode_rows(reference), "seed": seed}
+    else:
+        rows = s.embeddings.rows
+    projection, reference = fit_reference(rows, components=config.components, whiten=config.whiten,
+                                          max_reference=config.reference_size, seed=seed)
+    out = {"source": "event" if identity is None else "encoder", "dim": projection.dim,
+           "projection": projection.to_dict(), "reference": encode_rows(reference), "seed": seed,
+           "settings": {"components": config.components, "whiten": config.whiten}}
+    if identity is not None:
+        out["encoder"] = identity
+    return out

@@ -69,8 +69,10 @@ class Profile:
     # Reference sample of each class's predicted probability (BBSD, detectors.probabilities); empty when the
     # reference events logged none (and in profiles written before BBSD).
     probabilities: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    # Embedding drift: {"source": "event", "dim", "projection": PCAProjection.to_dict(), "reference": the
-    # projected held-out reference rows (base64 float64, row-major), "seed"}; None without embeddings.
+    # Embedding drift: {"source": "event" | "encoder", "dim", "projection": PCAProjection.to_dict(), "reference":
+    # the projected held-out reference rows (base64 float64, row-major), "seed", "settings": {"components",
+    # "whiten"} (as configured), and with source "encoder" "encoder": OnnxEncoder.info() (file name, sha256,
+    # output, pooling, dim, max_length)}; None without embeddings.
     embedding: dict | None = field(default=None, repr=False)
     # The segment whose events it was built from (reference build --by-segment); None: the whole model's.
     segment: str | None = None
@@ -99,6 +101,53 @@ class Profile:
         if not self.embedding:
             return None
         return _unb64(self.embedding["reference"]).reshape(-1, self.embedding_projection.components)
+
+    @property
+    def embedding_source(self) -> str | None:
+        """Where the reference embeddings came from: ``"event"`` (the events' field), ``"encoder"`` (the encoder
+        nlpmon ran, identified in ``embedding["encoder"]``), or None (no embedding drift)."""
+        return self.embedding.get("source", "event") if self.embedding else None
+
+    @property
+    def event_projection(self) -> PCAProjection | None:
+        """The projection the events' own ``embedding`` field is projected with on arrival (precomputed path)."""
+        return self.embedding_projection if self.embedding_source == "event" else None
+
+    def check_embedding(self, encoder: dict | None, *, components: int, whiten: bool, origin: str = "") -> None:
+        """Raise :class:`ProfileError` unless this profile's embeddings and projection are what the daemon uses.
+
+        ``encoder`` is the configured encoder's identity (``OnnxEncoder.info()``; None: no ``[embedding]
+        model``), ``components``/``whiten`` the daemon's ``[embedding]`` projection settings. A profile built
+        from precomputed embeddings needs no encoder configured, one built with the encoder needs the same
+        encoder (model file, output, pooling, dimension, max_length); a profile without embeddings is accepted
+        either way (no embedding drift for its model).
+        """
+        if not self.embedding:
+            return
+        where = f" ({origin})" if origin else ""
+        rebuild = ("rebuild it with `nlpmon reference build --config` using the daemon's config, so that "
+                   "[tokenizer] and [embedding] are the same")
+        head = f"reference profile for model {self.model!r}{where}"
+        theirs = self.embedding.get("encoder") if self.embedding_source == "encoder" else None
+        if self.embedding_source == "encoder" and encoder is None:
+            raise ProfileError(f"{head} was built with the encoder {theirs.get('model', '?')!r} (embedding.model), "
+                               f"but no embedding.model is configured; configure the same [embedding] model and "
+                               f"output, or {rebuild}")
+        if self.embedding_source == "event" and encoder is not None:
+            raise ProfileError(f"{head} was built from the events' precomputed `embedding` field, but "
+                               f"embedding.model is configured (the daemon would embed the texts itself); remove "
+                               f"embedding.model, or {rebuild}")
+        if theirs is not None:
+            for key in ("model_sha256", "output", "pooling", "dim", "max_length"):
+                if theirs.get(key) != encoder.get(key):
+                    raise ProfileError(f"{head} was built with another encoder: its {key} is {theirs.get(key)!r}, "
+                                       f"the configured encoder's is {encoder.get(key)!r}; {rebuild}")
+        # Profiles written before these settings were stored used the defaults then fixed: 16, not whitened.
+        settings = self.embedding.get("settings") or {"components": 16, "whiten": False}
+        if (settings["components"], settings["whiten"]) != (components, whiten):
+            raise ProfileError(f"{head} was built with projection components = {settings['components']}, whiten = "
+                               f"{str(settings['whiten']).lower()}, the daemon's [embedding] has components = "
+                               f"{components}, whiten = {str(whiten).lower()}; {rebuild}")
 
     @property
     def embedding_components(self) -> int:

@@ -110,6 +110,7 @@ class OnnxEncoder:
     def info(self) -> dict:
         """What identifies this encoder's embeddings (for the profile's compatibility check)."""
         return {
+            "model": self.path.name,
             "model_sha256": file_sha256(self.path),
             "output": self.output_name,
             "pooling": self.pooling,

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from monitor.config import Config
+from monitor.config import Config, EmbeddingConfig
 from monitor.ingest.reference import FeatureSet, Profile, ProfileError
 from monitor.ingest.tokenizer import TokenizerError, TokenizerFeaturizer
+from monitor.runtime.embedding_worker import build_embedding_worker
 from monitor.runtime.wiring import load_profiles, load_tokenizer
 
 __all__ = ["preflight", "check_profiles", "feature_set"]
@@ -24,11 +25,17 @@ def feature_set(tokenizer: TokenizerFeaturizer | None) -> FeatureSet:
     return FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
 
 
-def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturizer | None) -> None:
-    """Raise :class:`ProfileError` for the first profile built with other features or another tokenizer."""
+def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturizer | None, *,
+                   embedding: EmbeddingConfig | None = None, encoder: dict | None = None) -> None:
+    """Raise :class:`ProfileError` for the first profile built with other features or another tokenizer, or
+    (given ``embedding``, the daemon's [embedding]) with other embeddings: ``encoder`` is the configured
+    encoder's identity (None: no embedding.model)."""
     features = feature_set(tokenizer)
     for model, profile in profiles.items():
         profile.check_compatible(features, origin=f"model {model}")
+        if embedding is not None:
+            profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten,
+                                    origin=f"model {model}")
 
 
 def preflight(config: Config) -> list[str]:
@@ -52,9 +59,10 @@ def preflight(config: Config) -> list[str]:
     except (ProfileError, OSError, ValueError) as exc:
         problems.append(_say("reference.paths", exc))
     else:
-        if tokenizer is not None or not config.tokenizer.path:
+        encoder, encoder_ok = _encoder_identity(config, problems)
+        if (tokenizer is not None or not config.tokenizer.path) and encoder_ok:
             try:
-                check_profiles(profiles, tokenizer)
+                check_profiles(profiles, tokenizer, embedding=config.embedding, encoder=encoder)
             except ProfileError as exc:
                 problems.append(_say("reference.paths", exc))
 
@@ -73,6 +81,22 @@ def preflight(config: Config) -> list[str]:
             if not (p.is_file() if want == "file" else p.is_dir()):
                 problems.append(f"reeval.{key}: {value} is not {'a readable file' if want == 'file' else 'a directory'}")
     return problems
+
+
+def _encoder_identity(config: Config, problems: list[str]) -> tuple[dict | None, bool]:
+    """The [embedding] encoder's identity (None without one), and whether it could be loaded."""
+    if not config.embedding.model:
+        return None, True
+    if not Path(config.embedding.model).is_file():
+        problems.append(f"embedding.model: {config.embedding.model} is not a readable file")
+        return None, False
+    try:
+        worker = build_embedding_worker(config)
+    except Exception as exc:  # ModelError, TokenizerError, onnxruntime's own: all say what is wrong
+        problems.append(_say("embedding.model", exc))
+        return None, False
+    worker.close()
+    return worker.identity, True
 
 
 def _store_problem(url: str) -> str | None:

@@ -46,6 +46,7 @@ from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
 from monitor.runtime.checks import check_profiles
+from monitor.runtime.embedding_worker import open_embedding_worker, set_embedding_gauges
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.wiring import build_sink, load_profiles, load_tokenizer
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
@@ -122,6 +123,7 @@ class KafkaDaemon:
         self.consumer = None
         self.producer = None
         self.tokenizer: TokenizerFeaturizer | None = None
+        self.embedder = None  # monitor.runtime.embedding_worker.EmbeddingWorker with [embedding] model
         self.profiles: dict[str, Profile] = {}
         self.db_connected = False
         self.kafka_connected = False
@@ -165,13 +167,15 @@ class KafkaDaemon:
 
         c = self.config
         self.tokenizer = load_tokenizer(c)
+        self.embedder = open_embedding_worker(c, stack)  # [embedding] model: one worker thread for all partitions
         self.profiles = load_profiles(c.reference.paths)
         self.store = SqlStore(c.store.url)
         stack.callback(self.store.close)
         self._load_store_profiles()
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
-        check_profiles(self.profiles, self.tokenizer)
+        check_profiles(self.profiles, self.tokenizer, embedding=c.embedding,
+                       encoder=self.embedder.identity if self.embedder is not None else None)
         if c.reeval.enabled:
             from monitor.reeval.scheduler import ReevalScheduler
 
@@ -524,7 +528,7 @@ class KafkaDaemon:
     def _new_pipeline(self) -> Pipeline:
         return Pipeline(self.config, profiles=self.profiles, tokenizer=self.tokenizer, sink=self.sink,
                         on_window_confidences=self.reeval.observe_confidences if self.reeval else None,
-                        on_events=self.reeval.observe_events if self.reeval else None,
+                        on_events=self.reeval.observe_events if self.reeval else None, embedder=self.embedder,
                         **({"featurize": self._featurize} if self._featurize is not None else {}))
 
     # -- health --------------------------------------------------------------------------------------------
@@ -561,6 +565,7 @@ class KafkaDaemon:
         s.set_gauge("nlpmon_ready", "1 when /readyz answers 200.", float(self.readiness()[0]))
         s.set_gauge("nlpmon_pending_events", "Records consumed since the last durable checkpoint.", float(self._events_since_checkpoint))
         s.set_open_windows(sum(p.pipeline.open_windows for p in self.partitions.values()))
+        set_embedding_gauges(s, self.embedder, [p.pipeline for p in self.partitions.values()])
         if self.config.shadow.enabled:
             s.set_shadow_pending(sum(p.pipeline.shadow.joiner.pending for p in self.partitions.values()))
 

@@ -22,6 +22,7 @@ from monitor.logs import log_event
 from monitor.pipeline import Pipeline
 from monitor.results import BatchResults, WindowResult, iso_ms
 from monitor.runtime.dead_letter import DeadLetterFile
+from monitor.runtime.embedding_worker import set_embedding_gauges
 from monitor.runtime.http import HttpServer
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
@@ -31,9 +32,16 @@ __all__ = ["build_pipeline", "run_line_source", "result_line", "log_window"]
 
 
 def build_pipeline(config: Config, *, registry: CollectorRegistry | None = None, dead_letter=None):
-    """Create the tokenizer, profiles, Prometheus sink and pipeline from a config (raises on bad setup)."""
+    """Create the tokenizer, profiles, Prometheus sink and pipeline from a config (raises on bad setup); the
+    pipeline's ``texts.embedder`` (with ``[embedding] model``) is a worker thread the caller closes."""
     c = build_components(config, registry=registry)
-    pipeline = Pipeline(config, profiles=c.profiles, tokenizer=c.tokenizer, sink=c.sink, dead_letter=dead_letter)
+    try:
+        pipeline = Pipeline(config, profiles=c.profiles, tokenizer=c.tokenizer, sink=c.sink, dead_letter=dead_letter,
+                            embedder=c.embedder)
+    except Exception:
+        if c.embedder is not None:
+            c.embedder.close()
+        raise
     return pipeline, c.sink, c.registry
 
 
@@ -74,6 +82,8 @@ def run_line_source(
             dead_letter = DeadLetterFile(config.validation.dead_letter_path)
             stack.callback(dead_letter.close)
         pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
+        if pipeline.texts is not None:
+            stack.callback(pipeline.texts.embedder.close)
         store = None
         if config.output.store:
             from sinks.sql import SqlStore
@@ -130,6 +140,8 @@ def run_line_source(
             if batch:
                 emit(pipeline.process(batch))
                 last_record = time.monotonic()
+                if pipeline.texts is not None:
+                    set_embedding_gauges(sink, pipeline.texts.embedder, [pipeline])
             elif idle_close_s and time.monotonic() - last_record >= idle_close_s:
                 # A followed file that went quiet: event time follows the wall clock (docs/results.md).
                 emit(pipeline.close_idle(int((time.monotonic() - last_record) * 1000)))

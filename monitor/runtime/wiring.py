@@ -12,6 +12,7 @@ from monitor.ingest.reference import Profile, load_profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.pipeline import ALL_REASONS
 from monitor.windowing.segments import profile_name
+from monitor.runtime.embedding_worker import EmbeddingWorker, build_embedding_worker
 from sinks.prometheus import PrometheusSink
 
 __all__ = ["Components", "build_components", "load_profiles", "load_tokenizer", "build_sink"]
@@ -25,6 +26,8 @@ class Components:
     profiles: dict[str, Profile]
     sink: PrometheusSink
     registry: CollectorRegistry
+    # The [embedding] encoder's worker thread (None without embedding.model); the daemon closes it.
+    embedder: EmbeddingWorker | None = None
 
 
 def load_profiles(paths) -> dict[str, Profile]:
@@ -62,4 +65,4 @@ def build_components(config: Config, *, registry: CollectorRegistry | None = Non
     """Build tokenizer, profiles and sink (raises ProfileError/TokenizerError/ValueError on a bad setup)."""
     registry = registry if registry is not None else CollectorRegistry()
     return Components(tokenizer=load_tokenizer(config), profiles=load_profiles(config.reference.paths),
-                      sink=build_sink(config, registry), registry=registry)
+                      sink=build_sink(config, registry), registry=registry, embedder=build_embedding_worker(config))

@@ -112,7 +112,8 @@ class WindowAccumulator:
         has_entropy = ~np.isnan(s.entropy)
         self.entropy_n += int(has_entropy.sum())
         self.entropy_sum += fixed_sum(s.entropy[has_entropy])
-        if self.embeddings is None:
+        if self.embeddings is None or s.rows.shape[1] == self.reservoir.width:
+            # (the second: the encoder's path, whose texts fill the embedding sample: windowing/text_embeddings)
             self.reservoir.add(s.rows)
         else:
             width = self.reservoir.width

@@ -15,6 +15,7 @@ from monitor.config import DetectConfig, EmbeddingConfig
 from monitor.ingest.reference import Profile
 from monitor.results import ConfidenceSummary, DriftVerdicts, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, FIXED_POINT, LATENCY_COL, WindowAccumulator
+from monitor.windowing.text_embeddings import ENCODER_ERROR
 
 __all__ = ["StreamDetectors", "window_result"]
 
@@ -131,9 +132,11 @@ def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ..
         if rows.shape[1] == first + len(columns):  # a window opened before its profile had probabilities
             result = detectors.probabilities.test({c: rows[:, first + j] for j, c in enumerate(columns)})
             probabilities = result if result.classes else None  # None: no event logged probabilities
-    embedding = None
+    embedding = skipped = None
     sample = acc.embeddings
-    if detectors.embedding is not None and sample is not None and sample.rows.shape[0] >= 2:
+    if detectors.embedding is not None and sample is not None and np.isnan(sample.rows).any():
+        skipped = ENCODER_ERROR  # a sampled text the encoder failed on (windowing/text_embeddings.py)
+    elif detectors.embedding is not None and sample is not None and sample.rows.shape[0] >= 2:
         # The window's identity seeds the MMD's subsample and permutations: a replay gets the same p-value.
         embedding = detectors.embedding.test_projected(sample.rows, seed=sample.seed)
     return DriftVerdicts(
@@ -144,4 +147,5 @@ def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ..
         if detectors.prediction is not None and acc.class_counts else None,
         probabilities=probabilities,
         embedding=embedding,
+        embedding_skipped=skipped,
     )  # fmt: skip

@@ -64,6 +64,33 @@ class Reservoir:
             self._rows[r[keep]] = rest[keep]
         self.seen += k
 
+    def add_slots(self, k: int) -> np.ndarray:
+        """Offer ``k`` rows whose values come later: return the slot each one takes (-1: not kept).
+
+        The same draws as :meth:`add` (so the same rows are kept); the taken slots hold NaN until
+        :meth:`set_row` writes their values. With a slot repeated, the later row wins, as in :meth:`add`.
+        """
+        slots = np.full(k, -1, dtype=np.int64)
+        if k == 0:
+            return slots
+        filled = min(self.seen, self.capacity)
+        take = min(k, self.capacity - filled)
+        if take > 0:
+            self._reserve(filled + take)
+            slots[:take] = np.arange(filled, filled + take)
+        if take < k:
+            j = np.arange(self.seen + take, self.seen + k, dtype=np.int64)
+            r = (_splitmix64(j.astype(np.uint64) ^ np.uint64(self.seed)) % (j + 1).astype(np.uint64)).astype(np.int64)
+            keep = r < self.capacity
+            slots[take:][keep] = r[keep]
+        self._rows[slots[slots >= 0]] = np.nan
+        self.seen += k
+        return slots
+
+    def set_row(self, slot: int, values: np.ndarray) -> None:
+        """Write the values of the row that took ``slot`` (:meth:`add_slots`)."""
+        self._rows[slot] = values
+
     def _reserve(self, n: int) -> None:
         if n <= self._rows.shape[0]:
             return

@@ -85,11 +85,23 @@ def _key(e: dict) -> str:
 SEGMENTS = {"en": 0.5, "fr": 0.3, "de": 0.15, "pt": 0.05}
 SEGMENT_ENV = {"NLPMON_WINDOW_BY_SEGMENT": "true", "NLPMON_WINDOW_MAX_SEGMENTS": "3"}
 
+SECRET = "Qzxwvutsr"  # in some texts of the encoder case: must reach no store, checkpoint or log
 
-def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profile, two_stores, tmp_path):
+
+@pytest.mark.parametrize("embedding", ["off", "encoder"])
+def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profile, two_stores, tmp_path, embedding,
+                                                            request):
     store_a, store_b = two_stores
     topic = kafka_broker.new_topic(partitions=3)
     events = _hostile_events(_events(6000, seed=5, segments=SEGMENTS))
+    extra = AB
+    if embedding == "encoder":
+        # [embedding] model: the windows' sampled texts are embedded by the daemon's worker thread; the
+        # checkpoints' barriers make the embedding samples part of the exactly-once state.
+        profile, tables = request.getfixturevalue("encoder_profile")
+        extra = AB + tables
+        events = [dict(e, text=f"{e['text']} {SECRET}") if i % 40 == 0 and e.get("text") else e
+                  for i, e in enumerate(events)]
     n_poison = sum(MARKER in (e.get("text") or "") for e in events)
     garbage = [b"not json", b'{"ts": 1764000000, "model": "sentiment", "version": "1"}',
                b'{"model": "sentiment", "version": "1", "ts": "x", "prediction": "p"}']
@@ -99,7 +111,7 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     # it is down; restart and SIGKILL in the middle of a checkpoint transaction; restart and run to the end.
     group = "crashy"
     cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b,
-                       profile=profile, extra=AB)
+                       profile=profile, extra=extra)
     ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage, key_of=_key)
     with DaemonProcess(cfg, tmp_path / "b1.log", SEGMENT_ENV, poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > 800, 60, "a first checkpoint", d)
@@ -119,7 +131,7 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
 
     # The reference run: same topic, its own group and store, never interrupted.
     cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a,
-                         profile=profile, extra=AB)
+                         profile=profile, extra=extra)
     steady = _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends, env=SEGMENT_ENV, poison=MARKER)
 
     models = MODELS + ["quiet"]
@@ -145,6 +157,29 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
         ab_expected, ab_got = a.experiment_results("crash-ab"), b.experiment_results("crash-ab")
     assert len(ab_expected) >= 5 and ab_expected[-1]["comparisons"]["b"]["always_valid"]["looks"] == len(ab_expected)
     assert ab_got == ab_expected  # the experiment's cumulative state survived every SIGKILL exactly
+    if embedding == "encoder":
+        tested = [r for r in expected if r["model"] == "sentiment" and r["tested"]]
+        assert tested and all(r["drift"]["embedding"]["window_n"] >= 2 for r in tested)
+        _assert_no_text_stored(store_b, topic, [tmp_path / f"b{i}.log" for i in range(1, 5)])
+
+
+def _assert_no_text_stored(store_url: str, topic: str, logs) -> None:
+    """The sampled texts went into checkpoints as projected floats only: no text in SQL, checkpoints or logs."""
+    import msgspec
+
+    with SqlStore(store_url) as store:
+        cps = store.load_checkpoints("crashy", [(topic, p) for p in range(3)])
+        stored = json.dumps(all_results(store_url, MODELS + ["quiet"]))
+    assert cps and SECRET not in stored
+    for _, state in cps.values():
+        assert SECRET.encode() not in state
+        assert "embeddings" in json.dumps(msgspec.msgpack.decode(state), default=lambda b: "bytes")
+    if store_url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        assert SECRET.encode() not in Path(store_url.removeprefix("sqlite:///")).read_bytes()
+    for log in logs:
+        assert SECRET not in log.read_text(errors="replace")
 
 
 def test_rebalance_second_daemon_joins_mid_stream(kafka_broker, profile, tmp_path):

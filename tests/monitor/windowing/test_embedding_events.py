@@ -87,7 +87,7 @@ def test_reference_build_fits_the_projection_from_the_events(corpus):
     assert np.array_equal(again.embedding_reference, profile.embedding_reference)
     # the profile stores components, never the raw embeddings
     assert "embedding" not in json.dumps(profile.to_dict()["samples"])
-    assert set(profile.embedding) == {"source", "dim", "projection", "reference", "seed"}
+    assert set(profile.embedding) == {"source", "dim", "projection", "reference", "seed", "settings"}
 
 
 def test_a_subject_switch_at_the_same_shape_is_flagged_by_embedding_drift_only(corpus):
