@@ -139,7 +139,8 @@ def test_the_two_subject_corpus_flags_the_switch_with_the_encoder(profiled, buil
         assert r.drift.embedding.window_n == 256  # embedding.sample_size of the 300 texts
     for r in windows[3:]:  # the first full window after the switch already
         assert r.drift.embedding.drifted and r.drifted
-        assert not r.drift.input.drifted, [f.feature for f in r.drift.input.features if f.drifted]
+        # no shape feature moves; oov_rate does, the phone words are not in the restaurant vocabulary
+        assert {f.feature for f in r.drift.input.features if f.drifted} == {"oov_rate"}
     assert w.texts >= 6 * 256 and w.failures == 0
 
 
