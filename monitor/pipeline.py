@@ -27,6 +27,7 @@ import numpy as np
 
 from detectors.confidence import low_confidence_threshold
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
+from monitor.ab.labels import JOIN_OUTCOMES as LABEL_OUTCOMES, LabelJoin
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, merge_streams, prepare_chunk
@@ -114,6 +115,9 @@ class Pipeline:
         self.experiments = ExperimentSet(config, low_threshold=self.low_threshold) if config.experiments else None
         self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
         self._joins_reported: dict[str, int] = {}
+        # Late label events joined by request id (docs/results.md, *Labels results*), closed like shadow windows.
+        self.labels = LabelJoin.from_config(config) if config.labels.enabled else None
+        self._labels_reported: dict[str, int] = {}
 
     # -- public API ----------------------------------------------------------------------------------------
     def low_threshold(self, model: str) -> float:
@@ -126,18 +130,19 @@ class Pipeline:
         results: list[WindowResult] = []
         experiments: list[ExperimentResult] = []
         shadow: list[ShadowResult] = []
+        labels: list = []
         valid = 0
         for item in self._prepare_isolated(records, horizon):
             if isinstance(item, Chunk):
-                valid += len(item.events)
-                self._apply(item, results, experiments, shadow)
+                valid += len(item.events) + len(item.labels)
+                self._apply(item, results, experiments, shadow, labels)
             else:
                 self._poison(*item)
         results.extend(self._close_by_partition())
         self._expire_streams()
         self._sink("count_records", len(records), valid)
         self._sink("set_open_windows", self._n_open)
-        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow), tuple(labels))
 
     def flush(self) -> BatchResults:
         """Close every open window now (results marked ``partial``), e.g. at end of input or shutdown."""
@@ -148,8 +153,9 @@ class Pipeline:
         self._due.clear()
         experiments = self._experiments_closed(self.experiments.flush()) if self.experiments is not None else []
         shadow = self._shadow_closed(self.shadow.flush()) if self.shadow is not None else []
+        labels = self._labels_closed(self.labels.flush()) if self.labels is not None else []
         self._sink("set_open_windows", 0)
-        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow), tuple(labels))
 
     def close_idle(self, idle_ms: int) -> BatchResults:
         """The source has been idle for ``idle_ms`` of processing time: close the windows that are due when
@@ -162,9 +168,10 @@ class Pipeline:
         results = self._close_by_partition()
         if not results:
             self._max_ts_ms = before  # nothing changed: leave the state as the records made it
+        labels = self._labels_closed(self.labels.advance(self._max_ts_ms)) if self.labels is not None else []
         self._expire_streams()
         self._sink("set_open_windows", self._n_open)
-        return BatchResults(tuple(results), (), ())
+        return BatchResults(tuple(results), (), (), tuple(labels))
 
     def _experiments_closed(self, results: list[ExperimentResult]) -> list[ExperimentResult]:
         for r in results:
@@ -179,6 +186,15 @@ class Pipeline:
         self._sink("count_shadow_joins", {k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
         self._sink("set_shadow_pending", counters["pending"])
         self._joins_reported = counters
+        return results
+
+    def _labels_closed(self, results: list) -> list:
+        for r in results:
+            self._sink("labels_closed", r)
+        counters = self.labels.counters()  # deltas, as for the shadow joins
+        self._sink("count_label_joins", {k: counters[k] - self._labels_reported.get(k, 0) for k in LABEL_OUTCOMES})
+        self._sink("set_label_pending", counters["pending"])
+        self._labels_reported = counters
         return results
 
     @property
@@ -235,10 +251,11 @@ class Pipeline:
                              featurize=self._featurize)
 
     # -- phase 2: state ------------------------------------------------------------------------------------
-    def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list) -> None:
+    def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list, labels: list) -> None:
         events = chunk.events
         self.stats.lines += len(chunk.records)
         self.stats.valid += len(events)
+        self.stats.labels += len(chunk.labels)
         for _, rec, exc in chunk.rejected:
             self._count_rejection(rec, exc)
         if events and self.on_events is not None:
@@ -272,6 +289,9 @@ class Pipeline:
         if events:
             self._max_ts_ms = max(p0, int(run[-1]))
             self._event_max_ts_ms = max(self._event_max_ts_ms, int(chunk.ts.max()))
+        # After the windows: a tally that closes with its window gets the window's label-free estimate first.
+        if self.labels is not None and (events or chunk.labels):
+            labels.extend(self._labels_closed(self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels) or []))
 
     def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
         self.stats.invalid[exc.reason] += 1
@@ -498,7 +518,9 @@ class Pipeline:
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
         if self.on_window_confidences is not None:
-            self._guarded("on_window_confidences", self.on_window_confidences, result, acc.reservoir.rows[:, CONFIDENCE_COL])
+            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, acc.reservoir.rows[:, CONFIDENCE_COL])
+            if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
+                self.labels.window_estimate(result, estimate)
         self.stats.windows += 1
         self._sink("window_closed", result)
         return result
@@ -513,6 +535,7 @@ class Pipeline:
             "streams": [s.state() for s in self._streams.values()],
             **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
             **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
+            **({"labels": self.labels.state()} if self.labels is not None else {}),
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -536,3 +559,6 @@ class Pipeline:
         if self.shadow is not None and "shadow" in state:
             self.shadow.restore(state["shadow"])
             self._joins_reported = self.shadow.joiner.counters()
+        if self.labels is not None and "labels" in state:
+            self.labels.restore(state["labels"])
+            self._labels_reported = self.labels.counters()

@@ -34,6 +34,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from monitor.ab.experiments import log_experiment_result
+from monitor.ab.labels import log_labels_result
 from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.ingest.batch import Featurize
@@ -83,6 +84,7 @@ class _Partition:
     # Experiment and shadow results (docs/experiments.md) not yet durable; written with the same checkpoint.
     pending_experiments: list[ExperimentResult] = field(default_factory=list)
     pending_shadow: list[ShadowResult] = field(default_factory=list)
+    pending_labels: list = field(default_factory=list)  # labels results (realised accuracy), likewise
     dead_letters: list[tuple[bytes, str, str, str]] = field(default_factory=list)
     highwater: int | None = None
 
@@ -290,9 +292,12 @@ class KafkaDaemon:
             log_experiment_result(r)
         for r in closed.shadow:
             log_shadow_result(r)
+        for r in closed.labels:
+            log_labels_result(r)
         part.pending.extend(closed.windows)
         part.pending_experiments.extend(closed.experiments)
         part.pending_shadow.extend(closed.shadow)
+        part.pending_labels.extend(closed.labels)
 
     # -- fetch errors --------------------------------------------------------------------------------------
     def _poll(self) -> dict:
@@ -351,7 +356,8 @@ class KafkaDaemon:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         parts = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions]
         dirty = [(tp, p) for tp, p in parts if p.next_offset is not None
-                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow)]
+                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow
+                                                              or p.pending_labels)]
         if not dirty:
             self._last_checkpoint = self._clock()
             if len(tps) == len(self.partitions):
@@ -370,6 +376,7 @@ class KafkaDaemon:
                 before_commit=self._before_commit,
                 experiment_results=[r for _, p in dirty for r in p.pending_experiments],
                 shadow_results=[r for _, p in dirty for r in p.pending_shadow],
+                label_results=[r for _, p in dirty for r in p.pending_labels],
             )  # fmt: skip
         except StoreUnavailable as exc:
             self._db_down(exc)
@@ -407,6 +414,7 @@ class KafkaDaemon:
             p.pending.clear()
             p.pending_experiments.clear()
             p.pending_shadow.clear()
+            p.pending_labels.clear()
             p.dead_letters.clear()
 
     def _publish(self) -> None:
