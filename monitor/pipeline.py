@@ -130,15 +130,16 @@ class Pipeline:
         results: list[WindowResult] = []
         experiments: list[ExperimentResult] = []
         shadow: list[ShadowResult] = []
-        labels: list = []
         valid = 0
         for item in self._prepare_isolated(records, horizon):
             if isinstance(item, Chunk):
                 valid += len(item.events) + len(item.labels)
-                self._apply(item, results, experiments, shadow, labels)
+                self._apply(item, results, experiments, shadow)
             else:
                 self._poison(*item)
         results.extend(self._close_by_partition())
+        # After the windows: a labels result goes out once its window's result (and estimate) has.
+        labels = self._labels_closed(self._guarded("labels", self.labels.close_due) or []) if self.labels else []
         self._expire_streams()
         self._sink("count_records", len(records), valid)
         self._sink("set_open_windows", self._n_open)
@@ -251,7 +252,7 @@ class Pipeline:
                              featurize=self._featurize)
 
     # -- phase 2: state ------------------------------------------------------------------------------------
-    def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list, labels: list) -> None:
+    def _apply(self, chunk: Chunk, results: list, experiments: list, shadow: list) -> None:
         events = chunk.events
         self.stats.lines += len(chunk.records)
         self.stats.valid += len(events)
@@ -289,9 +290,8 @@ class Pipeline:
         if events:
             self._max_ts_ms = max(p0, int(run[-1]))
             self._event_max_ts_ms = max(self._event_max_ts_ms, int(chunk.ts.max()))
-        # After the windows: a tally that closes with its window gets the window's label-free estimate first.
         if self.labels is not None and (events or chunk.labels):
-            labels.extend(self._labels_closed(self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels) or []))
+            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
 
     def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
         self.stats.invalid[exc.reason] += 1
@@ -517,10 +517,11 @@ class Pipeline:
             self._internal("detectors", exc)
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
+        confidences, estimate = acc.reservoir.rows[:, CONFIDENCE_COL], None
         if self.on_window_confidences is not None:
-            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, acc.reservoir.rows[:, CONFIDENCE_COL])
-            if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
-                self.labels.window_estimate(result, estimate)
+            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences)
+        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
+            self._guarded("labels", self.labels.window_estimate, result, estimate, confidences)
         self.stats.windows += 1
         self._sink("window_closed", result)
         return result

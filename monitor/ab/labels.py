@@ -5,14 +5,19 @@ a chargeback) as a label event, ``{"kind": "label", "model", "request_id", "labe
 :class:`LabelJoin` remembers each prediction that has a ``request_id`` compactly (event time, its window,
 predicted class, confidence; never text) for ``labels.max_delay_seconds`` of event time, pairs it with its
 label in whichever order the two arrive, and tallies each prediction window. A window's tally becomes a
-:class:`~monitor.results.LabelsResult` once its label period is over: the join clock passed the window's end
-plus the delay (or plus ``window.lateness_seconds`` when that is longer, so that the window's own result,
-and its label-free estimate, came first).
+:class:`~monitor.results.LabelsResult` once its label period is over: the partition's prediction time passed
+the window's end plus the delay (or plus ``window.lateness_seconds`` when that is longer, so that the
+window's own result, and its label-free estimate, came first).
 
-Time is event time only, as in the shadow joiner: the join clock is the newest event time of the partition's
-predictions and labels (and the pipeline's idle advances), so replaying a log gives the same results as
-consuming it live. Every decision is a function of the record sequence: an entry past its delay is treated as
-gone whether or not it has been swept from memory yet, so batching and sweeping never change a result.
+Time is event time only, as in the shadow joiner, so replaying a log gives the same results as consuming it
+live. Two clocks, both functions of the record sequence: the *join clock*, the newest event time of the
+partition's predictions and labels, decides whether an entry is past its delay; the *close clock*, the newest
+prediction time (and the pipeline's idle advances), closes tallies, so labels stamped ahead of the
+predictions cannot close a window's tally before the window itself. Every decision is made at the record's
+position: an entry past its delay is treated as gone whether or not it has been swept from memory yet, and a
+tally is closed for new predictions from the record that moves the close clock past it, although
+:meth:`LabelJoin.close_due` hands it out only when the pipeline asks; so batching and sweeping never change a
+result.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections import deque
 import numpy as np
 
 from detectors.base import finite_or_none
-from detectors.classification import CalibrationTable
+from detectors.classification import CalibrationTable, estimate_accuracy
 from monitor.logs import log_event
 from monitor.results import ClassFigures, LabelsResult, WindowResult, iso_ms
 
@@ -157,6 +162,9 @@ class LabelJoin:
     bins, calibration_windows : int
         The calibration table refitted from realised labels (:meth:`calibration_table`) has ``bins`` equal-width
         confidence bins and sums the labelled pairs of the model's latest ``calibration_windows`` closed tallies.
+    refresh_calibration : bool
+        When true, a window's ``estimated_accuracy`` comes from that refitted table (once the model has one)
+        rather than from the estimate the pipeline was given (the re-evaluation run's table).
 
     Examples
     --------
@@ -166,22 +174,23 @@ class LabelJoin:
     >>> join.add_label(LabelEvent(ts_ms=30_000, model="m", request_id="r1", label="pos"))
     >>> join.add_label(LabelEvent(ts_ms=31_000, model="m", request_id="r9", label="neg"))  # waits for r9
     >>> join.add_prediction(Event(ts_ms=75_000, model="m", version="1", prediction="neg"))  # the clock passes 70 s
-    >>> [r] = join.take()  # window [0 s, 10 s) + 60 s of delay is over
+    >>> [r] = join.close_due()  # window [0 s, 10 s) + 60 s of delay is over
     >>> r.window_start_ms, r.predictions, r.labelled, r.accuracy, join.counts["matched"], join.pending
     (0, 1, 1, 1.0, 1, 1)
     """
 
     def __init__(self, *, max_delay_ms: int, max_pending: int, size_ms: int, lateness_ms: int = 0, bins: int = 10,
-                 calibration_windows: int = 12):
+                 calibration_windows: int = 12, refresh_calibration: bool = False):
         if max_delay_ms < 0 or max_pending < 1 or size_ms < 1 or lateness_ms < 0 or bins < 2 or calibration_windows < 1:
             raise ValueError("max_delay_ms and lateness_ms must be at least 0; max_pending, size_ms and "
                              "calibration_windows at least 1; bins at least 2")
         self.max_delay_ms, self.max_pending, self.size_ms = int(max_delay_ms), int(max_pending), int(size_ms)
         self.wait_ms = max(self.max_delay_ms, int(lateness_ms))
         self.bins, self.calibration_windows = int(bins), int(calibration_windows)
+        self.refresh_calibration = bool(refresh_calibration)
         # The interior bin edges of detectors.classification (np.linspace), so the refitted table bins alike.
         self._edges = [float(x) for x in np.linspace(0.0, 1.0, self.bins + 1)[1:-1]]
-        self.clock_ms = -(2**62)
+        self.clock_ms = self.close_ms = -(2**62)
         # (model, request_id) -> entry; the entry's last item is its key (see _Ordered).
         self._preds = _Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
         self._labels = _Ordered()  # (ts_ms, label, key)
@@ -190,7 +199,6 @@ class LabelJoin:
         self._due: list[tuple[int, tuple]] = []  # (close_at, tally key)
         self._recent: dict[str, deque] = {}  # model -> calibration sums of its latest closed tallies
         self._names: dict[str, str] = {}
-        self._out: list[LabelsResult] = []
         self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
 
     @classmethod
@@ -198,7 +206,8 @@ class LabelJoin:
         lab, w = config.labels, config.window
         return cls(max_delay_ms=int(round(lab.max_delay_seconds * 1000)), max_pending=lab.max_pending,
                    size_ms=max(1, int(round(w.size_seconds * 1000))), lateness_ms=int(round(w.lateness_seconds * 1000)),
-                   bins=lab.calibration_bins, calibration_windows=lab.calibration_windows)
+                   bins=lab.calibration_bins, calibration_windows=lab.calibration_windows,
+                   refresh_calibration=lab.refresh_calibration)
 
     @property
     def pending(self) -> int:
@@ -209,14 +218,14 @@ class LabelJoin:
         return {**self.counts, "pending": self.pending}
 
     # -- feeding ----------------------------------------------------------------------------------------------
-    def add_chunk(self, events, positions, labels) -> list[LabelsResult]:
+    def add_chunk(self, events, positions, labels) -> None:
         """Add a chunk's prediction events (at record ``positions``) and its ``(position, LabelEvent)`` labels
-        in record order; return the tallies that closed."""
+        in record order."""
         add_prediction, add_label = self.add_prediction, self.add_label
         if not labels:
             for e in events:
                 add_prediction(e)
-            return self.take()
+            return
         li, n = 0, len(labels)
         for e, p in zip(events, positions.tolist()):
             while li < n and labels[li][0] < p:
@@ -225,31 +234,37 @@ class LabelJoin:
             add_prediction(e)
         for _, le in labels[li:]:
             add_label(le)
-        return self.take()
 
-    def take(self) -> list[LabelsResult]:
-        """Return (and forget) the results closed since the last call."""
-        out, self._out = self._out, []
+    def close_due(self) -> list[LabelsResult]:
+        """Close the tallies the close clock has passed; return their results (oldest label period first)."""
+        due, out = self._due, []
+        while due and due[0][0] <= self.close_ms:
+            _, key = heapq.heappop(due)
+            if key in self._tallies:
+                out.append(self._close(key, partial=False))
         return out
 
     def advance(self, ts_ms: int) -> list[LabelsResult]:
         """Event time has reached ``ts_ms`` without an event (the pipeline's idle advance)."""
         if ts_ms > self.clock_ms:
             self._advance(ts_ms)
-        return self.take()
+        self.close_ms = max(self.close_ms, ts_ms)
+        return self.close_due()
 
     def add_prediction(self, e) -> None:
         ts = e.ts_ms
         if ts > self.clock_ms:
             self._advance(ts)
+        if ts > self.close_ms:
+            self.close_ms = ts
         clock, delay = self.clock_ms, self.max_delay_ms
         start = ts - ts % self.size_ms
+        close_at = start + self.size_ms + self.wait_ms
+        if close_at <= self.close_ms:
+            return  # its window's label period is over: a prediction later than that is in no tally
         tkey = (e.model, e.version, start)
         t = self._tallies.get(tkey)
         if t is None:
-            close_at = start + self.size_ms + self.wait_ms
-            if close_at <= clock:
-                return  # its window's label period is over: a prediction later than that is in no tally
             t = self._tallies[tkey] = _Tally(tkey, close_at, self.bins)
             heapq.heappush(self._due, (close_at, tkey))
         t.predictions += 1
@@ -297,9 +312,8 @@ class LabelJoin:
             t = self._tallies.get(p[1])
             if p[0] + delay >= clock and t is not None:
                 self._match(t, key, p[0], p[2], p[3], le.label)
-            else:
-                self.counts["late"] += 1  # its prediction's delay is over (its tally counts it expired)
-            return
+                return
+            # Past its delay: treated exactly as if it had been swept already (its tally counts it expired).
         if ts + delay < clock:
             self.counts["late"] += 1  # already more than the delay behind the join clock: it cannot wait
             return
@@ -316,21 +330,33 @@ class LabelJoin:
             old = labels.pop_oldest()
             self.counts["evicted" if old[0] + delay >= clock else "unknown"] += 1
 
-    def window_estimate(self, result: WindowResult, estimate: float | None) -> None:
-        """Keep the label-free estimate of a closed prediction window for its labels result."""
-        if result.window_kind != "time" or estimate is None:
+    def window_estimate(self, result: WindowResult, estimate: float | None, confidences=None) -> None:
+        """Keep the label-free estimate of a closed prediction window for its labels result.
+
+        ``estimate`` is the pipeline's (from the latest re-evaluation run's table); with
+        ``refresh_calibration`` and a table refitted from the model's realised labels, the estimate is made
+        from the window's ``confidences`` (its reservoir sample; NaN for errors) with that table instead.
+        Either way it is made once, when the window closes, and kept in the checkpointed tally.
+        """
+        if result.window_kind != "time":
             return
         t = self._tallies.get((result.model, result.version, result.window_start_ms))
-        if t is not None:
-            t.estimate = finite_or_none(estimate)
+        if t is None:
+            return
+        table = self.calibration_table(result.model) if self.refresh_calibration and confidences is not None else None
+        if table is not None:
+            c = np.asarray(confidences, dtype=np.float64)
+            c = c[np.isfinite(c)]
+            estimate = estimate_accuracy(table, c) if c.size else estimate
+        t.estimate = None if estimate is None else finite_or_none(estimate)
 
     def flush(self) -> list[LabelsResult]:
-        """End of input: close every tally now (``partial``: labels may still have been on their way)."""
-        for key in sorted(self._tallies):
-            self._out.append(self._close(key, partial=True))
+        """End of input: close every tally now; those whose label period was not over are ``partial``."""
+        out = self.close_due()
+        out += [self._close(key, partial=True) for key in sorted(self._tallies)]
         self.counts["unknown"] += len(self._labels)
         self._preds, self._labels, self._due = _Ordered(), _Ordered(), []
-        return self.take()
+        return out
 
     # -- calibration refreshed from realised labels -------------------------------------------------------------
     def calibration_table(self, model: str) -> CalibrationTable | None:
@@ -376,11 +402,6 @@ class LabelJoin:
 
     def _advance(self, ts: int) -> None:
         self.clock_ms = ts
-        due = self._due
-        while due and due[0][0] <= ts:
-            _, key = heapq.heappop(due)
-            if key in self._tallies:
-                self._out.append(self._close(key, partial=False))
         horizon = ts - self.max_delay_ms
         self._sweep(self._preds, horizon, None)
         self._sweep(self._labels, horizon, "unknown")
@@ -421,7 +442,7 @@ class LabelJoin:
     def state(self) -> dict:
         """Everything the join holds, as msgpack-able lists, in arrival order (eviction order survives)."""
         return {
-            "clock_ms": self.clock_ms, "counts": dict(self.counts),
+            "clock_ms": self.clock_ms, "close_ms": self.close_ms, "counts": dict(self.counts),
             "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in self._preds.d.values()],
             "labels": [[k[0], k[1], ts, label] for ts, label, k in self._labels.d.values()],
             "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in self._matched.d.values()],
@@ -431,7 +452,8 @@ class LabelJoin:
 
     def restore(self, state: dict) -> None:
         """Put back :meth:`state`; a changed delay or window size applies to the tallies from here on."""
-        self.clock_ms, self.counts = state["clock_ms"], {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
+        self.clock_ms, self.close_ms = state["clock_ms"], state["close_ms"]
+        self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
         self._tallies = {}
         for s in state["tallies"]:
             t = _Tally.from_state(s)

@@ -199,6 +199,7 @@ class LabelsConfig:
     max_pending: int = field(default=1_000_000, metadata=_key(min=1, max=100_000_000))
     calibration_bins: int = field(default=10, metadata=_key(min=2, max=100))
     calibration_windows: int = field(default=12, metadata=_key(min=1, max=10_000))
+    refresh_calibration: bool = False
 
 
 # -- [[experiments]]: an array of tables, each with its own [[experiments.guardrails]] -------------------------
