@@ -36,7 +36,7 @@ from monitor.results import ClassFigures, LabelsResult, WindowResult, iso_ms
 
 __all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS", "log_labels_result"]
 
-# The join's counters, in the order of nlpmon_label_events_total's `outcome` label (docs/metrics.md).
+# The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
 JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
 # Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
 # events with arbitrary strings cannot grow a window's memory.

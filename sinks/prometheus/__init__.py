@@ -74,7 +74,7 @@ class PrometheusSink:
         self.realised.labels_closed(result)
 
     def count_label_joins(self, deltas: Mapping[str, int]) -> None:
-        """Add to ``nlpmon_label_events_total`` by outcome; the first call creates every series."""
+        """Add to ``nlpmon_label_join_events_total`` by outcome; the first call creates every series."""
         self.realised.count_joins(deltas)
 
     def set_label_pending(self, n: int) -> None:

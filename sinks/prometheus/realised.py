@@ -27,7 +27,7 @@ LABEL_JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "ev
 
 
 class RealisedCollector:
-    """``nlp_realised_*``, ``nlpmon_label_events_total`` and ``nlpmon_label_pending`` (absent until used)."""
+    """``nlp_realised_*``, ``nlpmon_label_join_events_total`` and ``nlpmon_label_join_pending`` (absent until used)."""
 
     def __init__(self, bounds: LabelBounds):
         self._bounds = bounds
@@ -66,11 +66,11 @@ class RealisedCollector:
                 fam[name].add_metric([model, version], value / 1000.0 if attr == "window_start_ms" else float(value))
         yield from fam.values()
         if self._joins is not None:
-            c = CounterMetricFamily("nlpmon_label_events", "Label join outcomes (docs/results.md, Labels results).",
+            c = CounterMetricFamily("nlpmon_label_join_events", "Label join outcomes (docs/results.md, Labels results).",
                                     labels=["outcome"])
             for outcome in LABEL_JOIN_OUTCOMES:
                 c.add_metric([outcome], self._joins[outcome])
             yield c
-            g = GaugeMetricFamily("nlpmon_label_pending", "Predictions and labels waiting for their partner.")
+            g = GaugeMetricFamily("nlpmon_label_join_pending", "Predictions and labels waiting for their partner.")
             g.add_metric([], self._pending)
             yield g
