@@ -190,7 +190,9 @@ class LabelJoin:
         self.refresh_calibration = bool(refresh_calibration)
         # The interior bin edges of detectors.classification (np.linspace), so the refitted table bins alike.
         self._edges = [float(x) for x in np.linspace(0.0, 1.0, self.bins + 1)[1:-1]]
-        self.clock_ms = self.close_ms = -(2**62)
+        self.clock_ms = self.close_ms = self._next_sweep_ms = -(2**62)
+        self._sweep_every_ms = max(1, self.max_delay_ms // 100)
+        self._last: tuple | None = None  # (window start, model, version, tally) of the latest prediction
         # (model, request_id) -> entry; the entry's last item is its key (see _Ordered).
         self._preds = _Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
         self._labels = _Ordered()  # (ts_ms, label, key)
@@ -252,6 +254,7 @@ class LabelJoin:
         return self.close_due()
 
     def add_prediction(self, e) -> None:
+        # The hot path (every prediction of the partition): written out flat, with the latest tally cached.
         ts = e.ts_ms
         if ts > self.clock_ms:
             self._advance(ts)
@@ -259,35 +262,44 @@ class LabelJoin:
             self.close_ms = ts
         clock, delay = self.clock_ms, self.max_delay_ms
         start = ts - ts % self.size_ms
-        close_at = start + self.size_ms + self.wait_ms
-        if close_at <= self.close_ms:
-            return  # its window's label period is over: a prediction later than that is in no tally
-        tkey = (e.model, e.version, start)
-        t = self._tallies.get(tkey)
-        if t is None:
-            t = self._tallies[tkey] = _Tally(tkey, close_at, self.bins)
-            heapq.heappush(self._due, (close_at, tkey))
+        last = self._last
+        if last is not None and last[0] == start and last[1] == e.model and last[2] == e.version and last[3].close_at > self.close_ms:
+            t = last[3]
+        else:
+            close_at = start + self.size_ms + self.wait_ms
+            if close_at <= self.close_ms:
+                return  # its window's label period is over: a prediction later than that is in no tally
+            tkey = (e.model, e.version, start)
+            t = self._tallies.get(tkey)
+            if t is None:
+                t = self._tallies[tkey] = _Tally(tkey, close_at, self.bins)
+                heapq.heappush(self._due, (close_at, tkey))
+            self._last = (start, e.model, e.version, t)
         t.predictions += 1
         rid = e.request_id
         if rid is None:
             return
         key = (e.model, rid)
-        if self._is_duplicate_prediction(key, clock):
+        m = self._matched.d.get(key)
+        p = self._preds.d.get(key)
+        if (m is not None and m[0] >= clock) or (p is not None and self._is_live(key, p, clock)):
             self.counts["duplicate"] += 1
             return
         t.with_rid += 1
         cls = None if e.error is not None else self._intern(e.prediction)
-        waiting = self._labels.d.pop(key, None)
-        if waiting is not None:
-            if waiting[0] + delay >= clock and abs(waiting[0] - ts) <= delay:
-                self._match(t, key, ts, cls, e.confidence, waiting[1])
-                return
-            self.counts["unknown"] += 1  # it waited longer than the delay for this prediction
+        labels = self._labels.d
+        if labels:
+            waiting = labels.pop(key, None)
+            if waiting is not None:
+                if waiting[0] + delay >= clock and abs(waiting[0] - ts) <= delay:
+                    self._match(t, key, ts, cls, e.confidence, waiting[1])
+                    return
+                self.counts["unknown"] += 1  # it waited longer than the delay for this prediction
         if ts + delay < clock:
             return  # already past its delay on arrival: expired when its tally closes
         preds = self._preds
-        preds.put((ts, tkey, cls, e.confidence, key))
-        if len(preds) > self.max_pending:
+        preds.put((ts, t.key, cls, e.confidence, key))
+        if len(preds.d) > self.max_pending:
             old = preds.pop_oldest()
             t_old = self._tallies.get(old[1])
             if old[0] + delay >= clock and t_old is not None:  # still live (one past its delay is just expired)
@@ -380,16 +392,11 @@ class LabelJoin:
             shared = names[name] = name
         return shared if shared is not None else name
 
-    def _is_duplicate_prediction(self, key: tuple, clock: int) -> bool:
-        m = self._matched.d.get(key)
-        if m is not None and m[0] >= clock:
-            return True
-        p = self._preds.d.get(key)
-        if p is None:
-            return False
+    def _is_live(self, key: tuple, p: tuple, clock: int) -> bool:
+        """Whether a held prediction is within its delay; one past it is dropped (as if swept already)."""
         if p[0] + self.max_delay_ms >= clock:
             return True
-        del self._preds.d[key]  # past its delay: gone, whether or not it was swept yet
+        del self._preds.d[key]
         return False
 
     def _match(self, t: _Tally, key: tuple, pred_ts: int, cls: str | None, conf: float | None, label: str) -> None:
@@ -397,11 +404,16 @@ class LabelJoin:
         self.counts["matched"] += 1
         matched = self._matched
         matched.put((pred_ts + self.max_delay_ms, t.key, key))
-        if len(matched) > self.max_pending:
+        if len(matched.d) > self.max_pending:
             matched.pop_oldest()  # only duplicates of the oldest could go unrecognised
 
     def _advance(self, ts: int) -> None:
         self.clock_ms = ts
+        # Sweeping only frees memory (a held entry past its delay counts as gone anyway), so it runs once per
+        # 1% of the delay of event time, not at every event; its schedule is part of the state (eviction order).
+        if ts < self._next_sweep_ms:
+            return
+        self._next_sweep_ms = ts + self._sweep_every_ms
         horizon = ts - self.max_delay_ms
         self._sweep(self._preds, horizon, None)
         self._sweep(self._labels, horizon, "unknown")
@@ -419,6 +431,8 @@ class LabelJoin:
 
     def _close(self, key: tuple, *, partial: bool) -> LabelsResult:
         t = self._tallies.pop(key)
+        if self._last is not None and self._last[3] is t:
+            self._last = None
         model, version, start = key
         expired = t.with_rid - t.labelled - t.evicted
         self.counts["expired"] += expired
@@ -442,7 +456,8 @@ class LabelJoin:
     def state(self) -> dict:
         """Everything the join holds, as msgpack-able lists, in arrival order (eviction order survives)."""
         return {
-            "clock_ms": self.clock_ms, "close_ms": self.close_ms, "counts": dict(self.counts),
+            "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
+            "counts": dict(self.counts),
             "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in self._preds.d.values()],
             "labels": [[k[0], k[1], ts, label] for ts, label, k in self._labels.d.values()],
             "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in self._matched.d.values()],
@@ -452,7 +467,8 @@ class LabelJoin:
 
     def restore(self, state: dict) -> None:
         """Put back :meth:`state`; a changed delay or window size applies to the tallies from here on."""
-        self.clock_ms, self.close_ms = state["clock_ms"], state["close_ms"]
+        self.clock_ms, self.close_ms, self._next_sweep_ms = state["clock_ms"], state["close_ms"], state["next_sweep_ms"]
+        self._last = None
         self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
         self._tallies = {}
         for s in state["tallies"]:
