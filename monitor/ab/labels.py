@@ -26,6 +26,7 @@ import bisect
 import heapq
 import logging
 from collections import deque
+from itertools import repeat
 
 import numpy as np
 
@@ -103,14 +104,15 @@ class _Tally:
 
     def add_pair(self, cls: str | None, label: str, correct: bool, conf: float | None, bin_edges: list) -> None:
         self.labelled += 1
-        self.correct += correct
+        predicted, labels = self.predicted, self.labels
         if cls is not None:
-            c = _bounded(self.predicted, self.labels, cls)
-            self.predicted[c] = self.predicted.get(c, 0) + 1
+            c = cls if cls in predicted or cls in labels else _bounded(predicted, labels, cls)
+            predicted[c] = predicted.get(c, 0) + 1
             if correct:
+                self.correct += 1
                 self.hits[c] = self.hits.get(c, 0) + 1
-        lab = _bounded(self.predicted, self.labels, label)
-        self.labels[lab] = self.labels.get(lab, 0) + 1
+        lab = label if label in labels or label in predicted else _bounded(predicted, labels, label)
+        labels[lab] = labels.get(lab, 0) + 1
         if conf is not None:
             i = bisect.bisect_left(bin_edges, conf)  # detectors.classification's binning: edges[i] < c <= edges[i+1]
             self.cal_n[i] += 1
@@ -222,20 +224,60 @@ class LabelJoin:
     # -- feeding ----------------------------------------------------------------------------------------------
     def add_chunk(self, events, positions, labels) -> None:
         """Add a chunk's prediction events (at record ``positions``) and its ``(position, LabelEvent)`` labels
-        in record order."""
-        add_prediction, add_label = self.add_prediction, self.add_label
-        if not labels:
-            for e in events:
-                add_prediction(e)
-            return
-        li, n = 0, len(labels)
-        for e, p in zip(events, positions.tolist()):
-            while li < n and labels[li][0] < p:
-                add_label(labels[li][1])
+        in record order.
+
+        The same decisions as :meth:`add_prediction` and :meth:`add_label` one event at a time, with the common
+        case of a prediction written out here on locals (a new request id, in the window of the previous
+        prediction, nothing waiting for it, room left); every other case goes through :meth:`add_prediction`.
+        """
+        size, delay, max_pending, names = self.size_ms, self.max_delay_ms, self.max_pending, self._names
+        preds, md, ld = self._preds, self._matched.d, self._labels.d
+        pd = preds.d
+        clock, close, next_sweep, last = self.clock_ms, self.close_ms, self._next_sweep_ms, self._last
+        n_labels, li = len(labels), 0
+        label_at = labels[0][0] if labels else -1
+        for e, pos in zip(events, positions.tolist() if labels else repeat(-2)):
+            while 0 <= label_at < pos:  # label events before this prediction
+                self.clock_ms, self.close_ms = clock, close
+                self.add_label(labels[li][1])
+                clock, next_sweep = self.clock_ms, self._next_sweep_ms
                 li += 1
-            add_prediction(e)
+                label_at = labels[li][0] if li < n_labels else -1
+            ts = e.ts_ms
+            t = None
+            if ts < next_sweep and last is not None and last[0] == ts - ts % size and last[1] == e.model \
+                    and last[2] == e.version:
+                c2 = close if ts <= close else ts
+                if last[3].close_at > c2:
+                    t = last[3]
+            if t is not None:
+                rid = e.request_id
+                if rid is None:
+                    clock, close = (clock if ts <= clock else ts), c2
+                    t.predictions += 1
+                    continue
+                if e.error is None:
+                    key = (e.model, rid)
+                    cls = names.get(e.prediction)
+                    c1 = clock if ts <= clock else ts
+                    if (cls is not None and key not in md and key not in pd and (not ld or key not in ld)
+                            and ts + delay >= c1 and len(pd) < max_pending):
+                        clock, close = c1, c2
+                        t.predictions += 1
+                        t.with_rid += 1
+                        entry = (ts, t.key, cls, e.confidence, key)
+                        pd[key] = entry
+                        q = preds.q
+                        q.append(entry)
+                        if len(q) > 2 * len(pd) + 64:
+                            preds.q = deque(pd.values())
+                        continue
+            self.clock_ms, self.close_ms = clock, close
+            self.add_prediction(e)
+            clock, close, next_sweep, last = self.clock_ms, self.close_ms, self._next_sweep_ms, self._last
+        self.clock_ms, self.close_ms = clock, close
         for _, le in labels[li:]:
-            add_label(le)
+            self.add_label(le)
 
     def close_due(self) -> list[LabelsResult]:
         """Close the tallies the close clock has passed; return their results (oldest label period first)."""
@@ -256,9 +298,11 @@ class LabelJoin:
     def add_prediction(self, e) -> None:
         # The hot path (every prediction of the partition): written out flat, with the latest tally cached.
         ts = e.ts_ms
-        if ts > self.clock_ms:
-            self._advance(ts)
-        if ts > self.close_ms:
+        if ts > self.clock_ms:  # the join clock is never behind the close clock
+            self.clock_ms = self.close_ms = ts
+            if ts >= self._next_sweep_ms:
+                self._sweep_all(ts)
+        elif ts > self.close_ms:
             self.close_ms = ts
         clock, delay = self.clock_ms, self.max_delay_ms
         start = ts - ts % self.size_ms
@@ -286,7 +330,12 @@ class LabelJoin:
             self.counts["duplicate"] += 1
             return
         t.with_rid += 1
-        cls = None if e.error is not None else self._intern(e.prediction)
+        if e.error is not None:
+            cls = None
+        else:
+            cls = e.prediction
+            shared = self._names.get(cls)
+            cls = shared if shared is not None else self._intern(cls)
         labels = self._labels.d
         if labels:
             waiting = labels.pop(key, None)
@@ -298,8 +347,14 @@ class LabelJoin:
         if ts + delay < clock:
             return  # already past its delay on arrival: expired when its tally closes
         preds = self._preds
-        preds.put((ts, t.key, cls, e.confidence, key))
-        if len(preds.d) > self.max_pending:
+        entry = (ts, t.key, cls, e.confidence, key)
+        d = preds.d
+        d[key] = entry
+        q = preds.q
+        q.append(entry)
+        if len(q) > 2 * len(d) + 64:
+            preds.q = deque(d.values())
+        if len(d) > self.max_pending:
             old = preds.pop_oldest()
             t_old = self._tallies.get(old[1])
             if old[0] + delay >= clock and t_old is not None:  # still live (one past its delay is just expired)
@@ -309,7 +364,9 @@ class LabelJoin:
     def add_label(self, le) -> None:
         ts = le.ts_ms
         if ts > self.clock_ms:
-            self._advance(ts)
+            self.clock_ms = ts
+            if ts >= self._next_sweep_ms:
+                self._sweep_all(ts)
         clock, delay = self.clock_ms, self.max_delay_ms
         key = (le.model, le.request_id)
         m = self._matched.d.get(key)
@@ -323,7 +380,19 @@ class LabelJoin:
         if p is not None:
             t = self._tallies.get(p[1])
             if p[0] + delay >= clock and t is not None:
-                self._match(t, key, p[0], p[2], p[3], le.label)
+                # _match, written out: this is the hot path of a labelled stream
+                cls, label = p[2], le.label
+                t.add_pair(cls, label, cls == label, p[3], self._edges)
+                self.counts["matched"] += 1
+                matched = self._matched
+                entry = (p[0] + delay, p[1], key)
+                md = matched.d
+                md[key] = entry
+                matched.q.append(entry)
+                if len(matched.q) > 2 * len(md) + 64:
+                    matched.q = deque(md.values())
+                if len(md) > self.max_pending:
+                    matched.pop_oldest()
                 return
             # Past its delay: treated exactly as if it had been swept already (its tally counts it expired).
         if ts + delay < clock:
@@ -409,10 +478,12 @@ class LabelJoin:
 
     def _advance(self, ts: int) -> None:
         self.clock_ms = ts
+        if ts >= self._next_sweep_ms:
+            self._sweep_all(ts)
+
+    def _sweep_all(self, ts: int) -> None:
         # Sweeping only frees memory (a held entry past its delay counts as gone anyway), so it runs once per
         # 1% of the delay of event time, not at every event; its schedule is part of the state (eviction order).
-        if ts < self._next_sweep_ms:
-            return
         self._next_sweep_ms = ts + self._sweep_every_ms
         horizon = ts - self.max_delay_ms
         self._sweep(self._preds, horizon, None)

@@ -402,3 +402,36 @@ def test_a_valid_label_event_decodes_on_both_paths():
         raw = json.dumps(obj).encode()
         fast, slow = decode_event(raw), _slow_decode(raw, 10_000)
         assert fast == slow and type(fast) is LabelEvent and fast.request_id == "r1"
+
+
+@pytest.mark.parametrize("max_pending", [40, 100_000])
+def test_add_chunk_makes_the_same_decisions_as_one_event_at_a_time(max_pending):
+    """add_chunk's written-out common case against add_prediction/add_label, on a stream with every case:
+    labels before and after their prediction, duplicates of both, no request id, errors, two models, evictions."""
+    rng = np.random.default_rng(12)
+    items, _ = _random_stream(13, n=2500)
+    extra = []
+    for e in items[::7]:
+        if isinstance(e, LabelEvent):
+            extra.append(label(e.ts_ms + 5, e.request_id, "neg"))  # a second label
+        else:
+            extra.append(label(e.ts_ms - 50, e.request_id, "pos"))  # a label before its prediction (or a duplicate)
+            extra.append(pred(e.ts_ms + 1, e.request_id))  # a second prediction with the same id
+    extra += [pred(T0 + int(rng.integers(0, 600_000)), None) for _ in range(200)]  # no request id
+    extra += [pred(T0 + int(rng.integers(0, 600_000)), f"e{i}", error="timeout") for i in range(100)]
+    extra += [pred(T0 + int(rng.integers(0, 600_000)), f"r{i}", model="other") for i in range(300)]
+    stream = sorted(items + extra, key=lambda e: (e.ts_ms, isinstance(e, LabelEvent)))
+    one = join(delay_ms=10 * MIN, max_pending=max_pending)
+    expected = feed(one, stream) + one.flush()
+    chunked = join(delay_ms=10 * MIN, max_pending=max_pending)
+    got = []
+    for lo in range(0, len(stream), 97):
+        part = stream[lo:lo + 97]
+        preds = [e for e in part if not isinstance(e, LabelEvent)]
+        positions = np.array([i for i, e in enumerate(part) if not isinstance(e, LabelEvent)], dtype=np.int64)
+        chunked.add_chunk(preds, positions, [(i, e) for i, e in enumerate(part) if isinstance(e, LabelEvent)])
+        got += chunked.close_due()
+    got += chunked.flush()
+    assert got == expected and chunked.counts == one.counts
+    assert min(one.counts[k] for k in ("matched", "duplicate", "expired")) > 0
+    assert (one.counts["evicted"] > 0) == (max_pending == 40)
