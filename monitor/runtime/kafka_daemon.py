@@ -356,8 +356,7 @@ class KafkaDaemon:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         parts = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions]
         dirty = [(tp, p) for tp, p in parts if p.next_offset is not None
-                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow
-                                                              or p.pending_labels)]
+                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow or p.pending_labels)]
         if not dirty:
             self._last_checkpoint = self._clock()
             if len(tps) == len(self.partitions):
@@ -571,6 +570,8 @@ class KafkaDaemon:
         s.set_open_windows(sum(p.pipeline.open_windows for p in self.partitions.values()))
         if self.config.shadow.enabled:
             s.set_shadow_pending(sum(p.pipeline.shadow.joiner.pending for p in self.partitions.values()))
+        if self.config.labels.enabled:  # the sum over partitions, as for shadow joins
+            s.set_label_pending(sum(p.pipeline.labels.pending for p in self.partitions.values()))
 
     def readiness(self) -> tuple[bool, dict]:
         checks = {"kafka_connected": self.kafka_connected, "db_connected": self.db_connected,
