@@ -1,7 +1,7 @@
 """Prometheus exposition of nlpmon's state (metric names and labels: docs/metrics.md).
 
-One custom collector per area (events, windows, re-evaluation, experiments, shadow, realised accuracy, daemon), all registered
-on ONE explicit ``CollectorRegistry``; each yields metric families from current state at scrape time
+One custom collector per area (events, windows, re-evaluation, experiments, shadow, daemon, realised
+accuracy), all registered on ONE explicit ``CollectorRegistry``; each yields metric families from current state at scrape time
 (prometheus client_python's "custom collector" pattern). :class:`PrometheusSink` owns them and the label
 bounds they share, and is what the pipeline and daemons call. Collectors read the typed results'
 fields (``monitor.results``); they count and format, and compute no statistics.
