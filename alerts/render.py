@@ -27,6 +27,10 @@ DEFAULT_OUTPUT = HERE / "nlpmon.rules.yml"
 DEFAULT_SELECTOR = 'job="nlpmon"'
 # A placeholder for where the repository is hosted: installations pass their own (--runbook-url).
 DEFAULT_RUNBOOK_URL = "https://github.com/nlpmon/nlpmon/blob/main/docs/runbooks.md"
+# NlpRealisedAccuracyLow (docs/runbooks.md): how far below its baseline realised accuracy may fall, and how many
+# labelled predictions a window needs before it counts (--realised-accuracy-margin, --realised-min-labelled).
+DEFAULT_REALISED_MARGIN = 0.05
+DEFAULT_REALISED_MIN_LABELLED = 100
 
 # One PromQL label matcher with a double-quoted value: name, operator, value (escapes kept as written).
 _MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\\n]|\\.)*)"\s*')
@@ -76,13 +80,25 @@ def _check_runbook_url(url: str) -> str:
     return url
 
 
-def render(source: str, *, selector: str = DEFAULT_SELECTOR, runbook_url: str = DEFAULT_RUNBOOK_URL) -> str:
-    """Return the rule file for ``selector`` and ``runbook_url`` from the text of the source file."""
+def _check_realised(margin: float, min_labelled: int) -> dict[str, str]:
+    if not 0 < margin < 1:
+        raise ValueError(f"the realised-accuracy margin must be between 0 and 1 (a share), got {margin!r}")
+    if isinstance(min_labelled, bool) or not isinstance(min_labelled, int) or min_labelled < 1:
+        raise ValueError(f"the realised-accuracy minimum labelled count must be an integer >= 1, got {min_labelled!r}")
+    return {"realised_accuracy_margin": repr(float(margin)), "realised_min_labelled": str(min_labelled)}
+
+
+def render(source: str, *, selector: str = DEFAULT_SELECTOR, runbook_url: str = DEFAULT_RUNBOOK_URL,
+           realised_margin: float = DEFAULT_REALISED_MARGIN,
+           realised_min_labelled: int = DEFAULT_REALISED_MIN_LABELLED) -> str:
+    """Return the rule file for ``selector`` and ``runbook_url`` (and the realised-accuracy alert's margin and
+    minimum labelled count) from the text of the source file."""
     matchers = parse_selector(selector)
     promql = ",".join(f'{name}{op}"{value}"' for name, op, value in matchers)
     # Inside a Go template's `printf "..."`: a Go string literal (\ and " escaped) that is a format (% doubled).
     in_printf = promql.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
-    params = {"selector": promql, "selector_printf": in_printf, "runbook_url": _check_runbook_url(runbook_url)}
+    params = {"selector": promql, "selector_printf": in_printf, "runbook_url": _check_runbook_url(runbook_url),
+              **_check_realised(realised_margin, realised_min_labelled)}
 
     def substitute(m: re.Match) -> str:
         if m.group(1) not in params:
@@ -118,11 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL,
                         help="absolute URL of docs/runbooks.md; alerts append #<alert name> "
                              f"(default: {DEFAULT_RUNBOOK_URL})")
+    parser.add_argument("--realised-accuracy-margin", type=float, default=DEFAULT_REALISED_MARGIN,
+                        help="NlpRealisedAccuracyLow fires when realised accuracy is this far below its baseline "
+                             f"(default: {DEFAULT_REALISED_MARGIN})")
+    parser.add_argument("--realised-min-labelled", type=int, default=DEFAULT_REALISED_MIN_LABELLED,
+                        help="... in a window with at least this many labelled predictions "
+                             f"(default: {DEFAULT_REALISED_MIN_LABELLED})")
     parser.add_argument("-o", "--output", default=str(DEFAULT_OUTPUT),
                         help="file to write, '-' for stdout (default: alerts/nlpmon.rules.yml)")
     args = parser.parse_args(argv)
     try:
-        text = render(SOURCE.read_text(encoding="utf-8"), selector=args.selector, runbook_url=args.runbook_url)
+        text = render(SOURCE.read_text(encoding="utf-8"), selector=args.selector, runbook_url=args.runbook_url,
+                      realised_margin=args.realised_accuracy_margin, realised_min_labelled=args.realised_min_labelled)
     except ValueError as exc:
         print(f"render.py: {exc}", file=sys.stderr)
         return 2

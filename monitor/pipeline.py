@@ -27,6 +27,7 @@ import numpy as np
 
 from detectors.confidence import low_confidence_threshold
 from monitor.ab.experiments import ExperimentResult, ExperimentSet
+from monitor.ab.labels import JOIN_OUTCOMES as LABEL_OUTCOMES, LabelJoin
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, merge_streams, prepare_chunk
@@ -36,9 +37,9 @@ from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, BatchSlice, WindowAccumulator
-from monitor.windowing.evaluate import StreamDetectors, window_result
-from monitor.windowing.segments import SegmentIndex, fold_segments, rejection_key, segment_detectors, split_profiles
-from monitor.windowing.streams import StreamState
+from monitor.windowing.evaluate import window_result
+from monitor.windowing.segments import SegmentIndex, fold_segments, profile_detectors, rejection_key
+from monitor.windowing.streams import StreamState, hold
 from monitor.windowing.text_embeddings import Embedder, TextEmbeddings
 from monitor.windowing.watermarks import StreamClock, attribution, clock_at, partition_before, stream_clock
 from monitor.windowing.windows import NO_EVENTS_YET, window_start_ms
@@ -86,21 +87,13 @@ class Pipeline:
         self._featurize = featurize
         self.features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
         # Segment profiles (reference build --by-segment) are named model#segment=...: windowing.segments.
-        self.profiles, self._segment_profiles = split_profiles(profiles or {})
-        for model, profile in self.profiles.items():
-            profile.check_compatible(self.features, origin=f"model {model}")
-            profile.check_embedding(embedder.identity if embedder is not None else None, origin=f"model {model}",
-                                    components=config.embedding.components, whiten=config.embedding.whiten)
+        self.profiles, self._segment_profiles, self._detectors = profile_detectors(
+            profiles or {}, self.features, config, embedder.identity if embedder is not None else None)
         # Embedding drift with the encoder nlpmon runs (windowing/text_embeddings.py): the sampled texts of the
         # windows, embedded by a worker thread; None when embeddings come from the events (or not at all).
         self.texts = TextEmbeddings(embedder, {m: p.embedding_projection for m, p in self.profiles.items()
                                                if p.embedding_source == "encoder"},
                                     max_pending=8 * config.embedding.sample_size) if embedder is not None else None
-        self._detectors = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in self.profiles.items()}
-        for (model, segment), profile in self._segment_profiles.items():  # a segment's windows are tested against it
-            profile.check_compatible(self.features, origin=f"model {model} segment {segment}")
-            self._detectors[(model, segment)] = segment_detectors(profile, self.profiles.get(model),
-                                                                  self._detectors.get(model), config)
         self.sink = sink
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
@@ -115,8 +108,7 @@ class Pipeline:
         self._ttl_ms = int(round(m.stream_ttl_seconds * 1000))
         self._max_tracked = m.max_tracked_streams
         self._time = w.kind == "time"
-        # Per model: the configured threshold, or the rule for its number of classes (from its reference
-        # profile; 2 without one): detectors.confidence.low_confidence_threshold.
+        # Per model: the configured threshold, or the rule for its profile's number of classes (2 without one).
         setting = config.detect.low_confidence_threshold
         self._low = {m: low_confidence_threshold(len(p.class_counts), setting) for m, p in self.profiles.items()}
         self._low_default = low_confidence_threshold(2, setting)
@@ -130,6 +122,9 @@ class Pipeline:
         self.experiments = ExperimentSet(config, low_threshold=self.low_threshold) if config.experiments else None
         self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
         self._joins_reported: dict[str, int] = {}
+        # Late label events joined by request id (docs/results.md, *Labels results*), closed like shadow windows.
+        self.labels = LabelJoin.from_config(config) if config.labels.enabled else None
+        self._labels_reported: dict[str, int] = {}
 
     # -- public API ----------------------------------------------------------------------------------------
     def low_threshold(self, model: str) -> float:
@@ -145,17 +140,19 @@ class Pipeline:
         valid = 0
         for item in self._prepare_isolated(records, horizon):
             if isinstance(item, Chunk):
-                valid += len(item.events)
+                valid += len(item.events) + len(item.labels)
                 self._apply(item, results, experiments, shadow)
             else:
                 self._poison(*item)
         if self.texts is not None:
             self.texts.submit()  # the batch's sampled texts go to the worker; consuming goes on
         results.extend(self._close_by_partition())
+        # After the windows: a labels result goes out once its window's result (and estimate) has.
+        labels = self._labels_closed(self._guarded("labels", self.labels.close_due) or []) if self.labels else []
         self._expire_streams()
         self._sink("count_records", len(records), valid)
         self._sink("set_open_windows", self._n_open)
-        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow), tuple(labels))
 
     def flush(self) -> BatchResults:
         """Close every open window now (results marked ``partial``), e.g. at end of input or shutdown."""
@@ -166,8 +163,9 @@ class Pipeline:
         self._due.clear()
         experiments = self._experiments_closed(self.experiments.flush()) if self.experiments is not None else []
         shadow = self._shadow_closed(self.shadow.flush()) if self.shadow is not None else []
+        labels = self._labels_closed(self.labels.flush()) if self.labels is not None else []
         self._sink("set_open_windows", 0)
-        return BatchResults(tuple(results), tuple(experiments), tuple(shadow))
+        return BatchResults(tuple(results), tuple(experiments), tuple(shadow), tuple(labels))
 
     def close_idle(self, idle_ms: int) -> BatchResults:
         """The source has been idle for ``idle_ms`` of processing time: close the windows that are due when
@@ -180,9 +178,10 @@ class Pipeline:
         results = self._close_by_partition()
         if not results:
             self._max_ts_ms = before  # nothing changed: leave the state as the records made it
+        labels = self._labels_closed(self.labels.advance(self._max_ts_ms)) if self.labels is not None else []
         self._expire_streams()
         self._sink("set_open_windows", self._n_open)
-        return BatchResults(tuple(results), (), ())
+        return BatchResults(tuple(results), (), (), tuple(labels))
 
     def _experiments_closed(self, results: list[ExperimentResult]) -> list[ExperimentResult]:
         for r in results:
@@ -197,6 +196,15 @@ class Pipeline:
         self._sink("count_shadow_joins", {k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
         self._sink("set_shadow_pending", counters["pending"])
         self._joins_reported = counters
+        return results
+
+    def _labels_closed(self, results: list) -> list:
+        for r in results:
+            self._sink("labels_closed", r)
+        counters = self.labels.counters()  # deltas, as for the shadow joins
+        self._sink("count_label_joins", {k: counters[k] - self._labels_reported.get(k, 0) for k in LABEL_OUTCOMES})
+        self._sink("set_label_pending", counters["pending"])
+        self._labels_reported = counters
         return results
 
     @property
@@ -258,6 +266,7 @@ class Pipeline:
         events = chunk.events
         self.stats.lines += len(chunk.records)
         self.stats.valid += len(events)
+        self.stats.labels += len(chunk.labels)
         for _, rec, exc in chunk.rejected:
             self._count_rejection(rec, exc)
         if events and self.on_events is not None:
@@ -280,7 +289,7 @@ class Pipeline:
                 named.setdefault(rejection_key(key, self._segments, max_segments, groups), []).append(r)
         for key, rs in named.items():
             if key not in self._streams and key not in groups:
-                self._hold(key, len(rs))
+                hold(self._held, HELD_STREAMS, key, len(rs))
         for key, sb in groups.items():
             stream = self._stream(key)
             rs = np.asarray(named.pop(key, ()), dtype=np.int64)
@@ -293,18 +302,14 @@ class Pipeline:
         if events:
             self._max_ts_ms = max(p0, int(run[-1]))
             self._event_max_ts_ms = max(self._event_max_ts_ms, int(chunk.ts.max()))
+        if self.labels is not None and (events or chunk.labels):
+            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
 
     def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
         self.stats.invalid[exc.reason] += 1
         self._sink("count_invalid", exc.reason)
         if self.dead_letter is not None:
             self._guarded("dead_letter", self.dead_letter.write, rec.value, exc.reason, exc.detail, rec.position)
-
-    def _hold(self, key: tuple[str, str, str], n: int) -> None:
-        held = self._held
-        held[key] = held.pop(key, 0) + n  # re-inserted: the most recent is dropped last
-        while len(held) > HELD_STREAMS:
-            del held[next(iter(held))]
 
     def _fold_segments(self, streams: dict[tuple[str, str, str], StreamBatch]) -> dict[tuple[str, str, str], StreamBatch]:
         """Fold each model's segments over window.max_segments into its segment ``__other__`` (counted)."""
@@ -513,13 +518,11 @@ class Pipeline:
             stream = self._streams.get(key)
             if stream is None:
                 continue
-            stream.expiry_queued = False
-            if stream.last_p_ms + self._ttl_ms > p or stream.open:
-                again = max([stream.last_p_ms + self._ttl_ms] + [a.end_ms + self._lateness_ms for a in stream.open.values()])
-                if again > p or not stream.open:
-                    stream.expiry_queued = True
-                    heapq.heappush(exp, (max(again, p + 1), *key))
-                    continue
+            again = stream.expiry_again(p, self._ttl_ms, self._lateness_ms)
+            stream.expiry_queued = again is not None
+            if again is not None:
+                heapq.heappush(exp, (again, *key))
+                continue
             del self._streams[key]
             self._segments.remove(key)
             self._sink("forget_stream", stream.model, stream.version, **stream.segment_kw)
@@ -541,8 +544,11 @@ class Pipeline:
             self._internal("detectors", exc)
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
+        confidences, estimate = acc.reservoir.rows[:, CONFIDENCE_COL], None
         if self.on_window_confidences is not None:
-            self._guarded("on_window_confidences", self.on_window_confidences, result, acc.reservoir.rows[:, CONFIDENCE_COL])
+            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences)
+        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
+            self._guarded("labels", self.labels.window_estimate, result, estimate, confidences)
         self.stats.windows += 1
         self._sink("window_closed", result)
         return result
@@ -559,6 +565,7 @@ class Pipeline:
             "streams": [s.state() for s in self._streams.values()],
             **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
             **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
+            **({"labels": self.labels.state()} if self.labels is not None else {}),
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -587,3 +594,6 @@ class Pipeline:
         if self.shadow is not None and "shadow" in state:
             self.shadow.restore(state["shadow"])
             self._joins_reported = self.shadow.joiner.counters()
+        if self.labels is not None and "labels" in state:
+            self.labels.restore(state["labels"])
+            self._labels_reported = self.labels.counters()

@@ -32,7 +32,8 @@ from detectors.sequential import SequentialResult
 from detectors.shadow import ShadowSummary
 
 __all__ = ["WindowResult", "ConfidenceSummary", "DriftVerdicts", "ExperimentResult", "VariantFigures", "Comparison",
-           "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA", "Sink", "DeadLetter", "PipelineStats"]
+           "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA", "Sink", "DeadLetter", "PipelineStats",
+           "ClassFigures", "LabelsResult"]
 
 RESULT_SCHEMA = 1
 
@@ -242,6 +243,53 @@ class ShadowResult:
         return as_dict(self)
 
 
+# -- realised accuracy from late label events (docs/results.md, *Labels results*) ----------------------------------
+@dataclass(frozen=True, slots=True)
+class ClassFigures:
+    """One class of a labels result: how often it was predicted and was the label among the labelled pairs."""
+
+    label: str = json_field(skip=True)  # the key of ``classes``
+    predicted: int
+    labelled: int
+    correct: int
+    precision: float | None  # correct / predicted; None when never predicted
+    recall: float | None  # correct / labelled; None when never the label
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelsResult:
+    """The realised accuracy of one prediction window, once its label period closed (docs/results.md).
+
+    ``labelled`` predictions met their label within ``labels.max_delay_seconds``; ``unmatched`` =
+    ``with_request_id - labelled`` = ``expired + evicted``. ``duplicates`` are further labels of a labelled
+    prediction. ``estimated_accuracy`` is the label-free estimate made when the prediction window closed.
+    """
+
+    result_schema: int = RESULT_SCHEMA
+    result_kind: str = "labels"
+    model: str
+    version: str
+    window_start_ms: int = json_field(name="window_start", encode=iso_ms)
+    window_end_ms: int = json_field(name="window_end", encode=iso_ms)
+    partial: bool
+    predictions: int
+    with_request_id: int
+    labelled: int
+    accuracy: float | None
+    classes: tuple[ClassFigures, ...] = json_field(key_by="label")
+    duplicates: int
+    unmatched: int
+    expired: int
+    evicted: int
+    estimated_accuracy: float | None
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResults:
     """What one :meth:`monitor.pipeline.Pipeline.process` (or ``flush``) call closed, in closing order."""
@@ -249,6 +297,7 @@ class BatchResults:
     windows: tuple[WindowResult, ...] = ()
     experiments: tuple[ExperimentResult, ...] = ()
     shadow: tuple[ShadowResult, ...] = ()
+    labels: tuple[LabelsResult, ...] = ()
 
 
 class Sink(Protocol):
@@ -268,6 +317,9 @@ class Sink(Protocol):
     def set_open_windows(self, n: int) -> None: ...
     def count_shadow_joins(self, deltas: Mapping[str, int]) -> None: ...
     def set_shadow_pending(self, n: int) -> None: ...
+    def labels_closed(self, result: LabelsResult) -> None: ...
+    def count_label_joins(self, deltas: Mapping[str, int]) -> None: ...
+    def set_label_pending(self, n: int) -> None: ...
 
 
 class DeadLetter(Protocol):
@@ -285,6 +337,7 @@ class PipelineStats:
     internal_errors: Counter = field(default_factory=Counter)
     untracked: int = 0  # events of streams over metrics.max_tracked_streams (windowed as __other__)
     segment_folded: int = 0  # events of a model's segments over window.max_segments (segment __other__)
+    labels: int = 0  # valid label events (kind "label"): not predictions, so not in ``valid``
 
     def to_dict(self) -> dict:
         return {
@@ -298,4 +351,5 @@ class PipelineStats:
             **({"internal_errors": dict(sorted(self.internal_errors.items()))} if self.internal_errors else {}),
             **({"untracked": self.untracked} if self.untracked else {}),
             **({"segment_folded": self.segment_folded} if self.segment_folded else {}),
+            **({"labels": self.labels} if self.labels else {}),
         }

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from monitor.results import ExperimentResult, ShadowResult, WindowResult
-from sinks import sql_schema as tables
+from sinks import sql_labels, sql_schema as tables
 from sinks.sql_engine import PG_CONNECT_DEFAULTS, configure_sqlite, describe, json_dumps, upsert
 from sinks.sql_engine import now_ms as _now_ms
 from sinks.sql_rows import check_name as _check_name
@@ -314,13 +314,12 @@ class SqlStore:
         checkpoints: Mapping[tuple[str, int], tuple[int, bytes | None]],
         expected_offsets: Mapping[tuple[str, int], int | None] | None = None,
         before_commit: Callable[[], None] | None = None,
-        experiment_results: Iterable[ExperimentResult] = (),
-        shadow_results: Iterable[ShadowResult] = (),
+        experiment_results: Iterable[ExperimentResult] = (), shadow_results: Iterable[ShadowResult] = (), label_results: Iterable = (),
     ) -> None:
         """Write window results, their drift events and partition checkpoints in ONE transaction.
 
-        ``experiment_results`` and ``shadow_results`` (docs/experiments.md) closed by the same records join
-        that transaction, so they are exactly-once like the window results.
+        ``experiment_results``, ``shadow_results`` (docs/experiments.md) and ``label_results`` (sinks.sql_labels)
+        closed by the same records join that transaction, so they are exactly-once like the window results.
 
         ``checkpoints`` maps ``(topic, partition)`` to ``(next_offset, state)``: the next offset to consume
         and the serialized open-window state once every record before it is accounted for. Either everything
@@ -357,6 +356,7 @@ class SqlStore:
             self._write_results(conn, rows, events)
             upsert(conn, tables.experiment_results, exp_rows, EXPERIMENT_KEY)
             upsert(conn, tables.shadow_results, shadow_rows, SHADOW_KEY)
+            sql_labels.upsert_label_results(conn, label_results)
             if before_commit is not None:  # fault injection for crash tests: everything written, nothing committed
                 before_commit()
 
@@ -389,10 +389,9 @@ class SqlStore:
     ) -> list[dict]:
         """Return stored window results of ``model``, ordered by window start.
 
-        ``version`` keeps one model version, ``segment`` one segment ("": the segment-less stream); ``since`` keeps windows starting at or after it: an aware
-        datetime, an RFC 3339 string, or epoch seconds or milliseconds (a number or a string of digits; below
-        10^11 it is seconds, as for event timestamps in docs/events.md); ``limit`` keeps the newest ``limit``
-        windows.
+        ``version`` keeps one model version, ``segment`` one segment ("": the segment-less stream); ``since``
+        windows starting at or after it: an aware datetime, an RFC 3339 string, or epoch seconds or milliseconds
+        (a number or digits; below 10^11 seconds, as for event timestamps in docs/events.md); ``limit`` the newest.
         """
         t = tables.window_results.c
         where = sa.and_(t.model == model, *(getattr(t, k) == v for k, v in (("version", version), ("segment", segment))

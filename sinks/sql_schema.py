@@ -15,10 +15,10 @@ from sqlalchemy.dialects import postgresql
 __all__ = [
     "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
     "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
-    "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results",
+    "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results", "LABELS_KEY", "label_results",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
 # version. A step alters or backfills existing tables; tables that are new in a version are created after
@@ -30,6 +30,8 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     2: lambda conn: None,
     # 3 -> 4 adds `segment` to the key of window_results and drift_events ("" for every existing row).
     3: lambda conn: _add_segment_key(conn),
+    # 4 -> 5 adds the table label_results; nothing existing changes.
+    4: lambda conn: None,
 }
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
@@ -191,3 +193,22 @@ def _add_segment_key(conn: sa.Connection) -> None:
         table.create(conn)
         conn.execute(sa.text(f"INSERT INTO {table.name} ({cols}, segment) SELECT {cols}, '' FROM {aside}"))
         conn.execute(sa.text(f"DROP TABLE {aside}"))
+
+
+# One row per (model, version) and prediction window whose label period closed (docs/results.md, *Labels
+# results*): the realised accuracy from late label events, next to the window's label-free estimate.
+LABELS_KEY = ("model", "version", "window_start_ms")
+
+label_results = sa.Table(
+    "label_results", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("version", _Name, primary_key=True),
+    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
+    sa.Column("partial", sa.Boolean, nullable=False),
+    sa.Column("predictions", sa.BigInteger, nullable=False),
+    sa.Column("labelled", sa.BigInteger, nullable=False),
+    sa.Column("accuracy", sa.Double, nullable=True),
+    sa.Column("estimated_accuracy", sa.Double, nullable=True),
+    sa.Column("result", _Json, nullable=False),
+)

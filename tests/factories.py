@@ -8,7 +8,8 @@ from datetime import datetime
 from detectors.ab import SRMResult
 from detectors.base import ConfidenceShiftResult, FeatureDrift, InputDriftResult, LatencySummary
 from detectors.shadow import ShadowSummary
-from monitor.results import ConfidenceSummary, DriftVerdicts, ExperimentResult, ShadowResult, VariantFigures, WindowResult
+from monitor.results import (ClassFigures, ConfidenceSummary, DriftVerdicts, ExperimentResult, LabelsResult, ShadowResult,
+                             VariantFigures, WindowResult)
 
 NAN = math.nan
 
@@ -71,3 +72,13 @@ def shadow(start_ms, *, model="m", n=10, agreement=0.95):
     )  # fmt: skip
     return ShadowResult(model=model, window_kind="time", window_start_ms=start_ms, window_end_ms=start_ms + 60_000,
                         window_seq=0, partial=False, late_pairs=0, summary=summary, joins={"joined": n, "pending": 0})
+
+
+def labels(start_ms, *, model="m", version="1", labelled=40, accuracy=0.9, estimate=0.85, partial=False):
+    """A labels result (realised accuracy) of a 5-minute window."""
+    return LabelsResult(
+        model=model, version=version, window_start_ms=start_ms, window_end_ms=start_ms + 300_000, partial=partial,
+        predictions=100, with_request_id=80, labelled=labelled, accuracy=accuracy,
+        classes=(ClassFigures("neg", 10, 12, 9, 0.9, 0.75), ClassFigures("pos", 30, 28, 27, 0.9, 27 / 28)),
+        duplicates=1, unmatched=80 - labelled, expired=80 - labelled, evicted=0, estimated_accuracy=estimate,
+    )  # fmt: skip

@@ -413,3 +413,12 @@ def test_alertmanager_groups_by_model():
     assert severities == {f'severity="{s}"' for s in SEVERITIES}
     # every severity the rules use has a route
     assert {r["labels"]["severity"] for r in alert_rules()} <= set(SEVERITIES)
+
+
+def test_render_sets_the_realised_accuracy_margin_and_minimum():
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), realised_margin=0.1, realised_min_labelled=500)
+    [rule] = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"] if r.get("alert") == "NlpRealisedAccuracyLow"]
+    assert ") > 0.1\n" in rule["expr"] and ">= 500" in rule["expr"] and "margin 0.1," in rule["annotations"]["description"]
+    for margin, minimum, message in ((0, 100, "margin"), (1.5, 100, "margin"), (0.05, 0, "labelled"), (0.05, 2.5, "labelled")):
+        with pytest.raises(ValueError, match=message):
+            render.render(RULES_SOURCE.read_text(encoding="utf-8"), realised_margin=margin, realised_min_labelled=minimum)

@@ -21,7 +21,7 @@ DATASOURCES = ROOT / "grafana" / "provisioning" / "datasources" / "nlpmon.yml"
 PROVIDERS = ROOT / "grafana" / "provisioning" / "dashboards" / "nlpmon.yml"
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 # Rows of features that are off on a plain install (re-evaluation, experiments, shadow): collapsed.
-OPTIONAL_ROWS = ("Re-evaluation", "Experiments", "Shadow")
+OPTIONAL_ROWS = ("Re-evaluation", "Experiments", "Shadow", "Realised accuracy")
 # 0/1 gauges: never on one axis with a p-value or a ratio.
 FLAG_METRICS = {"nlp_drift_detected", "nlp_drift_detector_detected", "nlp_window_drifted", "nlp_experiment_significant", "nlp_experiment_degraded",
                 "nlp_experiment_srm_mismatch", "nlp_experiment_guardrail_breached", "nlp_shadow_agreement_low",
@@ -157,7 +157,8 @@ def test_optional_rows_are_collapsed_and_the_others_not():
         # A collapsed row holds its panels; an expanded one lists none (they follow it at the top level).
         assert bool(r.get("panels")) == r["collapsed"], r["title"]
     nested = {p["title"] for r in optional for p in r["panels"]}
-    assert {"Re-evaluation accuracy", "Experiment samples per variant", "Shadow agreement"} <= nested
+    assert {"Re-evaluation accuracy", "Experiment samples per variant", "Shadow agreement",
+            "Realised vs estimated accuracy"} <= nested
 
 
 def _units(panel: dict) -> set:

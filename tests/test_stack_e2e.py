@@ -68,6 +68,9 @@ EMBEDDING_DIM = 24
 # An A/A experiment (an even a/b split of the same model) and shadow predictions for 10% of requests, so the
 # experiment and shadow panels have data (docs/experiments.md). Their alerts need minutes (`for:`), so they
 # cannot notify during the clean part.
+# Label events for 30% of the predictions, a fraction of a second later, joined with a short delay so that
+# labels results close during the test and the realised-accuracy panels have data (docs/results.md).
+_LABELS = '[labels]\nenabled = true\nmax_delay_seconds = 2\n'
 _EXPERIMENT = ('[shadow]\nenabled = true\nttl_seconds = 2\n'
                '[[experiments]]\nname = "e2e-ab"\nmodel = "sentiment"\nvariants = {a = 50, b = 50}\n'
                'metric = "confidence"\nmde = 0.01\n'
@@ -140,7 +143,7 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_p
     topic = kafka_broker.new_topic()
     config = write_config(tmp_path / "nlpmon.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="e2e",
                           store_url=f"sqlite:///{tmp_path / 'store.db'}", profile=profile,
-                          extra=_reeval_section(tiny) + _EXPERIMENT)
+                          extra=_reeval_section(tiny) + _EXPERIMENT + _LABELS)
     env = {"NLPMON_WINDOW_SIZE_SECONDS": str(WINDOW_S), "NLPMON_WINDOW_LATENESS_SECONDS": "0.5",
            "NLPMON_WINDOW_MIN_EVENTS": "200", "NLPMON_LOGGING_LEVEL": "info"}
 
@@ -148,7 +151,8 @@ def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_p
         hook = stack.enter_context(webhook_receiver())
         daemon = stack.enter_context(DaemonProcess(config, tmp_path / "nlpmon.log", env=env))
         traffic = LiveTraffic(kafka_broker.bootstrap, topic, rate_per_s=RATE_PER_S, seed=1, label_share=0.2,
-                              variants={"a": 0.5, "b": 0.5}, shadow_share=0.1, embedding_dim=EMBEDDING_DIM).start()
+                              variants={"a": 0.5, "b": 0.5}, shadow_share=0.1, embedding_dim=EMBEDDING_DIM,
+                              label_event_share=0.3).start()
         stack.callback(traffic.stop)
         port = _metrics_port(daemon)
         assert _post_reeval(port) == 202  # the first re-evaluation: the baseline of the drift-triggered one

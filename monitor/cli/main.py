@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         help="run the whole pipeline over a JSONL file of events and print window results",
         description="Run the pipeline over EVENTS (JSONL, '-' for stdin) and write one JSON window result per "
-        "line. Open windows are flushed at the end (\"partial\": true). A one-line JSON summary goes to stderr. "
+        "line (with [labels] enabled, also each window's realised accuracy, \"result_kind\": \"labels\", on its own "
+        "line). Open windows are flushed at the end (\"partial\": true). A one-line JSON summary goes to stderr. "
         "Exit 0 whenever the input could be read, whatever it contained.",
     )
     p.add_argument("events", metavar="EVENTS.jsonl", help="prediction-log events, one JSON object per line ('-' = stdin)")

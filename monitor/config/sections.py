@@ -206,6 +206,16 @@ class ShadowConfig:
     alpha: float = field(default=0.01, metadata=_key(min=1e-12, max=0.5))
 
 
+@dataclass(frozen=True)
+class LabelsConfig:
+    enabled: bool = False
+    max_delay_seconds: float = field(default=86_400.0, metadata=_key(min=0, max=30 * 86_400))
+    max_pending: int = field(default=1_000_000, metadata=_key(min=1, max=100_000_000))
+    calibration_bins: int = field(default=10, metadata=_key(min=2, max=100))
+    calibration_windows: int = field(default=12, metadata=_key(min=1, max=10_000))
+    refresh_calibration: bool = False
+
+
 # -- [[experiments]]: an array of tables, each with its own [[experiments.guardrails]] -------------------------
 EXPERIMENT_METRICS = ("accuracy", "misclassification_rate", "error_rate", "outcome", "confidence")
 GUARDRAIL_METRICS = ("latency_p99_ms", "error_rate", "low_confidence_ratio")
@@ -265,6 +275,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     reeval: ReevalConfig = ReevalConfig()
     shadow: ShadowConfig = ShadowConfig()
+    labels: LabelsConfig = LabelsConfig()
     experiments: tuple[ExperimentConfig, ...] = ()
 
     def replace(self, **sections: Any) -> "Config":

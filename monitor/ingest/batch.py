@@ -7,11 +7,11 @@ the batch and run it again on each half to find the records that raise, without 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.ingest.events import Event, InvalidEvent, decode_event
+from monitor.ingest.events import Event, InvalidEvent, LabelEvent, decode_event
 from monitor.ingest.features import BatchFeatures, entropies, event_rows
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
@@ -57,6 +57,8 @@ class Chunk:
     ts: np.ndarray
     rejected: list[tuple[int, object, InvalidEvent]]  # (record index, record, why)
     streams: dict[tuple[str, str, str], StreamBatch]  # by (model, version, segment); segment "" without
+    # Label events (kind "label", record index, event): never windowed, never counted as predictions.
+    labels: list[tuple[int, LabelEvent]] = field(default_factory=list)
 
 
 def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, features: FeatureSet,
@@ -69,6 +71,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
     events: list[Event] = []
     pos: list[int] = []
     rejected: list[tuple[int, object, InvalidEvent]] = []
+    labels: list[tuple[int, LabelEvent]] = []
     for i, rec in enumerate(records):
         try:
             e = decode_event(rec.value, max_text_chars=max_text_chars)
@@ -78,6 +81,9 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
         if e.ts_ms > horizon_ms:
             # One producer with a wrong clock must not close every window of its stream.
             rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version, e.segment)))
+            continue
+        if type(e) is LabelEvent:
+            labels.append((i, e))
             continue
         if e.embedding is not None:
             profile = profiles.get(e.model)
@@ -108,7 +114,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
                 entropies(evs), batch.lengths[ia],
             )  # fmt: skip
-    return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams)
+    return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams, labels)
 
 
 def _pick(items: list | None, idx: list[int], n: int) -> list | None:

@@ -16,7 +16,8 @@ from typing import Annotated, Union
 import msgspec
 import orjson
 
-__all__ = ["Event", "InvalidEvent", "REASONS", "decode_event", "parse_ts_ms", "DEFAULT_VERSION", "MAX_SEGMENT_CHARS"]
+__all__ = ["Event", "LabelEvent", "InvalidEvent", "REASONS", "decode_event", "parse_ts_ms", "DEFAULT_VERSION",
+           "KINDS", "MAX_SEGMENT_CHARS"]
 
 DEFAULT_VERSION = "unversioned"
 
@@ -36,7 +37,15 @@ REASONS = (
     "classes_mismatch",
     "text_too_long",
     "segment_too_long",
+    "unknown_kind",
+    "label_with_prediction",
 )
+
+# The values of an event's ``kind`` (docs/events.md, *Label events*); absent means "prediction".
+KINDS = ("prediction", "label")
+# What a label event must not carry: it is the true class of a prediction logged before, not a prediction.
+_PREDICTION_ONLY = ("prediction", "error", "confidence", "probabilities", "classes", "latency_ms", "text",
+                    "features", "variant", "outcome", "embedding")
 
 # A segment is a label value (Prometheus, SQL key, Grafana variable): short, like a language or tenant code.
 MAX_SEGMENT_CHARS = 64
@@ -78,6 +87,20 @@ class InvalidEvent(Exception):
         self.model = model
         self.version = version
         self.segment = segment
+
+
+class LabelEvent(msgspec.Struct, frozen=True, gc=False):
+    """One validated label event (``kind: "label"``): the true class of the prediction with ``request_id``.
+
+    ``version`` is ``None`` when the producer did not send it: the label joins its prediction by (model,
+    request_id), and the prediction's version is the one its result carries (docs/events.md).
+    """
+
+    ts_ms: int
+    model: str
+    request_id: str
+    label: str
+    version: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):
@@ -180,6 +203,7 @@ class _Wire(msgspec.Struct, gc=False):
     ts: Union[str, int, float]
     model: Annotated[str, msgspec.Meta(min_length=1)]
     schema: int = 1
+    kind: str = "prediction"
     version: Union[str, None] = None
     prediction: Union[str, None] = None
     error: Union[str, None] = None
@@ -201,7 +225,7 @@ class _Wire(msgspec.Struct, gc=False):
 _decode_wire = msgspec.json.Decoder(_Wire).decode
 
 
-def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
+def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | LabelEvent:
     """Parse and validate one event; raise :class:`InvalidEvent` with a named reason when it is not valid.
 
     Two paths, one authority. msgspec decodes the bytes into a typed struct in C (types, required fields and
@@ -214,6 +238,8 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
         w = _decode_wire(raw)
     except (msgspec.MsgspecError, RecursionError):  # msgspec raises RecursionError for very deep nesting
         return _slow_decode(raw, max_text_chars)
+    if w.kind != "prediction":
+        return _label_from_wire(w, raw, max_text_chars)
     if w.schema != 1 or w.version == "" or (w.prediction is None and w.error is None):
         return _slow_decode(raw, max_text_chars)
     if w.text is not None and len(w.text) > max_text_chars:
@@ -275,7 +301,23 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event:
     return msgspec.structs.replace(event, embedding=embedding, segment=w.segment)
 
 
-def _slow_decode(raw: bytes | str, max_text_chars: int) -> Event:
+def _label_from_wire(w: _Wire, raw: bytes | str, max_text_chars: int) -> LabelEvent:
+    """The fast path of a label event; anything unusual goes to the authoritative validator."""
+    if (w.kind != "label" or w.schema != 1 or w.version == "" or not w.request_id or not w.label
+            or any(getattr(w, name) is not None for name in _PREDICTION_ONLY)):
+        return _slow_decode(raw, max_text_chars)
+    ts = w.ts
+    if type(ts) is int and _SECONDS_LIMIT <= ts < _MAX_TS_MS:
+        ts_ms = ts
+    else:
+        try:
+            ts_ms = parse_ts_ms(ts)
+        except ValueError:
+            return _slow_decode(raw, max_text_chars)
+    return LabelEvent(ts_ms, w.model, w.request_id, w.label, w.version)
+
+
+def _slow_decode(raw: bytes | str, max_text_chars: int) -> Event | LabelEvent:
     """The authoritative validator: raises the named reason (and returns the event if it is in fact valid)."""
     try:
         obj = orjson.loads(raw)
@@ -344,7 +386,7 @@ def _replace_lone_surrogates(obj: object) -> object:
     return obj
 
 
-def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
+def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event | LabelEvent:
     """Validate an already-decoded JSON object (see :func:`decode_event`)."""
     get = obj.get
     schema = get("schema", 1)
@@ -352,6 +394,13 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
         if type(schema) is not int:
             raise _reject("wrong_type", "schema must be an integer", obj)
         raise _reject("unsupported_schema", "only schema 1 is supported", obj)
+    kind = get("kind", "prediction")
+    if kind != "prediction":
+        if type(kind) is not str:
+            raise _reject("wrong_type", "kind must be a string", obj)
+        if kind != "label":
+            raise _reject("unknown_kind", "kind must be \"prediction\" or \"label\"", obj)
+        return _validate_label(obj)
 
     model = get("model")
     if model is None:
@@ -453,6 +502,38 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event:
         embedding=embedding,
         segment=segment,
     )
+
+
+def _validate_label(obj: dict) -> LabelEvent:
+    """Validate a ``kind: "label"`` object: ts, model, request_id and label, nothing of a prediction."""
+    model = obj.get("model")
+    if model is None:
+        raise InvalidEvent("missing_field", "model is required")
+    if type(model) is not str or not model:
+        raise InvalidEvent("wrong_type", "model must be a non-empty string")
+    version = obj.get("version")
+    if version is not None and (type(version) is not str or not version):
+        raise InvalidEvent("wrong_type", "version must be a non-empty string", model)
+    stream = (model, version or DEFAULT_VERSION)
+    ts = obj.get("ts")
+    if ts is None:
+        raise InvalidEvent("missing_field", "ts is required", *stream)
+    if type(ts) is bool:
+        raise InvalidEvent("wrong_type", "ts must be a string or a number", *stream)
+    try:
+        ts_ms = parse_ts_ms(ts)
+    except ValueError as exc:
+        raise InvalidEvent("wrong_type" if type(ts) not in (str, int, float) else "bad_timestamp", str(exc), *stream) from None
+    for name in ("request_id", "label"):
+        value = obj.get(name)
+        if value is None:
+            raise InvalidEvent("missing_field", f"{name} is required in a label event", *stream)
+        if type(value) is not str or not value:
+            raise InvalidEvent("wrong_type", f"{name} must be a non-empty string", *stream)
+    present = [name for name in _PREDICTION_ONLY if obj.get(name) is not None]
+    if present:
+        raise InvalidEvent("label_with_prediction", f"a label event carries no {present[0]}", *stream)
+    return LabelEvent(ts_ms, model, obj["request_id"], obj["label"], version)
 
 
 def _probabilities(obj: dict, raw: object, model: str, version: str) -> tuple[tuple[str, ...], tuple[float, ...]]:

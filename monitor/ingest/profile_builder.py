@@ -10,7 +10,7 @@ import numpy as np
 from detectors.embedding import fit_reference
 from monitor.config import EmbeddingConfig
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON
-from monitor.ingest.events import InvalidEvent, decode_event
+from monitor.ingest.events import InvalidEvent, LabelEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
 from monitor.ingest.oov import OOV_FEATURE, VocabularyBuilder
 from monitor.ingest.reference import (
@@ -92,6 +92,8 @@ def build_profile(
                     e = decode_event(rec.value, max_text_chars=max_text_chars)
                 except InvalidEvent as exc:
                     invalid[exc.reason] += 1
+                    continue
+                if type(e) is LabelEvent:  # the true class of a logged prediction: not part of a profile
                     continue
                 if ((model is None or e.model == model) and (not versions or e.version in versions)
                         and (segment is None or e.segment == segment)):

@@ -12,7 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.ingest.events import InvalidEvent, decode_event
+from monitor.ingest.events import InvalidEvent, LabelEvent, decode_event
 from monitor.reeval.errors import DataError
 
 __all__ = ["TrafficSample", "read_traffic_texts"]
@@ -49,6 +49,8 @@ def read_traffic_texts(path: Path, *, limit: int, model: str | None = None,
                 event = decode_event(raw, max_text_chars=max_text_chars)
             except InvalidEvent as exc:
                 invalid[exc.reason] += 1
+                continue
+            if type(event) is LabelEvent:  # label events have no text
                 continue
             if model is not None and event.model != model:
                 continue

@@ -34,6 +34,7 @@ import msgspec
 from prometheus_client import CollectorRegistry
 
 from monitor.ab.experiments import log_experiment_result
+from monitor.ab.labels import log_labels_result
 from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.ingest.batch import Featurize
@@ -84,6 +85,7 @@ class _Partition:
     # Experiment and shadow results (docs/experiments.md) not yet durable; written with the same checkpoint.
     pending_experiments: list[ExperimentResult] = field(default_factory=list)
     pending_shadow: list[ShadowResult] = field(default_factory=list)
+    pending_labels: list = field(default_factory=list)  # labels results (realised accuracy), likewise
     dead_letters: list[tuple[bytes, str, str, str]] = field(default_factory=list)
     highwater: int | None = None
 
@@ -290,13 +292,13 @@ class KafkaDaemon:
             log_window(r)
             if self.reeval is not None:
                 self.reeval.on_window(r)
-        for r in closed.experiments:
-            log_experiment_result(r)
-        for r in closed.shadow:
-            log_shadow_result(r)
         part.pending.extend(closed.windows)
-        part.pending_experiments.extend(closed.experiments)
-        part.pending_shadow.extend(closed.shadow)
+        for log, results, pending in ((log_experiment_result, closed.experiments, part.pending_experiments),
+                                      (log_shadow_result, closed.shadow, part.pending_shadow),
+                                      (log_labels_result, closed.labels, part.pending_labels)):
+            for r in results:
+                log(r)
+            pending.extend(results)
 
     # -- fetch errors --------------------------------------------------------------------------------------
     def _poll(self) -> dict:
@@ -354,8 +356,8 @@ class KafkaDaemon:
     def _checkpoint(self, tps, *, reason: str) -> bool:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         parts = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions]
-        dirty = [(tp, p) for tp, p in parts if p.next_offset is not None
-                 and (p.committed_offset != p.next_offset or p.pending or p.pending_experiments or p.pending_shadow)]
+        dirty = [(tp, p) for tp, p in parts if p.next_offset is not None and (p.committed_offset != p.next_offset
+                 or p.pending or p.pending_experiments or p.pending_shadow or p.pending_labels)]
         if not dirty:
             self._last_checkpoint = self._clock()
             if len(tps) == len(self.partitions):
@@ -374,6 +376,7 @@ class KafkaDaemon:
                 before_commit=self._before_commit,
                 experiment_results=[r for _, p in dirty for r in p.pending_experiments],
                 shadow_results=[r for _, p in dirty for r in p.pending_shadow],
+                label_results=[r for _, p in dirty for r in p.pending_labels],
             )  # fmt: skip
         except StoreUnavailable as exc:
             self._db_down(exc)
@@ -408,10 +411,8 @@ class KafkaDaemon:
         dead = [d for _, p in dirty for d in p.dead_letters]
         self._to_publish.append((offsets, dead, list(results)))
         for _, p in dirty:
-            p.pending.clear()
-            p.pending_experiments.clear()
-            p.pending_shadow.clear()
-            p.dead_letters.clear()
+            for durable in (p.pending, p.pending_experiments, p.pending_shadow, p.pending_labels, p.dead_letters):
+                durable.clear()
 
     def _publish(self) -> None:
         """After a durable checkpoint: commit Kafka offsets (lag visibility only), send dead letters/results."""
@@ -568,6 +569,8 @@ class KafkaDaemon:
         set_embedding_gauges(s, self.embedder, [p.pipeline for p in self.partitions.values()])
         if self.config.shadow.enabled:
             s.set_shadow_pending(sum(p.pipeline.shadow.joiner.pending for p in self.partitions.values()))
+        if self.config.labels.enabled:  # the sum over partitions, as for shadow joins
+            s.set_label_pending(sum(p.pipeline.labels.pending for p in self.partitions.values()))
 
     def readiness(self) -> tuple[bool, dict]:
         checks = {"kafka_connected": self.kafka_connected, "db_connected": self.db_connected,

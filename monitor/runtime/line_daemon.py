@@ -16,11 +16,12 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from monitor.ab.experiments import log_experiment_result
+from monitor.ab.labels import log_labels_result
 from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline
-from monitor.results import BatchResults, WindowResult, iso_ms
+from monitor.results import BatchResults, LabelsResult, WindowResult, iso_ms
 from monitor.runtime.dead_letter import DeadLetterFile
 from monitor.runtime.embedding_worker import set_embedding_gauges
 from monitor.runtime.http import HttpServer
@@ -45,7 +46,7 @@ def build_pipeline(config: Config, *, registry: CollectorRegistry | None = None,
     return pipeline, c.sink, c.registry
 
 
-def result_line(result: WindowResult) -> bytes:
+def result_line(result: WindowResult | LabelsResult) -> bytes:
     """One line of replay output: the edge where a window result becomes JSON (docs/results.md)."""
     return orjson.dumps(result.to_dict()) + b"\n"
 
@@ -87,6 +88,7 @@ def run_line_source(
         store = None
         if config.output.store:
             from sinks.sql import SqlStore
+            from sinks.sql_labels import upsert_label_results
 
             store = stack.enter_context(SqlStore(config.store.url))
         if dead_letter is not None:
@@ -111,15 +113,20 @@ def run_line_source(
                     output.write(result_line(r))
                 if on_result is not None:
                     on_result(r)
-            if output is not None and closed.windows:
+            for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
+                log_labels_result(r)
+                if output is not None:
+                    output.write(result_line(r))
+            if output is not None and (closed.windows or closed.labels):
                 output.flush()
-            if store is not None and (closed.windows or closed.experiments or closed.shadow):
+            if store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
                 # One transaction per batch, upserted by (model, version, window): a rerun of the same input
                 # (after a crash, or on purpose) rewrites the same rows, so the store holds each window once.
                 with store.transaction() as conn:
                     store.upsert_window_results(conn, closed.windows)
                     store.upsert_experiment_results(conn, closed.experiments)
                     store.upsert_shadow_results(conn, closed.shadow)
+                    upsert_label_results(conn, closed.labels)
             # Experiment and shadow results go to Prometheus (through the sink), the log and, with
             # output.store, the SQL store (and so `nlpmon ab report`).
             for r in closed.experiments:

@@ -18,7 +18,7 @@ from monitor.config import Config
 from monitor.ingest.reference import Profile, ProfileError
 from monitor.windowing.evaluate import StreamDetectors
 
-__all__ = ["OTHER_SEGMENT", "SEGMENT_PROFILE_MARK", "SegmentIndex", "fold_segments", "rejection_key", "profile_name",
+__all__ = ["profile_detectors", "OTHER_SEGMENT", "SEGMENT_PROFILE_MARK", "SegmentIndex", "fold_segments", "rejection_key", "profile_name",
            "split_profiles", "segment_detectors"]
 
 OTHER_SEGMENT = "__other__"
@@ -61,6 +61,22 @@ def segment_detectors(profile: Profile, model_profile: Profile | None, model_det
     detectors = StreamDetectors(profile, config.detect, config.embedding)
     detectors.embedding = model_detectors.embedding if model_detectors is not None else None
     return detectors
+
+def profile_detectors(profiles: Mapping[str, Profile], features, config: Config, encoder: dict | None
+                      ) -> tuple[dict[str, Profile], dict[tuple[str, str], Profile], dict]:
+    """The pipeline's model profiles, segment profiles and detectors (by model, and by (model, segment)), each
+    profile checked against the daemon's features and ``encoder`` identity (None: no ``[embedding] model``)."""
+    models, segments = split_profiles(profiles)
+    for model, profile in models.items():
+        profile.check_compatible(features, origin=f"model {model}")
+        profile.check_embedding(encoder, origin=f"model {model}", components=config.embedding.components,
+                                whiten=config.embedding.whiten)
+    detectors: dict = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in models.items()}
+    for (model, segment), profile in segments.items():  # a segment's windows are tested against its own
+        profile.check_compatible(features, origin=f"model {model} segment {segment}")
+        detectors[(model, segment)] = segment_detectors(profile, models.get(model), detectors.get(model), config)
+    return models, segments, detectors
+
 
 StreamKey = tuple[str, str, str]
 

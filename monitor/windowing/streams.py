@@ -7,7 +7,7 @@ from monitor.windowing.accumulator import _EMBEDDING_SALT, WindowAccumulator
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import NO_EVENTS_YET
 
-__all__ = ["StreamState"]
+__all__ = ["StreamState", "hold"]
 
 
 class StreamState:
@@ -105,3 +105,20 @@ class StreamState:
             acc = WindowAccumulator.from_state(acc_state)
             stream.open[acc.start_ms if acc.kind == "time" else acc.seq] = acc
         return stream
+
+    def expiry_again(self, p: int, ttl_ms: int, lateness_ms: int) -> int | None:
+        """At partition time ``p``: None when the stream may be forgotten (no event for ``ttl_ms`` and no open
+        window), else the partition time at which to look again (after its open windows could have closed)."""
+        if self.last_p_ms + ttl_ms > p or self.open:
+            again = max([self.last_p_ms + ttl_ms] + [a.end_ms + lateness_ms for a in self.open.values()])
+            if again > p or not self.open:
+                return max(again, p + 1)
+        return None
+
+
+def hold(held: dict, limit: int, key: tuple, n: int) -> None:
+    """Count ``n`` rejections of a stream not seen yet in ``held``, keeping at most ``limit`` streams (the one
+    held longest is dropped first: garbage model names cannot grow memory)."""
+    held[key] = held.pop(key, 0) + n  # re-inserted: the most recent is dropped last
+    while len(held) > limit:
+        del held[next(iter(held))]

@@ -1,7 +1,7 @@
 """Prometheus exposition of nlpmon's state (metric names and labels: docs/metrics.md).
 
-One custom collector per area (events, windows, re-evaluation, experiments, shadow, daemon), all registered
-on ONE explicit ``CollectorRegistry``; each yields metric families from current state at scrape time
+One custom collector per area (events, windows, re-evaluation, experiments, shadow, daemon, realised
+accuracy), all registered on ONE explicit ``CollectorRegistry``; each yields metric families from current state at scrape time
 (prometheus client_python's "custom collector" pattern). :class:`PrometheusSink` owns them and the label
 bounds they share, and is what the pipeline and daemons call. Collectors read the typed results'
 fields (``monitor.results``); they count and format, and compute no statistics.
@@ -13,11 +13,12 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
-from monitor.results import ExperimentResult, ShadowResult, WindowResult
+from monitor.results import ExperimentResult, LabelsResult, ShadowResult, WindowResult
 from sinks.prometheus.daemon import DaemonCollector
 from sinks.prometheus.events import CONFIDENCE_BUCKETS, LATENCY_BUCKETS_SECONDS, LENGTH_BUCKETS_TOKENS, EventsCollector
 from sinks.prometheus.experiments import ExperimentsCollector
 from sinks.prometheus.labels import OTHER, LabelBounds
+from sinks.prometheus.realised import LABEL_JOIN_OUTCOMES, REALISED_GAUGES, RealisedCollector
 from sinks.prometheus.reeval import REEVAL_GAUGES, REEVAL_RUN_OUTCOMES, ReevalCollector
 from sinks.prometheus.shadow import SHADOW_GAUGES, SHADOW_JOIN_OUTCOMES, ShadowCollector
 from sinks.prometheus.windows import WindowsCollector
@@ -25,7 +26,7 @@ from sinks.prometheus.windows import WindowsCollector
 __all__ = ["PrometheusSink", "OTHER", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUCKETS", "LENGTH_BUCKETS_TOKENS",
            "REEVAL_GAUGES", "REEVAL_RUN_OUTCOMES", "SHADOW_GAUGES", "SHADOW_JOIN_OUTCOMES", "LabelBounds",
            "EventsCollector", "WindowsCollector", "ReevalCollector", "ExperimentsCollector", "ShadowCollector",
-           "DaemonCollector"]
+           "DaemonCollector", "RealisedCollector", "REALISED_GAUGES", "LABEL_JOIN_OUTCOMES"]
 
 
 class PrometheusSink:
@@ -38,9 +39,11 @@ class PrometheusSink:
         self.reeval = ReevalCollector(self.bounds)
         self.experiments = ExperimentsCollector(self.bounds)
         self.shadow = ShadowCollector(self.bounds)
+        self.realised = RealisedCollector(self.bounds)
         self.daemon = DaemonCollector(self.bounds, build_version=build_version)
         # Registration order is exposition order: the same as when this was one collector.
-        for collector in (self.events, self.windows, self.reeval, self.experiments, self.shadow, self.daemon):
+        for collector in (self.events, self.windows, self.reeval, self.experiments, self.shadow, self.daemon,
+                          self.realised):
             registry.register(collector)
 
     # -- the pipeline (monitor.pipeline.Sink) ----------------------------------------------------------------
@@ -67,6 +70,17 @@ class PrometheusSink:
 
     def set_shadow_pending(self, n: int) -> None:
         self.shadow.set_pending(n)
+
+    def labels_closed(self, result: LabelsResult) -> None:
+        """Keep a stream's latest labels result for the nlp_realised_* gauges."""
+        self.realised.labels_closed(result)
+
+    def count_label_joins(self, deltas: Mapping[str, int]) -> None:
+        """Add to ``nlpmon_label_join_events_total`` by outcome; the first call creates every series."""
+        self.realised.count_joins(deltas)
+
+    def set_label_pending(self, n: int) -> None:
+        self.realised.set_pending(n)
 
     def count_records(self, consumed: int, valid: int) -> None:
         self.daemon.count_records(consumed, valid)

@@ -83,7 +83,7 @@ def test_version_2_database_is_upgraded_to_3(store):
     fresh = SqlStore(store.url.render_as_string(hide_password=False))
     try:
         fresh.create_schema()
-        assert fresh.schema_version() == sql_schema.SCHEMA_VERSION
+        assert fresh.schema_version() == sql_schema.SCHEMA_VERSION  # 2 -> 3 -> the current one
         fresh.upsert_experiment_results(None, [exp_result()])
         assert len(fresh.experiment_results("exp")) == 1
     finally:

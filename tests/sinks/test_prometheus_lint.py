@@ -51,6 +51,9 @@ def full_scrape() -> tuple[CollectorRegistry, bytes]:
     sink.experiment_closed(factories.experiment(t0))
     sink.shadow_closed(factories.shadow(t0))
     sink.count_shadow_joins({"joined": 10})
+    sink.labels_closed(factories.labels(t0))
+    sink.count_label_joins({"matched": 40, "expired": 40})
+    sink.set_label_pending(12)
     sink.count_records(100, 99)
     sink.count_invalid("malformed_json")
     sink.count_dead_letter()
@@ -64,7 +67,7 @@ def test_the_scrape_carries_every_family():
     registry, text = full_scrape()
     names = {m.name for m in registry.collect()}
     for expected in ("nlp_predictions", "nlp_window_events", "nlp_drift_statistic", "nlp_reeval_accuracy_ratio",
-                     "nlp_experiment_samples", "nlp_shadow_pairs", "nlpmon_events_consumed", "nlpmon_kafka_connected",
+                     "nlp_experiment_samples", "nlp_shadow_pairs", "nlp_realised_accuracy_ratio", "nlpmon_events_consumed", "nlpmon_kafka_connected",
                      "process_cpu_seconds", "python_info", "python_gc_objects_collected"):
         assert expected in names, f"{expected} missing from the scrape"
 

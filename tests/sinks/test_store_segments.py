@@ -69,7 +69,7 @@ def test_a_version_3_database_is_upgraded_keeping_its_rows(store_url):
     engine.dispose()
     with SqlStore(store_url) as store:
         store.create_schema()
-        assert store.schema_version() == sql_schema.SCHEMA_VERSION == 4
+        assert store.schema_version() == sql_schema.SCHEMA_VERSION == 5  # 3 -> 4 (segments) -> 5 (label_results)
         assert store.history("sentiment") == [old.to_dict()]
         assert store.history("sentiment", segment="") == [old.to_dict()]
         # The upgraded key takes a segment's window of the same start next to the old one.

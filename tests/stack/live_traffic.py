@@ -28,7 +28,8 @@ class LiveTraffic:
     """
 
     def __init__(self, bootstrap: str, topic: str, *, rate_per_s: float, seed: int, label_share: float = 0.0,
-                 variants: dict[str, float] | None = None, shadow_share: float = 0.0, embedding_dim: int = 0):
+                 variants: dict[str, float] | None = None, shadow_share: float = 0.0, embedding_dim: int = 0,
+                 label_event_share: float = 0.0):
         self.topic = topic
         self.rate_per_s = rate_per_s
         self.sent = 0
@@ -36,7 +37,7 @@ class LiveTraffic:
         # variants/shadow_share: an A/B split and shadow predictions (generate_events); a shadow event is sent
         # right after its served one, stamped with the same wall-clock time plus its generated delay.
         kw = {"label_share": label_share, "variants": variants, "shadow_share": shadow_share,
-              "embedding_dim": embedding_dim}
+              "embedding_dim": embedding_dim, "label_event_share": label_event_share}
         self._clean = generate_events(_EVENTS_PER_STREAM, seed=seed, **kw)
         self._drifted = generate_events(_EVENTS_PER_STREAM, seed=seed + 1, drift_after=0, **kw)
         self._last_served: tuple[int, int] | None = None  # (generated ts, wall ts) of the latest served event
@@ -87,7 +88,9 @@ class LiveTraffic:
                     now = time.time()
                     if drifted and self.drift_started_at is None:
                         self.drift_started_at = now
-                    if event.get("variant") == "shadow" and self._last_served is not None:
+                    # A shadow event and a label event (kind "label", due after its prediction) keep their
+                    # generated offset from the latest served event.
+                    if (event.get("variant") == "shadow" or event.get("kind") == "label") and self._last_served is not None:
                         generated, wall = self._last_served
                         event["ts"] = wall + (event["ts"] - generated)
                     else:

@@ -10,6 +10,8 @@ scraping bug looks like from the model's side.
 
 from __future__ import annotations
 
+import heapq
+
 import zlib
 from collections.abc import Iterator
 
@@ -59,6 +61,8 @@ def generate_events(
     embedding_dim: int = 0,
     segments: dict[str, float] | None = None,
     drift_segments: tuple[str, ...] | None = None,
+    label_event_share: float = 0.0,
+    label_delay_ms: tuple[int, int] = (500, 5_000),
 ) -> Iterator[dict]:
     """Yield ``n`` event dicts (docs/events.md) with event times ``1/rate_per_s`` apart on average.
 
@@ -71,10 +75,15 @@ def generate_events(
     moved by the drifted texts' unseen vocabulary). ``segments`` ({name: share}) gives each event a
     ``segment`` drawn with those shares from its own generator; with ``drift_segments`` only the events of
     those segments drift after ``drift_after``.
+    moved by the drifted texts' unseen vocabulary). ``label_event_share`` of the events get a label event
+    (``kind: "label"``, docs/events.md) a uniform ``label_delay_ms`` range later, yielded in event-time order
+    among the rest (and any still due at the end), not counted in ``n``; its own generator too.
     """
     rng = np.random.default_rng(seed)
     split_rng = np.random.default_rng([seed, 1])
     shadow_rng = np.random.default_rng([seed, 2])
+    label_rng = np.random.default_rng([seed, 4])  # [seed, 3] draws the segments
+    labels_due: list[tuple[int, int, dict]] = []  # (ts, sequence, label event), a heap
     names = list(variants) if variants else []
     shares = np.asarray([variants[v] for v in names], dtype=np.float64) if variants else None
     segment_rng = np.random.default_rng([seed, 3])
@@ -127,9 +136,18 @@ def generate_events(
         shadow = None
         if shadow_share and "prediction" in event and shadow_rng.random() < shadow_share:
             shadow = _shadow_of(event, shadow_rng)
+        while labels_due and labels_due[0][0] <= event["ts"]:
+            yield heapq.heappop(labels_due)[2]
+        if label_event_share and label_rng.random() < label_event_share:
+            due = int(ts) + int(label_rng.integers(label_delay_ms[0], label_delay_ms[1] + 1))
+            heapq.heappush(labels_due, (due, i, {"kind": "label", "ts": due, "model": model, "version": version,
+                                                 "request_id": event["request_id"],
+                                                 "label": "positive" if true_pos else "negative"}))
         yield event
         if shadow is not None:
             yield shadow
+    while labels_due:
+        yield heapq.heappop(labels_due)[2]
 
 
 _WORD_VECTORS: dict[tuple[str, int], np.ndarray] = {}

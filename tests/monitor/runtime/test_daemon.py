@@ -14,6 +14,7 @@ from kafka import KafkaConsumer
 
 from monitor.devkit.synth.traffic import generate_events, write_events
 from sinks.sql import SqlStore
+from sinks.sql_labels import label_results
 from tests.fixtures.databases import _fresh_postgres_schema
 
 from .harness import (
@@ -32,14 +33,32 @@ MODELS = ["sentiment", "intent"]
 # An experiment on the sentiment traffic: its cumulative state lives in the checkpoints too (docs/experiments.md).
 AB = ('[[experiments]]\nname = "crash-ab"\nmodel = "sentiment"\nvariants = {a = 50, b = 50}\nmetric = "confidence"\n'
       'mde = 0.02\n[[experiments.guardrails]]\nmetric = "latency_p99_ms"\ntolerance = 0.5\nrelative = true\n')
+# Late label events joined by request id (docs/results.md, Labels results): the join's state is checkpointed too.
+LABELS = '[labels]\nenabled = true\nmax_delay_seconds = 60\n'
 
 
 def _events(n: int, seed: int, segments: dict[str, float] | None = None) -> list[dict]:
     """Two models interleaved by time; sentiment drifts in its second half. Keyed by model on the topic.
-    ``segments``: intent's events carry these segments (sentiment's none)."""
-    a = list(generate_events(n, seed=seed, rate_per_s=20, drift_after=n // 2, variants={"a": 0.5, "b": 0.5}))
-    b = list(generate_events(n // 2, seed=seed + 1, rate_per_s=10, model="intent", version="7", segments=segments))
-    return sorted(a + b, key=lambda e: e["ts"])
+
+    Label events for 40% of the predictions, 0 to 90 s later (the join waits 60 s: some come too late), some
+    twice, some before their prediction, some for ids never predicted. ``segments``: intent's events carry
+    these segments (sentiment's none).
+    """
+    labels = {"label_event_share": 0.4, "label_delay_ms": (0, 90_000)}
+    a = list(generate_events(n, seed=seed, rate_per_s=20, drift_after=n // 2, variants={"a": 0.5, "b": 0.5}, **labels))
+    b = list(generate_events(n // 2, seed=seed + 1, rate_per_s=10, model="intent", version="7", segments=segments,
+                            **labels))
+    extra = []
+    for i, e in enumerate(a):
+        if e.get("kind") == "label" and i % 13 == 0:
+            extra.append(dict(e, ts=e["ts"] + 1_000, label="negative"))  # a duplicate: the first one wins
+        elif e.get("kind") is None and i % 17 == 0:
+            extra.append({"kind": "label", "ts": e["ts"] - 2_000, "model": e["model"], "request_id": e["request_id"],
+                          "label": "positive"})  # before its prediction
+        elif i % 101 == 0:
+            extra.append({"kind": "label", "ts": e["ts"], "model": e["model"], "request_id": f"ghost-{i}",
+                          "label": "positive"})  # an id never predicted
+    return sorted(a + b + extra, key=lambda e: e["ts"])
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,6 +88,8 @@ def _hostile_events(events: list[dict]) -> list[dict]:
     out = []
     for i, e in enumerate(sorted(events + quiet, key=lambda e: e["ts"])):
         out.append(e)
+        if e.get("kind") == "label":  # label events are not predictions: no late or poison copies of them
+            continue
         if e["model"] == "sentiment" and i % 97 == 0:
             out.append(dict(e, ts=e["ts"] - 60_000))  # its window closed a while ago: late
         if e["model"] == "sentiment" and i % 1201 == 600:
@@ -111,7 +132,7 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     # it is down; restart and SIGKILL in the middle of a checkpoint transaction; restart and run to the end.
     group = "crashy"
     cfg = write_config(tmp_path / "b.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group=group, store_url=store_b,
-                       profile=profile, extra=extra)
+                       profile=profile, extra=extra + LABELS)
     ends = produce(kafka_broker.bootstrap, topic, thirds[0], garbage, key_of=_key)
     with DaemonProcess(cfg, tmp_path / "b1.log", SEGMENT_ENV, poison=MARKER) as d:
         wait_until(lambda: sum(committed(store_b, group, topic, 3).values()) > 800, 60, "a first checkpoint", d)
@@ -131,7 +152,7 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
 
     # The reference run: same topic, its own group and store, never interrupted.
     cfg_a = write_config(tmp_path / "a.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="steady", store_url=store_a,
-                         profile=profile, extra=extra)
+                         profile=profile, extra=extra + LABELS)
     steady = _run_to_end(cfg_a, tmp_path / "a.log", store_a, "steady", topic, ends, env=SEGMENT_ENV, poison=MARKER)
 
     models = MODELS + ["quiet"]
@@ -157,6 +178,14 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
         ab_expected, ab_got = a.experiment_results("crash-ab"), b.experiment_results("crash-ab")
     assert len(ab_expected) >= 5 and ab_expected[-1]["comparisons"]["b"]["always_valid"]["looks"] == len(ab_expected)
     assert ab_got == ab_expected  # the experiment's cumulative state survived every SIGKILL exactly
+    with SqlStore(store_a) as a, SqlStore(store_b) as b:
+        labels_expected = [r for m in MODELS for r in label_results(a, m)]
+        labels_got = [r for m in MODELS for r in label_results(b, m)]
+    # Windows whose label period closed before the end of the topic (the daemon never flushes them partial).
+    assert len(labels_expected) >= 10 and not any(r["partial"] for r in labels_expected)
+    assert sum(r["labelled"] for r in labels_expected) >= 1000 and sum(r["expired"] for r in labels_expected) > 0
+    assert sum(r["duplicates"] for r in labels_expected) > 0
+    assert labels_got == labels_expected  # the join's waiting predictions and labels survived every SIGKILL
     if embedding == "encoder":
         tested = [r for r in expected if r["model"] == "sentiment" and r["tested"]]
         assert tested and all(r["drift"]["embedding"]["window_n"] >= 2 for r in tested)

@@ -71,3 +71,30 @@ def test_reeval_with_a_line_source_is_refused_at_startup(tmp_path):
                                             "reeval.data": "d.jsonl"})
     problems = preflight(config)
     assert any(p.startswith("reeval.enabled: re-evaluation runs in the Kafka sidecar only") for p in problems)
+
+
+def test_a_replayed_file_with_label_events_prints_and_stores_labels_results(tmp_path, store_url):
+    from sinks.sql_labels import label_results
+
+    write_events(tmp_path / "ref.jsonl", generate_events(2000, seed=1, rate_per_s=20))
+    save_profile(build_profile(str(tmp_path / "ref.jsonl"))[0], tmp_path / "p.json")
+    write_events(tmp_path / "in.jsonl", generate_events(3000, seed=2, rate_per_s=20, label_event_share=0.5,
+                                                         label_delay_ms=(0, 20_000)))
+    config = _config(tmp_path, tmp_path / "in.jsonl", store_url, **{"labels.enabled": True,
+                                                                    "labels.max_delay_seconds": 15})
+    out = io.BytesIO()
+    summary = run_line_source(config, path=str(tmp_path / "in.jsonl"), output=out, serve_metrics=False)
+    printed = [json.loads(x) for x in out.getvalue().splitlines()]
+    windows = [r for r in printed if "result_kind" not in r]
+    labels = [r for r in printed if r.get("result_kind") == "labels"]
+    assert summary["valid"] == 3000 and summary["labels"] >= 1400  # label events are not predictions
+    assert len(labels) == len(windows) >= 5 and [r["predictions"] for r in labels] == [w["events"] for w in windows]
+    # the last windows' label periods were not over at the end of the file: flushed partial, after the others
+    partial = [r["partial"] for r in labels]
+    assert partial == sorted(partial) and 1 <= sum(partial) <= 2
+    assert sum(r["labelled"] for r in labels) > 1000
+    # the devkit's model is always right, except that an error event predicts nothing: labelled and wrong
+    for r in labels:
+        assert all(c["correct"] == c["predicted"] for c in r["classes"].values())
+    with SqlStore(store_url) as s:
+        assert label_results(s, "sentiment") == sorted(labels, key=lambda r: r["window_start"])

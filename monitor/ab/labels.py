@@ -1,0 +1,578 @@
+"""Realised accuracy: join predictions with the label events that arrive later, per prediction window.
+
+The true label of a prediction seldom travels with it: it comes minutes or days later (a correction, a review,
+a chargeback) as a label event, ``{"kind": "label", "model", "request_id", "label", "ts"}`` (docs/events.md).
+:class:`LabelJoin` remembers each prediction that has a ``request_id`` compactly (event time, its window,
+predicted class, confidence; never text) for ``labels.max_delay_seconds`` of event time, pairs it with its
+label in whichever order the two arrive, and tallies each prediction window. A window's tally becomes a
+:class:`~monitor.results.LabelsResult` once its label period is over: the partition's prediction time passed
+the window's end plus the delay (or plus ``window.lateness_seconds`` when that is longer, so that the
+window's own result, and its label-free estimate, came first).
+
+Time is event time only, as in the shadow joiner, so replaying a log gives the same results as consuming it
+live. Two clocks, both functions of the record sequence: the *join clock*, the newest event time of the
+partition's predictions and labels, decides whether an entry is past its delay; the *close clock*, the newest
+prediction time (and the pipeline's idle advances), closes tallies, so labels stamped ahead of the
+predictions cannot close a window's tally before the window itself. Every decision is made at the record's
+position: an entry past its delay is treated as gone whether or not it has been swept from memory yet, and a
+tally is closed for new predictions from the record that moves the close clock past it, although
+:meth:`LabelJoin.close_due` hands it out only when the pipeline asks; so batching and sweeping never change a
+result.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+from collections import deque
+from itertools import repeat
+
+import numpy as np
+
+from detectors.base import finite_or_none
+from detectors.classification import CalibrationTable, estimate_accuracy
+from monitor.logs import log_event
+from monitor.results import ClassFigures, LabelsResult, WindowResult, iso_ms
+
+__all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS", "log_labels_result"]
+
+# The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
+JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
+# Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
+# events with arbitrary strings cannot grow a window's memory.
+MAX_CLASSES = 100
+OTHER_CLASS = "__other__"
+_MAX_INTERNED = 10_000  # class names shared between pending predictions (memory), at most this many
+
+
+class _Ordered:
+    """A dict in arrival order whose oldest live entry is found in O(1) (a deque of the entries beside it).
+
+    Each entry is a tuple whose last item is its key; a deque item is stale once the dict no longer holds that
+    very tuple (joined, replaced). The deque is rebuilt from the dict when stale items outnumber live ones.
+    A plain dict would not do: ``next(iter(d))`` after many deletions at its front walks every deleted slot.
+    """
+
+    __slots__ = ("d", "q")
+
+    def __init__(self):
+        self.d: dict = {}
+        self.q: deque = deque()
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def put(self, entry: tuple) -> None:
+        d = self.d
+        d[entry[-1]] = entry
+        q = self.q
+        q.append(entry)
+        if len(q) > 2 * len(d) + 64:
+            self.q = deque(d.values())
+
+    def oldest(self) -> tuple | None:
+        d, q = self.d, self.q
+        while q:
+            e = q[0]
+            if d.get(e[-1]) is e:
+                return e
+            q.popleft()
+        return None
+
+    def pop_oldest(self) -> tuple:
+        e = self.oldest()
+        del self.d[e[-1]]
+        self.q.popleft()
+        return e
+
+
+class _Tally:
+    """One prediction window's label counts (exact) and the calibration sums of its labelled pairs."""
+
+    __slots__ = ("key", "close_at", "predictions", "with_rid", "labelled", "correct", "duplicates", "evicted",
+                 "estimate", "predicted", "labels", "hits", "cal_n", "cal_ok", "cal_conf", "estimate_n")
+
+    def __init__(self, key: tuple, close_at: int, bins: int):
+        self.key, self.close_at = key, close_at
+        self.predictions = self.with_rid = self.labelled = self.correct = self.duplicates = self.evicted = 0
+        self.estimate: float | None = None
+        self.estimate_n = 0  # events behind the estimate: segment windows' estimates are averaged by it
+        self.predicted: dict[str, int] = {}
+        self.labels: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        self.cal_n, self.cal_ok, self.cal_conf = [0] * bins, [0] * bins, [0.0] * bins
+
+    def add_pair(self, cls: str | None, label: str, correct: bool, conf: float | None, bin_edges: list) -> None:
+        self.labelled += 1
+        predicted, labels = self.predicted, self.labels
+        if cls is not None:
+            c = cls if cls in predicted or cls in labels else _bounded(predicted, labels, cls)
+            predicted[c] = predicted.get(c, 0) + 1
+            if correct:
+                self.correct += 1
+                self.hits[c] = self.hits.get(c, 0) + 1
+        lab = label if label in labels or label in predicted else _bounded(predicted, labels, label)
+        labels[lab] = labels.get(lab, 0) + 1
+        if conf is not None:
+            i = bisect.bisect_left(bin_edges, conf)  # detectors.classification's binning: edges[i] < c <= edges[i+1]
+            self.cal_n[i] += 1
+            self.cal_ok[i] += correct
+            self.cal_conf[i] += conf
+
+    def state(self) -> list:
+        return [list(self.key), self.close_at, self.predictions, self.with_rid, self.labelled, self.correct,
+                self.duplicates, self.evicted, self.estimate, self.predicted, self.labels, self.hits, self.cal_n,
+                self.cal_ok, self.cal_conf, self.estimate_n]
+
+    @classmethod
+    def from_state(cls, s: list) -> _Tally:
+        t = cls.__new__(cls)
+        t.key, t.close_at = tuple(s[0]), s[1]
+        (t.predictions, t.with_rid, t.labelled, t.correct, t.duplicates, t.evicted, t.estimate) = s[2:9]
+        t.predicted, t.labels, t.hits = dict(s[9]), dict(s[10]), dict(s[11])
+        t.cal_n, t.cal_ok, t.cal_conf = list(s[12]), list(s[13]), list(s[14])
+        t.estimate_n = s[15] if len(s) > 15 else 0  # checkpoints from before segments
+        return t
+
+
+def _bounded(predicted: dict, labels: dict, name: str) -> str:
+    if name in predicted or name in labels or len(predicted.keys() | labels.keys()) < MAX_CLASSES:
+        return name
+    return OTHER_CLASS
+
+
+class LabelJoin:
+    """Join prediction events with label events by (model, ``request_id``); tally realised accuracy per window.
+
+    A prediction with a ``request_id`` waits ``max_delay_ms`` of event time for its label; a label whose
+    prediction has not arrived yet waits as long for it. At most ``max_pending`` of each are held; beyond
+    that the oldest (by arrival) is given up and counted ``evicted``. Outcomes (:data:`JOIN_OUTCOMES`, cumulative):
+    ``matched``; ``duplicate`` (a second label of a matched or waiting request, or a second prediction with
+    the same id: the first one wins); ``unknown`` (a label whose prediction never came within the delay);
+    ``late`` (a label that came past the delay: after its prediction's delay, or already more than the delay
+    behind the join clock); ``expired`` (a prediction whose label did not come in time, counted when its
+    window's tally closes); ``evicted``.
+
+    Parameters
+    ----------
+    max_delay_ms : int
+        How long, in event-time milliseconds, a prediction waits for its label (and a label for its prediction).
+    max_pending : int
+        Most predictions held at once, and most labels (and most matched ids kept to recognise duplicates).
+    size_ms, lateness_ms : int
+        The prediction windows' size and lateness (``[window]``): a tally closes at its window's end plus
+        ``max(max_delay_ms, lateness_ms)``.
+    bins, calibration_windows : int
+        The calibration table refitted from realised labels (:meth:`calibration_table`) has ``bins`` equal-width
+        confidence bins and sums the labelled pairs of the model's latest ``calibration_windows`` closed tallies.
+    refresh_calibration : bool
+        When true, a window's ``estimated_accuracy`` comes from that refitted table (once the model has one)
+        rather than from the estimate the pipeline was given (the re-evaluation run's table).
+
+    Examples
+    --------
+    >>> from monitor.ingest.events import Event, LabelEvent
+    >>> join = LabelJoin(max_delay_ms=60_000, max_pending=1000, size_ms=10_000)
+    >>> join.add_prediction(Event(ts_ms=1_000, model="m", version="1", prediction="pos", request_id="r1"))
+    >>> join.add_label(LabelEvent(ts_ms=30_000, model="m", request_id="r1", label="pos"))
+    >>> join.add_label(LabelEvent(ts_ms=31_000, model="m", request_id="r9", label="neg"))  # waits for r9
+    >>> join.add_prediction(Event(ts_ms=75_000, model="m", version="1", prediction="neg"))  # the clock passes 70 s
+    >>> [r] = join.close_due()  # window [0 s, 10 s) + 60 s of delay is over
+    >>> r.window_start_ms, r.predictions, r.labelled, r.accuracy, join.counts["matched"], join.pending
+    (0, 1, 1, 1.0, 1, 1)
+    """
+
+    def __init__(self, *, max_delay_ms: int, max_pending: int, size_ms: int, lateness_ms: int = 0, bins: int = 10,
+                 calibration_windows: int = 12, refresh_calibration: bool = False):
+        if max_delay_ms < 0 or max_pending < 1 or size_ms < 1 or lateness_ms < 0 or bins < 2 or calibration_windows < 1:
+            raise ValueError("max_delay_ms and lateness_ms must be at least 0; max_pending, size_ms and "
+                             "calibration_windows at least 1; bins at least 2")
+        self.max_delay_ms, self.max_pending, self.size_ms = int(max_delay_ms), int(max_pending), int(size_ms)
+        self.wait_ms = max(self.max_delay_ms, int(lateness_ms))
+        self.bins, self.calibration_windows = int(bins), int(calibration_windows)
+        self.refresh_calibration = bool(refresh_calibration)
+        # The interior bin edges of detectors.classification (np.linspace), so the refitted table bins alike.
+        self._edges = [float(x) for x in np.linspace(0.0, 1.0, self.bins + 1)[1:-1]]
+        self.clock_ms = self.close_ms = self._next_sweep_ms = -(2**62)
+        self._sweep_every_ms = max(1, self.max_delay_ms // 100)
+        self._last: tuple | None = None  # (window start, model, version, tally) of the latest prediction
+        # (model, request_id) -> entry; the entry's last item is its key (see _Ordered).
+        self._preds = _Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
+        self._labels = _Ordered()  # (ts_ms, label, key)
+        self._matched = _Ordered()  # (deadline_ms, tally key, key): labelled requests, to recognise duplicates
+        self._tallies: dict[tuple, _Tally] = {}
+        self._due: list[tuple[int, tuple]] = []  # (close_at, tally key)
+        self._recent: dict[str, deque] = {}  # model -> calibration sums of its latest closed tallies
+        self._names: dict[str, str] = {}
+        self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
+
+    @classmethod
+    def from_config(cls, config) -> LabelJoin:
+        lab, w = config.labels, config.window
+        return cls(max_delay_ms=int(round(lab.max_delay_seconds * 1000)), max_pending=lab.max_pending,
+                   size_ms=max(1, int(round(w.size_seconds * 1000))), lateness_ms=int(round(w.lateness_seconds * 1000)),
+                   bins=lab.calibration_bins, calibration_windows=lab.calibration_windows,
+                   refresh_calibration=lab.refresh_calibration)
+
+    @property
+    def pending(self) -> int:
+        """Predictions and labels waiting for their partner now."""
+        return len(self._preds) + len(self._labels)
+
+    def counters(self) -> dict[str, int]:
+        return {**self.counts, "pending": self.pending}
+
+    # -- feeding ----------------------------------------------------------------------------------------------
+    def add_chunk(self, events, positions, labels) -> None:
+        """Add a chunk's prediction events (at record ``positions``) and its ``(position, LabelEvent)`` labels
+        in record order.
+
+        The same decisions as :meth:`add_prediction` and :meth:`add_label` one event at a time, with the common
+        case of a prediction written out here on locals (a new request id, in the window of the previous
+        prediction, nothing waiting for it, room left); every other case goes through :meth:`add_prediction`.
+        """
+        size, delay, max_pending, names = self.size_ms, self.max_delay_ms, self.max_pending, self._names
+        preds, md, ld = self._preds, self._matched.d, self._labels.d
+        pd = preds.d
+        clock, close, next_sweep, last = self.clock_ms, self.close_ms, self._next_sweep_ms, self._last
+        n_labels, li = len(labels), 0
+        label_at = labels[0][0] if labels else -1
+        for e, pos in zip(events, positions.tolist() if labels else repeat(-2)):
+            while 0 <= label_at < pos:  # label events before this prediction
+                self.clock_ms, self.close_ms = clock, close
+                self.add_label(labels[li][1])
+                clock, next_sweep = self.clock_ms, self._next_sweep_ms
+                li += 1
+                label_at = labels[li][0] if li < n_labels else -1
+            ts = e.ts_ms
+            t = None
+            if ts < next_sweep and last is not None and last[0] == ts - ts % size and last[1] == e.model \
+                    and last[2] == e.version:
+                c2 = close if ts <= close else ts
+                if last[3].close_at > c2:
+                    t = last[3]
+            if t is not None:
+                rid = e.request_id
+                if rid is None:
+                    clock, close = (clock if ts <= clock else ts), c2
+                    t.predictions += 1
+                    continue
+                if e.error is None:
+                    key = (e.model, rid)
+                    cls = names.get(e.prediction)
+                    c1 = clock if ts <= clock else ts
+                    if (cls is not None and key not in md and key not in pd and (not ld or key not in ld)
+                            and ts + delay >= c1 and len(pd) < max_pending):
+                        clock, close = c1, c2
+                        t.predictions += 1
+                        t.with_rid += 1
+                        entry = (ts, t.key, cls, e.confidence, key)
+                        pd[key] = entry
+                        q = preds.q
+                        q.append(entry)
+                        if len(q) > 2 * len(pd) + 64:
+                            preds.q = deque(pd.values())
+                        continue
+            self.clock_ms, self.close_ms = clock, close
+            self.add_prediction(e)
+            clock, close, next_sweep, last = self.clock_ms, self.close_ms, self._next_sweep_ms, self._last
+        self.clock_ms, self.close_ms = clock, close
+        for _, le in labels[li:]:
+            self.add_label(le)
+
+    def close_due(self) -> list[LabelsResult]:
+        """Close the tallies the close clock has passed; return their results (oldest label period first)."""
+        due, out = self._due, []
+        while due and due[0][0] <= self.close_ms:
+            _, key = heapq.heappop(due)
+            if key in self._tallies:
+                out.append(self._close(key, partial=False))
+        return out
+
+    def advance(self, ts_ms: int) -> list[LabelsResult]:
+        """Event time has reached ``ts_ms`` without an event (the pipeline's idle advance)."""
+        if ts_ms > self.clock_ms:
+            self._advance(ts_ms)
+        self.close_ms = max(self.close_ms, ts_ms)
+        return self.close_due()
+
+    def add_prediction(self, e) -> None:
+        # The hot path (every prediction of the partition): written out flat, with the latest tally cached.
+        ts = e.ts_ms
+        if ts > self.clock_ms:  # the join clock is never behind the close clock
+            self.clock_ms = self.close_ms = ts
+            if ts >= self._next_sweep_ms:
+                self._sweep_all(ts)
+        elif ts > self.close_ms:
+            self.close_ms = ts
+        clock, delay = self.clock_ms, self.max_delay_ms
+        start = ts - ts % self.size_ms
+        last = self._last
+        if last is not None and last[0] == start and last[1] == e.model and last[2] == e.version and last[3].close_at > self.close_ms:
+            t = last[3]
+        else:
+            close_at = start + self.size_ms + self.wait_ms
+            if close_at <= self.close_ms:
+                return  # its window's label period is over: a prediction later than that is in no tally
+            tkey = (e.model, e.version, start)
+            t = self._tallies.get(tkey)
+            if t is None:
+                t = self._tallies[tkey] = _Tally(tkey, close_at, self.bins)
+                heapq.heappush(self._due, (close_at, tkey))
+            self._last = (start, e.model, e.version, t)
+        t.predictions += 1
+        rid = e.request_id
+        if rid is None:
+            return
+        key = (e.model, rid)
+        m = self._matched.d.get(key)
+        p = self._preds.d.get(key)
+        if (m is not None and m[0] >= clock) or (p is not None and self._is_live(key, p, clock)):
+            self.counts["duplicate"] += 1
+            return
+        t.with_rid += 1
+        if e.error is not None:
+            cls = None
+        else:
+            cls = e.prediction
+            shared = self._names.get(cls)
+            cls = shared if shared is not None else self._intern(cls)
+        labels = self._labels.d
+        if labels:
+            waiting = labels.pop(key, None)
+            if waiting is not None:
+                if waiting[0] + delay >= clock and abs(waiting[0] - ts) <= delay:
+                    self._match(t, key, ts, cls, e.confidence, waiting[1])
+                    return
+                self.counts["unknown"] += 1  # it waited longer than the delay for this prediction
+        if ts + delay < clock:
+            return  # already past its delay on arrival: expired when its tally closes
+        preds = self._preds
+        entry = (ts, t.key, cls, e.confidence, key)
+        d = preds.d
+        d[key] = entry
+        q = preds.q
+        q.append(entry)
+        if len(q) > 2 * len(d) + 64:
+            preds.q = deque(d.values())
+        if len(d) > self.max_pending:
+            old = preds.pop_oldest()
+            t_old = self._tallies.get(old[1])
+            if old[0] + delay >= clock and t_old is not None:  # still live (one past its delay is just expired)
+                t_old.evicted += 1
+                self.counts["evicted"] += 1
+
+    def add_label(self, le) -> None:
+        ts = le.ts_ms
+        if ts > self.clock_ms:
+            self.clock_ms = ts
+            if ts >= self._next_sweep_ms:
+                self._sweep_all(ts)
+        clock, delay = self.clock_ms, self.max_delay_ms
+        key = (le.model, le.request_id)
+        m = self._matched.d.get(key)
+        if m is not None and m[0] >= clock:
+            self.counts["duplicate"] += 1
+            t = self._tallies.get(m[1])  # open (it closes after its predictions' deadlines) unless restored
+            if t is not None:  # under a longer delay than the checkpoint's
+                t.duplicates += 1
+            return
+        p = self._preds.d.pop(key, None)
+        if p is not None:
+            t = self._tallies.get(p[1])
+            if p[0] + delay >= clock and t is not None:
+                # _match, written out: this is the hot path of a labelled stream
+                cls, label = p[2], le.label
+                t.add_pair(cls, label, cls == label, p[3], self._edges)
+                self.counts["matched"] += 1
+                matched = self._matched
+                entry = (p[0] + delay, p[1], key)
+                md = matched.d
+                md[key] = entry
+                matched.q.append(entry)
+                if len(matched.q) > 2 * len(md) + 64:
+                    matched.q = deque(md.values())
+                if len(md) > self.max_pending:
+                    matched.pop_oldest()
+                return
+            # Past its delay: treated exactly as if it had been swept already (its tally counts it expired).
+        if ts + delay < clock:
+            self.counts["late"] += 1  # already more than the delay behind the join clock: it cannot wait
+            return
+        labels = self._labels
+        w = labels.d.get(key)
+        if w is not None:
+            if w[0] + delay >= clock:
+                self.counts["duplicate"] += 1
+                return
+            del labels.d[key]
+            self.counts["unknown"] += 1
+        labels.put((ts, le.label, key))
+        if len(labels) > self.max_pending:
+            old = labels.pop_oldest()
+            self.counts["evicted" if old[0] + delay >= clock else "unknown"] += 1
+
+    def window_estimate(self, result: WindowResult, estimate: float | None, confidences=None) -> None:
+        """Keep the label-free estimate of a closed prediction window for its labels result.
+
+        ``estimate`` is the pipeline's (from the latest re-evaluation run's table); with
+        ``refresh_calibration`` and a table refitted from the model's realised labels, the estimate is made
+        from the window's ``confidences`` (its reservoir sample; NaN for errors) with that table instead.
+        Either way it is made once, when the window closes, and kept in the checkpointed tally.
+        """
+        if result.window_kind != "time":
+            return
+        t = self._tallies.get((result.model, result.version, result.window_start_ms))
+        if t is None:
+            return
+        table = self.calibration_table(result.model) if self.refresh_calibration and confidences is not None else None
+        if table is not None:
+            c = np.asarray(confidences, dtype=np.float64)
+            c = c[np.isfinite(c)]
+            estimate = estimate_accuracy(table, c) if c.size else estimate
+        estimate = None if estimate is None else finite_or_none(estimate)
+        if estimate is None:
+            return
+        # With window.by_segment each segment's window of the same time window brings its own estimate: the
+        # labels result (per model and version) gets their mean weighted by events.
+        n = max(result.events, 1)
+        t.estimate = estimate if t.estimate is None else (t.estimate * t.estimate_n + estimate * n) / (t.estimate_n + n)
+        t.estimate_n += n
+
+    def flush(self) -> list[LabelsResult]:
+        """End of input: close every tally now; those whose label period was not over are ``partial``."""
+        out = self.close_due()
+        out += [self._close(key, partial=True) for key in sorted(self._tallies)]
+        self.counts["unknown"] += len(self._labels)
+        self._preds, self._labels, self._due = _Ordered(), _Ordered(), []
+        return out
+
+    # -- calibration refreshed from realised labels -------------------------------------------------------------
+    def calibration_table(self, model: str) -> CalibrationTable | None:
+        """The reliability table of ``model``'s labelled pairs in its latest closed tallies (None without any)."""
+        recent = self._recent.get(model)
+        if not recent:
+            return None
+        n = [sum(col) for col in zip(*(r[0] for r in recent))]
+        ok = [sum(col) for col in zip(*(r[1] for r in recent))]
+        conf = [sum(col) for col in zip(*(r[2] for r in recent))]
+        if not any(n):
+            return None
+        return CalibrationTable(self.bins, tuple(n), tuple(o / c if c else None for o, c in zip(ok, n)),
+                                tuple(s / c if c else None for s, c in zip(conf, n)))
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _intern(self, name: str | None) -> str | None:
+        names = self._names
+        shared = names.get(name)
+        if shared is None and name is not None and len(names) < _MAX_INTERNED:
+            shared = names[name] = name
+        return shared if shared is not None else name
+
+    def _is_live(self, key: tuple, p: tuple, clock: int) -> bool:
+        """Whether a held prediction is within its delay; one past it is dropped (as if swept already)."""
+        if p[0] + self.max_delay_ms >= clock:
+            return True
+        del self._preds.d[key]
+        return False
+
+    def _match(self, t: _Tally, key: tuple, pred_ts: int, cls: str | None, conf: float | None, label: str) -> None:
+        t.add_pair(cls, label, cls == label, conf, self._edges)
+        self.counts["matched"] += 1
+        matched = self._matched
+        matched.put((pred_ts + self.max_delay_ms, t.key, key))
+        if len(matched.d) > self.max_pending:
+            matched.pop_oldest()  # only duplicates of the oldest could go unrecognised
+
+    def _advance(self, ts: int) -> None:
+        self.clock_ms = ts
+        if ts >= self._next_sweep_ms:
+            self._sweep_all(ts)
+
+    def _sweep_all(self, ts: int) -> None:
+        # Sweeping only frees memory (a held entry past its delay counts as gone anyway), so it runs once per
+        # 1% of the delay of event time, not at every event; its schedule is part of the state (eviction order).
+        self._next_sweep_ms = ts + self._sweep_every_ms
+        horizon = ts - self.max_delay_ms
+        self._sweep(self._preds, horizon, None)
+        self._sweep(self._labels, horizon, "unknown")
+        self._sweep(self._matched, ts, None)
+
+    def _sweep(self, entries: _Ordered, horizon: int, outcome: str | None) -> None:
+        """Forget the oldest entries past the horizon (memory only: a late-arriving one is checked on lookup)."""
+        while True:
+            e = entries.oldest()
+            if e is None or e[0] >= horizon:
+                return
+            entries.pop_oldest()
+            if outcome is not None:
+                self.counts[outcome] += 1
+
+    def _close(self, key: tuple, *, partial: bool) -> LabelsResult:
+        t = self._tallies.pop(key)
+        if self._last is not None and self._last[3] is t:
+            self._last = None
+        model, version, start = key
+        expired = t.with_rid - t.labelled - t.evicted
+        self.counts["expired"] += expired
+        recent = self._recent.get(model)
+        if recent is None:
+            recent = self._recent[model] = deque(maxlen=self.calibration_windows)
+        if t.labelled:
+            recent.append((t.cal_n, t.cal_ok, t.cal_conf))
+        names = sorted(t.predicted.keys() | t.labels.keys())
+        classes = tuple(ClassFigures(c, t.predicted.get(c, 0), t.labels.get(c, 0), t.hits.get(c, 0),
+                                     _ratio(t.hits.get(c, 0), t.predicted.get(c, 0)),
+                                     _ratio(t.hits.get(c, 0), t.labels.get(c, 0))) for c in names)
+        return LabelsResult(
+            model=model, version=version, window_start_ms=start, window_end_ms=start + self.size_ms, partial=partial,
+            predictions=t.predictions, with_request_id=t.with_rid, labelled=t.labelled,
+            accuracy=_ratio(t.correct, t.labelled), classes=classes, duplicates=t.duplicates,
+            unmatched=t.with_rid - t.labelled, expired=expired, evicted=t.evicted, estimated_accuracy=t.estimate,
+        )  # fmt: skip
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Everything the join holds, as msgpack-able lists, in arrival order (eviction order survives)."""
+        return {
+            "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
+            "counts": dict(self.counts),
+            "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in self._preds.d.values()],
+            "labels": [[k[0], k[1], ts, label] for ts, label, k in self._labels.d.values()],
+            "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in self._matched.d.values()],
+            "tallies": [t.state() for t in self._tallies.values()],
+            "recent": {m: [[list(a), list(b), list(c)] for a, b, c in r] for m, r in self._recent.items()},
+        }  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        """Put back :meth:`state`; a changed delay or window size applies to the tallies from here on."""
+        self.clock_ms, self.close_ms, self._next_sweep_ms = state["clock_ms"], state["close_ms"], state["next_sweep_ms"]
+        self._last = None
+        self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
+        self._tallies = {}
+        for s in state["tallies"]:
+            t = _Tally.from_state(s)
+            self._tallies[t.key] = t
+        self._due = [(t.close_at, k) for k, t in self._tallies.items()]
+        heapq.heapify(self._due)
+        self._preds, self._labels, self._matched = _Ordered(), _Ordered(), _Ordered()
+        for m, rid, ts, tk, cls, conf in state["preds"]:
+            self._preds.put((ts, tuple(tk), self._intern(cls), conf, (m, rid)))
+        for m, rid, ts, label in state["labels"]:
+            self._labels.put((ts, label, (m, rid)))
+        for m, rid, dl, tk in state["matched"]:
+            self._matched.put((dl, tuple(tk), (m, rid)))
+        self._recent = {m: deque(((a, b, c) for a, b, c in r), maxlen=self.calibration_windows)
+                        for m, r in state["recent"].items()}
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
+
+
+def log_labels_result(r: LabelsResult) -> None:
+    """Log one closed labels result (names and counts only)."""
+    log_event(logging.INFO, "labels window closed", model=r.model, version=r.version,
+              window_start=iso_ms(r.window_start_ms), labelled=r.labelled, accuracy=r.accuracy,
+              estimated_accuracy=r.estimated_accuracy, unmatched=r.unmatched, partial=r.partial)
