@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from monitor.results import LabelsResult
+from sinks.prometheus.joins import JoinCollector
 from sinks.prometheus.labels import LabelBounds
 
 __all__ = ["RealisedCollector", "REALISED_GAUGES", "LABEL_JOIN_OUTCOMES"]
@@ -26,33 +24,18 @@ REALISED_GAUGES = {
 LABEL_JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
 
 
-class RealisedCollector:
+class RealisedCollector(JoinCollector):
     """``nlp_realised_*``, ``nlpmon_label_join_events_total`` and ``nlpmon_label_join_pending`` (absent until used)."""
 
+    OUTCOMES = LABEL_JOIN_OUTCOMES
+
     def __init__(self, bounds: LabelBounds):
-        self._bounds = bounds
+        super().__init__(bounds)
         self._latest: dict[tuple[str, str], LabelsResult] = {}
-        self._joins: Counter[str] | None = None
-        self._pending = 0
 
     def labels_closed(self, result: LabelsResult) -> None:
         with self._bounds.lock:
             self._latest[self._bounds.stream(result.model, result.version)] = result
-
-    def count_joins(self, deltas: Mapping[str, int]) -> None:
-        with self._bounds.lock:
-            if self._joins is None:
-                self._joins = Counter({o: 0 for o in LABEL_JOIN_OUTCOMES})
-            for outcome, n in deltas.items():
-                if outcome in LABEL_JOIN_OUTCOMES and n > 0:
-                    self._joins[outcome] += n
-
-    def set_pending(self, n: int) -> None:
-        self._pending = n
-
-    def collect(self):
-        with self._bounds.lock:
-            yield from self._collect()
 
     def _collect(self):
         if not self._latest and self._joins is None:
@@ -65,12 +48,5 @@ class RealisedCollector:
                     continue
                 fam[name].add_metric([model, version], value / 1000.0 if attr == "window_start_ms" else float(value))
         yield from fam.values()
-        if self._joins is not None:
-            c = CounterMetricFamily("nlpmon_label_join_events", "Label join outcomes (docs/results.md, Labels results).",
-                                    labels=["outcome"])
-            for outcome in LABEL_JOIN_OUTCOMES:
-                c.add_metric([outcome], self._joins[outcome])
-            yield c
-            g = GaugeMetricFamily("nlpmon_label_join_pending", "Predictions and labels waiting for their partner.")
-            g.add_metric([], self._pending)
-            yield g
+        yield from self._join_families(("nlpmon_label_join_events", "Label join outcomes (docs/results.md, Labels results)."),
+                                       ("nlpmon_label_join_pending", "Predictions and labels waiting for their partner."))

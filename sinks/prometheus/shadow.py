@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from monitor.results import ShadowResult
+from sinks.prometheus.joins import JoinCollector
 from sinks.prometheus.labels import LabelBounds
 
 __all__ = ["ShadowCollector", "SHADOW_GAUGES", "SHADOW_JOIN_OUTCOMES"]
@@ -26,33 +25,18 @@ SHADOW_JOIN_OUTCOMES = ("joined", "unmatched_served", "unmatched_shadow", "dupli
                         "no_request_id")
 
 
-class ShadowCollector:
+class ShadowCollector(JoinCollector):
     """``nlp_shadow_*``, ``nlpmon_shadow_events_total`` and ``nlpmon_shadow_pending`` (absent until used)."""
 
+    OUTCOMES = SHADOW_JOIN_OUTCOMES
+
     def __init__(self, bounds: LabelBounds):
-        self._bounds = bounds
+        super().__init__(bounds)
         self._latest: dict[str, ShadowResult] = {}  # served model label -> latest shadow result
-        self._joins: Counter[str] | None = None  # None until shadow mode reports
-        self._pending = 0
 
     def shadow_closed(self, result: ShadowResult) -> None:
         with self._bounds.lock:
             self._latest[self._bounds.bounded(self._latest, result.model, "stream")] = result
-
-    def count_joins(self, deltas: Mapping[str, int]) -> None:
-        with self._bounds.lock:
-            if self._joins is None:
-                self._joins = Counter({o: 0 for o in SHADOW_JOIN_OUTCOMES})
-            for outcome, n in deltas.items():
-                if outcome in SHADOW_JOIN_OUTCOMES and n > 0:
-                    self._joins[outcome] += n
-
-    def set_pending(self, n: int) -> None:
-        self._pending = n
-
-    def collect(self):
-        with self._bounds.lock:
-            yield from self._collect()
 
     def _collect(self):
         if not self._latest and self._joins is None:
@@ -70,12 +54,5 @@ class ShadowCollector:
                 lat.add_metric([model], s.latency_diff_p95_ms / 1000.0)
         yield from fam.values()
         yield lat
-        if self._joins is not None:
-            c = CounterMetricFamily("nlpmon_shadow_events", "Events through the shadow joiner, by outcome.",
-                                    labels=["outcome"])
-            for outcome in SHADOW_JOIN_OUTCOMES:
-                c.add_metric([outcome], self._joins[outcome])
-            yield c
-            g = GaugeMetricFamily("nlpmon_shadow_pending", "Events waiting for their served/shadow partner.")
-            g.add_metric([], self._pending)
-            yield g
+        yield from self._join_families(("nlpmon_shadow_events", "Events through the shadow joiner, by outcome."),
+                                       ("nlpmon_shadow_pending", "Events waiting for their served/shadow partner."))
