@@ -6,6 +6,7 @@ defaults bound how long a dead server can hang a call (docs/storage.md, *Availab
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import orjson
@@ -45,7 +46,7 @@ def configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not in_memory:
             # WAL: readers (history, /readyz) never block the daemon's writes, nor the writes them.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor)
             # In WAL mode NORMAL is still atomic and consistent after a crash; a power loss can only drop the
             # newest commits, and checkpoints roll back together with the results they cover.
             cursor.execute("PRAGMA synchronous = NORMAL")
@@ -84,3 +85,20 @@ def upsert(conn: sa.Connection, table: sa.Table, rows: list[dict], key: tuple[st
         params = {f"k_{k}": row[k] for k in key}
         if conn.execute(update.values(**values), params).rowcount == 0:
             conn.execute(sa.insert(table), [row])
+
+
+def _wal(cursor) -> None:
+    """Put the database in WAL mode (it stays so once set). Switching takes a lock for which SQLite does not
+    always call the busy handler, so a reader opening the file while the daemon creates it could fail with
+    "database is locked": a database already in WAL mode is left alone, and the switch is retried for up to
+    the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
