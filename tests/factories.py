@@ -82,3 +82,16 @@ def labels(start_ms, *, model="m", version="1", labelled=40, accuracy=0.9, estim
         classes=(ClassFigures("neg", 10, 12, 9, 0.9, 0.75), ClassFigures("pos", 30, 28, 27, 0.9, 27 / 28)),
         duplicates=1, unmatched=80 - labelled, expired=80 - labelled, evicted=0, estimated_accuracy=estimate,
     )  # fmt: skip
+
+
+def replay_windows(pipeline, events: list[dict], batch: int = 1000) -> list:
+    """Feed event dicts to a :class:`~monitor.pipeline.Pipeline` in batches, then flush; the window results."""
+    import json
+
+    from monitor.pipeline import Record
+
+    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(events)]
+    out = []
+    for lo in range(0, len(records), batch):
+        out += pipeline.process(records[lo : lo + batch]).windows
+    return out + list(pipeline.flush().windows)

@@ -19,6 +19,7 @@ from monitor.ingest.profile_builder import build_profile
 from monitor.ingest.reference import Profile, load_profile, save_profile
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
+from tests.factories import replay_windows
 
 T0 = 1_764_000_000_000
 
@@ -50,11 +51,7 @@ def pipeline(profile: Profile, sink=None) -> Pipeline:
 
 
 def replay(p: Pipeline, evs: list[dict], batch: int = 500) -> list:
-    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
-    out = []
-    for lo in range(0, len(records), batch):
-        out += p.process(records[lo : lo + batch]).windows
-    return [w for w in out + list(p.flush().windows) if w.tested]
+    return [w for w in replay_windows(p, evs, batch) if w.tested]
 
 
 def oov(w):

@@ -16,6 +16,7 @@ from monitor.ingest.reference import Profile
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
 from sinks.sql_rows import drift_rows
+from tests.factories import replay_windows
 
 T0 = 1_764_000_000_000
 CLASSES = ("pos", "neg", "neu")
@@ -64,13 +65,6 @@ def pipeline(profile: Profile, sink=None) -> Pipeline:
     return Pipeline(config, profiles={"m": profile}, sink=sink)
 
 
-def replay(p: Pipeline, evs: list[dict], batch: int = 1000) -> list:
-    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
-    out = []
-    for lo in range(0, len(records), batch):
-        out += p.process(records[lo : lo + batch]).windows
-    return out + list(p.flush().windows)
-
 
 def test_profile_keeps_a_sample_per_class_and_round_trips(profile):
     assert profile.probability_classes == ("neg", "neu", "pos")
@@ -83,7 +77,7 @@ def test_profile_keeps_a_sample_per_class_and_round_trips(profile):
 
 
 def test_reference_like_traffic_is_quiet(profile):
-    windows = [w for w in replay(pipeline(profile), events(6000, seed=2)) if w.tested]
+    windows = [w for w in replay_windows(pipeline(profile), events(6000, seed=2)) if w.tested]
     assert len(windows) >= 9
     assert all(w.drift.probabilities is not None for w in windows)
     assert not any(w.drift.probabilities.drifted for w in windows)
@@ -94,7 +88,7 @@ def test_reference_like_traffic_is_quiet(profile):
 
 
 def test_a_probability_shift_at_the_same_class_mix_is_caught_by_bbsd_only(profile):
-    windows = [w for w in replay(pipeline(profile), events(1200, seed=3, shifted=True)) if w.tested]
+    windows = [w for w in replay_windows(pipeline(profile), events(1200, seed=3, shifted=True)) if w.tested]
     assert windows
     for w in windows:
         d = w.drift.probabilities
@@ -110,10 +104,10 @@ def test_a_probability_shift_at_the_same_class_mix_is_caught_by_bbsd_only(profil
 
 def test_results_do_not_depend_on_batching_or_restarts(profile):
     evs = events(3000, seed=4) + events(1500, seed=5, shifted=True, t0=T0 + 300_000)
-    expected = [w.to_dict() for w in replay(pipeline(profile), evs, 1000)]
+    expected = [w.to_dict() for w in replay_windows(pipeline(profile), evs, 1000)]
     assert any(w["drift"]["probabilities"] and w["drift"]["probabilities"]["drifted"] for w in expected)
     for batch in (1, 7):
-        assert [w.to_dict() for w in replay(pipeline(profile), evs, batch)] == expected
+        assert [w.to_dict() for w in replay_windows(pipeline(profile), evs, batch)] == expected
     first = pipeline(profile)
     records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
     out = [w.to_dict() for w in first.process(records[:2222]).windows]
@@ -126,7 +120,7 @@ def test_results_do_not_depend_on_batching_or_restarts(profile):
 def test_prometheus_series_per_class_and_the_detector_verdict(profile):
     reg = CollectorRegistry()
     sink = PrometheusSink(reg)
-    replay(pipeline(profile, sink), events(1200, seed=3, shifted=True))
+    replay_windows(pipeline(profile, sink), events(1200, seed=3, shifted=True))
     lab = {"model": "m", "version": "1"}
     assert reg.get_sample_value("nlp_drift_detector_detected", {**lab, "detector": "probabilities"}) == 1.0
     for c in CLASSES:
@@ -139,7 +133,7 @@ def test_prometheus_series_per_class_and_the_detector_verdict(profile):
 def test_class_labels_are_bounded_like_prediction_class(profile):
     reg = CollectorRegistry()
     sink = PrometheusSink(reg, max_classes=2)
-    replay(pipeline(profile, sink), events(1200, seed=3, shifted=True))
+    replay_windows(pipeline(profile, sink), events(1200, seed=3, shifted=True))
     lab = {"model": "m", "version": "1", "detector": "probabilities"}
     kept = [c for c in CLASSES if reg.get_sample_value("nlp_drift_p_value", {**lab, "feature": c}) is not None]
     assert len(kept) == 2
@@ -150,5 +144,5 @@ def test_a_profile_without_probabilities_runs_no_bbsd(profile):
     import dataclasses
 
     bare = dataclasses.replace(profile, probabilities={})
-    windows = [w for w in replay(pipeline(bare), events(1200, seed=3, shifted=True)) if w.tested]
+    windows = [w for w in replay_windows(pipeline(bare), events(1200, seed=3, shifted=True)) if w.tested]
     assert windows and all(w.drift.probabilities is None for w in windows)

@@ -24,6 +24,7 @@ from monitor.reeval.encoder import OnnxEncoder
 from monitor.runtime.embedding_worker import EmbeddingWorker
 from monitor.runtime.line_daemon import run_line_source
 from sinks.prometheus import PrometheusSink
+from tests.factories import replay_windows
 
 T0 = 1_764_000_000_000
 WINDOW_MS = 60_000
@@ -105,13 +106,6 @@ def worker(enc) -> EmbeddingWorker:
     return EmbeddingWorker(enc, components=16, whiten=False)
 
 
-def replay(p: Pipeline, evs: list[dict], batch: int = 1000) -> list:
-    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
-    out = []
-    for lo in range(0, len(records), batch):
-        out += p.process(records[lo : lo + batch]).windows
-    return out + list(p.flush().windows)
-
 
 def test_the_profile_holds_the_encoders_identity_and_projected_floats_only(profiled, built):
     output, profile = profiled
@@ -130,7 +124,7 @@ def test_the_two_subject_corpus_flags_the_switch_with_the_encoder(profiled, buil
     output, profile = profiled
     w = worker(encoder(built, output))
     try:
-        windows = [r for r in replay(pipeline(profile, tokenizer, w), stream(texts, 3, 3)) if r.tested]
+        windows = [r for r in replay_windows(pipeline(profile, tokenizer, w), stream(texts, 3, 3)) if r.tested]
     finally:
         w.close()
     assert len(windows) == 6 and all(r.events == PER_WINDOW for r in windows)
@@ -168,7 +162,7 @@ def test_results_do_not_depend_on_batching_job_composition_timing_or_restarts(bu
     evs = stream(texts, 2, 2)
     over = {"embedding.sample_size": 64, "embedding.permutations": 200}
     w = worker(encoder(built, "pooled", batch_size=64))
-    expected = [r.to_dict() for r in replay(pipeline(profile, tokenizer, w, **over), evs, 1000)]
+    expected = [r.to_dict() for r in replay_windows(pipeline(profile, tokenizer, w, **over), evs, 1000)]
     w.close()
     assert any(r["drift"]["embedding"] and r["drift"]["embedding"]["drifted"] for r in expected)
     # Other process() batches make other jobs (other texts embedded together, in other encoder batches of
@@ -176,7 +170,7 @@ def test_results_do_not_depend_on_batching_job_composition_timing_or_restarts(bu
     for batch, enc_batch, delay in ((1, 3, 0.0), (7, 32, 0.0), (333, 5, 0.02)):
         w = worker(_Slow(encoder(built, "pooled", batch_size=enc_batch), delay))
         try:
-            assert [r.to_dict() for r in replay(pipeline(profile, tokenizer, w, **over), evs, batch)] == expected
+            assert [r.to_dict() for r in replay_windows(pipeline(profile, tokenizer, w, **over), evs, batch)] == expected
         finally:
             w.close()
     # A restart from a checkpoint: the state holds projected floats (the barrier ran), never a text.
@@ -248,7 +242,7 @@ def test_an_encoder_failure_skips_the_windows_embedding_test_and_the_daemon_goes
     reg = CollectorRegistry()
     caplog.set_level(logging.DEBUG)
     try:
-        windows = replay(pipeline(profile, tokenizer, w, PrometheusSink(reg), **{"embedding.sample_size": 300}),
+        windows = replay_windows(pipeline(profile, tokenizer, w, PrometheusSink(reg), **{"embedding.sample_size": 300}),
                          stream(texts, 2, 0))
     finally:
         w.close()

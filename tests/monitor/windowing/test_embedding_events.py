@@ -18,6 +18,7 @@ from monitor.pipeline import Pipeline, Record
 from monitor.reeval.encoder import OnnxEncoder
 from sinks.prometheus import PrometheusSink
 from sinks.sql_rows import drift_rows
+from tests.factories import replay_windows
 
 T0 = 1_764_000_000_000
 WINDOW_MS = 60_000
@@ -70,13 +71,6 @@ def pipeline(profile: Profile, sink=None, **over) -> Pipeline:
     return Pipeline(load_config(env={}, overrides=base), profiles={"m": profile}, sink=sink)
 
 
-def replay(p: Pipeline, evs: list[dict], batch: int = 1000) -> list:
-    records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
-    out = []
-    for lo in range(0, len(records), batch):
-        out += p.process(records[lo : lo + batch]).windows
-    return out + list(p.flush().windows)
-
 
 def test_reference_build_fits_the_projection_from_the_events(corpus):
     profile, summary, _, _, dim = corpus
@@ -92,7 +86,7 @@ def test_reference_build_fits_the_projection_from_the_events(corpus):
 
 def test_a_subject_switch_at_the_same_shape_is_flagged_by_embedding_drift_only(corpus):
     profile = corpus[0]
-    windows = [w for w in replay(pipeline(profile), stream(corpus, 3, 3)) if w.tested]  # the last one flushed
+    windows = [w for w in replay_windows(pipeline(profile), stream(corpus, 3, 3)) if w.tested]  # the last one flushed
     assert len(windows) == 6 and all(w.events == PER_WINDOW for w in windows)
     before, after = windows[:3], windows[3:]
     for w in before:
@@ -113,10 +107,10 @@ def test_results_do_not_depend_on_batching_or_restarts(corpus):
     profile = corpus[0]
     evs = stream(corpus, 2, 2)
     over = {"embedding.sample_size": 64, "embedding.permutations": 200}
-    expected = [w.to_dict() for w in replay(pipeline(profile, **over), evs, 1000)]
+    expected = [w.to_dict() for w in replay_windows(pipeline(profile, **over), evs, 1000)]
     assert any(w["drift"]["embedding"] and w["drift"]["embedding"]["drifted"] for w in expected)
     for batch in (1, 7):
-        assert [w.to_dict() for w in replay(pipeline(profile, **over), evs, batch)] == expected
+        assert [w.to_dict() for w in replay_windows(pipeline(profile, **over), evs, batch)] == expected
     records = [Record(json.dumps(e).encode(), f"l:{i}") for i, e in enumerate(evs)]
     first = pipeline(profile, **over)
     out = [w.to_dict() for w in first.process(records[:777]).windows]
@@ -145,7 +139,7 @@ def test_wrong_embeddings_are_named_rejections(corpus):
 
 def test_prometheus_gauges(corpus):
     reg = CollectorRegistry()
-    replay(pipeline(corpus[0], PrometheusSink(reg)), stream(corpus, 1, 1)[: 2 * PER_WINDOW])
+    replay_windows(pipeline(corpus[0], PrometheusSink(reg)), stream(corpus, 1, 1)[: 2 * PER_WINDOW])
     lab = {"model": "m", "version": "1"}
     assert reg.get_sample_value("nlp_drift_detector_detected", {**lab, "detector": "embedding"}) == 1.0
     assert reg.get_sample_value("nlp_embedding_mmd_statistic", lab) > 0
@@ -162,7 +156,7 @@ def test_no_drift_stream_of_100_windows_has_few_false_alarms(corpus):
     evs = [event(T0 + (k // per) * WINDOW_MS + (k % per) * 400, texts["restaurant"][j], vectors["restaurant"][j])
            for k, j in enumerate(pick.tolist())]
     over = {"embedding.sample_size": 128, "embedding.permutations": 500, "embedding.max_mmd_n": 128}
-    windows = [w for w in replay(pipeline(profile, **over), evs, 2000) if w.tested and w.drift.embedding]
+    windows = [w for w in replay_windows(pipeline(profile, **over), evs, 2000) if w.tested and w.drift.embedding]
     assert len(windows) >= 100
     alarms = sum(w.drift.embedding.drifted for w in windows)
     alpha = 0.01
