@@ -148,7 +148,7 @@ class ReevalScheduler:
         self._calibration: CalibrationTable | None = None
         self._calibration_run: int | None = None  # SQL id of the run the table comes from
         self._calibration_from: int | None = None  # its started_at_ms, until it is stored
-        self._windows: dict[tuple[str, str], _Window] = {}
+        self._windows: dict[tuple[str, str, str], _Window] = {}  # by (model, version, segment or "")
         self._unsaved: list[FinishedRun] = []
         # Texts of recent traffic for the candidate's agreement on real inputs: memory only (bounded by
         # traffic_sample x validation.max_text_chars), handed to the worker in its private run directory,
@@ -385,10 +385,11 @@ class ReevalScheduler:
             previous, previous_run = self._calibration, self._calibration_run
             self._calibration, self._calibration_run, self._calibration_from = table, None, run.started_at_ms
             windows = []
-            for (m, v), w in sorted(self._windows.items()):
+            for (m, v, seg), w in sorted(self._windows.items()):
                 before = w.estimate
                 w.estimate = estimate_accuracy(table, w.confidences)
-                windows.append({"model": m, "version": v, "window_start": w.window_start, "events": w.events,
+                windows.append({"model": m, "version": v, **({"segment": seg} if seg else {}),
+                                "window_start": w.window_start, "events": w.events,
                                 "estimated_accuracy_before": before, "estimated_accuracy": w.estimate})  # fmt: skip
         held = estimate_from_tables(previous, table)
         accuracy = result.get("accuracy")
@@ -402,7 +403,7 @@ class ReevalScheduler:
         }
         if self.sink is not None:
             for w in windows:
-                self.sink.set_estimated_accuracy(w["model"], w["version"], w["estimated_accuracy"])
+                self.sink.set_estimated_accuracy(w["model"], w["version"], w["estimated_accuracy"], segment=w.get("segment", ""))
         return replace(run, result=result)
 
     def _export(self, run: FinishedRun) -> None:
@@ -468,7 +469,7 @@ class ReevalScheduler:
         c = c[np.isfinite(c)]
         if c.size == 0:
             return None
-        key = (model, version)
+        key = (model, version, result.segment or "")  # with window.by_segment, each segment's latest window
         with self._lock:
             if key not in self._windows and len(self._windows) >= self._max_streams:
                 return None
@@ -477,7 +478,7 @@ class ReevalScheduler:
                 return None
             w.estimate = estimate_accuracy(self._calibration, c)
         if self.sink is not None:
-            self.sink.set_estimated_accuracy(model, version, w.estimate)
+            self.sink.set_estimated_accuracy(model, version, w.estimate, segment=key[2])
         return w.estimate
 
     # -- HTTP ------------------------------------------------------------------------------------------------
@@ -504,8 +505,8 @@ class ReevalScheduler:
                 "trigger": run.trigger, "model": run.model, "version": run.version, "dataset": run.dataset,
                 "started_at_ms": run.started_at_ms, "seconds": round(self._clock() - run.started, 3),
             }  # fmt: skip
-            estimates = {f"{m}/{v}": {"window_start": w.window_start, "estimated_accuracy": w.estimate}
-                         for (m, v), w in sorted(self._windows.items())}  # fmt: skip
+            estimates = {f"{m}/{v}" + (f"/{seg}" if seg else ""): {"window_start": w.window_start, "estimated_accuracy": w.estimate}
+                         for (m, v, seg), w in sorted(self._windows.items())}  # fmt: skip
             calibration_run = self._calibration_run if self._calibration is not None else None
         return {"running": running, "requested": pending, "last": self.last.summary() if self.last else None,
                 "calibration_run": calibration_run, "estimates": estimates, "unsaved_runs": len(self._unsaved),

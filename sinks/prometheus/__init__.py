@@ -110,6 +110,7 @@ class PrometheusSink:
                 labels = self.bounds.stream_labels(model, version)
                 if labels is not None:
                     self.windows.forget(labels, segment)
+                    self.reeval.forget(labels, segment)
             return
         with self.bounds.lock:
             labels = self.bounds.forget(model, version)
@@ -147,6 +148,6 @@ class PrometheusSink:
         """Count a re-evaluation run by outcome; the first call (any ``n``, 0 included) creates every series."""
         self.reeval.count_run(outcome, n)
 
-    def set_estimated_accuracy(self, model: str, version: str, value: float) -> None:
-        """Set the label-free accuracy estimate of a stream's latest closed window."""
-        self.reeval.set_estimated_accuracy(model, version, value)
+    def set_estimated_accuracy(self, model: str, version: str, value: float, *, segment: str = "") -> None:
+        """Set the label-free accuracy estimate of a stream's (or one of its segments') latest closed window."""
+        self.reeval.set_estimated_accuracy(model, version, value, segment)

@@ -29,7 +29,7 @@ class ReevalCollector:
         self._bounds = bounds
         self._reeval: dict[tuple[str, str, str], dict[str, float]] = {}
         self._runs: Counter[str] | None = None  # None until re-evaluation is enabled
-        self._estimated_accuracy: dict[tuple[str, str], float] = {}
+        self._estimated_accuracy: dict[tuple[str, str, str], float] = {}  # by (model, version, segment or "")
 
     def set_reeval(self, model: str, version: str, dataset: str, values: dict[str, float | None]) -> None:
         unknown = set(values) - set(REEVAL_GAUGES)
@@ -47,14 +47,17 @@ class ReevalCollector:
                 self._runs = Counter({o: 0 for o in REEVAL_RUN_OUTCOMES})
             self._runs[outcome] += n
 
-    def set_estimated_accuracy(self, model: str, version: str, value: float) -> None:
+    def set_estimated_accuracy(self, model: str, version: str, value: float, segment: str = "") -> None:
         with self._bounds.lock:
-            self._estimated_accuracy[self._bounds.stream(model, version)] = float(value)
+            self._estimated_accuracy[(*self._bounds.stream(model, version), segment)] = float(value)
 
-    def forget(self, labels: tuple[str, str]) -> None:
-        self._estimated_accuracy.pop(labels, None)
-        for key in [k for k in self._reeval if tuple(k[:2]) == labels]:
-            del self._reeval[key]
+    def forget(self, labels: tuple[str, str], segment: str | None = None) -> None:
+        """Drop a (model, version)'s series: all of them, or only one segment's estimate."""
+        for key in [k for k in self._estimated_accuracy if k[:2] == labels and segment in (None, k[2])]:
+            del self._estimated_accuracy[key]
+        if segment is None:
+            for key in [k for k in self._reeval if tuple(k[:2]) == labels]:
+                del self._reeval[key]
 
     def collect(self):
         with self._bounds.lock:
@@ -69,11 +72,14 @@ class ReevalCollector:
             for name, value in values.items():
                 families[name].add_metric(list(key), value)
         yield from families.values()
+        # A segment label once a window with a segment has an estimate (window.by_segment), as for the window
+        # series: the segment-less stream's "" is no label to Prometheus, so its series stays what it was.
+        segmented = any(k[2] for k in self._estimated_accuracy)
         est = GaugeMetricFamily("nlp_estimated_accuracy_ratio", "Label-free accuracy estimate of the latest closed window "
                                 "(its confidences through the latest re-evaluation's calibration table).",
-                                labels=["model", "version"])  # fmt: skip
-        for (m, v), value in sorted(self._estimated_accuracy.items()):
-            est.add_metric([m, v], value)
+                                labels=["model", "version", "segment"] if segmented else ["model", "version"])  # fmt: skip
+        for (m, v, seg), value in sorted(self._estimated_accuracy.items()):
+            est.add_metric([m, v, seg] if segmented else [m, v], value)
         yield est
         if self._runs is not None:
             runs = CounterMetricFamily("nlpmon_reeval_runs", "Re-evaluation runs by outcome (skipped_busy: a trigger "

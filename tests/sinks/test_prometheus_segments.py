@@ -60,3 +60,17 @@ def test_promtool_check_metrics_is_clean_with_segments():
         sink.window_closed(window(seg))
     result = subprocess.run([_promtool(), "check", "metrics"], input=generate_latest(reg), capture_output=True, timeout=60)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_the_label_free_estimate_is_per_segment():
+    reg = CollectorRegistry()
+    sink = PrometheusSink(reg)
+    sink.set_estimated_accuracy("m", "1", 0.9)
+    assert b'segment="' not in generate_latest(reg)  # segment-less: the series it always was
+    sink.set_estimated_accuracy("m", "1", 0.8, segment="en")
+    sink.set_estimated_accuracy("m", "1", 0.6, segment="fr")
+    g, lab = reg.get_sample_value, {"model": "m", "version": "1"}
+    assert [g("nlp_estimated_accuracy_ratio", {**lab, "segment": s}) for s in ("", "en", "fr")] == [0.9, 0.8, 0.6]
+    sink.forget_stream("m", "1", segment="fr")
+    assert g("nlp_estimated_accuracy_ratio", {**lab, "segment": "fr"}) is None
+    assert g("nlp_estimated_accuracy_ratio", {**lab, "segment": "en"}) == 0.8

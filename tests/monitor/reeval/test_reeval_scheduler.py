@@ -6,6 +6,8 @@ crash paths are the real ones. Metrics are read back from a registry of the test
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 import time
@@ -316,6 +318,12 @@ def test_windows_get_the_label_free_estimate_from_the_latest_calibration(env, tm
     assert est == pytest.approx(estimate_accuracy(CalibrationTable.from_dict(table), later))
     assert est == pytest.approx((0.9 + 0.9 + 0.6 + 0.1) / 4)  # bin 0 was empty: 0.1 counts for itself
     assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3") == pytest.approx(est)
+    # With window.by_segment each segment's latest window has its own estimate (and series).
+    fr = dataclasses.replace(window(start="2026-01-01T00:05:00.000Z"), segment="fr")
+    assert s.observe_confidences(fr, np.array([0.3])) == pytest.approx(0.4)
+    assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3", segment="fr") == pytest.approx(0.4)
+    assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3", segment="") == pytest.approx(est)
+    assert set(s.status()["estimates"]) == {"sentiment/3", "sentiment/3/fr"}
     # The next run is measured against the previous run's table.
     s.on_window(window())
     block = wait_finished(s).result["label_free_estimate"]
