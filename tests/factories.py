@@ -74,10 +74,11 @@ def shadow(start_ms, *, model="m", n=10, agreement=0.95):
                         window_seq=0, partial=False, late_pairs=0, summary=summary, joins={"joined": n, "pending": 0})
 
 
-def labels(start_ms, *, model="m", version="1", labelled=40, accuracy=0.9, estimate=0.85, partial=False):
-    """A labels result (realised accuracy) of a 5-minute window."""
+def labels(start_ms, *, model="m", version="1", labelled=40, accuracy=0.9, estimate=0.85, partial=False,
+           size_ms=300_000):
+    """A labels result (realised accuracy) of a window (5 minutes by default)."""
     return LabelsResult(
-        model=model, version=version, window_start_ms=start_ms, window_end_ms=start_ms + 300_000, partial=partial,
+        model=model, version=version, window_start_ms=start_ms, window_end_ms=start_ms + size_ms, partial=partial,
         predictions=100, with_request_id=80, labelled=labelled, accuracy=accuracy,
         classes=(ClassFigures("neg", 10, 12, 9, 0.9, 0.75), ClassFigures("pos", 30, 28, 27, 0.9, 27 / 28)),
         duplicates=1, unmatched=80 - labelled, expired=80 - labelled, evicted=0, estimated_accuracy=estimate,

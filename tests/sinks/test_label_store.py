@@ -1,25 +1,20 @@
-"""Labels results (realised accuracy) in the SQL store, on SQLite and PostgreSQL; schema version 4 and its upgrade."""
+"""Labels results (realised accuracy) in the SQL store, on SQLite and PostgreSQL; schema version 5 and its upgrade."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from monitor.results import ClassFigures, LabelsResult
 from sinks import sql_schema
 from sinks.sql import SqlStore
 from sinks.sql_labels import label_results, upsert_label_results
+from tests import factories
 
 T0 = 1_764_000_000_000
 
 
-def labels_result(start_ms=T0, *, model="m", version="1", labelled=40, accuracy=0.9, estimate=0.85, partial=False):
-    return LabelsResult(
-        model=model, version=version, window_start_ms=start_ms, window_end_ms=start_ms + 60_000, partial=partial,
-        predictions=100, with_request_id=80, labelled=labelled, accuracy=accuracy,
-        classes=(ClassFigures("neg", 10, 12, 9, 0.9, 0.75), ClassFigures("pos", 30, 28, 27, 0.9, 27 / 28)),
-        duplicates=1, unmatched=80 - labelled, expired=80 - labelled, evicted=0, estimated_accuracy=estimate,
-    )  # fmt: skip
+def labels_result(start_ms=T0, **kw):
+    return factories.labels(start_ms, size_ms=60_000, **kw)
 
 
 @pytest.fixture
