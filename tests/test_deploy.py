@@ -136,8 +136,8 @@ def test_config_comes_from_the_config_map_at_the_path_the_image_reads():
     items = volumes[mount["name"]]["configMap"].get("items")
     file_name = items[0]["path"] if items else "nlpmon.toml"
     mounted_at = f"{mount['mountPath'].rstrip('/')}/{file_name}"
-    entrypoint = json.loads(dict(dockerfile_instructions())["ENTRYPOINT"])
-    assert entrypoint[entrypoint.index("--config") + 1] == mounted_at
+    command = json.loads(dict(dockerfile_instructions())["CMD"])
+    assert command[command.index("--config") + 1] == mounted_at
 
 
 def test_secrets_come_from_the_secret_through_the_environment():
@@ -182,9 +182,42 @@ def test_dockerfile_builds_a_non_root_nlpmon_image():
     assert any(op == "RUN" and re.search(r"pip install \S*\.", args) for op, args in instructions)
     user = [args for op, args in instructions if op == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
-    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
-    assert entrypoint[:2] == ["nlpmon", "run"]
+    # ENTRYPOINT the program, CMD its default arguments: `docker run IMG reference build ...` runs that command.
+    assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["nlpmon"]
+    assert json.loads(dict(instructions)["CMD"])[0] == "run"
     assert f"EXPOSE {DEFAULT_METRICS_PORT}" in {f"{op} {args}" for op, args in instructions}
+
+
+def healthcheck_url(env: dict[str, str]) -> str:
+    """The URL the image's HEALTHCHECK opens in a container with ``env``: its Python, run with urlopen stubbed."""
+    (args,) = [a for op, a in dockerfile_instructions() if op == "HEALTHCHECK"]
+    command = json.loads(args[args.index(" CMD ") + len(" CMD "):])
+    assert command[:2] == ["python", "-c"]
+    opened = []
+    import urllib.request
+
+    real_environ = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(urllib.request, "urlopen", lambda url, timeout: opened.append(url))
+            exec(command[2], {})
+    finally:
+        os.environ.clear()
+        os.environ.update(real_environ)
+    (url,) = opened
+    return url
+
+
+def test_healthcheck_port_follows_the_metrics_port_variable(tmp_path):
+    assert healthcheck_url({}) == f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/healthz"
+    assert healthcheck_url({"NLPMON_METRICS_PORT": "9200"}) == "http://127.0.0.1:9200/healthz"
+    # ... the variable the config loader reads for [metrics] port, so probe and daemon agree.
+    (tmp_path / "c.toml").write_text('[source]\npath = "events.jsonl"\n', encoding="utf-8")
+    assert load_config(tmp_path / "c.toml", env={"NLPMON_METRICS_PORT": "9200"}).metrics.port == 9200
+    # The image must not set it: it would override the port of a mounted config file.
+    assert not any(op == "ENV" and "NLPMON_METRICS_PORT" in a for op, a in dockerfile_instructions())
 
 
 def test_dockerfile_copies_what_the_package_build_needs():
