@@ -1,4 +1,7 @@
-"""Checks that the deployment examples in deploy/ parse and agree with what the daemon serves."""
+"""Checks that the deployment examples in deploy/ parse, build, validate and agree with what the daemon serves.
+
+Building the kustomizations needs `kubectl` (`kubectl kustomize`, offline; Debian: kubernetes-client, installed
+by .ci/system-deps.sh): without it those tests skip, except under CI=true, where they fail."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -17,14 +22,16 @@ from monitor.config import SECTIONS, MetricsConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "kubernetes"
+K8S = DEPLOY / "kubernetes" / "base"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_K8S = DEPLOY / "prometheus" / "prometheus.yml"
 PROMETHEUS_LOCAL = DEPLOY / "prometheus" / "prometheus-local.yml"
 DEFAULT_METRICS_PORT = 9108
 
 
-MONITORING = K8S / "monitoring"
+MONITORING = DEPLOY / "kubernetes" / "overlays" / "monitoring"
+KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
+CRD_SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "crds"
 # The Kubernetes minor version the manifests are validated against (kubernetes-validate ships its schemas).
 KUBERNETES_VERSION = "1.31"
 
@@ -88,6 +95,10 @@ def test_manifests_parse():
         assert o.get("apiVersion"), o
         if o["kind"] != "Kustomization":
             assert o["metadata"].get("name"), o
+
+
+def test_the_pod_mounts_no_service_account_token():
+    assert pod_spec()["automountServiceAccountToken"] is False
 
 
 def test_kustomization_lists_every_manifest():
@@ -326,37 +337,36 @@ def test_scrape_annotations_name_the_metrics_port_and_path():
     assert int(annotations["prometheus.io/port"]) in ports
 
 
-# The PodMonitor fields used here, from the prometheus-operator's CRD (monitoring.coreos.com/v1): its
-# schema is not on PyPI, so the subset is written out, closed (additionalProperties: false) so that a
-# misspelt field fails as it would in `kubectl apply`.
-_LABEL_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
-    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
-    "matchExpressions": {"type": "array"}}}
-_RELABEL = {"type": "object", "additionalProperties": False, "properties": {
-    "sourceLabels": {"type": "array", "items": {"type": "string"}}, "targetLabel": {"type": "string"},
-    "regex": {"type": "string"}, "replacement": {"type": "string"}, "separator": {"type": "string"},
-    "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod", "lowercase",
-                        "uppercase", "keepequal", "dropequal"]}}}
-_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
-PODMONITOR_SCHEMA = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {"type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
-                 "properties": {
-                     "jobLabel": {"type": "string"}, "selector": _LABEL_SELECTOR,
-                     "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
-                         "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
-                     "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
-                         "type": "object", "additionalProperties": False, "properties": {
-                             "port": {"type": "string"}, "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
-                             "interval": _DURATION, "scrapeTimeout": _DURATION, "honorLabels": {"type": "boolean"},
-                             "relabelings": {"type": "array", "items": _RELABEL},
-                             "metricRelabelings": {"type": "array", "items": _RELABEL}}}}}},
-    },
-}
+def crd_schema(kind: str) -> dict:
+    """The vendored openAPIV3Schema of a prometheus-operator CRD (tests/fixtures/crds/, source and version in
+    each file), every object that lists its properties closed, as `kubectl apply --validate=strict` is."""
+    schema = yaml.safe_load((CRD_SCHEMAS / f"monitoring.coreos.com_{kind.lower()}s.schema.yaml").read_text(encoding="utf-8"))
+
+    def close(node):
+        if isinstance(node, dict):
+            if "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    schema = copy.deepcopy(schema)
+    close(schema)
+    return schema
+
+
+CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+
+
+def validate_crd_object(obj: dict) -> None:
+    """Validate ``obj`` against its CRD's schema; jsonschema.ValidationError if it does not match."""
+    import jsonschema
+
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1", obj["apiVersion"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"]), obj["metadata"]
+    jsonschema.Draft202012Validator(crd_schema(obj["kind"])).validate(obj)
 
 
 def podmonitor() -> dict:
@@ -368,10 +378,12 @@ def test_podmonitor_matches_its_schema_and_scrapes_the_nlpmon_port():
     import jsonschema
 
     monitor = podmonitor()
-    jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(monitor)
-    with pytest.raises(jsonschema.ValidationError):  # the subset is closed: a typo fails
-        jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(
-            {**monitor, "spec": {**monitor["spec"], "podMetricEndpoints": []}})
+    validate_crd_object(monitor)
+    with pytest.raises(jsonschema.ValidationError):  # closed: a typo fails
+        validate_crd_object({**monitor, "spec": {**monitor["spec"], "podMetricEndpoints": []}})
+    with pytest.raises(jsonschema.ValidationError):  # ... in a nested object too
+        endpoint = {**monitor["spec"]["podMetricsEndpoints"][0], "scrapeTimout": "10s"}
+        validate_crd_object({**monitor, "spec": {**monitor["spec"], "podMetricsEndpoints": [endpoint]}})
     pod_labels = k8s_object("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
@@ -383,7 +395,58 @@ def test_podmonitor_matches_its_schema_and_scrapes_the_nlpmon_port():
             assert endpoint["port"] not in {p.get("name") for p in container.get("ports", [])}
 
 
-def test_monitoring_overlay_adds_the_podmonitor_to_the_example():
+def test_monitoring_overlay_adds_its_objects_to_the_base():
     kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
     manifests = {p.name for p in MONITORING.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == {".."} | manifests
+    assert set(kustomization["resources"]) == {"../../base"} | manifests
+
+
+# -- every kustomization builds, and what it builds validates -----------------------------------------------
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        message = "kubectl is not installed (Debian: apt-get install -y kubernetes-client; or bash .ci/system-deps.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {message}: the manifests must be built in CI")
+        pytest.skip(message)
+    return path
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    result = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"kubectl kustomize {directory.relative_to(ROOT)}: {result.stderr}"
+    return [o for o in yaml.safe_load_all(result.stdout) if o is not None]
+
+
+def test_the_kustomizations_are_found():
+    assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
+        "kubernetes/base", "kubernetes/overlays/monitoring"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: p.relative_to(DEPLOY).as_posix())
+def test_kustomization_builds_and_validates(directory):
+    kv = _kubernetes_validate()
+    objects = kustomize_build(directory)
+    assert objects, "the build is empty"
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names)), f"duplicate objects: {names}"
+    for obj in objects:
+        if obj["kind"] in CRD_KINDS:
+            validate_crd_object(obj)
+        else:
+            # Strict: unknown fields are errors; a kind without a schema raises too (nothing passes unchecked).
+            assert kv.validate(obj, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
+
+
+@pytest.mark.integration
+def test_the_monitoring_overlay_is_the_base_plus_the_operator_objects():
+    base = kustomize_build(K8S)
+    overlay = kustomize_build(MONITORING)
+    extra = [o for o in overlay if o not in base]
+    assert all(o in overlay for o in base), "the overlay changes an object of the base"
+    assert sorted(o["kind"] for o in extra) == sorted(
+        yaml.safe_load(p.read_text(encoding="utf-8"))["kind"] for p in MONITORING.glob("*.yaml")
+        if p.name != "kustomization.yaml")
