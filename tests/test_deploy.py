@@ -450,3 +450,98 @@ def test_the_monitoring_overlay_is_the_base_plus_the_operator_objects():
     assert sorted(o["kind"] for o in extra) == sorted(
         yaml.safe_load(p.read_text(encoding="utf-8"))["kind"] for p in MONITORING.glob("*.yaml")
         if p.name != "kustomization.yaml")
+
+
+# -- kube-prometheus objects: generated from the plain files, and equal to them --------------------------------
+
+RULES_FILE = ROOT / "alerts" / "nlpmon.rules.yml"
+DASHBOARD_FILE = ROOT / "grafana" / "dashboards" / "nlpmon.json"
+REGENERATE = "regenerate with `make generated` (alerts/render.py --format prometheusrule, grafana/configmap.py)"
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_nlpmon_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def overlay_object(kind: str) -> dict:
+    (found,) = [o for o in k8s_objects(MONITORING) if o["kind"] == kind and o["metadata"]["name"] != "nlpmon-config"]
+    return found
+
+
+def test_generated_manifests_are_up_to_date():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    configmap = _load_script(ROOT / "grafana" / "configmap.py")
+    rule = render.prometheus_rule(render.render(render.SOURCE.read_text(encoding="utf-8")))
+    assert render.PROMETHEUS_RULE_OUTPUT.read_text(encoding="utf-8") == rule, f"prometheusrule.yaml is stale: {REGENERATE}"
+    dashboard = configmap.dashboard_configmap(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    assert configmap.OUTPUT.read_text(encoding="utf-8") == dashboard, f"grafana-dashboard.yaml is stale: {REGENERATE}"
+    assert {render.PROMETHEUS_RULE_OUTPUT.parent, configmap.OUTPUT.parent} == {MONITORING}
+
+
+def test_prometheus_rule_carries_the_rules_file():
+    rule = overlay_object("PrometheusRule")
+    validate_crd_object(rule)
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+
+
+def test_dashboard_config_map_carries_the_dashboard_for_the_grafana_sidecar():
+    config_map = overlay_object("ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # a string: label values are strings
+    (text,) = config_map["data"].values()
+    assert text == DASHBOARD_FILE.read_text(encoding="utf-8")  # byte for byte, not only the same JSON
+    assert json.loads(text)["uid"] == "nlpmon-overview"
+
+
+def test_the_podmonitor_gives_the_job_the_rules_select():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    ((name, op, job),) = [m for m in render.parse_selector(render.DEFAULT_SELECTOR) if m[0] == "job"]
+    relabel = [r for r in podmonitor()["spec"]["podMetricsEndpoints"][0]["relabelings"] if r.get("targetLabel") == "job"]
+    assert op == "=" and [r.get("replacement") for r in relabel] == [job]
+
+
+def test_prometheus_rule_options():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    rules = render.render(render.SOURCE.read_text(encoding="utf-8"), severities={"NlpInputDrift": "warning"})
+    obj = yaml.safe_load(render.prometheus_rule(rules, name="ml-nlpmon", labels={"release": "kube-prometheus-stack", "x": "1"}))
+    assert obj["metadata"] == {"name": "ml-nlpmon", "labels": {
+        "app.kubernetes.io/name": "nlpmon", "release": "kube-prometheus-stack", "x": "1"}}
+    assert obj["spec"] == yaml.safe_load(rules)
+    validate_crd_object(obj)
+    with pytest.raises(ValueError, match="DNS label"):
+        render.prometheus_rule(rules, name="NLPmon")
+    with pytest.raises(ValueError, match="label key"):
+        render.prometheus_rule(rules, labels={"bad key": "x"})
+
+
+def test_dashboard_config_map_refuses_what_it_cannot_carry():
+    configmap = _load_script(ROOT / "grafana" / "configmap.py")
+    with pytest.raises(ValueError):
+        configmap.dashboard_configmap("{not json")
+    with pytest.raises(ValueError, match="trailing whitespace"):
+        configmap.dashboard_configmap('{"a": 1} \n')
+    assert yaml.safe_load(configmap.dashboard_configmap('{"a":\n  1}'))["data"]["nlpmon.json"] == '{"a":\n  1}'
+
+
+@pytest.mark.integration
+def test_the_built_overlay_carries_the_plain_files():
+    built = {(o["kind"], o["metadata"]["name"]): o for o in kustomize_build(MONITORING)}
+    assert built[("PrometheusRule", "nlpmon")]["spec"] == yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    assert built[("ConfigMap", "nlpmon-dashboard")]["data"]["nlpmon.json"] == DASHBOARD_FILE.read_text(encoding="utf-8")
+
+
+# -- user-facing files name no internal work items ------------------------------------------------------------
+
+
+def test_user_facing_files_name_no_internal_work_items():
+    paths = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *DEPLOY.rglob("*"), *(ROOT / "alerts").rglob("*"),
+             *(ROOT / "grafana").rglob("*")]
+    found = []
+    for path in paths:
+        if path.is_file() and path.suffix in {".md", ".yaml", ".yml", ".json", ".py", ".sh", ""}:
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"\b(issues? \d+|phase \d+ of)", line, flags=re.I):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "internal work items in user-facing files:\n" + "\n".join(found)
