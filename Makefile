@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Re-install whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: test demo install system-deps bench clean lint alerts
+.PHONY: test demo install system-deps bench clean lint alerts generated
 
 install: $(STAMP)
 
@@ -26,10 +26,16 @@ test: $(STAMP) system-deps
 demo: $(STAMP)
 	$(PY) -m monitor.devkit.demo $(DEMO_ARGS)
 
-# The Prometheus rules, rendered from their source (alerts/src/) with the default selector and runbook URL;
-# for an installation: python3 alerts/render.py --selector 'job="ns/nlpmon"' --runbook-url URL -o FILE
-alerts:
+# The generated files, committed (tests check they are up to date): the Prometheus rules rendered from their
+# source (alerts/src/) with the default options, the same rules as the monitoring overlay's PrometheusRule, and
+# the Grafana dashboard as the overlay's ConfigMap. For an installation:
+#   python3 alerts/render.py --selector 'job="ns/nlpmon"' --runbook-url URL [--format prometheusrule] -o FILE
+generated:
 	$(PYTHON) alerts/render.py
+	$(PYTHON) alerts/render.py --format prometheusrule
+	$(PYTHON) grafana/configmap.py
+
+alerts: generated
 
 bench: $(STAMP)
 	$(PY) bench/detectors.py

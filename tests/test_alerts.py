@@ -236,7 +236,7 @@ def annotation_queries(rule: dict) -> list[str]:
 def test_committed_rules_are_the_default_render():
     fresh = render.render(RULES_SOURCE.read_text(encoding="utf-8"))
     assert (ALERTS / "nlpmon.rules.yml").read_text(encoding="utf-8") == fresh, (
-        "alerts/nlpmon.rules.yml is not the rendering of alerts/src/nlpmon.rules.yml: run `make alerts`")
+        "alerts/nlpmon.rules.yml is not the rendering of alerts/src/nlpmon.rules.yml: run `make generated`")
 
 
 def test_selector_reaches_every_raw_metric_selector():
@@ -321,7 +321,7 @@ tests:
         exp_alerts:
           - exp_labels: {severity: critical, job: ml/nlpmon, namespace: ml, app: sentiment, model: s, version: "1", detector: input}
             exp_annotations:
-              summary: "Input drift on s 1 in consecutive windows"
+              summary: "Input drift on s 1 in consecutive windows (namespace ml)"
               description: "The input-drift test of model s version 1 flagged drift in at least two consecutive windows. Drifted features: 1. Largest KS statistic: f1 = 0.300."
               runbook_url: https://wiki.example.org/ml/nlpmon/runbooks.md#nlpinputdrift
 """
@@ -406,9 +406,9 @@ def test_alertmanager_routes_by_severity(labels, receiver):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_alertmanager_groups_by_model():
+def test_alertmanager_groups_by_model_within_its_namespace():
     config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
-    assert "model" in config["route"]["group_by"]
+    assert {"model", "namespace"} <= set(config["route"]["group_by"])
     severities = {m for route in config["route"]["routes"] for m in route["matchers"]}
     assert severities == {f'severity="{s}"' for s in SEVERITIES}
     # every severity the rules use has a route
@@ -422,3 +422,121 @@ def test_render_sets_the_realised_accuracy_margin_and_minimum():
     for margin, minimum, message in ((0, 100, "margin"), (1.5, 100, "margin"), (0.05, 0, "labelled"), (0.05, 2.5, "labelled")):
         with pytest.raises(ValueError, match=message):
             render.render(RULES_SOURCE.read_text(encoding="utf-8"), realised_margin=margin, realised_min_labelled=minimum)
+
+
+def test_inhibition_stays_within_one_segment_and_namespace():
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"))
+    (rule,) = config["inhibit_rules"]
+    # Drift of segment A must not mute segment B's tickets, nor one namespace's those of another.
+    assert {"model", "version", "segment", "namespace"} <= set(rule["equal"])
+
+
+# -- render options: kept labels, severities, thresholds -----------------------------------------------------
+
+_GROUPING = re.compile(r"\b(by|on)\s*\(([^)]*)\)")
+
+
+def rule_groupings(text: str) -> list[tuple[str, set[str]]]:
+    """(rule name, labels) of every `by (...)`/`on (...)` in the rules' expressions (not annotation queries)."""
+    found = []
+    for group in yaml.safe_load(text)["groups"]:
+        for rule in group["rules"]:
+            for m in _GROUPING.finditer(rule["expr"]):
+                found.append((rule.get("alert") or rule["record"], {x.strip() for x in m.group(2).split(",") if x.strip()}))
+    return found
+
+
+def test_every_aggregation_keeps_namespace_by_default():
+    groupings = rule_groupings((ALERTS / "nlpmon.rules.yml").read_text(encoding="utf-8"))
+    assert len(groupings) >= 15
+    for name, labels in groupings:
+        assert "namespace" in labels, f"{name}: by/on ({', '.join(sorted(labels))}) drops namespace"
+
+
+def test_keep_labels_adds_cluster_everywhere_and_to_the_annotation_queries():
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), keep_labels=["namespace", "cluster"])
+    for name, labels in rule_groupings(text):
+        assert {"namespace", "cluster"} <= labels, name
+    rules = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+    (drift,) = [r for r in rules if r.get("alert") == "NlpInputDrift"]
+    assert ("namespace='%s',cluster='%s',model='%s'" in drift["annotations"]["description"]
+            and "$labels.namespace $labels.cluster $labels.model" in drift["annotations"]["description"])
+    # none: today's grouping, nothing else changes
+    bare = render.render(RULES_SOURCE.read_text(encoding="utf-8"), keep_labels=[])
+    assert "sum by (model, version) (rate(nlp_predictions_total" in bare and "namespace='%s'" not in bare
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["model"], "already"), (["job"], "already"), (["name space"], "not a label"), (["__x"], "not a label"),
+    (["cluster", "cluster"], "twice")])
+def test_keep_labels_refuses_bad_names(labels, message):
+    with pytest.raises(ValueError, match=message):
+        render.render(RULES_SOURCE.read_text(encoding="utf-8"), keep_labels=labels)
+
+
+def test_severity_option_changes_one_alert_only():
+    source = RULES_SOURCE.read_text(encoding="utf-8")
+    default = render.alert_severities(render.render(source))
+    assert default["NlpInputDrift"] == "critical" and len(default) == len(alert_rules())
+    changed = render.alert_severities(render.render(source, severities={"NlpInputDrift": "warning"}))
+    assert changed == {**default, "NlpInputDrift": "warning"}
+    with pytest.raises(ValueError, match="no alert 'NlpInputDirft'"):
+        render.render(source, severities={"NlpInputDirft": "warning"})
+    with pytest.raises(ValueError, match="critical, warning, info"):
+        render.render(source, severities={"NlpInputDrift": "page"})
+
+
+def test_thresholds_default_to_todays_values():
+    assert render.DEFAULT_THRESHOLDS == {"p99_latency_seconds": 0.5, "min_confidence": 0.6, "error_ratio": 0.01,
+                                         "consumer_lag": 10000, "stale_seconds": 900}
+    rules = {r.get("alert"): r for r in alert_rules()}
+    assert rules["NlpHighP99Latency"]["expr"].rstrip().endswith(") > 0.5")
+    assert "< 0.6" in rules["NlpLowMeanConfidence"]["expr"]
+    assert rules["NlpHighErrorRate"]["expr"].endswith("> 0.01")
+    assert rules["NlpmonConsumerLagHigh"]["expr"].endswith("> 10000")
+    assert ") > 900\n" in rules["NlpWindowsStale"]["expr"]
+
+
+def test_threshold_options_reach_expression_and_description():
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), thresholds={
+        "p99_latency_seconds": 1.5, "min_confidence": 0.75, "error_ratio": 0.005, "consumer_lag": 50000,
+        "stale_seconds": 1800})
+    rules = {r.get("alert"): r for g in yaml.safe_load(text)["groups"] for r in g["rules"]}
+
+    def both(alert, in_expr, in_description):
+        assert in_expr in rules[alert]["expr"], rules[alert]["expr"]
+        assert in_description in rules[alert]["annotations"]["description"], rules[alert]["annotations"]["description"]
+
+    both("NlpHighP99Latency", ") > 1.5", "above 1.5s for 10 minutes")
+    both("NlpLowMeanConfidence", "< 0.75", "below 0.75 for 15 minutes")
+    both("NlpHighErrorRate", "> 0.005", "threshold 0.5%")
+    both("NlpmonConsumerLagHigh", "> 50000", "threshold 50000")
+    both("NlpWindowsStale", ") > 1800\n", "threshold 30 minutes")
+    for bad, message in (({"error_ratio": 1.0}, "below 1"), ({"min_confidence": 1.5}, "at most 1"),
+                         ({"stale_seconds": 0}, "above 0"), ({"consumer_lag": 10.5}, "messages"),
+                         ({"latency": 1}, "unknown")):
+        with pytest.raises(ValueError, match=message):
+            render.render(RULES_SOURCE.read_text(encoding="utf-8"), thresholds=bad)
+
+
+@pytest.mark.integration
+def test_rules_rendered_with_every_option_pass_promtool(tmp_path):
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=OTHER_SELECTOR, runbook_url=OTHER_RUNBOOKS,
+                         keep_labels=["namespace", "cluster"], severities={"NlpInputDrift": "warning"},
+                         thresholds={"p99_latency_seconds": 0.75, "stale_seconds": 1234})
+    (tmp_path / "rules.yml").write_text(text, encoding="utf-8")
+    result = run(tool("promtool"), "check", "rules", str(tmp_path / "rules.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_cli_takes_the_options(tmp_path):
+    out = tmp_path / "rules.yml"
+    result = run("python3", str(ALERTS / "render.py"), "--keep-labels", "namespace,cluster", "--severity",
+                 "NlpInputDrift=warning", "--error-ratio", "0.02", "--consumer-lag", "500", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    rules = {r.get("alert"): r for g in yaml.safe_load(out.read_text(encoding="utf-8"))["groups"] for r in g["rules"]}
+    assert rules["NlpInputDrift"]["labels"]["severity"] == "warning"
+    assert rules["NlpHighErrorRate"]["expr"].endswith("> 0.02") and rules["NlpmonConsumerLagHigh"]["expr"].endswith("> 500")
+    assert "sum by (topic, namespace, cluster)" in out.read_text(encoding="utf-8")
+    result = run("python3", str(ALERTS / "render.py"), "--severity", "NlpInputDrift", "-o", str(out))
+    assert result.returncode == 2 and "NAME=VALUE" in result.stderr

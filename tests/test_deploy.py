@@ -1,4 +1,7 @@
-"""Checks that the deployment examples in deploy/ parse and agree with what the daemon serves."""
+"""Checks that the deployment examples in deploy/ parse, build, validate and agree with what the daemon serves.
+
+Building the kustomizations needs `kubectl` (`kubectl kustomize`, offline; Debian: kubernetes-client, installed
+by .ci/system-deps.sh): without it those tests skip, except under CI=true, where they fail."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -17,14 +22,16 @@ from monitor.config import SECTIONS, MetricsConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
-K8S = DEPLOY / "kubernetes"
+K8S = DEPLOY / "kubernetes" / "base"
 DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS_K8S = DEPLOY / "prometheus" / "prometheus.yml"
 PROMETHEUS_LOCAL = DEPLOY / "prometheus" / "prometheus-local.yml"
 DEFAULT_METRICS_PORT = 9108
 
 
-MONITORING = K8S / "monitoring"
+MONITORING = DEPLOY / "kubernetes" / "overlays" / "monitoring"
+KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
+CRD_SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "crds"
 # The Kubernetes minor version the manifests are validated against (kubernetes-validate ships its schemas).
 KUBERNETES_VERSION = "1.31"
 
@@ -90,6 +97,10 @@ def test_manifests_parse():
             assert o["metadata"].get("name"), o
 
 
+def test_the_pod_mounts_no_service_account_token():
+    assert pod_spec()["automountServiceAccountToken"] is False
+
+
 def test_kustomization_lists_every_manifest():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
     manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
@@ -136,8 +147,8 @@ def test_config_comes_from_the_config_map_at_the_path_the_image_reads():
     items = volumes[mount["name"]]["configMap"].get("items")
     file_name = items[0]["path"] if items else "nlpmon.toml"
     mounted_at = f"{mount['mountPath'].rstrip('/')}/{file_name}"
-    entrypoint = json.loads(dict(dockerfile_instructions())["ENTRYPOINT"])
-    assert entrypoint[entrypoint.index("--config") + 1] == mounted_at
+    command = json.loads(dict(dockerfile_instructions())["CMD"])
+    assert command[command.index("--config") + 1] == mounted_at
 
 
 def test_secrets_come_from_the_secret_through_the_environment():
@@ -182,9 +193,42 @@ def test_dockerfile_builds_a_non_root_nlpmon_image():
     assert any(op == "RUN" and re.search(r"pip install \S*\.", args) for op, args in instructions)
     user = [args for op, args in instructions if op == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
-    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
-    assert entrypoint[:2] == ["nlpmon", "run"]
+    # ENTRYPOINT the program, CMD its default arguments: `docker run IMG reference build ...` runs that command.
+    assert json.loads(dict(instructions)["ENTRYPOINT"]) == ["nlpmon"]
+    assert json.loads(dict(instructions)["CMD"])[0] == "run"
     assert f"EXPOSE {DEFAULT_METRICS_PORT}" in {f"{op} {args}" for op, args in instructions}
+
+
+def healthcheck_url(env: dict[str, str]) -> str:
+    """The URL the image's HEALTHCHECK opens in a container with ``env``: its Python, run with urlopen stubbed."""
+    (args,) = [a for op, a in dockerfile_instructions() if op == "HEALTHCHECK"]
+    command = json.loads(args[args.index(" CMD ") + len(" CMD "):])
+    assert command[:2] == ["python", "-c"]
+    opened = []
+    import urllib.request
+
+    real_environ = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(urllib.request, "urlopen", lambda url, timeout: opened.append(url))
+            exec(command[2], {})
+    finally:
+        os.environ.clear()
+        os.environ.update(real_environ)
+    (url,) = opened
+    return url
+
+
+def test_healthcheck_port_follows_the_metrics_port_variable(tmp_path):
+    assert healthcheck_url({}) == f"http://127.0.0.1:{DEFAULT_METRICS_PORT}/healthz"
+    assert healthcheck_url({"NLPMON_METRICS_PORT": "9200"}) == "http://127.0.0.1:9200/healthz"
+    # ... the variable the config loader reads for [metrics] port, so probe and daemon agree.
+    (tmp_path / "c.toml").write_text('[source]\npath = "events.jsonl"\n', encoding="utf-8")
+    assert load_config(tmp_path / "c.toml", env={"NLPMON_METRICS_PORT": "9200"}).metrics.port == 9200
+    # The image must not set it: it would override the port of a mounted config file.
+    assert not any(op == "ENV" and "NLPMON_METRICS_PORT" in a for op, a in dockerfile_instructions())
 
 
 def test_dockerfile_copies_what_the_package_build_needs():
@@ -293,37 +337,36 @@ def test_scrape_annotations_name_the_metrics_port_and_path():
     assert int(annotations["prometheus.io/port"]) in ports
 
 
-# The PodMonitor fields used here, from the prometheus-operator's CRD (monitoring.coreos.com/v1): its
-# schema is not on PyPI, so the subset is written out, closed (additionalProperties: false) so that a
-# misspelt field fails as it would in `kubectl apply`.
-_LABEL_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {
-    "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
-    "matchExpressions": {"type": "array"}}}
-_RELABEL = {"type": "object", "additionalProperties": False, "properties": {
-    "sourceLabels": {"type": "array", "items": {"type": "string"}}, "targetLabel": {"type": "string"},
-    "regex": {"type": "string"}, "replacement": {"type": "string"}, "separator": {"type": "string"},
-    "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod", "lowercase",
-                        "uppercase", "keepequal", "dropequal"]}}}
-_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
-PODMONITOR_SCHEMA = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {"type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
-                 "properties": {
-                     "jobLabel": {"type": "string"}, "selector": _LABEL_SELECTOR,
-                     "namespaceSelector": {"type": "object", "additionalProperties": False, "properties": {
-                         "any": {"type": "boolean"}, "matchNames": {"type": "array", "items": {"type": "string"}}}},
-                     "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                     "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": {
-                         "type": "object", "additionalProperties": False, "properties": {
-                             "port": {"type": "string"}, "path": {"type": "string"}, "scheme": {"enum": ["http", "https"]},
-                             "interval": _DURATION, "scrapeTimeout": _DURATION, "honorLabels": {"type": "boolean"},
-                             "relabelings": {"type": "array", "items": _RELABEL},
-                             "metricRelabelings": {"type": "array", "items": _RELABEL}}}}}},
-    },
-}
+def crd_schema(kind: str) -> dict:
+    """The vendored openAPIV3Schema of a prometheus-operator CRD (tests/fixtures/crds/, source and version in
+    each file), every object that lists its properties closed, as `kubectl apply --validate=strict` is."""
+    schema = yaml.safe_load((CRD_SCHEMAS / f"monitoring.coreos.com_{kind.lower()}s.schema.yaml").read_text(encoding="utf-8"))
+
+    def close(node):
+        if isinstance(node, dict):
+            if "properties" in node and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                close(value)
+        elif isinstance(node, list):
+            for value in node:
+                close(value)
+
+    schema = copy.deepcopy(schema)
+    close(schema)
+    return schema
+
+
+CRD_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+
+
+def validate_crd_object(obj: dict) -> None:
+    """Validate ``obj`` against its CRD's schema; jsonschema.ValidationError if it does not match."""
+    import jsonschema
+
+    assert obj["apiVersion"] == "monitoring.coreos.com/v1", obj["apiVersion"]
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", obj["metadata"]["name"]), obj["metadata"]
+    jsonschema.Draft202012Validator(crd_schema(obj["kind"])).validate(obj)
 
 
 def podmonitor() -> dict:
@@ -335,10 +378,12 @@ def test_podmonitor_matches_its_schema_and_scrapes_the_nlpmon_port():
     import jsonschema
 
     monitor = podmonitor()
-    jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(monitor)
-    with pytest.raises(jsonschema.ValidationError):  # the subset is closed: a typo fails
-        jsonschema.Draft202012Validator(PODMONITOR_SCHEMA).validate(
-            {**monitor, "spec": {**monitor["spec"], "podMetricEndpoints": []}})
+    validate_crd_object(monitor)
+    with pytest.raises(jsonschema.ValidationError):  # closed: a typo fails
+        validate_crd_object({**monitor, "spec": {**monitor["spec"], "podMetricEndpoints": []}})
+    with pytest.raises(jsonschema.ValidationError):  # ... in a nested object too
+        endpoint = {**monitor["spec"]["podMetricsEndpoints"][0], "scrapeTimout": "10s"}
+        validate_crd_object({**monitor, "spec": {**monitor["spec"], "podMetricsEndpoints": [endpoint]}})
     pod_labels = k8s_object("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
@@ -350,7 +395,153 @@ def test_podmonitor_matches_its_schema_and_scrapes_the_nlpmon_port():
             assert endpoint["port"] not in {p.get("name") for p in container.get("ports", [])}
 
 
-def test_monitoring_overlay_adds_the_podmonitor_to_the_example():
+def test_monitoring_overlay_adds_its_objects_to_the_base():
     kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text(encoding="utf-8"))
     manifests = {p.name for p in MONITORING.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == {".."} | manifests
+    assert set(kustomization["resources"]) == {"../../base"} | manifests
+
+
+# -- every kustomization builds, and what it builds validates -----------------------------------------------
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        message = "kubectl is not installed (Debian: apt-get install -y kubernetes-client; or bash .ci/system-deps.sh)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {message}: the manifests must be built in CI")
+        pytest.skip(message)
+    return path
+
+
+def kustomize_build(directory: Path) -> list[dict]:
+    result = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"kubectl kustomize {directory.relative_to(ROOT)}: {result.stderr}"
+    return [o for o in yaml.safe_load_all(result.stdout) if o is not None]
+
+
+def test_the_kustomizations_are_found():
+    assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
+        "kubernetes/base", "kubernetes/overlays/monitoring"}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: p.relative_to(DEPLOY).as_posix())
+def test_kustomization_builds_and_validates(directory):
+    kv = _kubernetes_validate()
+    objects = kustomize_build(directory)
+    assert objects, "the build is empty"
+    names = [(o["kind"], o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names)), f"duplicate objects: {names}"
+    for obj in objects:
+        if obj["kind"] in CRD_KINDS:
+            validate_crd_object(obj)
+        else:
+            # Strict: unknown fields are errors; a kind without a schema raises too (nothing passes unchecked).
+            assert kv.validate(obj, KUBERNETES_VERSION, strict=True) == KUBERNETES_VERSION
+
+
+@pytest.mark.integration
+def test_the_monitoring_overlay_is_the_base_plus_the_operator_objects():
+    base = kustomize_build(K8S)
+    overlay = kustomize_build(MONITORING)
+    extra = [o for o in overlay if o not in base]
+    assert all(o in overlay for o in base), "the overlay changes an object of the base"
+    assert sorted(o["kind"] for o in extra) == sorted(
+        yaml.safe_load(p.read_text(encoding="utf-8"))["kind"] for p in MONITORING.glob("*.yaml")
+        if p.name != "kustomization.yaml")
+
+
+# -- kube-prometheus objects: generated from the plain files, and equal to them --------------------------------
+
+RULES_FILE = ROOT / "alerts" / "nlpmon.rules.yml"
+DASHBOARD_FILE = ROOT / "grafana" / "dashboards" / "nlpmon.json"
+REGENERATE = "regenerate with `make generated` (alerts/render.py --format prometheusrule, grafana/configmap.py)"
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_nlpmon_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def overlay_object(kind: str) -> dict:
+    (found,) = [o for o in k8s_objects(MONITORING) if o["kind"] == kind and o["metadata"]["name"] != "nlpmon-config"]
+    return found
+
+
+def test_generated_manifests_are_up_to_date():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    configmap = _load_script(ROOT / "grafana" / "configmap.py")
+    rule = render.prometheus_rule(render.render(render.SOURCE.read_text(encoding="utf-8")))
+    assert render.PROMETHEUS_RULE_OUTPUT.read_text(encoding="utf-8") == rule, f"prometheusrule.yaml is stale: {REGENERATE}"
+    dashboard = configmap.dashboard_configmap(DASHBOARD_FILE.read_text(encoding="utf-8"))
+    assert configmap.OUTPUT.read_text(encoding="utf-8") == dashboard, f"grafana-dashboard.yaml is stale: {REGENERATE}"
+    assert {render.PROMETHEUS_RULE_OUTPUT.parent, configmap.OUTPUT.parent} == {MONITORING}
+
+
+def test_prometheus_rule_carries_the_rules_file():
+    rule = overlay_object("PrometheusRule")
+    validate_crd_object(rule)
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+
+
+def test_dashboard_config_map_carries_the_dashboard_for_the_grafana_sidecar():
+    config_map = overlay_object("ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # a string: label values are strings
+    (text,) = config_map["data"].values()
+    assert text == DASHBOARD_FILE.read_text(encoding="utf-8")  # byte for byte, not only the same JSON
+    assert json.loads(text)["uid"] == "nlpmon-overview"
+
+
+def test_the_podmonitor_gives_the_job_the_rules_select():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    ((name, op, job),) = [m for m in render.parse_selector(render.DEFAULT_SELECTOR) if m[0] == "job"]
+    relabel = [r for r in podmonitor()["spec"]["podMetricsEndpoints"][0]["relabelings"] if r.get("targetLabel") == "job"]
+    assert op == "=" and [r.get("replacement") for r in relabel] == [job]
+
+
+def test_prometheus_rule_options():
+    render = _load_script(ROOT / "alerts" / "render.py")
+    rules = render.render(render.SOURCE.read_text(encoding="utf-8"), severities={"NlpInputDrift": "warning"})
+    obj = yaml.safe_load(render.prometheus_rule(rules, name="ml-nlpmon", labels={"release": "kube-prometheus-stack", "x": "1"}))
+    assert obj["metadata"] == {"name": "ml-nlpmon", "labels": {
+        "app.kubernetes.io/name": "nlpmon", "release": "kube-prometheus-stack", "x": "1"}}
+    assert obj["spec"] == yaml.safe_load(rules)
+    validate_crd_object(obj)
+    with pytest.raises(ValueError, match="DNS label"):
+        render.prometheus_rule(rules, name="NLPmon")
+    with pytest.raises(ValueError, match="label key"):
+        render.prometheus_rule(rules, labels={"bad key": "x"})
+
+
+def test_dashboard_config_map_refuses_what_it_cannot_carry():
+    configmap = _load_script(ROOT / "grafana" / "configmap.py")
+    with pytest.raises(ValueError):
+        configmap.dashboard_configmap("{not json")
+    with pytest.raises(ValueError, match="trailing whitespace"):
+        configmap.dashboard_configmap('{"a": 1} \n')
+    assert yaml.safe_load(configmap.dashboard_configmap('{"a":\n  1}'))["data"]["nlpmon.json"] == '{"a":\n  1}'
+
+
+@pytest.mark.integration
+def test_the_built_overlay_carries_the_plain_files():
+    built = {(o["kind"], o["metadata"]["name"]): o for o in kustomize_build(MONITORING)}
+    assert built[("PrometheusRule", "nlpmon")]["spec"] == yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    assert built[("ConfigMap", "nlpmon-dashboard")]["data"]["nlpmon.json"] == DASHBOARD_FILE.read_text(encoding="utf-8")
+
+
+# -- user-facing files name no internal work items ------------------------------------------------------------
+
+
+def test_user_facing_files_name_no_internal_work_items():
+    paths = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *DEPLOY.rglob("*"), *(ROOT / "alerts").rglob("*"),
+             *(ROOT / "grafana").rglob("*")]
+    found = []
+    for path in paths:
+        if path.is_file() and path.suffix in {".md", ".yaml", ".yml", ".json", ".py", ".sh", ""}:
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"\b(issues? \d+|phase \d+ of)", line, flags=re.I):
+                    found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "internal work items in user-facing files:\n" + "\n".join(found)

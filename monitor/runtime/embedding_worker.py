@@ -103,7 +103,7 @@ def set_embedding_gauges(sink, worker: EmbeddingWorker | None, pipelines) -> Non
     samples = [p.texts for p in pipelines if p.texts is not None]
     sink.set_gauge("nlpmon_embedding_pending_texts", "Sampled texts waiting for the [embedding] encoder.",
                    float(sum(t.pending for t in samples)))
-    sink.set_gauge("nlpmon_embedding_encoder_failures", "Sampled texts the [embedding] encoder failed on.",
+    sink.set_counter("nlpmon_embedding_encoder_failures", "Sampled texts the [embedding] encoder failed on.",
                    float(worker.failures))
     sink.set_gauge("nlpmon_embedding_barrier_seconds", "Longest wait of the pipelines' last embedding barrier.",
                    max((t.last_wait for t in samples), default=0.0))

@@ -134,6 +134,10 @@ class PrometheusSink:
         """Set a daemon-state gauge (e.g. ``nlpmon_kafka_connected``) exported alongside the rest."""
         self.daemon.set_gauge(name, doc, value, **labels)
 
+    def set_counter(self, name: str, doc: str, value: float, **labels: str) -> None:
+        """Export a cumulative count kept elsewhere (e.g. the encoder's failures) as the counter ``<name>_total``."""
+        self.daemon.set_counter(name, doc, value, **labels)
+
     def latest_windows(self) -> list[WindowResult]:
         """The latest closed window of each stream (``/status`` turns them into JSON)."""
         return self.windows.latest()

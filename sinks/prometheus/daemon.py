@@ -1,5 +1,9 @@
 """Metrics about nlpmon itself: records consumed/valid/invalid/late, dead letters, fetch errors, label folds,
-open windows, up, build info, and the daemon-state gauges the Kafka sidecar sets (``set_gauge``)."""
+open windows, build info, the daemon-state gauges the Kafka sidecar sets (``set_gauge``) and the cumulative
+counts other parts of the daemon own (``set_counter``).
+
+There is no ``nlpmon_up``: Prometheus writes ``up`` for every target it scrapes, and a gauge that a process
+can only export while it runs says nothing ``up`` does not."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class DaemonCollector:
         self._fetch_errors: Counter[str] = Counter()  # reason -> failed fetches (Kafka daemon only)
         self._open_windows = 0
         self._gauges: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
+        self._counters: dict[str, tuple[str, tuple[str, ...], dict[tuple[str, ...], float]]] = {}
 
     def preset_reasons(self, reasons) -> None:
         with self._bounds.lock:
@@ -76,6 +81,16 @@ class DaemonCollector:
                 entry = self._gauges[name] = (doc, tuple(sorted(labels)), {})
             entry[2][tuple(labels[k] for k in entry[1])] = float(value)
 
+    def set_counter(self, name: str, doc: str, value: float, **labels: str) -> None:
+        """Export a count that another object keeps (it only grows) as the counter ``<name>_total``."""
+        if name.endswith("_total"):
+            raise ValueError(f"give the counter's name without _total (it is added): {name!r}")
+        with self._bounds.lock:
+            entry = self._counters.get(name)
+            if entry is None:
+                entry = self._counters[name] = (doc, tuple(sorted(labels)), {})
+            entry[2][tuple(labels[k] for k in entry[1])] = float(value)
+
     def collect(self):
         with self._bounds.lock:
             yield from self._collect()
@@ -119,12 +134,15 @@ class DaemonCollector:
         g = GaugeMetricFamily("nlpmon_open_windows", "Windows currently open.")
         g.add_metric([], self._open_windows)
         yield g
-        g = GaugeMetricFamily("nlpmon_up", "1 while the nlpmon process runs.")
-        g.add_metric([], 1.0)
-        yield g
-        g = GaugeMetricFamily("nlpmon_build_info", "nlpmon build information.", labels=["version"])
+        # `nlpmon_version`, not `version`: `version` is the model version on every nlp_* series.
+        g = GaugeMetricFamily("nlpmon_build_info", "nlpmon build information.", labels=["nlpmon_version"])
         g.add_metric([self._build_version], 1.0)
         yield g
+        for name, (doc, keys, values) in sorted(self._counters.items()):
+            c = CounterMetricFamily(name, doc, labels=list(keys))
+            for lv, value in sorted(values.items()):
+                c.add_metric(list(lv), value)
+            yield c
         for name, (doc, keys, values) in sorted(self._gauges.items()):
             g = GaugeMetricFamily(name, doc, labels=list(keys))
             for lv, value in sorted(values.items()):

@@ -110,7 +110,18 @@ def test_daemon_counters_and_gauges(reg):
     assert g("nlpmon_events_late_total", {"model": "m", "version": "1"}) == 2
     assert g("nlpmon_kafka_connected") == 1
     assert g("nlpmon_consumer_lag", {"topic": "t", "partition": "0"}) == 42
-    assert g("nlpmon_build_info", {"version": "9.9"}) == 1
+    assert g("nlpmon_build_info", {"nlpmon_version": "9.9"}) == 1
+    assert g("nlpmon_up") is None  # Prometheus' own `up` says it
+
+
+def test_a_count_kept_elsewhere_is_exported_as_a_counter(reg):
+    sink = PrometheusSink(reg)
+    sink.set_counter("nlpmon_embedding_encoder_failures", "Sampled texts the encoder failed on.", 3)
+    sink.set_counter("nlpmon_embedding_encoder_failures", "Sampled texts the encoder failed on.", 5)
+    assert reg.get_sample_value("nlpmon_embedding_encoder_failures_total") == 5
+    assert b"# TYPE nlpmon_embedding_encoder_failures_total counter" in generate_latest(reg)
+    with pytest.raises(ValueError, match="without _total"):
+        sink.set_counter("nlpmon_x_total", "x", 1)
 
 
 def test_registry_is_explicit():

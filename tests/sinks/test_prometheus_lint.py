@@ -59,6 +59,7 @@ def full_scrape() -> tuple[CollectorRegistry, bytes]:
     sink.count_dead_letter()
     sink.count_fetch_error("corrupt_record", 0)
     sink.set_gauge("nlpmon_kafka_connected", "1 while the group coordinator is reachable.", 1.0)
+    sink.set_counter("nlpmon_embedding_encoder_failures", "Sampled texts the [embedding] encoder failed on.", 2.0)
     sink.set_gauge("nlpmon_consumer_lag", "Records not yet consumed.", 3.0, topic="t", partition="0")
     return registry, generate_latest(registry)
 
@@ -68,6 +69,7 @@ def test_the_scrape_carries_every_family():
     names = {m.name for m in registry.collect()}
     for expected in ("nlp_predictions", "nlp_window_events", "nlp_drift_statistic", "nlp_reeval_accuracy_ratio",
                      "nlp_experiment_samples", "nlp_shadow_pairs", "nlp_realised_accuracy_ratio", "nlpmon_events_consumed", "nlpmon_kafka_connected",
+                     "nlpmon_embedding_encoder_failures", "nlpmon_build_info",
                      "process_cpu_seconds", "python_info", "python_gc_objects_collected"):
         assert expected in names, f"{expected} missing from the scrape"
 

@@ -254,7 +254,7 @@ def test_an_encoder_failure_skips_the_windows_embedding_test_and_the_daemon_goes
     from monitor.runtime.embedding_worker import set_embedding_gauges
 
     set_embedding_gauges(PrometheusSink(gauges := CollectorRegistry()), w, [])
-    assert gauges.get_sample_value("nlpmon_embedding_encoder_failures") == 12.0
+    assert gauges.get_sample_value("nlpmon_embedding_encoder_failures_total") == 12.0
     assert "encoder_error" not in json.dumps(windows[0].to_dict()["drift"]["input"])
     logged = " ".join(str(rec.__dict__) for rec in caplog.records) + generate_latest(reg).decode()
     assert "RuntimeError" in logged and SECRET not in logged
