@@ -1,4 +1,4 @@
-"""Tables of the SQL store, and the schema version they make up (docs/storage.md documents both).
+"""Tables of the SQL store, the schema version they make up, and the upgrade to it (docs/storage.md).
 
 Every timestamp is an integer of epoch milliseconds (UTC), so SQLite and PostgreSQL store and compare them
 the same way. Changing a table means: bump :data:`SCHEMA_VERSION` and add the step from the previous version
@@ -12,8 +12,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from sinks.sql.engine import now_ms
+
 __all__ = [
-    "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
+    "SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "stored_version", "create_or_upgrade", "WINDOW_KEY", "metadata",
     "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
     "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results", "LABELS_KEY", "label_results",
 ]
@@ -33,6 +35,45 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     # 4 -> 5 adds the table label_results; nothing existing changes.
     4: lambda conn: None,
 }
+
+# Serialises concurrent create_or_upgrade() calls on one PostgreSQL database (an arbitrary constant).
+_PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer nlpmon, whose tables this version does not know."""
+
+
+def stored_version(conn: sa.Connection) -> int | None:
+    """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return None
+    return conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1)).scalar()
+
+
+def create_or_upgrade(conn: sa.Connection, where: str) -> None:
+    """Create missing tables and record the version; upgrade an older database; refuse a newer one.
+
+    ``conn`` is a write transaction: a failed step leaves the database at its old version. ``where`` names
+    the database in the error.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK_KEY})
+    found = stored_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database at {where} has schema version {found}, newer than the {SCHEMA_VERSION} this nlpmon "
+            f"knows: upgrade nlpmon (downgrading a database is not supported; see docs/storage.md)"
+        )
+    if found is not None:
+        for step in range(found, SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+    metadata.create_all(conn, checkfirst=True)
+    if found is None:
+        conn.execute(sa.insert(schema_version).values(id=1, version=SCHEMA_VERSION, updated_at_ms=now_ms()))
+    elif found < SCHEMA_VERSION:
+        conn.execute(sa.update(schema_version).values(version=SCHEMA_VERSION, updated_at_ms=now_ms()))
+
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
 _Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
