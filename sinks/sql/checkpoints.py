@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 
 from sinks.sql import schema as tables
 from sinks.sql.engine import now_ms, upsert
-from sinks.sql.rows import Connect
+from sinks.sql.rows import TableFamily
 
 __all__ = ["CheckpointConflict", "Checkpoints", "checkpoint_rows"]
 
@@ -48,11 +48,8 @@ def checkpoint_rows(group_id: str, cps: Mapping[tuple[str, int], tuple[int, byte
     return rows
 
 
-class Checkpoints:
-    """Writes (fenced) and reads ``checkpoints``; the store's transactions through ``connect``."""
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
+class Checkpoints(TableFamily):
+    """Writes (fenced) and reads ``checkpoints``."""
 
     rows = staticmethod(checkpoint_rows)
 

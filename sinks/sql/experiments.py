@@ -11,7 +11,7 @@ from detectors.base import finite_or_none
 from monitor.results import ExperimentResult, ShadowResult
 from sinks.sql import schema as tables
 from sinks.sql.engine import upsert
-from sinks.sql.rows import Connect, check_name, window_columns, window_docs
+from sinks.sql.rows import TableFamily, check_name, window_columns, window_docs
 
 __all__ = ["ExperimentResults", "experiment_rows", "shadow_rows"]
 
@@ -44,14 +44,11 @@ def shadow_rows(results: Iterable[ShadowResult]) -> list[dict]:
     return rows
 
 
-class ExperimentResults:
-    """Writes and reads ``experiment_results`` and ``shadow_results``; the store's transactions through ``connect``.
+class ExperimentResults(TableFamily):
+    """Writes and reads ``experiment_results`` and ``shadow_results``.
 
     Every experiment result is cumulative since the experiment started, so the newest is its current state.
     """
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
 
     experiment_rows = staticmethod(experiment_rows)
     shadow_rows = staticmethod(shadow_rows)

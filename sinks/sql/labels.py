@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from monitor.results import LabelsResult
 from sinks.sql import schema as tables
 from sinks.sql.engine import upsert
-from sinks.sql.rows import Connect, check_name, number_or_none
+from sinks.sql.rows import TableFamily, check_name, number_or_none
 
 __all__ = ["LabelResults", "label_rows", "upsert_label_results", "label_results"]
 
@@ -31,11 +31,8 @@ def label_rows(results: Iterable[LabelsResult]) -> list[dict]:
     return rows
 
 
-class LabelResults:
-    """Writes and reads ``label_results``; the store's transactions through ``connect``."""
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
+class LabelResults(TableFamily):
+    """Writes and reads ``label_results``."""
 
     rows = staticmethod(label_rows)
 

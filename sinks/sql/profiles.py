@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 
 from sinks.sql import schema as tables
 from sinks.sql.engine import now_ms
-from sinks.sql.rows import Connect, check_name
+from sinks.sql.rows import TableFamily, check_name
 
 __all__ = ["ProfileNotFound", "ProfileInfo", "ReferenceProfiles"]
 
@@ -29,11 +29,8 @@ class ProfileInfo:
     created_at_ms: int
 
 
-class ReferenceProfiles:
-    """Writes and reads ``reference_profiles``; the store's transactions through ``connect``."""
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
+class ReferenceProfiles(TableFamily):
+    """Writes and reads ``reference_profiles``."""
 
     def save(self, model: str, profile_json: dict, *, activate: bool) -> int:
         """Store a new version of ``model``'s reference profile and return its version (1, 2, ...)."""

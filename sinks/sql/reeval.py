@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from sinks.sql import schema as tables
-from sinks.sql.rows import Connect, check_name, float_or_none
+from sinks.sql.rows import TableFamily, check_name, float_or_none
 
 __all__ = ["REEVAL_OUTCOMES", "ReevalRun", "ReevalRuns"]
 
@@ -36,11 +36,8 @@ class ReevalRun:
     result: dict | None
 
 
-class ReevalRuns:
-    """Writes and reads ``reeval_runs``; the store's transactions through ``connect``."""
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
+class ReevalRuns(TableFamily):
+    """Writes and reads ``reeval_runs``."""
 
     def save(
         self,

@@ -16,11 +16,23 @@ import sqlalchemy as sa
 from detectors.base import finite_or_none
 from monitor.results import ExperimentResult, ShadowResult, WindowResult
 
-__all__ = ["Connect", "check_name", "float_or_none", "number_or_none", "window_columns", "to_ms", "window_docs"]
+__all__ = ["Connect", "TableFamily", "check_name", "float_or_none", "number_or_none", "window_columns", "to_ms", "window_docs"]
 
 # How a family opens a transaction of the store: ``connect(write=...)`` checks the schema first and turns an
 # unreachable database into StoreUnavailable (SqlStore.connect).
 Connect = Callable[..., AbstractContextManager[sa.Connection]]
+
+
+class TableFamily:
+    """A family of the store's tables: builds, writes and reads its own rows.
+
+    Writes that must join the store's one commit take the caller's connection; reads and writes of their
+    own open a transaction through ``connect`` (the store's, which checks the schema first).
+    """
+
+    def __init__(self, connect: Connect):
+        self._connect = connect
+
 
 # Epoch numbers below this are seconds, at or above it milliseconds (the rule of docs/events.md).
 _SECONDS_LIMIT = 100_000_000_000

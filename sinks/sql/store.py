@@ -14,7 +14,6 @@ result beyond the columns it indexes.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
@@ -50,11 +49,11 @@ class SqlStore:
     """
 
     def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False, create: bool = True):
-        self._create = create  # False for readers (the CLI): refuse a database without this schema, never create
         self.url = sa.engine.make_url(url)
         self._engine = db.create_engine(self.url, echo=echo)
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
+        # create=False for readers (the CLI): refuse a database without this schema, never create one.
+        self._schema = schema.SchemaGate(self._engine, create=create, name=repr(self),
+                                         where=self.url.render_as_string(hide_password=True))
         self.profiles = ReferenceProfiles(self.connect)
         self.windows = WindowResults(self.connect)
         self.experiments = ExperimentResults(self.connect)
@@ -84,7 +83,7 @@ class SqlStore:
     @contextlib.contextmanager
     def connect(self, *, write: bool) -> Iterator[sa.Connection]:
         """Open a transaction once the schema is ready (what the families read and write through)."""
-        self._ensure_schema()
+        self._schema.ensure()
         with db.transaction(self._engine, write=write) as conn:
             yield conn
 
@@ -99,29 +98,13 @@ class SqlStore:
     def create_schema(self) -> None:
         """Create missing tables and record the schema version; upgrade an older database; refuse a newer one.
 
-        Idempotent, and safe to run from several processes at once.
+        Idempotent, and safe to run from several processes at once. Runs by itself before the first operation.
         """
-        with db.transaction(self._engine, write=True) as conn:
-            schema.create_or_upgrade(conn, self.url.render_as_string(hide_password=True))
-        self._schema_ready = True
+        self._schema.create()
 
     def schema_version(self) -> int | None:
         """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
-        with db.transaction(self._engine, write=False) as conn:
-            return schema.stored_version(conn)
-
-    def _ensure_schema(self) -> None:
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if self._create and not self._schema_ready:
-                self.create_schema()
-            elif not self._schema_ready:
-                found = self.schema_version()
-                if found != schema.SCHEMA_VERSION:
-                    held = "no nlpmon tables" if found is None else f"schema version {found}, not {schema.SCHEMA_VERSION}"
-                    raise schema.SchemaVersionError(f"{self!r} holds {held} (a read neither creates nor upgrades one)")
-                self._schema_ready = True
+        return self._schema.version()
 
     # -- the one exactly-once transaction ----------------------------------------------------------------------
 

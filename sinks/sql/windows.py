@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from monitor.results import DriftVerdicts, WindowResult
 from sinks.sql import schema as tables
 from sinks.sql.engine import upsert
-from sinks.sql.rows import Connect, check_name, number_or_none, window_columns, window_docs
+from sinks.sql.rows import TableFamily, check_name, number_or_none, window_columns, window_docs
 
 __all__ = ["WindowRows", "WindowResults", "result_rows", "drift_rows"]
 
@@ -64,11 +64,8 @@ def _drift_row(detector: str, feature: str, statistic, p_value, p_value_adjusted
             "p_value": number_or_none(p_value), "p_value_adjusted": number_or_none(p_value_adjusted)}
 
 
-class WindowResults:
-    """Writes and reads ``window_results`` and ``drift_events``; the store's transactions through ``connect``."""
-
-    def __init__(self, connect: Connect):
-        self._connect = connect
+class WindowResults(TableFamily):
+    """Writes and reads ``window_results`` and ``drift_events``."""
 
     rows = staticmethod(result_rows)
 
