@@ -61,5 +61,5 @@ def upsert_label_results(conn: sa.Connection, results: Iterable[LabelsResult]) -
 
 
 def label_results(store, model: str, version: str | None = None, *, limit: int | None = None) -> list[dict]:
-    """Stored labels results of ``model`` in ``store`` (a :class:`~sinks.sql.SqlStore`): :meth:`LabelResults.results`."""
+    """Stored labels results of ``model`` in ``store`` (a ``SqlStore``), as :meth:`LabelResults.results`."""
     return store.labels.results(model, version, limit=limit)

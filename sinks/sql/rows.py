@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from detectors.base import finite_or_none
 from monitor.results import ExperimentResult, ShadowResult, WindowResult
 
-__all__ = ["Connect", "TableFamily", "check_name", "float_or_none", "number_or_none", "window_columns", "to_ms", "window_docs"]
+__all__ = ["Connect", "TableFamily", "check_name", "float_or_none", "number_or_none", "window_columns", "to_ms",
+           "window_docs"]
 
 # How a family opens a transaction of the store: ``connect(write=...)`` checks the schema first and turns an
 # unreachable database into StoreUnavailable (SqlStore.connect).

@@ -242,9 +242,9 @@ class SqlStore:
         return self.experiments.names()
 
     def save_reeval_run(self, **run) -> int:
-        """Store one finished re-evaluation run and return its id: :meth:`ReevalRuns.save <sinks.sql.reeval.ReevalRuns.save>`."""
+        """Store one finished re-evaluation run and return its id (arguments: :meth:`ReevalRuns.save`)."""
         return self.reeval.save(**run)
 
     def reeval_runs(self, model: str | None = None, **filters) -> list[ReevalRun]:
-        """Return stored re-evaluation runs: :meth:`ReevalRuns.runs <sinks.sql.reeval.ReevalRuns.runs>`."""
+        """Return stored re-evaluation runs (filters and order: :meth:`ReevalRuns.runs`)."""
         return self.reeval.runs(model, **filters)

@@ -99,4 +99,5 @@ class WindowResults(TableFamily):
         """Return every (model, version) with a stored window result, sorted."""
         t = tables.window_results.c
         with self._connect(write=False) as conn:
-            return [tuple(r) for r in conn.execute(sa.select(t.model, t.version).distinct().order_by(t.model, t.version))]
+            query = sa.select(t.model, t.version).distinct().order_by(t.model, t.version)
+            return [tuple(r) for r in conn.execute(query)]
