@@ -88,7 +88,7 @@ def run_line_source(
         store = None
         if config.output.store:
             from sinks.sql import SqlStore
-            from sinks.sql_labels import upsert_label_results
+            from sinks.sql.labels import upsert_label_results
 
             store = stack.enter_context(SqlStore(config.store.url))
         if dead_letter is not None:

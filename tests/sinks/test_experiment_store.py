@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import sqlalchemy as sa
 
-from sinks import sql_schema
+from sinks.sql import schema as sql_schema
 from sinks.sql import SqlStore
 from tests import factories
 

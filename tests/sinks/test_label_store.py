@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sinks import sql_schema
+from sinks.sql import schema as sql_schema
 from sinks.sql import SqlStore
-from sinks.sql_labels import label_results, upsert_label_results
+from sinks.sql.labels import label_results, upsert_label_results
 from tests import factories
 
 T0 = 1_764_000_000_000

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-from sinks import sql_schema
+from sinks.sql import schema as sql_schema
 from sinks.sql import CheckpointConflict, ProfileInfo, ProfileNotFound, SchemaVersionError, SqlStore, StoreUnavailable
 from tests import factories
 

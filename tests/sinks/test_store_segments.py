@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from sinks import sql_schema
+from sinks.sql import schema as sql_schema
 from sinks.sql import SqlStore
 from tests import factories
 
@@ -86,7 +86,7 @@ def test_a_version_3_database_is_upgraded_keeping_its_rows(store_url):
 
 def sql_schema_rows(result):
     """The version-3 rows of a segment-less result: today's rows without the segment column."""
-    from sinks.sql_rows import result_rows
+    from sinks.sql.windows import result_rows
 
     rows, events = result_rows([result])
     strip = lambda d: {k: v for k, v in d.items() if k != "segment"}  # noqa: E731

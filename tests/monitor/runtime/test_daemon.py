@@ -14,7 +14,7 @@ from kafka import KafkaConsumer
 
 from monitor.devkit.synth.traffic import generate_events, write_events
 from sinks.sql import SqlStore
-from sinks.sql_labels import label_results
+from sinks.sql.labels import label_results
 from tests.fixtures.databases import _fresh_postgres_schema
 
 from .harness import (

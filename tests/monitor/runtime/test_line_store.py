@@ -74,7 +74,7 @@ def test_reeval_with_a_line_source_is_refused_at_startup(tmp_path):
 
 
 def test_a_replayed_file_with_label_events_prints_and_stores_labels_results(tmp_path, store_url):
-    from sinks.sql_labels import label_results
+    from sinks.sql.labels import label_results
 
     write_events(tmp_path / "ref.jsonl", generate_events(2000, seed=1, rate_per_s=20))
     save_profile(build_profile(str(tmp_path / "ref.jsonl"))[0], tmp_path / "p.json")

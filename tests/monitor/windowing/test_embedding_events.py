@@ -17,7 +17,7 @@ from monitor.ingest.reference import Profile
 from monitor.pipeline import Pipeline, Record
 from monitor.reeval.encoder import OnnxEncoder
 from sinks.prometheus import PrometheusSink
-from sinks.sql_rows import drift_rows
+from sinks.sql.windows import drift_rows
 from tests.factories import replay_windows
 
 T0 = 1_764_000_000_000

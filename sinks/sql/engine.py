@@ -1,20 +1,23 @@
-"""How the SQL store talks to its database: engine settings per dialect, errors, and the upsert statement.
+"""How the SQL store talks to its database: the engine per dialect, transactions, errors, the upsert statement.
 
 SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` for writers; PostgreSQL connect and keepalive
-defaults bound how long a dead server can hang a call (docs/storage.md, *Availability*).
+defaults bound how long a dead server can hang a call (docs/storage.md, *Availability*). Every error that
+means "the database cannot be reached now" leaves here as :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "PG_CONNECT_DEFAULTS", "json_dumps", "now_ms", "describe", "configure_sqlite",
-           "upsert"]
+__all__ = ["SQLITE_BUSY_TIMEOUT_MS", "PG_CONNECT_DEFAULTS", "StoreUnavailable", "create_engine", "transaction",
+           "ping", "json_dumps", "now_ms", "describe", "configure_sqlite", "upsert"]
 
 # How long a SQLite writer waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -22,6 +25,55 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # silent peer on an open connection (keepalive after 10 s idle, then 3 probes 5 s apart).
 PG_CONNECT_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
                         "keepalives_interval": 5, "keepalives_count": 3}
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or is locked right now; back off and retry."""
+
+
+def create_engine(url: sa.URL, *, echo: bool = False) -> sa.Engine:
+    """Return an engine for ``url`` with nlpmon's settings for its dialect; connects to nothing yet."""
+    backend = url.get_backend_name()
+    kwargs: dict = {"echo": echo, "json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    if backend == "postgresql" and url.get_driver_name() in ("psycopg", "psycopg2"):
+        # Settings given in the URL's query string win over the defaults.
+        kwargs["connect_args"] = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in url.query}
+    if backend != "sqlite":
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(url, **kwargs)
+    if backend == "sqlite":
+        configure_sqlite(engine, in_memory=url.database in (None, "", ":memory:"))
+    return engine
+
+
+@contextlib.contextmanager
+def transaction(engine: sa.Engine, *, write: bool) -> Iterator[sa.Connection]:
+    """Open a transaction, committed when the block ends; an unreachable database raises StoreUnavailable."""
+    try:
+        with engine.connect() as conn:
+            if write:
+                # Read by the SQLite "begin" hook: take the write lock up front (BEGIN IMMEDIATE), so a
+                # transaction never fails half-way because another writer got there first.
+                conn.execution_options(nlpmon_write=True)
+            with conn.begin():
+                yield conn
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+        raise StoreUnavailable(describe(exc)) from exc
+    except sa_exc.DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailable(describe(exc)) from exc
+        raise
+
+
+def ping(engine: sa.Engine) -> bool:
+    """Return whether the database answers a trivial query now (for readiness probes); never raises."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(1))
+        return True
+    except Exception:
+        return False
+
 
 def json_dumps(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()

@@ -1,4 +1,4 @@
-"""Tables of the SQL store, and the schema version they make up (docs/storage.md documents both).
+"""Tables of the SQL store, the schema version they make up, and the upgrade to it (docs/storage.md).
 
 Every timestamp is an integer of epoch milliseconds (UTC), so SQLite and PostgreSQL store and compare them
 the same way. Changing a table means: bump :data:`SCHEMA_VERSION` and add the step from the previous version
@@ -7,13 +7,17 @@ to :data:`MIGRATIONS`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from sinks.sql.engine import now_ms, transaction
+
 __all__ = [
-    "SCHEMA_VERSION", "MIGRATIONS", "WINDOW_KEY", "metadata",
+    "SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "SchemaGate", "stored_version", "create_or_upgrade",
+    "WINDOW_KEY", "metadata",
     "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
     "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results", "LABELS_KEY", "label_results",
 ]
@@ -72,16 +76,26 @@ def _segment_column() -> sa.Column:
     return sa.Column("segment", sa.String(64), primary_key=True, server_default="")
 
 
+# Columns of every window table; functions because a Column belongs to one table.
+def _window_key_columns() -> list[sa.Column]:
+    return [
+        sa.Column("window_kind", sa.String(16), primary_key=True),
+        sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    ]
+
+
+def _window_bound_columns() -> list[sa.Column]:
+    return [sa.Column("window_end_ms", sa.BigInteger, nullable=False), sa.Column("partial", sa.Boolean, nullable=False)]
+
+
 window_results = sa.Table(
     "window_results", metadata,
     sa.Column("model", _Name, primary_key=True),
     sa.Column("version", _Name, primary_key=True),
     _segment_column(),
-    sa.Column("window_kind", sa.String(16), primary_key=True),
-    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
-    sa.Column("partial", sa.Boolean, nullable=False),
+    *_window_key_columns(),
+    *_window_bound_columns(),
     sa.Column("drifted", sa.Boolean, nullable=False),
     sa.Column("events", sa.BigInteger, nullable=False),
     sa.Column("result", _Json, nullable=False),
@@ -93,9 +107,7 @@ drift_events = sa.Table(
     sa.Column("model", _Name, primary_key=True),
     sa.Column("version", _Name, primary_key=True),
     _segment_column(),
-    sa.Column("window_kind", sa.String(16), primary_key=True),
-    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    *_window_key_columns(),
     sa.Column("detector", sa.String(64), primary_key=True),
     # The drifted input feature; "" for a detector that tests the window as a whole.
     sa.Column("feature", _Name, primary_key=True),
@@ -145,12 +157,9 @@ EXPERIMENT_KEY = ("experiment", "window_kind", "window_start_ms", "window_seq")
 experiment_results = sa.Table(
     "experiment_results", metadata,
     sa.Column("experiment", _Name, primary_key=True),
-    sa.Column("window_kind", sa.String(16), primary_key=True),
-    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    *_window_key_columns(),
     sa.Column("model", _Name, nullable=False),
-    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
-    sa.Column("partial", sa.Boolean, nullable=False),
+    *_window_bound_columns(),
     sa.Column("samples", sa.BigInteger, nullable=False),
     sa.Column("srm_mismatch", sa.Boolean, nullable=False),
     sa.Column("significant", sa.Boolean, nullable=False),
@@ -165,11 +174,8 @@ SHADOW_KEY = ("model", "window_kind", "window_start_ms", "window_seq")
 shadow_results = sa.Table(
     "shadow_results", metadata,
     sa.Column("model", _Name, primary_key=True),
-    sa.Column("window_kind", sa.String(16), primary_key=True),
-    sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
-    sa.Column("partial", sa.Boolean, nullable=False),
+    *_window_key_columns(),
+    *_window_bound_columns(),
     sa.Column("pairs", sa.BigInteger, nullable=False),
     sa.Column("agreement_rate", sa.Double, nullable=True),
     sa.Column("agreement_low", sa.Boolean, nullable=False),
@@ -204,11 +210,89 @@ label_results = sa.Table(
     sa.Column("model", _Name, primary_key=True),
     sa.Column("version", _Name, primary_key=True),
     sa.Column("window_start_ms", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("window_end_ms", sa.BigInteger, nullable=False),
-    sa.Column("partial", sa.Boolean, nullable=False),
+    *_window_bound_columns(),
     sa.Column("predictions", sa.BigInteger, nullable=False),
     sa.Column("labelled", sa.BigInteger, nullable=False),
     sa.Column("accuracy", sa.Double, nullable=True),
     sa.Column("estimated_accuracy", sa.Double, nullable=True),
     sa.Column("result", _Json, nullable=False),
 )
+
+
+# -- creating and upgrading ---------------------------------------------------------------------------------------
+
+# Serialises concurrent create_or_upgrade() calls on one PostgreSQL database (an arbitrary constant).
+_PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer nlpmon, whose tables this version does not know."""
+
+
+def stored_version(conn: sa.Connection) -> int | None:
+    """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return None
+    return conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1)).scalar()
+
+
+def create_or_upgrade(conn: sa.Connection, where: str) -> None:
+    """Create missing tables and record the version; upgrade an older database; refuse a newer one.
+
+    ``conn`` is a write transaction: a failed step leaves the database at its old version. ``where`` names
+    the database in the error.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK_KEY})
+    found = stored_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"the database at {where} has schema version {found}, newer than the {SCHEMA_VERSION} this nlpmon "
+            f"knows: upgrade nlpmon (downgrading a database is not supported; see docs/storage.md)"
+        )
+    if found is not None:
+        for step in range(found, SCHEMA_VERSION):
+            MIGRATIONS[step](conn)
+    metadata.create_all(conn, checkfirst=True)
+    if found is None:
+        conn.execute(sa.insert(schema_version).values(id=1, version=SCHEMA_VERSION, updated_at_ms=now_ms()))
+    elif found < SCHEMA_VERSION:
+        conn.execute(sa.update(schema_version).values(version=SCHEMA_VERSION, updated_at_ms=now_ms()))
+
+
+class SchemaGate:
+    """Makes sure a store's database holds this schema before the store's first operation, once per store.
+
+    A writer's store (``create=True``) creates or upgrades it; a reader's store (the CLI) only checks the
+    version and refuses a database without this schema, never creating one.
+    """
+
+    def __init__(self, engine: sa.Engine, *, create: bool, name: str, where: str):
+        self._engine, self._create, self._name, self._where = engine, create, name, where
+        self._ready = False
+        self._lock = threading.Lock()
+
+    def create(self) -> None:
+        """Create missing tables and record the schema version; upgrade an older database; refuse a newer one."""
+        with transaction(self._engine, write=True) as conn:
+            create_or_upgrade(conn, self._where)
+        self._ready = True
+
+    def version(self) -> int | None:
+        """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
+        with transaction(self._engine, write=False) as conn:
+            return stored_version(conn)
+
+    def ensure(self) -> None:
+        """Create, upgrade or check the schema unless that was done already (by this object)."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._create and not self._ready:
+                self.create()
+            elif not self._ready:
+                found = self.version()
+                if found != SCHEMA_VERSION:
+                    held = "no nlpmon tables" if found is None else f"schema version {found}, not {SCHEMA_VERSION}"
+                    raise SchemaVersionError(f"{self._name} holds {held} (a read neither creates nor upgrades one)")
+                self._ready = True
