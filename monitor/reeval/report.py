@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from monitor.reeval.job import ReevalResult
+from monitor.reeval.result import ReevalResult
 
 __all__ = ["format_table", "ProgressBar"]
 
