@@ -4,7 +4,8 @@ A closed window is a frozen :class:`WindowResult` holding integer milliseconds a
 objects; sinks read its fields (``sinks/prometheus``, ``sinks/sql``), and ``to_dict()`` runs only where JSON
 leaves the process: replay output, the SQL ``result`` column, the output topic and ``/status``. The field
 order of each class is the documented key order of its JSON (docs/results.md), written by
-:func:`detectors.base.as_dict`. This module imports nothing from the rest of ``monitor`` (sinks import it).
+:func:`detectors.base.as_dict`. This module imports nothing from the rest of ``monitor`` (sinks import it)
+but its re-evaluation part, :mod:`monitor.results_reeval` (``ReevalReport``), which it re-exports.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from detectors.embedding import EmbeddingDriftResult
 from detectors.probabilities import ProbabilityDriftResult
 from detectors.sequential import SequentialResult
 from detectors.shadow import ShadowSummary
+from monitor.results_reeval import LabelFreeEstimate, ReevalReport, WindowEstimate
 
 __all__ = ["WindowResult", "ConfidenceSummary", "DriftVerdicts", "ExperimentResult", "VariantFigures", "Comparison",
            "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA", "Sink", "DeadLetter", "PipelineStats",
-           "ClassFigures", "LabelsResult"]
+           "ClassFigures", "LabelsResult", "ReevalReport", "LabelFreeEstimate", "WindowEstimate"]
 
 RESULT_SCHEMA = 1
 

@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from dataclasses import MISSING
+
+from monitor.config.reeval import option_fields
 from monitor.reeval.errors import ReevalError
 
 __all__ = ["add_parsers", "reeval_command", "quantize_command"]
@@ -46,6 +49,39 @@ def _fraction(text: str) -> float:
     return value
 
 
+_ARGS = {"path": Path, "positive_int": _positive_int, "non_negative_int": _non_negative_int, "fraction": _fraction}
+
+
+def _add_option_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per setting of ``ReevalOptions`` (its flag, default and help), in the order of its fields."""
+    for name, f in option_fields().items():
+        meta = f.metadata
+        if meta["flag"] is None:
+            continue
+        flag = meta["flag"] or "--" + name.replace("_", "-")
+        kwargs = {"dest": name, "help": meta["help"]}
+        if meta["action"]:
+            kwargs["action"] = meta["action"]
+        else:
+            kwargs.update(default=None if f.default is MISSING else f.default, required=f.default is MISSING)
+            if meta["arg"]:
+                kwargs["type"] = _ARGS[meta["arg"]]
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+            else:  # as argparse names it from the flag (dest is the option's name)
+                kwargs["metavar"] = flag[2:].replace("-", "_").upper()
+        p.add_argument(flag, **kwargs)
+        if name == "candidate":  # where it is read from: the CLI's own flag, next to the setting it serves
+            p.add_argument(
+                "--traffic",
+                type=Path,
+                metavar="EVENTS.jsonl",
+                help="with --candidate: a prediction log (nlpmon's event JSONL); both models also score the logged "
+                "texts of its last --traffic-sample events (of --name's model when given) and the report shows their "
+                "agreement",
+            )
+
+
 def add_parsers(subparsers) -> None:
     """Register ``reeval`` and ``quantize`` on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
@@ -54,56 +90,7 @@ def add_parsers(subparsers) -> None:
         description="Replay a labelled held-out set through an ONNX text classifier and report accuracy, "
         "macro-F1, per-class precision/recall, calibration (ECE) and throughput. See docs/reeval.md.",
     )
-    p.add_argument("--model", required=True, type=Path, help="the served model, an .onnx file")
-    p.add_argument("--tokenizer", required=True, type=Path, help="local directory that AutoTokenizer loads")
-    p.add_argument("--data", required=True, type=Path, help="labelled held-out set: .jsonl, .csv or .tsv")
-    p.add_argument("--text-field", default="text", help="field/column holding the text (default: text)")
-    p.add_argument("--label-field", default="label", help="field/column holding the label (default: label)")
-    p.add_argument(
-        "--label-map",
-        help="label name to class index: a JSON file or inline neg=0,pos=1 (default: id2label from "
-        "config.json next to the model, else labels must be class indices)",
-    )
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="sentences per model call (default: 32)")
-    p.add_argument(
-        "--max-length",
-        type=_positive_int,
-        help="truncate at this many tokens (default: the tokenizer's limit, else 512)",
-    )
-    p.add_argument(
-        "--provider",
-        choices=("auto", "cuda", "cpu"),
-        default="auto",
-        help="onnxruntime execution provider (default: auto)",
-    )
-    p.add_argument("--candidate", type=Path, help="a second model (e.g. the INT8 export) to compare on the same data")
-    p.add_argument(
-        "--traffic",
-        type=Path,
-        metavar="EVENTS.jsonl",
-        help="with --candidate: a prediction log (nlpmon's event JSONL); both models also score the logged texts "
-        "of its last --traffic-sample events (of --name's model when given) and the report shows their agreement",
-    )
-    p.add_argument(
-        "--traffic-sample", type=_positive_int, default=2000, help="logged texts used from --traffic (default: 2000)"
-    )
-    p.add_argument("--baseline-accuracy", type=_fraction, help="accuracy to compare against; the report shows the drop")
-    p.add_argument(
-        "--calibration-bins", type=_positive_int, default=15, help="equal-width confidence bins for ECE (default: 15)"
-    )
-    p.add_argument(
-        "--flip-check-limit",
-        type=_non_negative_int,
-        default=2000,
-        help="sentences the candidate re-runs at batch size 1 (default: 2000, 0 to skip)",
-    )
-    p.add_argument("--no-sort", action="store_true", help="batch in file order instead of by length (for comparisons)")
-    p.add_argument(
-        "--threads", type=_non_negative_int, default=0, help="onnxruntime intra-op threads (default: 0, its own choice)"
-    )
-    p.add_argument("--name", help="model name in the report (default: the model file's stem)")
-    p.add_argument("--model-version", help="model version in the report")
-    p.add_argument("--dataset-name", help="data set name in the report (default: the data file's stem)")
+    _add_option_flags(p)
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -137,13 +124,15 @@ def _fail(command: str, exc: BaseException) -> int:
 
 def reeval_command(args: argparse.Namespace) -> int:
     """Handle ``nlpmon reeval``."""
-    from monitor.reeval.data import parse_label_map
-    from monitor.reeval.job import Baseline, ReevalOptions, run_reeval
+    from monitor.config.reeval import Baseline
+    from monitor.reeval.job import run_reeval
+    from monitor.reeval.options import options_from
     from monitor.reeval.report import ProgressBar, format_table
 
     bar = None
     store = None
     try:
+        settings = {name: getattr(args, name) for name, f in option_fields().items() if f.metadata["flag"] is not None}
         baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
         if args.traffic is not None and args.candidate is None:
             raise ValueError("--traffic needs --candidate: it compares the two models on logged traffic")
@@ -151,34 +140,14 @@ def reeval_command(args: argparse.Namespace) -> int:
         if args.traffic is not None:
             from monitor.reeval.traffic import read_traffic_texts
 
-            sample = read_traffic_texts(args.traffic, limit=args.traffic_sample, model=args.name)
+            sample = read_traffic_texts(args.traffic, limit=args.traffic_sample, model=args.model_name)
             traffic = sample.texts
             if sample.invalid:
                 reasons = ", ".join(f"{k}: {v}" for k, v in sorted(sample.invalid.items()))
                 print(f"nlpmon reeval: {args.traffic}: skipped invalid events ({reasons})", file=sys.stderr)
         if args.store:
             store, baseline = _open_store(args, baseline)
-        options = ReevalOptions(
-            model=args.model,
-            tokenizer=args.tokenizer,
-            data=args.data,
-            text_field=args.text_field,
-            label_field=args.label_field,
-            label_map=tuple(parse_label_map(args.label_map).items()) if args.label_map is not None else None,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            provider=args.provider,
-            candidate=args.candidate,
-            baseline=baseline,
-            traffic_texts=traffic,
-            calibration_bins=args.calibration_bins,
-            sort_by_length=not args.no_sort,
-            intra_op_threads=args.threads,
-            flip_check_limit=args.flip_check_limit,
-            model_name=args.name,
-            model_version=args.model_version,
-            dataset_name=args.dataset_name,
-        )
+        options = options_from(settings, baseline=baseline, traffic_texts=traffic)
         if not args.quiet and sys.stderr.isatty():
             bar = ProgressBar(sys.stderr)
         started_at_ms = time.time_ns() // 1_000_000
@@ -202,13 +171,13 @@ def reeval_command(args: argparse.Namespace) -> int:
 def _open_store(args: argparse.Namespace, baseline):
     """Open ``--store``; without a configured baseline, take the first stored successful run of this model
     and data set (labels as the result will have them)."""
-    from monitor.reeval.job import Baseline
+    from monitor.config.reeval import Baseline
     from sinks.sql import SqlStore, StoreUnavailable
 
     store = SqlStore(args.store)
     if baseline is not None:
         return store, baseline
-    name = args.name or args.model.stem
+    name = args.model_name or args.model.stem
     dataset = args.dataset_name or args.data.stem
     try:
         first = store.reeval_runs(name, dataset=dataset, outcome="success", limit=1)

@@ -1,6 +1,7 @@
 """The sections of the configuration: one frozen dataclass per TOML table, with each key's default and limits.
 
-Loading, precedence and validation are in :mod:`monitor.config`; docs/config.md documents every key here.
+Loading, precedence and validation are in :mod:`monitor.config`; docs/config.md documents every key here. ``[reeval]`` is in :mod:`monitor.config.reeval`, next to
+the re-evaluation options its keys derive from.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
+
+from monitor.config.reeval import ReevalConfig  # noqa: F401 (its keys derive from ReevalOptions)
+
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the key."""
@@ -165,34 +169,6 @@ class OutputConfig:
 class LoggingConfig:
     level: str = field(default="info", metadata=_key(choices=("debug", "info", "warning", "error")))
     format: str = field(default="text", metadata=_key(choices=("text", "json")))
-
-
-@dataclass(frozen=True)
-class ReevalConfig:
-    enabled: bool = False
-    model: str = ""
-    tokenizer: str = ""
-    data: str = ""
-    text_field: str = "text"
-    label_field: str = "label"
-    label_map: str = ""
-    batch_size: int = field(default=32, metadata=_key(min=1, max=100_000))
-    max_length: int = field(default=0, metadata=_key(min=0))
-    provider: str = field(default="auto", metadata=_key(choices=("auto", "cuda", "cpu")))
-    threads: int = field(default=1, metadata=_key(min=0, max=1024))
-    calibration_bins: int = field(default=15, metadata=_key(min=1, max=1000))
-    model_name: str = ""
-    model_version: str = "unversioned"
-    dataset_name: str = ""
-    on_drift: bool = True
-    cooldown_seconds: float = field(default=3600.0, metadata=_key(min=0))
-    interval_seconds: float = field(default=0.0, metadata=_key(min=0))
-    timeout_seconds: float = field(default=600.0, metadata=_key(min=0.1))
-    baseline_accuracy: float = field(default=0.0, metadata=_key(min=0, max=1))
-    candidate: str = ""
-    traffic_sample: int = field(default=1000, metadata=_key(min=0, max=100_000))
-    # Secret: only from the environment (NLPMON_REEVAL_TOKEN), refused in a file, redacted when shown.
-    token: str = field(default="", metadata=_key(secret=True))
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ construction, so only an earlier table is a fair test).
 
 from __future__ import annotations
 
-from detectors.classification import CalibrationTable
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["estimate_from_tables"]
+import numpy as np
+
+from detectors.classification import CalibrationTable, estimate_accuracy
+from monitor.results import LabelFreeEstimate, ReevalReport, WindowEstimate, WindowResult, iso_ms
+
+__all__ = ["estimate_from_tables", "LabelFreeEstimator"]
 
 
 def estimate_from_tables(previous: CalibrationTable | None, current: CalibrationTable) -> float | None:
@@ -38,3 +45,92 @@ def estimate_from_tables(previous: CalibrationTable | None, current: Calibration
             known = None if previous is None else previous.accuracy[b]
             total += n * (conf if known is None else known)
     return total / current.n
+
+
+@dataclass
+class _Window:
+    window_start: str | None
+    events: int
+    confidences: np.ndarray
+    estimate: float | None = None
+
+
+class LabelFreeEstimator:
+    """The calibration table in use, and the latest window of each stream estimated with it.
+
+    ``sink`` (a ``PrometheusSink`` or None) gets ``nlp_estimated_accuracy_ratio``; at most ``max_streams``
+    streams are kept. Thread-safe: windows arrive from the loop, ``status()`` is read from the HTTP thread.
+    """
+
+    def __init__(self, sink=None, *, max_streams: int = 20, targets: Callable[[str], bool] = lambda model: True):
+        self._sink = sink
+        self._max_streams = max_streams
+        self._targets = targets
+        self._lock = threading.Lock()
+        self._table: CalibrationTable | None = None
+        self._table_run: int | None = None  # SQL id of the run the table comes from
+        self._table_from: int | None = None  # its started_at_ms, until it is stored
+        self._windows: dict[tuple[str, str, str], _Window] = {}  # by (model, version, segment or "")
+
+    def resume(self, table: CalibrationTable, run_id: int | None) -> None:
+        """Use a stored run's table (after a restart)."""
+        with self._lock:
+            self._table, self._table_run = table, run_id
+
+    def adopt(self, report: ReevalReport, started_at_ms: int) -> ReevalReport:
+        """Add estimate-vs-measured (``label_free_estimate``) to a run's report, and adopt its table."""
+        table = report.calibration
+        if table is None:
+            return report
+        with self._lock:
+            previous, previous_run = self._table, self._table_run
+            self._table, self._table_run, self._table_from = table, None, started_at_ms
+            windows = []
+            for (m, v, seg), w in sorted(self._windows.items()):
+                before = w.estimate
+                w.estimate = estimate_accuracy(table, w.confidences)
+                windows.append(WindowEstimate(m, v, seg, w.window_start, w.events, before, w.estimate))
+        estimate = LabelFreeEstimate(
+            calibration_run=previous_run, calibration="none" if previous is None else "previous_run",
+            heldout_estimated_accuracy=estimate_from_tables(previous, table), heldout_accuracy=report.accuracy,
+            windows=tuple(windows),
+        )  # fmt: skip
+        if self._sink is not None:
+            for w in windows:
+                self._sink.set_estimated_accuracy(w.model, w.version, w.estimated_accuracy, segment=w.segment)
+        return report.with_estimate(estimate)
+
+    def stored(self, started_at_ms: int, run_id: int) -> None:
+        """A successful run was stored as ``run_id``: name it as the table's run if the table is its."""
+        with self._lock:
+            if self._table_from == started_at_ms:
+                self._table_run = run_id
+
+    def observe(self, result: WindowResult, confidences: np.ndarray) -> float | None:
+        """Estimate a closed window's accuracy from its confidences; return it."""
+        model, version = result.model, result.version
+        if not self._targets(model):
+            return None
+        c = np.asarray(confidences, dtype=np.float64)
+        c = c[np.isfinite(c)]
+        if c.size == 0:
+            return None
+        key = (model, version, result.segment or "")  # with window.by_segment, each segment's latest window
+        with self._lock:
+            if key not in self._windows and len(self._windows) >= self._max_streams:
+                return None
+            w = self._windows[key] = _Window(iso_ms(result.window_start_ms), result.events, c.copy())
+            if self._table is None:
+                return None
+            w.estimate = estimate_accuracy(self._table, c)
+        if self._sink is not None:
+            self._sink.set_estimated_accuracy(model, version, w.estimate, segment=key[2])
+        return w.estimate
+
+    def status(self) -> tuple[int | None, dict]:
+        """The run the table in use comes from, and the latest estimate of each stream (for ``/status``)."""
+        with self._lock:
+            estimates = {f"{m}/{v}" + (f"/{seg}" if seg else ""): {"window_start": w.window_start,
+                                                                   "estimated_accuracy": w.estimate}
+                         for (m, v, seg), w in sorted(self._windows.items())}  # fmt: skip
+            return (self._table_run if self._table is not None else None), estimates

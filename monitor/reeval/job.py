@@ -9,25 +9,32 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from detectors.classification import (
-    DEFAULT_CALIBRATION_BINS,
-    CalibrationTable,
     ClassificationReport,
     ModelComparison,
     classification_report,
     compare_probabilities,
     fit_confidence_calibration,
 )
-from monitor.reeval.data import load_labelled_data
+from monitor.config.reeval import Baseline, ReevalOptions
+from monitor.reeval.data import LabelledData, load_labelled_data
 from monitor.reeval.encode import Encoded, encode_texts, load_tokenizer, plan_batches, resolve_max_length
 from monitor.reeval.errors import ModelError
-from monitor.reeval.session import PROVIDERS, OnnxClassifier, file_sha256
+from monitor.reeval.result import (
+    REEVAL_SCHEMA,
+    BaselineComparison,
+    BatchConsistency,
+    CandidateResult,
+    ReevalResult,
+    Timings,
+)
+from monitor.reeval.session import OnnxClassifier, file_sha256
 
 __all__ = [
     "ReevalOptions",
@@ -42,298 +49,8 @@ __all__ = [
     "REEVAL_SCHEMA",
 ]
 
-REEVAL_SCHEMA = 1
 Progress = Callable[[int, int, str], None]
 
-
-@dataclass(frozen=True)
-class Baseline:
-    """What the current run is compared against: a configured accuracy or a stored earlier run.
-
-    ``source`` says which (``"configured"``, ``"first_run"``, ...); ``run`` can carry an identifier of the
-    stored run (a SQL row id, a timestamp) so that the comparison names what it compared to.
-    """
-
-    accuracy: float
-    macro_f1: float | None = None
-    source: str = "configured"
-    run: str | None = None
-
-    def __post_init__(self):
-        for name in ("accuracy", "macro_f1"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise ValueError(f"baseline {name} must be a number in [0, 1], got {value!r}")
-
-    @classmethod
-    def from_result(cls, result: ReevalResult | dict, *, source: str = "first_run", run: str | None = None) -> Baseline:
-        """Use an earlier run (a ``ReevalResult`` or its stored ``to_dict()``) as the baseline."""
-        d = result.to_dict() if isinstance(result, ReevalResult) else result
-        try:
-            return cls(
-                accuracy=float(d["accuracy"]), macro_f1=d.get("macro_f1"), source=source, run=run or d.get("started_at")
-            )
-        except (KeyError, TypeError):
-            raise ValueError(
-                "a stored re-evaluation result must hold an 'accuracy' figure to serve as a baseline"
-            ) from None
-
-
-@dataclass(frozen=True)
-class ReevalOptions:
-    """Everything one re-evaluation needs; validated on construction, no I/O.
-
-    ``label_map`` is the parsed ``--label-map`` (name -> class index); without it the labels come from
-    ``config.json`` id2label next to the model or in the tokenizer directory, or must be class indices.
-    ``max_length=None`` uses the tokenizer's ``model_max_length`` (512 when it has none).
-    ``flip_check_limit`` caps how many sentences the candidate re-runs one at a time (a seeded sample).
-    ``model_name``, ``model_version`` and ``dataset_name`` label the result (default: file stems).
-    ``traffic_texts`` are logged texts of recent real traffic (unlabelled); with a ``candidate`` both models
-    score them too and the result reports their agreement there (``candidate.traffic``). The texts themselves
-    never appear in the result.
-    """
-
-    model: Path
-    tokenizer: Path
-    data: Path
-    text_field: str = "text"
-    label_field: str = "label"
-    label_map: tuple[tuple[str, int], ...] | None = None
-    batch_size: int = 32
-    max_length: int | None = None
-    provider: str = "auto"
-    candidate: Path | None = None
-    baseline: Baseline | None = None
-    calibration_bins: int = DEFAULT_CALIBRATION_BINS
-    sort_by_length: bool = True
-    intra_op_threads: int = 0
-    flip_check_limit: int | None = 2000
-    seed: int = 0
-    model_name: str | None = None
-    model_version: str | None = None
-    dataset_name: str | None = None
-    traffic_texts: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        for name in ("model", "tokenizer", "data", "candidate"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
-                object.__setattr__(self, name, Path(value))
-        if not isinstance(self.traffic_texts, tuple):
-            object.__setattr__(self, "traffic_texts", tuple(self.traffic_texts))
-        if not all(isinstance(t, str) for t in self.traffic_texts):
-            raise ValueError("traffic_texts must be strings")
-        if isinstance(self.label_map, dict):
-            object.__setattr__(self, "label_map", tuple(self.label_map.items()))
-        if not self.text_field or not self.label_field:
-            raise ValueError("text_field and label_field must be non-empty")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.max_length is not None and self.max_length < 2:
-            raise ValueError(f"max_length must be at least 2 (room for the special tokens), got {self.max_length}")
-        if self.provider not in PROVIDERS:
-            raise ValueError(f"provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
-        if self.calibration_bins < 1:
-            raise ValueError(f"calibration_bins must be at least 1, got {self.calibration_bins}")
-        if self.intra_op_threads < 0:
-            raise ValueError(f"intra_op_threads must be 0 (onnxruntime's default) or more, got {self.intra_op_threads}")
-        if self.flip_check_limit is not None and self.flip_check_limit < 0:
-            raise ValueError(f"flip_check_limit must be non-negative, got {self.flip_check_limit}")
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Wall-clock seconds per phase; ``eval_seconds`` (tokenize + inference) is what sentences/s is over."""
-
-    load_seconds: float
-    tokenize_seconds: float
-    inference_seconds: float
-    metrics_seconds: float
-
-    @property
-    def eval_seconds(self) -> float:
-        return self.tokenize_seconds + self.inference_seconds
-
-    def to_dict(self) -> dict:
-        return {
-            "load_seconds": self.load_seconds,
-            "tokenize_seconds": self.tokenize_seconds,
-            "inference_seconds": self.inference_seconds,
-            "metrics_seconds": self.metrics_seconds,
-        }
-
-
-@dataclass(frozen=True)
-class BaselineComparison:
-    """The run against its baseline; drops are baseline minus current, so positive means worse."""
-
-    source: str
-    run: str | None
-    accuracy: float
-    accuracy_drop: float
-    macro_f1: float | None
-    macro_f1_drop: float | None
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "run": self.run,
-            "accuracy": self.accuracy,
-            "accuracy_drop": self.accuracy_drop,
-            "macro_f1": self.macro_f1,
-            "macro_f1_drop": self.macro_f1_drop,
-        }
-
-
-@dataclass(frozen=True)
-class BatchConsistency:
-    """Candidate predictions at batch size 1 against the configured batch size, on ``n`` sentences."""
-
-    batch_size: int
-    n: int
-    flips: int
-    flip_rate: float
-    max_probability_change: float
-
-    def to_dict(self) -> dict:
-        return {
-            "batch_size": self.batch_size,
-            "n": self.n,
-            "flips": self.flips,
-            "flip_rate": self.flip_rate,
-            "max_probability_change": self.max_probability_change,
-        }
-
-
-@dataclass(frozen=True)
-class CandidateResult:
-    """A second model (e.g. the INT8 export) on the same data, and how far it is from the served one."""
-
-    model_path: str
-    model_sha256: str
-    provider: str
-    metrics: ClassificationReport
-    ece: float
-    mean_confidence: float
-    comparison: ModelComparison
-    max_change_text: str
-    batch_consistency: BatchConsistency | None
-    inference_seconds: float
-    sentences_per_second: float
-    # Agreement with the model on logged traffic (options.traffic_texts); None without traffic texts.
-    traffic: ModelComparison | None = None
-
-    def to_dict(self, labels: tuple[str, ...], primary: ClassificationReport) -> dict:
-        m = self.metrics.to_dict(labels)
-        return {
-            "model": {"path": self.model_path, "sha256": self.model_sha256},
-            "provider": self.provider,
-            "accuracy": m["accuracy"],
-            "accuracy_delta": self.metrics.accuracy - primary.accuracy,
-            "macro_f1": m["macro_f1"],
-            "ece": self.ece,
-            "mean_confidence": self.mean_confidence,
-            "per_class": m["per_class"],
-            "confusion_matrix": m["confusion_matrix"],
-            **{k: v for k, v in self.comparison.to_dict().items() if k != "n"},
-            "max_change_text": self.max_change_text,
-            "batch_consistency": self.batch_consistency.to_dict() if self.batch_consistency else None,
-            "inference_seconds": self.inference_seconds,
-            "sentences_per_second": self.sentences_per_second,
-            # No text here: max_change_index points into traffic nobody can look up, so it is left out.
-            "traffic": None if self.traffic is None else {
-                k: v for k, v in self.traffic.to_dict().items() if k != "max_change_index"
-            },
-        }
-
-
-@dataclass(frozen=True)
-class ReevalResult:
-    """Every figure of one re-evaluation; ``to_dict()`` is the ``--format json`` object (docs/reeval.md)."""
-
-    started_at: str
-    model_name: str
-    model_version: str | None
-    dataset: str
-    model_path: str
-    model_sha256: str
-    tokenizer_path: str
-    data_path: str
-    provider: str
-    provider_requested: str
-    providers_available: tuple[str, ...]
-    provider_note: str | None
-    batch_size: int
-    max_length: int
-    sorted_batches: bool
-    labels: tuple[str, ...]
-    label_source: str
-    metrics: ClassificationReport
-    ece: float
-    mean_confidence: float
-    calibration: CalibrationTable
-    truncated: int
-    duration_seconds: float
-    sentences_per_second: float
-    timings: Timings
-    baseline: BaselineComparison | None = None
-    candidate: CandidateResult | None = None
-    schema: int = field(default=REEVAL_SCHEMA)
-
-    @property
-    def n(self) -> int:
-        return self.metrics.n
-
-    @property
-    def accuracy(self) -> float:
-        return self.metrics.accuracy
-
-    @property
-    def macro_f1(self) -> float:
-        return self.metrics.macro_f1
-
-    @property
-    def accuracy_drop(self) -> float | None:
-        return self.baseline.accuracy_drop if self.baseline else None
-
-    def to_dict(self) -> dict:
-        m = self.metrics.to_dict(self.labels)
-        return {
-            "reeval_schema": self.schema,
-            "started_at": self.started_at,
-            "model": {
-                "name": self.model_name,
-                "version": self.model_version,
-                "path": self.model_path,
-                "sha256": self.model_sha256,
-            },
-            "tokenizer": self.tokenizer_path,
-            "dataset": {"name": self.dataset, "path": self.data_path},
-            "provider": self.provider,
-            "provider_requested": self.provider_requested,
-            "providers_available": list(self.providers_available),
-            "provider_note": self.provider_note,
-            "batch_size": self.batch_size,
-            "max_length": self.max_length,
-            "sorted_batches": self.sorted_batches,
-            "labels": list(self.labels),
-            "label_source": self.label_source,
-            "n": self.n,
-            "accuracy": m["accuracy"],
-            "macro_f1": m["macro_f1"],
-            "ece": self.ece,
-            "mean_confidence": self.mean_confidence,
-            "per_class": m["per_class"],
-            "confusion_matrix": m["confusion_matrix"],
-            "truncated": self.truncated,
-            "sentences_per_second": self.sentences_per_second,
-            "duration_seconds": self.duration_seconds,
-            "timings": self.timings.to_dict(),
-            "accuracy_drop": self.accuracy_drop,
-            "baseline": self.baseline.to_dict() if self.baseline else None,
-            "calibration": self.calibration.to_dict(),
-            "candidate": self.candidate.to_dict(self.labels, self.metrics) if self.candidate else None,
-        }
 
 
 def _now_iso() -> str:
@@ -353,7 +70,7 @@ def _feeder(encoded: Encoded, model: OnnxClassifier) -> Callable[[np.ndarray], d
 
 
 def _batch_consistency(
-    model: OnnxClassifier, encoded: Encoded, probs: np.ndarray, options: ReevalOptions, progress: Progress | None
+    model: OnnxClassifier, encoded: Encoded, probs: np.ndarray, *, options: ReevalOptions, progress: Progress | None
 ) -> BatchConsistency | None:
     n = len(encoded)
     if options.batch_size == 1:
@@ -395,17 +112,22 @@ def score_texts(
     return model.predict_proba(batches, _feeder(encoded, model), len(encoded))
 
 
-def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> ReevalResult:
-    """Run one re-evaluation; raises ``ReevalError`` (``DataError``, ``ModelError``, ``ProviderError``) on bad input.
+@dataclass(frozen=True)
+class _Loaded:
+    """What the job loads before it scores anything: the models, the tokenizer and the labelled data."""
 
-    ``progress(done, total, phase)`` is called as batches finish; the CLI draws a bar with it.
-    """
-    started_at = _now_iso()
-    t_start = time.perf_counter()
+    model: OnnxClassifier
+    candidate: OnnxClassifier | None
+    tokenizer: object
+    max_length: int
+    with_type_ids: bool
+    data: LabelledData
 
-    model = OnnxClassifier(options.model, provider=options.provider, intra_op_threads=options.intra_op_threads)
+
+def _load(options: ReevalOptions) -> _Loaded:
+    model = OnnxClassifier(options.model, provider=options.provider, intra_op_threads=options.threads)
     candidate = (
-        OnnxClassifier(options.candidate, provider=options.provider, intra_op_threads=options.intra_op_threads)
+        OnnxClassifier(options.candidate, provider=options.provider, intra_op_threads=options.threads)
         if options.candidate is not None
         else None
     )
@@ -417,22 +139,45 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
     if model.num_labels is None:
         probe = encode_texts(tokenizer, ["a"], max_length=max_length, with_type_ids=with_type_ids)
         model.probe_num_labels(probe.batch(np.arange(1), dtype=model.input_dtype))
-    num_labels = model.num_labels
     data = load_labelled_data(
         options.data,
-        num_labels=num_labels,
+        num_labels=model.num_labels,
         text_field=options.text_field,
         label_field=options.label_field,
         label_map=dict(options.label_map) if options.label_map is not None else None,
         config_dirs=(options.model.parent, options.tokenizer),
     )
+    return _Loaded(model, candidate, tokenizer, max_length, with_type_ids, data)
+
+
+def _against(baseline: Baseline | None, metrics: ClassificationReport) -> BaselineComparison | None:
+    if baseline is None:
+        return None
+    return BaselineComparison(
+        source=baseline.source,
+        run=baseline.run,
+        accuracy=baseline.accuracy,
+        accuracy_drop=baseline.accuracy - metrics.accuracy,
+        macro_f1=baseline.macro_f1,
+        macro_f1_drop=None if baseline.macro_f1 is None else baseline.macro_f1 - metrics.macro_f1,
+    )
+
+
+def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> ReevalResult:
+    """Run one re-evaluation; raises ``ReevalError`` (``DataError``, ``ModelError``, ``ProviderError``) on bad input.
+
+    ``progress(done, total, phase)`` is called as batches finish; the CLI draws a bar with it.
+    """
+    started_at = _now_iso()
+    t_start = time.perf_counter()
+    loaded = _load(options)
+    model, data, num_labels = loaded.model, loaded.data, loaded.model.num_labels
     load_seconds = time.perf_counter() - t_start
     n = len(data)
 
     t0 = time.perf_counter()
-    encoded = encode_texts(
-        tokenizer, data.texts, max_length=max_length, with_type_ids=with_type_ids, progress=_phase(progress, "tokenize")
-    )
+    encoded = encode_texts(loaded.tokenizer, data.texts, max_length=loaded.max_length,
+                           with_type_ids=loaded.with_type_ids, progress=_phase(progress, "tokenize"))  # fmt: skip
     batches = plan_batches(encoded.lengths, options.batch_size, sort=options.sort_by_length)
     t1 = time.perf_counter()
     probs = model.predict_proba(batches, _feeder(encoded, model), n, _phase(progress, "model"))
@@ -446,26 +191,15 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
     confidence = probs.max(axis=1)
     metrics = classification_report(data.labels, pred, num_labels)
     calibration = fit_confidence_calibration(confidence, pred == data.labels, options.calibration_bins)
-
-    baseline = None
-    if options.baseline is not None:
-        b = options.baseline
-        baseline = BaselineComparison(
-            source=b.source,
-            run=b.run,
-            accuracy=b.accuracy,
-            accuracy_drop=b.accuracy - metrics.accuracy,
-            macro_f1=b.macro_f1,
-            macro_f1_drop=None if b.macro_f1 is None else b.macro_f1 - metrics.macro_f1,
-        )
+    baseline = _against(options.baseline, metrics)
     t3 = time.perf_counter()
 
     candidate_result = None
-    if candidate is not None:
-        candidate_result = _evaluate_candidate(candidate, options, encoded, batches, data, probs, t1 - t0, progress)
+    if loaded.candidate is not None:
+        candidate_result = _evaluate_candidate(loaded.candidate, options, encoded=encoded, batches=batches, data=data,
+                                               probs=probs, tokenize_seconds=t1 - t0, progress=progress)
         if options.traffic_texts:
-            candidate_result = replace(candidate_result, traffic=_traffic_agreement(model, candidate, tokenizer,
-                                                                                    options, max_length))
+            candidate_result = replace(candidate_result, traffic=_traffic_agreement(loaded, options))
 
     tokenize_seconds, inference_seconds = t1 - t0, t2 - t1
     return ReevalResult(
@@ -482,7 +216,7 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
         providers_available=model.providers_available,
         provider_note=model.note,
         batch_size=options.batch_size,
-        max_length=max_length,
+        max_length=loaded.max_length,
         sorted_batches=options.sort_by_length,
         labels=data.space.names,
         label_source=data.space.source,
@@ -507,6 +241,7 @@ def run_reeval(options: ReevalOptions, *, progress: Progress | None = None) -> R
 def _evaluate_candidate(
     candidate: OnnxClassifier,
     options: ReevalOptions,
+    *,
     encoded: Encoded,
     batches: list[np.ndarray],
     data,
@@ -535,16 +270,15 @@ def _evaluate_candidate(
         mean_confidence=float(cconf.mean()),
         comparison=comparison,
         max_change_text=data.texts[comparison.max_change_index][:200],
-        batch_consistency=_batch_consistency(candidate, encoded, cprobs, options, progress),
+        batch_consistency=_batch_consistency(candidate, encoded, cprobs, options=options, progress=progress),
         inference_seconds=seconds,
         sentences_per_second=_rate(n, tokenize_seconds + seconds),
     )
 
 
-def _traffic_agreement(model: OnnxClassifier, candidate: OnnxClassifier, tokenizer, options: ReevalOptions,
-                       max_length: int) -> ModelComparison:
+def _traffic_agreement(loaded: _Loaded, options: ReevalOptions) -> ModelComparison:
     """Both models on the logged traffic texts: how often they agree where it matters, on real inputs."""
     texts = options.traffic_texts
-    kwargs = {"batch_size": options.batch_size, "max_length": max_length, "sort_by_length": options.sort_by_length}
-    return compare_probabilities(score_texts(model, tokenizer, texts, **kwargs),
-                                 score_texts(candidate, tokenizer, texts, **kwargs))
+    kwargs = {"batch_size": options.batch_size, "max_length": loaded.max_length, "sort_by_length": options.sort_by_length}
+    return compare_probabilities(score_texts(loaded.model, loaded.tokenizer, texts, **kwargs),
+                                 score_texts(loaded.candidate, loaded.tokenizer, texts, **kwargs))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
-from monitor.reeval.job import ReevalResult
+from detectors.classification import ClassificationReport
+from monitor.reeval.result import ReevalResult
 
 __all__ = ["format_table", "ProgressBar"]
 
@@ -23,7 +24,8 @@ def _rows(rows: list[tuple[str, str]]) -> list[str]:
     return [f"  {k:<{width}}  {v}" for k, v in rows]
 
 
-def _class_table(labels: tuple[str, ...], precision, recall, f1, support) -> list[str]:
+def _class_table(labels: tuple[str, ...], m: ClassificationReport) -> list[str]:
+    precision, recall, f1, support = m.precision, m.recall, m.f1, m.support
     w = max(5, *(len(x) for x in labels))
     lines = [f"  {'class':<{w}}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}"]
     for i, name in enumerate(labels):
@@ -76,7 +78,7 @@ def format_table(result: ReevalResult) -> str:
         )
     )
     out += _rows(rows)
-    out += ["", "Per class"] + _class_table(r.labels, m.precision, m.recall, m.f1, m.support)
+    out += ["", "Per class"] + _class_table(r.labels, m)
     out += ["", "Confusion matrix"] + _confusion(r.labels, m.confusion)
     if r.candidate is not None:
         c = r.candidate

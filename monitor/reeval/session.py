@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from monitor.config.reeval import PROVIDERS  # the choices of the provider setting, defined with it
 from monitor.reeval.errors import ModelError, ProviderError
 
 __all__ = ["OnnxClassifier", "OpenedSession", "open_session", "select_providers", "softmax", "file_sha256", "PROVIDERS"]
 
-PROVIDERS = ("auto", "cuda", "cpu")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -22,14 +22,15 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["main", "OPTIONS_FILE", "OUTCOME_FILE"]
+__all__ = ["main", "write_outcome", "OPTIONS_FILE", "OUTCOME_FILE"]
 
 OPTIONS_FILE = "options.pickle"
 OUTCOME_FILE = "outcome.json"
 _NICE = 10
 
 
-def _write_outcome(run_dir: Path, outcome: dict) -> None:
+def write_outcome(run_dir: Path, outcome: dict) -> None:
+    """Write ``outcome.json`` atomically: the JSON edge of the worker process."""
     tmp = run_dir / (OUTCOME_FILE + ".tmp")
     tmp.write_text(json.dumps(outcome), encoding="utf-8")
     os.replace(tmp, run_dir / OUTCOME_FILE)  # the scheduler never reads a half-written file
@@ -63,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_reeval(options)
     except ReevalError as exc:
-        _write_outcome(run_dir, {"outcome": "failure", "error_type": type(exc).__name__, "error": str(exc)})
+        write_outcome(run_dir, {"outcome": "failure", "error_type": type(exc).__name__, "error": str(exc)})
         return 2
-    _write_outcome(run_dir, {"outcome": "success", "result": result.to_dict()})
+    write_outcome(run_dir, {"outcome": "success", "result": result.to_dict()})
     return 0
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from monitor.reeval.session import file_sha256  # noqa: E402
-from monitor.reeval.worker import OPTIONS_FILE, _write_outcome  # noqa: E402
+from monitor.reeval.worker import OPTIONS_FILE, write_outcome  # noqa: E402
 
 
 def main(run_dir: Path) -> int:
@@ -30,7 +30,7 @@ def main(run_dir: Path) -> int:
         sys.stderr.write(spec.get("stderr", ""))
         return spec["exit"]
     if "error" in spec:
-        _write_outcome(run_dir, {"outcome": "failure", "error_type": "DataError", "error": spec["error"]})
+        write_outcome(run_dir, {"outcome": "failure", "error_type": "DataError", "error": spec["error"]})
         return 2
     accuracy = spec.get("accuracy", 0.8)
     b = options.baseline
@@ -55,7 +55,7 @@ def main(run_dir: Path) -> int:
                          "candidate": None if options.candidate is None else str(options.candidate),
                          "traffic_texts": list(options.traffic_texts)},
     }
-    _write_outcome(run_dir, {"outcome": "success", "result": result})
+    write_outcome(run_dir, {"outcome": "success", "result": result})
     return 0
 
 
