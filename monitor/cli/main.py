@@ -290,7 +290,7 @@ def cmd_reference_build(args) -> int:
     embedding = config.embedding if config else EmbeddingConfig()
     encoder = None
     if embedding.model:
-        from monitor.reeval.encoder import OnnxEncoder
+        from monitor.onnx.encoder import OnnxEncoder
 
         if not path:
             raise UsageError("embedding.model: requires tokenizer.path (or --tokenizer)")

@@ -72,7 +72,7 @@ def build_profile(
     """Return the profile of ``model`` (or of the only model in the file) and a summary of what was read;
     with ``segment``, of that segment's events only (a segment profile, docs/results.md *Segments*).
 
-    ``embedding`` holds the projection settings; ``encoder`` (a ``monitor.reeval.encoder.OnnxEncoder``, the
+    ``embedding`` holds the projection settings; ``encoder`` (a ``monitor.onnx.encoder.OnnxEncoder``, the
     daemon's ``[embedding] model``) embeds a seeded sample of the reference texts, and the events' own
     ``embedding`` fields are then ignored.
     """
@@ -235,7 +235,7 @@ def _fit_embedding(s: _ModelSample, seed: int, config: EmbeddingConfig, encoder)
         if len(s.texts) < 4:
             return None
         # In slot order: the sample is a function of the file alone; each text embeds to the same bits in
-        # any batch (monitor/reeval/encoder.py), so the profile does not depend on batch_size either.
+        # any batch (monitor/onnx/encoder.py), so the profile does not depend on batch_size either.
         rows = encoder.embed(s.texts).astype(np.float64)
         identity = encoder.info()
     elif s.embeddings is None or s.embeddings.rows.shape[0] < 4:

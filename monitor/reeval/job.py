@@ -24,10 +24,12 @@ from detectors.classification import (
     compare_probabilities,
     fit_confidence_calibration,
 )
+from monitor.ingest.reference import file_sha256
+from monitor.onnx.encode import Encoded, encode_texts, load_tokenizer, plan_batches, resolve_max_length
+from monitor.onnx.session import PROVIDERS
 from monitor.reeval.data import load_labelled_data
-from monitor.reeval.encode import Encoded, encode_texts, load_tokenizer, plan_batches, resolve_max_length
 from monitor.reeval.errors import ModelError
-from monitor.reeval.session import PROVIDERS, OnnxClassifier, file_sha256
+from monitor.reeval.session import OnnxClassifier
 
 __all__ = [
     "ReevalOptions",

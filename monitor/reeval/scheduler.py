@@ -181,7 +181,7 @@ class ReevalScheduler:
         if good and good[0].result:
             sha = (good[0].result.get("model") or {}).get("sha256")
             try:
-                from monitor.reeval.session import file_sha256
+                from monitor.ingest.reference import file_sha256
 
                 same = sha is not None and sha == file_sha256(Path(self.settings.model))
             except OSError:

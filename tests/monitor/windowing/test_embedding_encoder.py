@@ -20,7 +20,7 @@ from monitor.ingest.profile_builder import build_profile
 from monitor.ingest.reference import Profile, ProfileError, load_profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.pipeline import Pipeline, Record
-from monitor.reeval.encoder import OnnxEncoder
+from monitor.onnx.encoder import OnnxEncoder
 from monitor.runtime.embedding_worker import EmbeddingWorker
 from monitor.runtime.line_daemon import run_line_source
 from sinks.prometheus import PrometheusSink

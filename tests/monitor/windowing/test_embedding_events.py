@@ -15,7 +15,7 @@ from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
 from monitor.ingest.profile_builder import build_profile
 from monitor.ingest.reference import Profile
 from monitor.pipeline import Pipeline, Record
-from monitor.reeval.encoder import OnnxEncoder
+from monitor.onnx.encoder import OnnxEncoder
 from sinks.prometheus import PrometheusSink
 from sinks.sql_rows import drift_rows
 from tests.factories import replay_windows
