@@ -266,7 +266,7 @@ def _preflight(config) -> None:
 
 def cmd_reference_build(args) -> int:
     from monitor.cli.segments import segment_profiles
-    from monitor.ingest.profile_builder import build_profile
+    from monitor.jobs.profile_builder import ProfileOptions, build_profile
     from monitor.ingest.reference import save_profile
     from monitor.windowing.segments import profile_name
     from monitor.ingest.tokenizer import TokenizerFeaturizer
@@ -297,17 +297,16 @@ def cmd_reference_build(args) -> int:
         encoder = OnnxEncoder(embedding.model, path, output=embedding.output or None, provider=embedding.provider,
                               batch_size=embedding.batch_size, max_length=max_length,
                               intra_op_threads=embedding.threads)
-    profile, summary = build_profile(
-        args.events, model=args.model, versions=tuple(args.versions), tokenizer=tokenizer,
-        sample_cap=args.sample_size, seed=args.seed,
-        max_text_chars=config.validation.max_text_chars if config else 10_000,
-        embedding=embedding, encoder=encoder,
+    options = ProfileOptions(
+        model=args.model, versions=tuple(args.versions), sample_cap=args.sample_size, seed=args.seed,
+        max_text_chars=config.validation.max_text_chars if config else 10_000, embedding=embedding,
     )  # fmt: skip
+    profile, summary = build_profile(args.events, options, tokenizer=tokenizer, encoder=encoder)
     if args.activate and not args.store:
         raise UsageError("--activate needs --store URL")
     profiles = [(profile, args.output)]
     if args.by_segment:
-        profiles += segment_profiles(args, summary, tokenizer, config, embedding=embedding, encoder=encoder)
+        profiles += segment_profiles(args, summary, options, tokenizer=tokenizer, encoder=encoder)
     for p, output in profiles:
         save_profile(p, output)
     extra = {"segment_outputs": [out for _, out in profiles[1:]]} if args.by_segment else {}
@@ -322,7 +321,7 @@ def cmd_reference_build(args) -> int:
         except StoreUnavailable as exc:
             raise UsageError(f"cannot reach the store: {exc}") from None
         extra["active"] = args.activate
-    sys.stderr.write(orjson.dumps({**summary, "output": args.output, **extra}).decode() + "\n")
+    sys.stderr.write(orjson.dumps({**summary.to_dict(), "output": args.output, **extra}).decode() + "\n")
     return EXIT_OK
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import ProfileOptions, ProfileSummary, build_profile
 from monitor.ingest.reference import Profile
 
 __all__ = ["segment_output", "segment_profiles"]
@@ -19,15 +20,15 @@ def segment_output(output: str, segment: str) -> str:
     return str(path.with_name(f"{path.stem if path.suffix else path.name}.segment={quote(segment, safe='')}{suffix}"))
 
 
-def segment_profiles(args, summary: dict, tokenizer, config, *, embedding, encoder=None) -> list[tuple[Profile, str]]:
-    """A profile per segment the model's reference events carry (``summary["segments"]``), with its file."""
+def segment_profiles(args, summary: ProfileSummary, options: ProfileOptions, *, tokenizer,
+                     encoder=None) -> list[tuple[Profile, str]]:
+    """A profile per segment the model's reference events carry (``summary.segments``), with its file.
+
+    Each is built with the model profile's ``options``, tokenizer and encoder: the daemon checks every profile.
+    """
     out = []
-    for segment in summary.get("segments", {}):
-        profile, _ = build_profile(
-            args.events, model=summary["model"], versions=tuple(args.versions), tokenizer=tokenizer,
-            sample_cap=args.sample_size, seed=args.seed, segment=segment,
-            max_text_chars=config.validation.max_text_chars if config else 10_000,
-            embedding=embedding, encoder=encoder,  # the model profile's settings: the daemon checks every profile
-        )  # fmt: skip
-        out.append((profile, segment_output(args.output, segment)))
+    for segment in summary.segments:
+        built = build_profile(args.events, replace(options, model=summary.model, segment=segment),
+                              tokenizer=tokenizer, encoder=encoder)
+        out.append((built.profile, segment_output(args.output, segment)))
     return out
