@@ -231,7 +231,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | L
     Two paths, one authority. msgspec decodes the bytes into a typed struct in C (types, required fields and
     simple bounds in ~1 µs); a few semantic checks follow in Python. Anything either of them refuses goes
     to :func:`validate_event`, the hand-written validator, which decides the rejection reason: msgspec's
-    messages are for people, our reasons are a contract (docs/events.md). tests/monitor/test_events.py checks
+    messages are for people, our reasons are a contract (docs/events.md). tests/monitor/ingest/test_events.py checks
     that both paths agree on every case.
     """
     try:
