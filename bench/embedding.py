@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.onnx.encoder import OnnxEncoder
 
     texts = make_subject_texts(args.texts, "restaurant", seed=args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +173,7 @@ def pipeline_on_off(reference_texts, reference, pool_texts, pool, args) -> None:
     import json
 
     from monitor.config import load_config
-    from monitor.ingest.profile_builder import build_profile
+    from monitor.jobs.profile_builder import build_profile
     from monitor.pipeline import Pipeline, Record
 
     t0, step_ms = 1_764_000_000_000, 60_000 // args.window_events
@@ -225,10 +225,10 @@ def encoder_pipeline_on_off(args) -> None:
 
     from monitor.config import load_config
     from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-    from monitor.ingest.profile_builder import build_profile
+    from monitor.jobs.profile_builder import build_profile
     from monitor.ingest.tokenizer import TokenizerFeaturizer
     from monitor.pipeline import Pipeline, Record
-    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.onnx.encoder import OnnxEncoder
     from monitor.runtime.embedding_worker import EmbeddingWorker
 
     t0, step_ms = 1_764_000_000_000, 60_000 // args.window_events

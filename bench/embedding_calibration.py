@@ -74,7 +74,7 @@ def synthetic(args, rng: np.random.Generator):
 
 def encoder_data(args, rng: np.random.Generator):
     from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.onnx.encoder import OnnxEncoder
 
     with tempfile.TemporaryDirectory() as tmp:
         built = build_tiny_encoder(Path(tmp) / "enc", seed=0)

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from monitor.devkit.synth.hostile import hostile_records  # noqa: E402
 from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
-from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.jobs.profile_builder import build_profile  # noqa: E402
 from monitor.pipeline import Pipeline, Record  # noqa: E402
 from monitor.runtime.wiring import build_sink  # noqa: E402
 

@@ -34,7 +34,7 @@ from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from monitor.devkit.embedded_broker import FAST_GROUP, start_tansu  # noqa: E402
 from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
-from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.jobs.profile_builder import ProfileOptions, build_profile  # noqa: E402
 from monitor.ingest.reference import save_profile  # noqa: E402
 from monitor.runtime.kafka_daemon import KafkaDaemon  # noqa: E402
 from monitor.runtime.shutdown import Shutdown  # noqa: E402
@@ -114,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         write_events(work / "ref.jsonl", generate_events(20_000, seed=5, rate_per_s=50.0))
-        profile, _ = build_profile(str(work / "ref.jsonl"), sample_cap=10_000)
+        profile, _ = build_profile(str(work / "ref.jsonl"), ProfileOptions(sample_cap=10_000))
         save_profile(profile, work / "profile.json")
         with start_tansu(work / "broker") as broker:
             topic = broker.create_topic("bench", partitions=1)

@@ -47,7 +47,7 @@ from monitor.ab.labels import LabelJoin  # noqa: E402
 from monitor.config import load_config  # noqa: E402
 from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
 from monitor.ingest.events import Event  # noqa: E402
-from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.jobs.profile_builder import ProfileOptions, build_profile  # noqa: E402
 from monitor.pipeline import Pipeline, Record  # noqa: E402
 
 MIN = 60_000
@@ -68,7 +68,7 @@ def stream(n: int, label_share: float = 0.5) -> list[Record]:
 def profile_for(tmp: Path):
     path = tmp / "clean.jsonl"
     write_events(path, generate_events(20_000, seed=5, rate_per_s=20.0))
-    return build_profile(str(path), model="sentiment")[0]
+    return build_profile(str(path), ProfileOptions(model="sentiment")).profile
 
 
 def run_once(records: list[Record], profile, enabled: bool) -> tuple[float, int]:

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from monitor.config import load_config  # noqa: E402
 from monitor.devkit.synth.traffic import generate_events, write_events  # noqa: E402
-from monitor.ingest.profile_builder import build_profile  # noqa: E402
+from monitor.jobs.profile_builder import ProfileOptions, build_profile  # noqa: E402
 from monitor.ingest.reference import save_profile  # noqa: E402
 from monitor.ingest.tokenizer import TokenizerFeaturizer  # noqa: E402
 from monitor.pipeline import Pipeline, Record  # noqa: E402
@@ -111,8 +111,8 @@ def throughput(args) -> None:
         with tempfile.TemporaryDirectory() as d:
             profile, _ = build_profile(
                 str(ref_path),
+                ProfileOptions(sample_cap=10_000),
                 tokenizer=TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None,
-                sample_cap=10_000,
             )
             # oov_rate on and off on the same lines, interleaved in the same process: the profile with its
             # hashed vocabulary, and the same profile without it (as one built before oov_rate).
@@ -151,7 +151,7 @@ def peak_rss(n_values: list[int]) -> None:
     print("\npeak RSS of `nlpmon replay` (fresh process each; reference of 20k events, 5-min windows)")
     ref = events_file(20_000, seed=5)
     with tempfile.TemporaryDirectory() as d:
-        profile, _ = build_profile(str(ref), sample_cap=10_000)
+        profile, _ = build_profile(str(ref), ProfileOptions(sample_cap=10_000))
         save_profile(profile, Path(d) / "p.json")
         rows = []
         for n in n_values:

@@ -35,7 +35,7 @@ import onnxruntime as ort  # noqa: E402
 
 from monitor.devkit.synth.model import build_tiny_classifier  # noqa: E402
 from monitor.reeval import ReevalOptions, run_reeval  # noqa: E402
-from monitor.reeval.encode import encode_texts, load_tokenizer, plan_batches  # noqa: E402
+from monitor.onnx.encode import encode_texts, load_tokenizer, plan_batches  # noqa: E402
 from monitor.reeval.quantize import quantize_model  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"

@@ -192,6 +192,9 @@ class KSReference:
         return f"KSReference(n={self.n})"
 
 
+_Tested = tuple[float, float, int]  # one tested feature: statistic, p-value, window n
+
+
 class KSDrift:
     """Two-sample Kolmogorov–Smirnov drift test of every input feature a window shares with the reference.
 
@@ -300,52 +303,60 @@ class KSDrift:
         """
         candidates = [i for i, name in enumerate(self._names) if name in window and self._refs[i].n]
         # 0/1 features: a proportion test each, merged into the family below in reference order.
-        proportions: dict[int, tuple[float, float, int]] = {}
-        for i in [i for i in candidates if isinstance(self._refs[i], ProportionReference)]:
-            column = np.asarray(window[self._names[i]], dtype=np.float64)
-            n = int(np.isfinite(column).sum()) if column.ndim == 1 else 0
-            if column.ndim == 1 and n:
-                proportions[i] = (*self._refs[i].test(column), n)
-            elif column.ndim != 1:
-                raise ValueError(f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}.")
+        binary = [i for i in candidates if isinstance(self._refs[i], ProportionReference)]
+        tested = self._test_proportions(window, binary)
         candidates = [i for i in candidates if not isinstance(self._refs[i], ProportionReference)]
-        if not candidates and not proportions:
+        if not candidates and not tested:
             return self._result(())
-        columns = []
-        for i in candidates:
-            column = np.asarray(window[self._names[i]], dtype=np.float64)
-            if column.ndim != 1:
-                raise ValueError(
-                    f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}."
-                )
-            columns.append(column)
-
-        tested: dict[int, tuple[float, float, int]] = dict(proportions)  # feature -> statistic, p-value, n
+        columns = [self._column(window, i) for i in candidates]
         if columns:
-            # One block, one sort for every KS feature. Non-finite values become NaN, which np.sort puts last,
-            # so each row's finite values are its sorted prefix.
-            lengths = [c.size for c in columns]
-            if len(set(lengths)) == 1:
-                block = np.stack(columns)
-            else:
-                block = np.full((len(columns), max(lengths)), np.nan)
-                for row, column in zip(block, columns):
-                    row[: column.size] = column
-            finite = np.isfinite(block)
-            if not finite.all():
-                block[~finite] = np.nan
-            block.sort(axis=-1)
-            window_n = finite.sum(axis=-1)
-            ks_rows = [(i, int(window_n[row]), row) for row, i in enumerate(candidates) if window_n[row]]
-            if ks_rows:
-                statistic = np.array([self._refs[i].statistic(block[row, :n]) for i, n, row in ks_rows])
-                p_value = np.atleast_1d(ks_p_value(statistic, np.array([self._refs[i].n for i, _, _ in ks_rows]),
-                                                   np.array([n for _, n, _ in ks_rows])))
-                for k, (i, n, _) in enumerate(ks_rows):
-                    tested[i] = (float(statistic[k]), float(p_value[k]), n)
+            tested.update(self._test_ks(candidates, columns))
         if not tested:
             return self._result(())
+        return self._result(self._feature_drifts(tested))
 
+    def _column(self, window: Mapping[str, np.ndarray], i: int) -> np.ndarray:
+        column = np.asarray(window[self._names[i]], dtype=np.float64)
+        if column.ndim != 1:
+            raise ValueError(f"window[{self._names[i]!r}] must be one-dimensional, got shape {column.shape}.")
+        return column
+
+    def _test_proportions(self, window: Mapping[str, np.ndarray], binary: list[int]) -> dict[int, _Tested]:
+        """Feature index -> (statistic, p-value, window n) of each 0/1 feature with a finite value in the window."""
+        out = {}
+        for i in binary:
+            column = self._column(window, i)
+            n = int(np.isfinite(column).sum())
+            if n:
+                out[i] = (*self._refs[i].test(column), n)
+        return out
+
+    def _test_ks(self, candidates: list[int], columns: list[np.ndarray]) -> dict[int, _Tested]:
+        """Feature index -> (statistic, p-value, window n) of each KS feature with a finite value in the window."""
+        # One block, one sort for every KS feature. Non-finite values become NaN, which np.sort puts last,
+        # so each row's finite values are its sorted prefix.
+        lengths = [c.size for c in columns]
+        if len(set(lengths)) == 1:
+            block = np.stack(columns)
+        else:
+            block = np.full((len(columns), max(lengths)), np.nan)
+            for row, column in zip(block, columns):
+                row[: column.size] = column
+        finite = np.isfinite(block)
+        if not finite.all():
+            block[~finite] = np.nan
+        block.sort(axis=-1)
+        window_n = finite.sum(axis=-1)
+        ks_rows = [(i, int(window_n[row]), row) for row, i in enumerate(candidates) if window_n[row]]
+        if not ks_rows:
+            return {}
+        statistic = np.array([self._refs[i].statistic(block[row, :n]) for i, n, row in ks_rows])
+        p_value = np.atleast_1d(ks_p_value(statistic, np.array([self._refs[i].n for i, _, _ in ks_rows]),
+                                           np.array([n for _, n, _ in ks_rows])))
+        return {i: (float(statistic[k]), float(p_value[k]), n) for k, (i, n, _) in enumerate(ks_rows)}
+
+    def _feature_drifts(self, tested: dict[int, _Tested]) -> tuple[FeatureDrift, ...]:
+        """One :class:`FeatureDrift` per tested feature, in reference order, its p-value adjusted in the family."""
         order = sorted(tested)  # reference order
         adjusted = adjust_p_values(np.array([tested[i][1] for i in order]), self.correction)
         features = []
@@ -365,7 +376,7 @@ class KSDrift:
                 reference_n=int(self._refs[i].n),
                 test="proportion" if proportion else None,
             ))  # fmt: skip
-        return self._result(tuple(features))
+        return tuple(features)
 
     def _result(self, features: tuple[FeatureDrift, ...]) -> InputDriftResult:
         return InputDriftResult(

@@ -39,7 +39,7 @@ from monitor.devkit.stack import (
     start_local_stack,
 )  # fmt: skip
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 from tests.monitor.runtime.harness import DaemonProcess, wait_until, write_config
 from tests.stack.live_traffic import LiveTraffic

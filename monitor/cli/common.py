@@ -1,6 +1,7 @@
 """What every ``nlpmon`` subcommand shares: exit codes, the usage error, the config flags and their loading.
 
-Subcommand modules (``main``, ``ab``, ``reeval``) import from here and never from each other.
+Subcommand modules (``run``, ``reference``, ``history``, ``ab``, ``reeval``) import from here and never from each
+other; ``main`` dispatches to them.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ class PredictionLogger:
             raise ValueError(f"compression_type {compression_type!r}: kafka-python finds no library for it "
                              "(install nlpmon's dependencies: python-snappy, lz4, zstandard)")
         self.compression_type = compression_type
-        self._config = self._producer_settings(bootstrap_servers, client_id, producer_config)
+        self._config = _producer_settings(bootstrap_servers, client_id, producer_config)
         self._config["compression_type"] = None if compression_type == "none" else compression_type
         self.topic = topic
         self.model = model
@@ -165,18 +165,6 @@ class PredictionLogger:
         self._at_exit = at_exit
         atexit.register(at_exit)
         os.register_at_fork(after_in_child=after_fork_in_child)
-
-    @staticmethod
-    def _producer_settings(bootstrap_servers, client_id: str, producer_config: Mapping | None) -> dict:
-        extra = dict(producer_config or {})
-        reserved = sorted(k for k in extra if k in _RESERVED_CONFIG)
-        if reserved:
-            raise ValueError(f"producer_config must not set {', '.join(reserved)} (the logger sets them; "
-                             "compression has its own parameter, compression_type)")
-        unknown = sorted(k for k in extra if k not in KafkaProducer.DEFAULT_CONFIG)
-        if unknown:
-            raise ValueError(f"unknown KafkaProducer settings in producer_config: {', '.join(unknown)}")
-        return {**_PRODUCER_DEFAULTS, **extra, "bootstrap_servers": bootstrap_servers, "client_id": client_id}
 
     def _reset(self) -> None:
         """(Re)initialise the buffer, counters and thread state: at construction, and in a forked child."""
@@ -217,9 +205,15 @@ class PredictionLogger:
         segment (docs/events.md). ``embedding`` is the text's embedding from the served model (a list or a 1-D
         numpy array of finite floats, the same length for every event of the model; docs/events.md).
         """
+        fields = {"prediction": prediction, "error": error, "probabilities": probabilities, "classes": classes,
+                  "confidence": confidence, "latency_ms": latency_ms, "label": label, "text": text,
+                  "features": features, "request_id": request_id, "variant": variant, "segment": segment,
+                  "embedding": embedding}  # in the order the event's JSON writes them
         try:
-            value = self._encode(prediction, probabilities, confidence, latency_ms, text, label, error, request_id,
-                                 variant, features, ts, classes, segment, embedding)
+            event = {"schema": 1, "ts": _ts_value(ts), "model": self.model}
+            if self.version is not None:
+                event["version"] = self.version
+            value = _encode_event(event, fields, self._max_text_chars)
         except InvalidEvent as exc:
             return self._refuse(exc.reason, exc.detail)
         except Exception as exc:  # an argument orjson cannot serialize, or anything unforeseen
@@ -237,47 +231,6 @@ class PredictionLogger:
             self._dropped_full += 1
         self._warn("buffer_full", "prediction log buffer is full (%d events); dropping events", self.buffer_size)
         return False
-
-    def _encode(self, prediction, probabilities, confidence, latency_ms, text, label, error, request_id, variant,
-                features, ts, classes, segment=None, embedding=None) -> bytes:
-        event: dict = {"schema": 1, "ts": _ts_value(ts), "model": self.model}
-        if self.version is not None:
-            event["version"] = self.version
-        if prediction is not None:
-            event["prediction"] = prediction
-        if error is not None:
-            event["error"] = error
-        if probabilities is not None:
-            if isinstance(probabilities, Mapping):
-                event["probabilities"] = {k: _number(v, "probabilities") for k, v in probabilities.items()}
-            else:
-                event["probabilities"] = [_number(v, "probabilities") for v in probabilities]
-        if classes is not None:
-            event["classes"] = list(classes)
-        if confidence is not None:
-            event["confidence"] = _number(confidence, "confidence")
-        if latency_ms is not None:
-            event["latency_ms"] = _number(latency_ms, "latency_ms")
-        if label is not None:
-            event["label"] = label
-        if text is not None:
-            event["text"] = text
-        if features is not None:
-            if isinstance(features, Mapping):
-                features = {k: _number(v, "features") for k, v in features.items()}
-            event["features"] = features
-        if request_id is not None:
-            event["request_id"] = request_id
-        if variant is not None:
-            event["variant"] = variant
-        if segment is not None:
-            event["segment"] = segment
-        if embedding is not None:
-            event["embedding"] = [_number(v, "embedding") for v in embedding]
-        value = orjson.dumps(event)
-        # The daemon's own decoder: whatever passes here, the daemon accepts.
-        decode_event(value, max_text_chars=self._max_text_chars)
-        return value
 
     def _refuse(self, reason: str, detail: str) -> bool:
         with self._cv:
@@ -386,7 +339,8 @@ class PredictionLogger:
             log.exception("prediction logger thread failed")
         finally:
             if producer is not None:
-                self._close_producer(producer)
+                remaining = max(0.0, self._close_deadline - time.monotonic()) if self._stopping else 0.0
+                _close_producer(producer, remaining)
 
     def _connect(self) -> KafkaProducer | None:
         backoff = 0.1
@@ -400,20 +354,6 @@ class PredictionLogger:
                 if self._cv.wait_for(lambda: self._abandon, timeout=backoff):
                     return None
             backoff = min(backoff * 2, _RECONNECT_MAX_S)
-
-    def _close_producer(self, producer: KafkaProducer) -> None:
-        remaining = max(0.0, self._close_deadline - time.monotonic()) if self._stopping else 0.0
-        try:
-            producer.close(timeout=remaining)
-        except Exception:
-            # kafka-python's close() flushes first and raises KafkaTimeoutError while batches are pending,
-            # before it force-closes its sender thread, which would then outlive us: force it here.
-            sender = getattr(producer, "_sender", None)
-            if sender is not None:
-                try:
-                    sender.force_close()
-                except Exception:
-                    log.debug("could not force-close the Kafka producer", exc_info=True)
 
     def _on_sent(self, _metadata) -> None:
         with self._cv:
@@ -456,3 +396,65 @@ def _ts_value(ts: object) -> object:
             raise InvalidEvent("bad_timestamp", "ts must be a timezone-aware datetime")
         return int(round(ts.timestamp() * 1000))
     return _number(ts, "ts")
+
+
+def _producer_settings(bootstrap_servers, client_id: str, producer_config: Mapping | None) -> dict:
+    extra = dict(producer_config or {})
+    reserved = sorted(k for k in extra if k in _RESERVED_CONFIG)
+    if reserved:
+        raise ValueError(f"producer_config must not set {', '.join(reserved)} (the logger sets them; "
+                         "compression has its own parameter, compression_type)")
+    unknown = sorted(k for k in extra if k not in KafkaProducer.DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown KafkaProducer settings in producer_config: {', '.join(unknown)}")
+    return {**_PRODUCER_DEFAULTS, **extra, "bootstrap_servers": bootstrap_servers, "client_id": client_id}
+
+
+def _close_producer(producer: KafkaProducer, timeout: float) -> None:
+    try:
+        producer.close(timeout=timeout)
+    except Exception:
+        # kafka-python's close() flushes first and raises KafkaTimeoutError while batches are pending,
+        # before it force-closes its sender thread, which would then outlive us: force it here.
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            try:
+                sender.force_close()
+            except Exception:
+                log.debug("could not force-close the Kafka producer", exc_info=True)
+
+
+def _encode_event(event: dict, fields: Mapping[str, object], max_text_chars: int) -> bytes:
+    """``event`` (schema, ts, model, version) with the ``log()`` fields that are set, as the JSON bytes to send.
+
+    Numbers are converted as :func:`_number` does; the daemon's own decoder then checks the result, so whatever
+    passes here, the daemon accepts (it raises :class:`InvalidEvent` otherwise).
+    """
+    for name, value in fields.items():
+        if value is not None:
+            convert = _CONVERT.get(name)
+            event[name] = value if convert is None else convert(value, name)
+    value = orjson.dumps(event)
+    decode_event(value, max_text_chars=max_text_chars)
+    return value
+
+
+def _probabilities(value, field: str):
+    if isinstance(value, Mapping):
+        return {k: _number(v, field) for k, v in value.items()}
+    return [_number(v, field) for v in value]
+
+
+def _features(value, field: str):
+    return {k: _number(v, field) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+# How a log() field becomes JSON; the others are written as given.
+_CONVERT = {
+    "probabilities": _probabilities,
+    "classes": lambda value, _field: list(value),
+    "confidence": _number,
+    "latency_ms": _number,
+    "features": _features,
+    "embedding": lambda value, field: [_number(v, field) for v in value],
+}

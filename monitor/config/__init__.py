@@ -4,7 +4,7 @@ Precedence, lowest to highest: built-in defaults, the TOML file, ``NLPMON_<SECTI
 variables, command-line flags. The loader refuses unknown keys and bad values with the key's dotted name.
 :class:`Config` itself never reads the environment or opens anything (uvicorn's Config/Server split): the
 daemon makes connections when it starts. Every key is documented in docs/config.md;
-``tests/test_config.py`` checks that the two agree.
+``tests/monitor/test_config.py`` checks that the two agree.
 """
 
 from __future__ import annotations

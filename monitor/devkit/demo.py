@@ -38,7 +38,7 @@ from monitor.client import PredictionLogger
 from monitor.devkit.demo_traffic import DemoEncoder, demo_events
 from monitor.devkit.embedded_broker import BrokerUnavailable, start_tansu
 from monitor.devkit.synth.traffic import write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 
 TOPIC = "prediction-logs"

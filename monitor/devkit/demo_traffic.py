@@ -37,7 +37,7 @@ class DemoEncoder:
     """The devkit's tiny ONNX encoder, built under ``out_dir`` (a few seconds), and its 2-D pooled output."""
 
     def __init__(self, out_dir: Path | str, seed: int = 0):
-        from monitor.reeval.encoder import OnnxEncoder
+        from monitor.onnx.encoder import OnnxEncoder
 
         built = build_tiny_encoder(out_dir, seed=seed)
         self.dim = built.dim

@@ -3,4 +3,4 @@
 Pure transformation plus file reads of profiles and tokenizers; no sockets, no clocks.
 """
 
-__all__ = ["events", "features", "tokenizer", "reference", "profile_builder"]
+__all__ = ["batch", "events", "features", "oov", "reference", "tokenizer"]

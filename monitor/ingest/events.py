@@ -231,7 +231,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | L
     Two paths, one authority. msgspec decodes the bytes into a typed struct in C (types, required fields and
     simple bounds in ~1 µs); a few semantic checks follow in Python. Anything either of them refuses goes
     to :func:`validate_event`, the hand-written validator, which decides the rejection reason: msgspec's
-    messages are for people, our reasons are a contract (docs/events.md). tests/monitor/test_events.py checks
+    messages are for people, our reasons are a contract (docs/events.md). tests/monitor/ingest/test_events.py checks
     that both paths agree on every case.
     """
     try:
@@ -402,28 +402,9 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event | LabelE
             raise _reject("unknown_kind", "kind must be \"prediction\" or \"label\"", obj)
         return _validate_label(obj)
 
-    model = get("model")
-    if model is None:
-        raise InvalidEvent("missing_field", "model is required")
-    if type(model) is not str or not model:
-        raise InvalidEvent("wrong_type", "model must be a non-empty string")
-    version = get("version")
-    if version is None:
-        version = DEFAULT_VERSION
-    elif type(version) is not str or not version:
-        raise InvalidEvent("wrong_type", "version must be a non-empty string", model)
-
-    ts = get("ts")
-    if ts is None:
-        raise InvalidEvent("missing_field", "ts is required", model, version)
-    if type(ts) is bool:
-        raise InvalidEvent("wrong_type", "ts must be a string or a number", model, version)
-    try:
-        ts_ms = parse_ts_ms(ts)
-    except ValueError as exc:
-        reason = "wrong_type" if type(ts) not in (str, int, float) else "bad_timestamp"
-        raise InvalidEvent(reason, str(exc), model, version) from None
-
+    model, version = _stream(obj)
+    version = version or DEFAULT_VERSION
+    ts_ms = _timestamp(get("ts"), model, version)
     error = get("error")
     if error is not None and type(error) is not str:
         raise InvalidEvent("wrong_type", "error must be a string", model, version)
@@ -433,23 +414,14 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event | LabelE
             raise InvalidEvent("missing_field", "prediction is required unless error is set", model, version)
     elif type(prediction) is not str:
         raise InvalidEvent("wrong_type", "prediction must be a string", model, version)
-
     latency = get("latency_ms")
     if latency is not None:
-        t = type(latency)
-        if t is not float and t is not int:
-            raise InvalidEvent("wrong_type", "latency_ms must be a number", model, version)
-        if not _isfinite(latency):
-            raise InvalidEvent("non_finite", "latency_ms is not finite", model, version)
-        if latency < 0:
-            raise InvalidEvent("negative_latency", "latency_ms is negative", model, version)
-        latency = float(latency)
+        latency = _latency(latency, model, version)
 
     classes = probs = None
     raw_probs = get("probabilities")
     if raw_probs is not None:
         classes, probs = _probabilities(obj, raw_probs, model, version)
-
     confidence = _number(obj, "confidence")
     if confidence is not None:
         if not 0.0 <= confidence <= 1.0:
@@ -463,49 +435,29 @@ def validate_event(obj: dict, *, max_text_chars: int = 10_000) -> Event | LabelE
             raise InvalidEvent("wrong_type", "text must be a string", model, version)
         if len(text) > max_text_chars:
             raise InvalidEvent("text_too_long", f"text is longer than {max_text_chars} characters", model, version)
-
     features = get("features")
     if features is not None:
         features = _features(features, model, version)
-
     label = get("label")
     if label is not None and type(label) is not str:
         raise InvalidEvent("wrong_type", "label must be a string", model, version)
-
     embedding = get("embedding")
     if embedding is not None:
         embedding = _embedding(embedding, model, version)
-
     segment = get("segment")
     if segment is not None:
-        if type(segment) is not str or not segment:
-            raise InvalidEvent("wrong_type", "segment must be a non-empty string", model, version)
-        if len(segment) > MAX_SEGMENT_CHARS:
-            raise InvalidEvent("segment_too_long", f"segment is longer than {MAX_SEGMENT_CHARS} characters", model, version)
+        _check_segment(segment, model, version)
 
     return Event(
-        ts_ms=ts_ms,
-        model=model,
-        version=version,
-        prediction=prediction,
-        error=error,
-        confidence=confidence,
-        classes=classes,
-        probabilities=probs,
-        latency_ms=latency,
-        label=label,
-        text=text,
-        features=features,
-        request_id=_optional_str(obj, "request_id"),
-        variant=_optional_str(obj, "variant"),
-        outcome=_number(obj, "outcome"),
-        embedding=embedding,
-        segment=segment,
-    )
+        ts_ms=ts_ms, model=model, version=version, prediction=prediction, error=error, confidence=confidence,
+        classes=classes, probabilities=probs, latency_ms=latency, label=label, text=text, features=features,
+        request_id=_optional_str(obj, "request_id"), variant=_optional_str(obj, "variant"),
+        outcome=_number(obj, "outcome"), embedding=embedding, segment=segment,
+    )  # fmt: skip
 
 
-def _validate_label(obj: dict) -> LabelEvent:
-    """Validate a ``kind: "label"`` object: ts, model, request_id and label, nothing of a prediction."""
+def _stream(obj: dict) -> tuple[str, str | None]:
+    """The event's ``model`` and ``version`` (None when absent), validated: what a rejection is counted under."""
     model = obj.get("model")
     if model is None:
         raise InvalidEvent("missing_field", "model is required")
@@ -514,16 +466,45 @@ def _validate_label(obj: dict) -> LabelEvent:
     version = obj.get("version")
     if version is not None and (type(version) is not str or not version):
         raise InvalidEvent("wrong_type", "version must be a non-empty string", model)
-    stream = (model, version or DEFAULT_VERSION)
-    ts = obj.get("ts")
+    return model, version
+
+
+def _timestamp(ts: object, model: str, version: str) -> int:
+    """``ts`` (RFC 3339 string or epoch number) in epoch milliseconds, or the named rejection."""
     if ts is None:
-        raise InvalidEvent("missing_field", "ts is required", *stream)
+        raise InvalidEvent("missing_field", "ts is required", model, version)
     if type(ts) is bool:
-        raise InvalidEvent("wrong_type", "ts must be a string or a number", *stream)
+        raise InvalidEvent("wrong_type", "ts must be a string or a number", model, version)
     try:
-        ts_ms = parse_ts_ms(ts)
+        return parse_ts_ms(ts)
     except ValueError as exc:
-        raise InvalidEvent("wrong_type" if type(ts) not in (str, int, float) else "bad_timestamp", str(exc), *stream) from None
+        reason = "wrong_type" if type(ts) not in (str, int, float) else "bad_timestamp"
+        raise InvalidEvent(reason, str(exc), model, version) from None
+
+
+def _latency(latency: object, model: str, version: str) -> float:
+    t = type(latency)
+    if t is not float and t is not int:
+        raise InvalidEvent("wrong_type", "latency_ms must be a number", model, version)
+    if not _isfinite(latency):
+        raise InvalidEvent("non_finite", "latency_ms is not finite", model, version)
+    if latency < 0:
+        raise InvalidEvent("negative_latency", "latency_ms is negative", model, version)
+    return float(latency)
+
+
+def _check_segment(segment: object, model: str, version: str) -> None:
+    if type(segment) is not str or not segment:
+        raise InvalidEvent("wrong_type", "segment must be a non-empty string", model, version)
+    if len(segment) > MAX_SEGMENT_CHARS:
+        raise InvalidEvent("segment_too_long", f"segment is longer than {MAX_SEGMENT_CHARS} characters", model, version)
+
+
+def _validate_label(obj: dict) -> LabelEvent:
+    """Validate a ``kind: "label"`` object: ts, model, request_id and label, nothing of a prediction."""
+    model, version = _stream(obj)
+    stream = (model, version or DEFAULT_VERSION)
+    ts_ms = _timestamp(obj.get("ts"), *stream)
     for name in ("request_id", "label"):
         value = obj.get(name)
         if value is None:

@@ -23,8 +23,9 @@ from detectors.classification import (
     fit_confidence_calibration,
 )
 from monitor.config.reeval import Baseline, ReevalOptions
+from monitor.ingest.reference import file_sha256
 from monitor.reeval.data import LabelledData, load_labelled_data
-from monitor.reeval.encode import Encoded, encode_texts, load_tokenizer, plan_batches, resolve_max_length
+from monitor.onnx.encode import Encoded, encode_texts, load_tokenizer, plan_batches, resolve_max_length
 from monitor.reeval.errors import ModelError
 from monitor.reeval.result import (
     REEVAL_SCHEMA,
@@ -34,7 +35,7 @@ from monitor.reeval.result import (
     ReevalResult,
     Timings,
 )
-from monitor.reeval.session import OnnxClassifier, file_sha256
+from monitor.reeval.session import OnnxClassifier
 
 __all__ = [
     "ReevalOptions",

@@ -40,7 +40,7 @@ from monitor.reeval.estimate import LabelFreeEstimator
 from monitor.reeval.options import options_from_config
 from monitor.reeval.process import WorkerProcess
 from monitor.reeval.recorder import FinishedRun, RunRecorder
-from monitor.reeval.session import file_sha256
+from monitor.ingest.reference import file_sha256
 from monitor.results import ReevalReport, WindowResult
 from sinks.sql import StoreUnavailable
 

@@ -15,7 +15,7 @@ from monitor.config import Config, EmbeddingConfig
 from monitor.ingest.reference import FeatureSet, Profile, ProfileError
 from monitor.ingest.tokenizer import TokenizerError, TokenizerFeaturizer
 from monitor.runtime.embedding_worker import build_embedding_worker
-from monitor.runtime.wiring import load_profiles, load_tokenizer
+from monitor.runtime.wiring import load_featurizer, load_profiles
 
 __all__ = ["preflight", "check_profiles", "feature_set"]
 
@@ -51,7 +51,7 @@ def preflight(config: Config) -> list[str]:
 
     tokenizer = None
     try:
-        tokenizer = load_tokenizer(config)
+        tokenizer = load_featurizer(config)
     except (TokenizerError, OSError, ValueError) as exc:
         problems.append(_say("tokenizer.path", exc))
     try:

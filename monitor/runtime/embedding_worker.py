@@ -78,7 +78,7 @@ def build_embedding_worker(config: Config) -> EmbeddingWorker | None:
     e = config.embedding
     if not e.model:
         return None
-    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.onnx.encoder import OnnxEncoder
 
     encoder = OnnxEncoder(e.model, config.tokenizer.path, output=e.output or None, provider=e.provider,
                           batch_size=e.batch_size, max_length=config.tokenizer.max_length, intra_op_threads=e.threads)

@@ -49,7 +49,7 @@ from monitor.runtime.line_daemon import log_window
 from monitor.runtime.checks import check_profiles
 from monitor.runtime.embedding_worker import open_embedding_worker, set_embedding_gauges
 from monitor.runtime.shutdown import Shutdown
-from monitor.runtime.wiring import build_sink, load_profiles, load_tokenizer
+from monitor.runtime.wiring import build_sink, load_featurizer, load_profiles
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
 
 __all__ = ["KafkaDaemon", "kafka_client_config", "STATE_FORMAT"]
@@ -168,7 +168,7 @@ class KafkaDaemon:
         from kafka import KafkaConsumer
 
         c = self.config
-        self.tokenizer = load_tokenizer(c)
+        self.tokenizer = load_featurizer(c)
         self.embedder = open_embedding_worker(c, stack)  # [embedding] model: one worker thread for all partitions
         self.profiles = load_profiles(c.reference.paths)
         self.store = SqlStore(c.store.url)

@@ -15,7 +15,7 @@ from monitor.windowing.segments import profile_name
 from monitor.runtime.embedding_worker import EmbeddingWorker, build_embedding_worker
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["Components", "build_components", "load_profiles", "load_tokenizer", "build_sink"]
+__all__ = ["Components", "build_components", "load_profiles", "load_featurizer", "build_sink"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ def load_profiles(paths) -> dict[str, Profile]:
     return profiles
 
 
-def load_tokenizer(config: Config) -> TokenizerFeaturizer | None:
+def load_featurizer(config: Config) -> TokenizerFeaturizer | None:
+    """The ``[tokenizer]`` features of the served model's tokenizer (None without ``tokenizer.path``)."""
     t = config.tokenizer
     return TokenizerFeaturizer(t.path, max_length=t.max_length, batch_size=t.batch_size) if t.path else None
 
@@ -64,5 +65,5 @@ def build_sink(config: Config, registry: CollectorRegistry) -> PrometheusSink:
 def build_components(config: Config, *, registry: CollectorRegistry | None = None) -> Components:
     """Build tokenizer, profiles and sink (raises ProfileError/TokenizerError/ValueError on a bad setup)."""
     registry = registry if registry is not None else CollectorRegistry()
-    return Components(tokenizer=load_tokenizer(config), profiles=load_profiles(config.reference.paths),
+    return Components(tokenizer=load_featurizer(config), profiles=load_profiles(config.reference.paths),
                       sink=build_sink(config, registry), registry=registry, embedder=build_embedding_worker(config))

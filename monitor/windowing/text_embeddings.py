@@ -13,7 +13,7 @@ The barrier, :meth:`TextEmbeddings.settle`, waits for every job and writes each 
 embedding into its slot. The pipeline calls it before a window is tested and before its state is snapshotted
 (``Pipeline.state()``), so a checkpoint holds projected floats and never a text; a restart re-reads the texts
 after the checkpoint and samples them again identically. Since the encoder embeds a text to the same bits
-whatever else is in its batch (``monitor/reeval/encoder.py``) and the projection is row-independent
+whatever else is in its batch (``monitor/onnx/encoder.py``) and the projection is row-independent
 (``PCAProjection.project_rows``), the window's sample does not depend on which texts shared a job either.
 
 A text the encoder fails on keeps NaN in its slot (counted in :attr:`TextEmbeddings.errors`): the window's

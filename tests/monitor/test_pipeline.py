@@ -7,7 +7,7 @@ import pytest
 
 from monitor.config import load_config
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.pipeline import Pipeline, Record
 
 T0 = 1_764_000_000_000  # aligned to 5-minute windows? 1_764_000_000_000 % 300_000 == 0

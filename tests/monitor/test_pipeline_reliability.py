@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import load_config
 from monitor.devkit.synth.traffic import generate_events, write_events
 from monitor.ingest.features import base_features
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.pipeline import INTERNAL_REASON, OTHER_STREAM, Pipeline, Record
 from sinks.prometheus import PrometheusSink
 from tests.monitor.runtime.poison_daemon import poisoned_featurizer

@@ -33,8 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.devkit.synth.model import _NEGATIVE, _POSITIVE, IR_VERSION, OPSET, _filler, _lengths, _save_tokenizer
-from monitor.devkit.synth.model import _train_tokenizer
+from monitor.devkit.synth.model import (
+    IR_VERSION,
+    NEGATIVE_WORDS,
+    OPSET,
+    POSITIVE_WORDS,
+    filler_words,
+    save_tokenizer,
+    text_lengths,
+    train_tokenizer,
+)  # fmt: skip
 
 __all__ = ["TinyEncoder", "build_tiny_encoder", "make_subject_texts", "SUBJECTS", "TOKEN_OUTPUT", "POOLED_OUTPUT"]
 
@@ -81,11 +89,11 @@ def make_subject_texts(
         raise ValueError(f"n must be non-negative, got {n}")
     # The same seed draws the same skeleton for both subjects; only the subject words' identity differs.
     rng = np.random.default_rng(seed)
-    words, weights = _filler(n_filler_words)
+    words, weights = filler_words(n_filler_words)
     own = SUBJECTS[subject]
-    pools = (_NEGATIVE, _POSITIVE)
+    pools = (NEGATIVE_WORDS, POSITIVE_WORDS)
     texts = []
-    for length in _lengths(rng, n, min_words, max_words).tolist():
+    for length in text_lengths(rng, n, min_words, max_words).tolist():
         text = [words[i] for i in rng.choice(len(words), size=length, p=weights)]
         for i in np.flatnonzero(rng.random(length) < 0.3):
             text[i] = own[rng.integers(len(own))]
@@ -189,7 +197,7 @@ def build_tiny_encoder(
         t for subject_index, subject in enumerate(SUBJECTS)
         for t in make_subject_texts(n_train // 2, subject, seed=seed * 7 + 100 + subject_index, **shape)
     ]  # fmt: skip
-    tok = _train_tokenizer(texts, vocab_size)
+    tok = train_tokenizer(texts, vocab_size)
     vocab = tok.get_vocab_size()
     emb = _lsa_table(tok, texts, vocab, embed_dim, rng)
     # A near-identity per-token layer: real per-token work that keeps the corpus' geometry.
@@ -199,5 +207,5 @@ def build_tiny_encoder(
     model_path = out / "encoder.onnx"
     model_path.write_bytes(_graph(emb, w, b).SerializeToString())
     tokenizer_dir = out / "tokenizer"
-    _save_tokenizer(tok, tokenizer_dir, max_length, False)
+    save_tokenizer(tok, tokenizer_dir, max_length, False)
     return TinyEncoder(out, tokenizer_dir, model_path, TOKEN_OUTPUT, POOLED_OUTPUT, embed_dim, vocab, max_length)

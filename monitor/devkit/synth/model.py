@@ -48,20 +48,21 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TinyModel", "build_tiny_classifier", "make_texts", "LABELS"]
+__all__ = ["TinyModel", "build_tiny_classifier", "make_texts", "LABELS", "POSITIVE_WORDS", "NEGATIVE_WORDS",
+           "filler_words", "text_lengths", "train_tokenizer", "save_tokenizer"]
 
 LABELS = ("negative", "positive")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17; older onnxruntime builds refuse newer IR versions
 
-_POSITIVE = (
+POSITIVE_WORDS = (
     "good great excellent wonderful loved enjoyable brilliant charming delightful superb fantastic moving "
     "beautiful funny clever fresh solid memorable engaging touching impressive pleasant gripping stunning "
     "perfect amazing warm smart satisfying recommended masterful lovely heartfelt witty inspired elegant "
     "thrilling tender vivid rewarding"
 ).split()
-_NEGATIVE = (
+NEGATIVE_WORDS = (
     "bad awful boring terrible dull weak poor tedious disappointing horrible messy forgettable bland clumsy "
     "annoying predictable pointless lazy slow waste hated worst flat painful silly shallow confusing overlong "
     "ugly mediocre stale dreadful lifeless tiresome hollow sloppy grating cheap muddled unbearable"
@@ -100,7 +101,7 @@ class TinyModel:
 def _pseudo_words(n: int, consonants: str, salt: int) -> tuple[str, ...]:
     """Return ``n`` distinct pronounceable non-words, the same for the same arguments."""
     rng = np.random.default_rng(12345 + salt)
-    taken = set(_POSITIVE) | set(_NEGATIVE) | set(_COMMON)
+    taken = set(POSITIVE_WORDS) | set(NEGATIVE_WORDS) | set(_COMMON)
     out: list[str] = []
     while len(out) < n:
         syllables = int(rng.integers(2, 4))
@@ -116,13 +117,13 @@ def _pseudo_words(n: int, consonants: str, salt: int) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=8)
-def _filler(n_filler_words: int) -> tuple[tuple[str, ...], np.ndarray]:
+def filler_words(n_filler_words: int) -> tuple[tuple[str, ...], np.ndarray]:
     words = _COMMON + list(_pseudo_words(max(0, n_filler_words - len(_COMMON)), _CONSONANTS, 0))
     weights = 1.0 / (np.arange(len(words)) + 2.0)  # Zipf: common words first, a long tail of rare ones
     return tuple(words), weights / weights.sum()
 
 
-def _lengths(rng: np.random.Generator, n: int, min_words: int, max_words: int) -> np.ndarray:
+def text_lengths(rng: np.random.Generator, n: int, min_words: int, max_words: int) -> np.ndarray:
     # Log-uniform: many short texts and a long tail, the shape of real review lengths.
     u = rng.uniform(math.log(min_words), math.log(max_words + 1), size=n)
     return np.clip(np.floor(np.exp(u)).astype(np.int64), min_words, max_words)
@@ -143,12 +144,12 @@ def make_texts(
     if not 1 <= min_words <= max_words:
         raise ValueError(f"need 1 <= min_words <= max_words, got {min_words} and {max_words}")
     rng = np.random.default_rng(seed)
-    words, weights = _filler(n_filler_words)
+    words, weights = filler_words(n_filler_words)
     # Model numbers and handles: digits never occur in training text, so WordPiece maps them to [UNK].
     drift_words = tuple(f"{w}{i}" for i, w in enumerate(_pseudo_words(200, _CONSONANTS, 1), 2))
-    pools = (_NEGATIVE, _POSITIVE)
+    pools = (NEGATIVE_WORDS, POSITIVE_WORDS)
     labels = (rng.random(n) < (0.3 if drift else 0.5)).astype(np.int64)
-    lengths = _lengths(rng, n, min_words, max_words)
+    lengths = text_lengths(rng, n, min_words, max_words)
     if drift:
         lengths = np.ceil(lengths * 1.5).astype(np.int64)
     texts: list[str] = []
@@ -177,7 +178,7 @@ def make_texts(
     return texts, labels.tolist()
 
 
-def _train_tokenizer(texts: list[str], vocab_size: int):
+def train_tokenizer(texts: list[str], vocab_size: int):
     """A BERT-style WordPiece tokenizer whose vocabulary is learned from ``texts``.
 
     The vocabulary is the special tokens, every character seen (alone and as a ``##`` continuation), then the
@@ -219,7 +220,7 @@ def _train_tokenizer(texts: list[str], vocab_size: int):
     return tok
 
 
-def _save_tokenizer(tok, out: Path, max_length: int, token_type_ids: bool) -> None:
+def save_tokenizer(tok, out: Path, max_length: int, token_type_ids: bool) -> None:
     # These three files are what PreTrainedTokenizerFast.save_pretrained writes. Writing them directly keeps
     # the directory loadable by transformers 4.x and 5.x alike (5.x would record its own class name, which
     # 4.x cannot resolve) and keeps transformers' import time out of every test that builds a model.
@@ -415,7 +416,7 @@ def build_tiny_classifier(
     train_y = np.where(rng.random(n_train) < label_noise, 1 - train_y, train_y)
     held_y = np.where(rng.random(n_heldout) < label_noise, 1 - held_y, held_y)
 
-    tok = _train_tokenizer(train_texts, vocab_size)
+    tok = train_tokenizer(train_texts, vocab_size)
     tok.enable_truncation(max_length)
     vocab = tok.get_vocab_size()
 
@@ -456,7 +457,7 @@ def build_tiny_classifier(
     model_path.write_bytes(graph.SerializeToString())
     tokenizer_dir = out / "tokenizer"
     tok.no_truncation()
-    _save_tokenizer(tok, tokenizer_dir, max_length, token_type_ids)
+    save_tokenizer(tok, tokenizer_dir, max_length, token_type_ids)
     config_path = out / "config.json"
     config = {
         "id2label": {str(i): name for i, name in enumerate(LABELS)},

@@ -28,7 +28,7 @@ from monitor.cli import build_parser
 from monitor.cli.common import parse_since
 from monitor.cli.table import COMPACT_COLUMNS
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 from tests.monitor.runtime.harness import DaemonProcess, caught_up, nlpmon, produce, wait_until, write_config
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from monitor.cli import main
-from monitor.cli.segments import segment_output
+from monitor.cli.reference import segment_output
 from monitor.devkit.synth.traffic import generate_events, write_events
 from sinks.sql import SqlStore
 

@@ -15,7 +15,7 @@ from detectors.text_features import TEXT_FEATURES
 from monitor.config import load_config
 from monitor.devkit.synth.encoder import make_subject_texts
 from monitor.ingest.oov import HOLDOUT_EVERY, VocabularyBuilder, oov_column
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import ProfileOptions, build_profile
 from monitor.ingest.reference import Profile, load_profile, save_profile
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
@@ -39,7 +39,7 @@ def write(path, evs) -> str:
 def built(tmp_path_factory):
     d = tmp_path_factory.mktemp("oov")
     profile, summary = build_profile(write(d / "ref.jsonl", subject_events(5000, "restaurant", seed=1, t0=T0 - 10**9)),
-                                     batch_size=777)
+                                     ProfileOptions(batch_size=777))
     save_profile(profile, d / "profile.json")
     return profile, summary, d / "profile.json"
 
@@ -61,7 +61,7 @@ def oov(w):
 def test_the_profile_holds_a_hashed_vocabulary_and_held_out_reference_values(built):
     profile, summary, _ = built
     assert profile.feature_names == TEXT_FEATURES + ("oov_rate",)
-    assert 0 < summary["vocabulary_words"] == profile.oov_vocabulary.__len__() <= 32768
+    assert 0 < summary.vocabulary_words == profile.oov_vocabulary.__len__() <= 32768
     ref = profile.samples["oov_rate"]
     # one text in HOLDOUT_EVERY is held out of the vocabulary and scored against it
     assert ref.size == len(range(0, 5000, HOLDOUT_EVERY))
@@ -170,7 +170,7 @@ def test_prometheus_has_the_oov_rate_series(built):
 def test_the_reference_sample_does_not_depend_on_the_build_batches(built, tmp_path):
     profile, _, _ = built
     again, _ = build_profile(write(tmp_path / "ref.jsonl", subject_events(5000, "restaurant", seed=1, t0=T0 - 10**9)),
-                             batch_size=100)
+                             ProfileOptions(batch_size=100))
     # same held-out texts, same vocabulary words (the hashes differ: each profile draws its own key)
     assert np.array_equal(again.samples["oov_rate"], profile.samples["oov_rate"])
     assert len(again.oov_vocabulary) == len(profile.oov_vocabulary)

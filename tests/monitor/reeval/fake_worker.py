@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
-from monitor.reeval.session import file_sha256  # noqa: E402
+from monitor.ingest.reference import file_sha256  # noqa: E402
 from monitor.reeval.worker import OPTIONS_FILE, write_outcome  # noqa: E402
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from monitor.reeval import Baseline, ReevalOptions, run_reeval
-from monitor.reeval.encode import encode_texts, load_tokenizer, plan_batches
+from monitor.onnx.encode import encode_texts, load_tokenizer, plan_batches
 from monitor.reeval.job import score_texts
-from monitor.reeval.session import OnnxClassifier, select_providers
+from monitor.onnx.session import select_providers
+from monitor.reeval.session import OnnxClassifier
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from monitor.reeval import ReevalOptions, run_reeval
-from monitor.reeval.encode import load_tokenizer
+from monitor.onnx.encode import load_tokenizer
 from monitor.reeval.job import score_texts
 from monitor.reeval.session import OnnxClassifier
 
@@ -151,7 +151,7 @@ def _traffic_log(path, texts, *, garbage=()):
 
 
 def test_candidate_agreement_on_logged_traffic(nlpmon, capsys, tiny, tiny_int8, heldout_rows, tmp_path):
-    from monitor.reeval.encode import load_tokenizer
+    from monitor.onnx.encode import load_tokenizer
     from monitor.reeval.job import score_texts
     from monitor.reeval.session import OnnxClassifier
 

@@ -3,7 +3,7 @@
 import pytest
 
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 
 
@@ -22,7 +22,7 @@ def encoder_profile(tmp_path_factory):
     [embedding] tables), for the daemon tests with embedding drift from the encoder nlpmon runs."""
     from monitor.devkit.synth.encoder import build_tiny_encoder
     from monitor.ingest.tokenizer import TokenizerFeaturizer
-    from monitor.reeval.encoder import OnnxEncoder
+    from monitor.onnx.encoder import OnnxEncoder
 
     d = tmp_path_factory.mktemp("encoder_profile")
     built = build_tiny_encoder(d / "encoder", seed=0, max_length=64)

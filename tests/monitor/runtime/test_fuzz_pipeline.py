@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from monitor.config import load_config
 from monitor.devkit.synth.hostile import hostile_records
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 from monitor.runtime.line_daemon import run_line_source
 from sinks.sql import SqlStore

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 
 T0 = 1_764_000_000_000

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import load_config
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
 from monitor.runtime.checks import preflight
 from monitor.runtime.line_daemon import run_line_source

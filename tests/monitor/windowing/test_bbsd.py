@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.config import load_config
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import ProfileOptions, build_profile
 from monitor.ingest.reference import Profile
 from monitor.pipeline import Pipeline, Record
 from sinks.prometheus import PrometheusSink
@@ -53,8 +53,8 @@ def events(n: int, *, seed: int, shifted: bool = False, t0: int = T0, step_ms: i
 def profile(tmp_path_factory) -> Profile:
     path = tmp_path_factory.mktemp("bbsd") / "ref.jsonl"
     path.write_text("".join(json.dumps(e) + "\n" for e in events(6000, seed=1, t0=T0 - 10**9)))
-    profile, summary = build_profile(str(path), batch_size=333)
-    assert summary["probability_classes"] == sorted(CLASSES)
+    profile, summary = build_profile(str(path), ProfileOptions(batch_size=333))
+    assert list(summary.probability_classes) == sorted(CLASSES)
     return profile
 
 

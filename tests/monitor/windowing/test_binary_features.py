@@ -7,7 +7,7 @@ import numpy as np
 from detectors.text_features import BINARY_FEATURES, TEXT_FEATURES, TOKENIZER_FEATURES
 from monitor.config import DetectConfig
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.windowing.evaluate import StreamDetectors
 
 

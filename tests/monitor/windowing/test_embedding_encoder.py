@@ -16,11 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from monitor.cli.main import main as nlpmon
 from monitor.config import ConfigError, load_config
 from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import Profile, ProfileError, load_profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.pipeline import Pipeline, Record
-from monitor.reeval.encoder import OnnxEncoder
+from monitor.onnx.encoder import OnnxEncoder
 from monitor.runtime.embedding_worker import EmbeddingWorker
 from monitor.runtime.line_daemon import run_line_source
 from sinks.prometheus import PrometheusSink
@@ -75,7 +75,7 @@ def ref_path(tmp_path_factory, texts):
 def profiled(request, built, ref_path, tokenizer):
     """(output kind, profile built with that output of the encoder)."""
     profile, summary = build_profile(str(ref_path), tokenizer=tokenizer, encoder=encoder(built, request.param))
-    assert summary["embedding_components"] == 16
+    assert summary.embedding_components == 16
     return request.param, profile
 
 

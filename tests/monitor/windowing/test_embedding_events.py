@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import load_config
 from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import Profile
 from monitor.pipeline import Pipeline, Record
-from monitor.reeval.encoder import OnnxEncoder
+from monitor.onnx.encoder import OnnxEncoder
 from sinks.prometheus import PrometheusSink
 from sinks.sql.windows import drift_rows
 from tests.factories import replay_windows
@@ -74,7 +74,7 @@ def pipeline(profile: Profile, sink=None, **over) -> Pipeline:
 
 def test_reference_build_fits_the_projection_from_the_events(corpus):
     profile, summary, _, _, dim = corpus
-    assert summary["embedding_components"] == 16 and profile.embedding["dim"] == dim
+    assert summary.embedding_components == 16 and profile.embedding["dim"] == dim
     assert profile.embedding_reference.shape == (1500, 16)  # the held-out half of the 3,000, projected
     assert profile.embedding_projection.dim == dim
     again = Profile.from_dict(json.loads(json.dumps(profile.to_dict())))

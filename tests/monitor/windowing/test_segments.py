@@ -8,7 +8,7 @@ import pytest
 
 from monitor.config import load_config
 from monitor.devkit.synth.traffic import generate_events, write_events
-from monitor.ingest.profile_builder import build_profile
+from monitor.jobs.profile_builder import ProfileOptions, build_profile
 from monitor.pipeline import Pipeline, Record
 from monitor.windowing.segments import OTHER_SEGMENT, profile_name
 
@@ -177,7 +177,7 @@ def test_a_segments_own_profile_is_used_when_present(two_segments, tmp_path):
     fr_late = [json.loads(r.value) for r in records if json.loads(r.value).get("segment") == "fr"
                and json.loads(r.value)["ts"] >= drift_ms]
     write_events(tmp_path / "fr.jsonl", fr_late[: len(fr_late) // 2])
-    fr_profile, _ = build_profile(str(tmp_path / "fr.jsonl"), segment="fr")
+    fr_profile, _ = build_profile(str(tmp_path / "fr.jsonl"), ProfileOptions(segment="fr"))
     assert fr_profile.segment == "fr" and fr_profile.events == len(fr_late) // 2
     p = Pipeline(cfg(), profiles={profile.model: profile, profile_name(profile.model, "fr"): fr_profile})
     results = [r for r in run(p, records) if not r.partial]

@@ -15,7 +15,7 @@ interact in an encoder, and onnxruntime's CPU kernels compute each row's sums in
 batch of two rows or more. A batch of ONE row is different: onnxruntime then reduces over the sequence by
 another path (measured on the tiny encoder's pooled output: batch 1 differs from batches 2..16 in the last
 bit, which agree with each other at every row position and with any companions), so a lone text is run
-as a batch of two copies of itself. ``tests/monitor/reeval/test_encoder.py`` checks the result (a text
+as a batch of two copies of itself. ``tests/monitor/onnx/test_encoder.py`` checks the result (a text
 alone, in a batch of strangers, at any batch size: identical float32 bits), and
 :meth:`OnnxEncoder.batch_independent` repeats that check on any model and texts, for a daemon to run at
 start. ``"sorted"`` (length-sorted, padded to
@@ -29,15 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.reeval.encode import Encoded, encode_texts, load_tokenizer, resolve_max_length
-from monitor.reeval.errors import ModelError
-from monitor.reeval.session import file_sha256, open_session
+from monitor.ingest.reference import file_sha256
+from monitor.onnx.encode import Encoded, encode_texts, load_tokenizer, resolve_max_length
+from monitor.onnx.errors import ModelError, first_line
+from monitor.onnx.session import INT_TYPES, TEXT_INPUTS, open_session
 
 __all__ = ["OnnxEncoder", "BATCHING"]
 
 BATCHING = ("exact_length", "sorted", "unsorted")
-_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 class OnnxEncoder:
@@ -78,13 +77,13 @@ class OnnxEncoder:
     def _discover(self, output: str | None) -> None:
         inputs = self._session.get_inputs()
         names = tuple(i.name for i in inputs)
-        unknown = [n for n in names if n not in _TEXT_INPUTS]
+        unknown = [n for n in names if n not in TEXT_INPUTS]
         if unknown or "input_ids" not in names:
             raise ModelError(
                 f"encoder {self.path.name} has inputs {', '.join(names)}; a text encoder takes input_ids and "
                 f"optionally attention_mask, token_type_ids"
             )
-        dtypes = {_INT_TYPES.get(i.type) for i in inputs}
+        dtypes = {INT_TYPES.get(i.type) for i in inputs}
         if None in dtypes or len(dtypes) != 1:
             raise ModelError(f"encoder {self.path.name} inputs must all be int64 (or all int32)")
         self.input_names, self.input_dtype = names, dtypes.pop()
@@ -163,9 +162,8 @@ class OnnxEncoder:
         try:
             (out,) = self._session.run([self.output_name], args)
         except Exception as exc:
-            text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
             raise ModelError(
-                f"encoder {self.path.name} failed on a batch of shape {args['input_ids'].shape}: {text}"
+                f"encoder {self.path.name} failed on a batch of shape {args['input_ids'].shape}: {first_line(exc)}"
             ) from None
         if out.shape[0] != idx.size or out.ndim not in (2, 3):
             raise ModelError(

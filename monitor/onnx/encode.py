@@ -1,4 +1,4 @@
-"""Tokenize a held-out set once, then cut it into length-sorted, dynamically padded batches.
+"""Tokenize texts once, then cut them into length-sorted, dynamically padded batches.
 
 Texts are tokenized (with truncation) in one pass, so the token lengths are known before batching. Batches
 then group texts of similar length, so each is padded only to its own longest member; ``Encoded.batch``
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.reeval.errors import ModelError
+from monitor.onnx.errors import ModelError
 
 __all__ = ["Encoded", "load_tokenizer", "resolve_max_length", "encode_texts", "plan_batches"]
 

@@ -9,8 +9,8 @@ from detectors.embedding import EmbeddingDrift, fit_reference
 from detectors.ks import KSDrift
 from detectors.text_features import TEXT_FEATURES, text_features
 from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
-from monitor.reeval.encoder import OnnxEncoder
-from monitor.reeval.errors import ModelError
+from monitor.onnx.encoder import OnnxEncoder
+from monitor.onnx.errors import ModelError
 
 
 @pytest.fixture(scope="module")
