@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
+from collections.abc import Callable
 
-from detectors.classification import CalibrationTable
+import numpy as np
+
+from detectors.classification import CalibrationTable, estimate_accuracy
 from monitor.results import ClassFigures, LabelsResult
 
-__all__ = ["Ordered", "Tally", "RecentCalibration", "MAX_CLASSES", "OTHER_CLASS"]
+__all__ = ["Ordered", "Tally", "RecentCalibration", "entries_state", "entries_from_state", "MAX_CLASSES", "OTHER_CLASS"]
 
 # Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
 # events with arbitrary strings cannot grow a window's memory.
@@ -177,11 +180,42 @@ class RecentCalibration:
         return CalibrationTable(self.bins, tuple(n), tuple(o / c if c else None for o, c in zip(ok, n)),
                                 tuple(s / c if c else None for s, c in zip(conf, n)))
 
+    def estimate(self, model: str, confidences, fallback: float | None) -> float | None:
+        """The accuracy estimated with ``model``'s refitted table from a window's ``confidences`` (NaN for
+        errors); ``fallback`` while the model has no table or the window no confidence."""
+        table = self.table(model)
+        if table is None:
+            return fallback
+        c = np.asarray(confidences, dtype=np.float64)
+        c = c[np.isfinite(c)]
+        return estimate_accuracy(table, c) if c.size else fallback
+
     def state(self) -> dict:
         return {m: [[list(a), list(b), list(c)] for a, b, c in r] for m, r in self.recent.items()}
 
     def restore(self, state: dict) -> None:
         self.recent = {m: deque(((a, b, c) for a, b, c in r), maxlen=self.windows) for m, r in state.items()}
+
+
+def entries_state(preds: Ordered, labels: Ordered, matched: Ordered) -> dict:
+    """The join's waiting entries as msgpack-able lists, in arrival order (eviction order survives)."""
+    return {
+        "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in preds.d.values()],
+        "labels": [[k[0], k[1], ts, label] for ts, label, k in labels.d.values()],
+        "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in matched.d.values()],
+    }  # fmt: skip
+
+
+def entries_from_state(state: dict, intern: Callable) -> tuple[Ordered, Ordered, Ordered]:
+    """Put back :func:`entries_state`: (predictions, labels, matched); class names through ``intern``."""
+    preds, labels, matched = Ordered(), Ordered(), Ordered()
+    for m, rid, ts, tk, cls, conf in state["preds"]:
+        preds.put((ts, tuple(tk), intern(cls), conf, (m, rid)))
+    for m, rid, ts, label in state["labels"]:
+        labels.put((ts, label, (m, rid)))
+    for m, rid, dl, tk in state["matched"]:
+        matched.put((dl, tuple(tk), (m, rid)))
+    return preds, labels, matched
 
 
 def _bounded(predicted: dict, labels: dict, name: str) -> str:

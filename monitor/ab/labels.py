@@ -30,8 +30,16 @@ from itertools import repeat
 import numpy as np
 
 from detectors.base import finite_or_none
-from detectors.classification import CalibrationTable, estimate_accuracy
-from monitor.ab.label_tally import MAX_CLASSES, OTHER_CLASS, Ordered, RecentCalibration, Tally
+from detectors.classification import CalibrationTable
+from monitor.ab.label_tally import (
+    MAX_CLASSES,
+    OTHER_CLASS,
+    Ordered,
+    RecentCalibration,
+    Tally,
+    entries_from_state,
+    entries_state,
+)  # fmt: skip
 from monitor.logs import log_event
 from monitor.results import LabelsResult, WindowResult, iso_ms
 
@@ -326,11 +334,8 @@ class LabelJoin:
         t = self._tallies.get((result.model, result.version, result.window_start_ms))
         if t is None:
             return
-        table = self.calibration_table(result.model) if self.refresh_calibration and confidences is not None else None
-        if table is not None:
-            c = np.asarray(confidences, dtype=np.float64)
-            c = c[np.isfinite(c)]
-            estimate = estimate_accuracy(table, c) if c.size else estimate
+        if self.refresh_calibration and confidences is not None:
+            estimate = self._calibration.estimate(result.model, confidences, estimate)
         estimate = None if estimate is None else finite_or_none(estimate)
         if estimate is not None:
             t.add_estimate(estimate, result.events)
@@ -399,9 +404,7 @@ class LabelJoin:
         return {
             "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
             "counts": dict(self.counts),
-            "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in self._preds.d.values()],
-            "labels": [[k[0], k[1], ts, label] for ts, label, k in self._labels.d.values()],
-            "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in self._matched.d.values()],
+            **entries_state(self._preds, self._labels, self._matched),  # preds, labels, matched
             "tallies": [t.state() for t in self._tallies.values()],
             "recent": self._calibration.state(),
         }  # fmt: skip
@@ -417,13 +420,7 @@ class LabelJoin:
             self._tallies[t.key] = t
         self._due = [(t.close_at, k) for k, t in self._tallies.items()]
         heapq.heapify(self._due)
-        self._preds, self._labels, self._matched = Ordered(), Ordered(), Ordered()
-        for m, rid, ts, tk, cls, conf in state["preds"]:
-            self._preds.put((ts, tuple(tk), self._intern(cls), conf, (m, rid)))
-        for m, rid, ts, label in state["labels"]:
-            self._labels.put((ts, label, (m, rid)))
-        for m, rid, dl, tk in state["matched"]:
-            self._matched.put((dl, tuple(tk), (m, rid)))
+        self._preds, self._labels, self._matched = entries_from_state(state, self._intern)
         self._calibration.restore(state["recent"])
 
 
