@@ -28,7 +28,7 @@ from monitor.ab.experiments import ExperimentResult, ExperimentSet
 from monitor.ab.labels import JOIN_OUTCOMES as LABEL_OUTCOMES, LabelJoin
 from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
 from monitor.config import Config
-from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, merge_streams, prepare_chunk
+from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, prepare_chunk
 from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent
 from monitor.ingest.features import base_features
 from monitor.ingest.reference import FeatureSet, Profile
