@@ -46,7 +46,7 @@ from monitor.logs import log_event
 from monitor.results import RESULT_SCHEMA, Comparison, ExperimentResult, VariantFigures, iso_ms
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
-from monitor.windowing.windows import window_start_ms
+from monitor.windowing.windows import closed_by_ms, is_late, window_start_ms
 
 __all__ = ["ExperimentSet", "ExperimentTracker", "ExperimentResult", "VariantFigures", "Comparison", "log_experiment_result",
            "PROPORTION_METRICS", "HIGHER_IS_BETTER", "RESULT_SCHEMA"]
@@ -185,8 +185,8 @@ class ExperimentTracker:
         w = self.window
         if w.kind == "time":
             start = int(window_start_ms(e.ts_ms, self._size_ms))
-            if self.max_ts_ms is not None and start + self._size_ms + self._lateness_ms <= self.max_ts_ms:
-                self.late += 1  # its window has closed (the rule of monitor.windowing.windows.is_late)
+            if self.max_ts_ms is not None and is_late(start + self._size_ms, self.max_ts_ms, self._lateness_ms):
+                self.late += 1  # its window has closed
                 return []
             key = start
         else:
@@ -204,7 +204,7 @@ class ExperimentTracker:
         if self.max_ts_ms is None or e.ts_ms > self.max_ts_ms:
             self.max_ts_ms = e.ts_ms
             if w.kind == "time":
-                due = [k for k in self.open if k + self._size_ms + self._lateness_ms <= self.max_ts_ms]
+                due = [k for k in self.open if closed_by_ms(k + self._size_ms, self.max_ts_ms, self._lateness_ms)]
                 closed = [self._close(k, partial=False) for k in sorted(due)]
         if w.kind == "count" and win.events >= w.events:
             closed.append(self._close(key, partial=False))

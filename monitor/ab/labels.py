@@ -22,7 +22,6 @@ result.
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import logging
 from collections import deque
@@ -31,115 +30,24 @@ from itertools import repeat
 import numpy as np
 
 from detectors.base import finite_or_none
-from detectors.classification import CalibrationTable, estimate_accuracy
+from detectors.classification import CalibrationTable
+from monitor.ab.label_tally import (
+    MAX_CLASSES,
+    OTHER_CLASS,
+    Ordered,
+    RecentCalibration,
+    Tally,
+    entries_from_state,
+    entries_state,
+)  # fmt: skip
 from monitor.logs import log_event
-from monitor.results import ClassFigures, LabelsResult, WindowResult, iso_ms
+from monitor.results import LabelsResult, WindowResult, iso_ms
 
 __all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS", "log_labels_result"]
 
 # The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
 JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
-# Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
-# events with arbitrary strings cannot grow a window's memory.
-MAX_CLASSES = 100
-OTHER_CLASS = "__other__"
 _MAX_INTERNED = 10_000  # class names shared between pending predictions (memory), at most this many
-
-
-class _Ordered:
-    """A dict in arrival order whose oldest live entry is found in O(1) (a deque of the entries beside it).
-
-    Each entry is a tuple whose last item is its key; a deque item is stale once the dict no longer holds that
-    very tuple (joined, replaced). The deque is rebuilt from the dict when stale items outnumber live ones.
-    A plain dict would not do: ``next(iter(d))`` after many deletions at its front walks every deleted slot.
-    """
-
-    __slots__ = ("d", "q")
-
-    def __init__(self):
-        self.d: dict = {}
-        self.q: deque = deque()
-
-    def __len__(self) -> int:
-        return len(self.d)
-
-    def put(self, entry: tuple) -> None:
-        d = self.d
-        d[entry[-1]] = entry
-        q = self.q
-        q.append(entry)
-        if len(q) > 2 * len(d) + 64:
-            self.q = deque(d.values())
-
-    def oldest(self) -> tuple | None:
-        d, q = self.d, self.q
-        while q:
-            e = q[0]
-            if d.get(e[-1]) is e:
-                return e
-            q.popleft()
-        return None
-
-    def pop_oldest(self) -> tuple:
-        e = self.oldest()
-        del self.d[e[-1]]
-        self.q.popleft()
-        return e
-
-
-class _Tally:
-    """One prediction window's label counts (exact) and the calibration sums of its labelled pairs."""
-
-    __slots__ = ("key", "close_at", "predictions", "with_rid", "labelled", "correct", "duplicates", "evicted",
-                 "estimate", "predicted", "labels", "hits", "cal_n", "cal_ok", "cal_conf", "estimate_n")
-
-    def __init__(self, key: tuple, close_at: int, bins: int):
-        self.key, self.close_at = key, close_at
-        self.predictions = self.with_rid = self.labelled = self.correct = self.duplicates = self.evicted = 0
-        self.estimate: float | None = None
-        self.estimate_n = 0  # events behind the estimate: segment windows' estimates are averaged by it
-        self.predicted: dict[str, int] = {}
-        self.labels: dict[str, int] = {}
-        self.hits: dict[str, int] = {}
-        self.cal_n, self.cal_ok, self.cal_conf = [0] * bins, [0] * bins, [0.0] * bins
-
-    def add_pair(self, cls: str | None, label: str, correct: bool, conf: float | None, bin_edges: list) -> None:
-        self.labelled += 1
-        predicted, labels = self.predicted, self.labels
-        if cls is not None:
-            c = cls if cls in predicted or cls in labels else _bounded(predicted, labels, cls)
-            predicted[c] = predicted.get(c, 0) + 1
-            if correct:
-                self.correct += 1
-                self.hits[c] = self.hits.get(c, 0) + 1
-        lab = label if label in labels or label in predicted else _bounded(predicted, labels, label)
-        labels[lab] = labels.get(lab, 0) + 1
-        if conf is not None:
-            i = bisect.bisect_left(bin_edges, conf)  # detectors.classification's binning: edges[i] < c <= edges[i+1]
-            self.cal_n[i] += 1
-            self.cal_ok[i] += correct
-            self.cal_conf[i] += conf
-
-    def state(self) -> list:
-        return [list(self.key), self.close_at, self.predictions, self.with_rid, self.labelled, self.correct,
-                self.duplicates, self.evicted, self.estimate, self.predicted, self.labels, self.hits, self.cal_n,
-                self.cal_ok, self.cal_conf, self.estimate_n]
-
-    @classmethod
-    def from_state(cls, s: list) -> _Tally:
-        t = cls.__new__(cls)
-        t.key, t.close_at = tuple(s[0]), s[1]
-        (t.predictions, t.with_rid, t.labelled, t.correct, t.duplicates, t.evicted, t.estimate) = s[2:9]
-        t.predicted, t.labels, t.hits = dict(s[9]), dict(s[10]), dict(s[11])
-        t.cal_n, t.cal_ok, t.cal_conf = list(s[12]), list(s[13]), list(s[14])
-        t.estimate_n = s[15] if len(s) > 15 else 0  # checkpoints from before segments
-        return t
-
-
-def _bounded(predicted: dict, labels: dict, name: str) -> str:
-    if name in predicted or name in labels or len(predicted.keys() | labels.keys()) < MAX_CLASSES:
-        return name
-    return OTHER_CLASS
 
 
 class LabelJoin:
@@ -197,13 +105,13 @@ class LabelJoin:
         self.clock_ms = self.close_ms = self._next_sweep_ms = -(2**62)
         self._sweep_every_ms = max(1, self.max_delay_ms // 100)
         self._last: tuple | None = None  # (window start, model, version, tally) of the latest prediction
-        # (model, request_id) -> entry; the entry's last item is its key (see _Ordered).
-        self._preds = _Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
-        self._labels = _Ordered()  # (ts_ms, label, key)
-        self._matched = _Ordered()  # (deadline_ms, tally key, key): labelled requests, to recognise duplicates
-        self._tallies: dict[tuple, _Tally] = {}
+        # (model, request_id) -> entry; the entry's last item is its key (see label_tally.Ordered).
+        self._preds = Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
+        self._labels = Ordered()  # (ts_ms, label, key)
+        self._matched = Ordered()  # (deadline_ms, tally key, key): labelled requests, to recognise duplicates
+        self._tallies: dict[tuple, Tally] = {}
         self._due: list[tuple[int, tuple]] = []  # (close_at, tally key)
-        self._recent: dict[str, deque] = {}  # model -> calibration sums of its latest closed tallies
+        self._calibration = RecentCalibration(self.bins, self.calibration_windows)
         self._names: dict[str, str] = {}
         self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
 
@@ -318,7 +226,7 @@ class LabelJoin:
             tkey = (e.model, e.version, start)
             t = self._tallies.get(tkey)
             if t is None:
-                t = self._tallies[tkey] = _Tally(tkey, close_at, self.bins)
+                t = self._tallies[tkey] = Tally(tkey, close_at, self.bins)
                 heapq.heappush(self._due, (close_at, tkey))
             self._last = (start, e.model, e.version, t)
         t.predictions += 1
@@ -426,41 +334,24 @@ class LabelJoin:
         t = self._tallies.get((result.model, result.version, result.window_start_ms))
         if t is None:
             return
-        table = self.calibration_table(result.model) if self.refresh_calibration and confidences is not None else None
-        if table is not None:
-            c = np.asarray(confidences, dtype=np.float64)
-            c = c[np.isfinite(c)]
-            estimate = estimate_accuracy(table, c) if c.size else estimate
+        if self.refresh_calibration and confidences is not None:
+            estimate = self._calibration.estimate(result.model, confidences, estimate)
         estimate = None if estimate is None else finite_or_none(estimate)
-        if estimate is None:
-            return
-        # With window.by_segment each segment's window of the same time window brings its own estimate: the
-        # labels result (per model and version) gets their mean weighted by events.
-        n = max(result.events, 1)
-        t.estimate = estimate if t.estimate is None else (t.estimate * t.estimate_n + estimate * n) / (t.estimate_n + n)
-        t.estimate_n += n
+        if estimate is not None:
+            t.add_estimate(estimate, result.events)
 
     def flush(self) -> list[LabelsResult]:
         """End of input: close every tally now; those whose label period was not over are ``partial``."""
         out = self.close_due()
         out += [self._close(key, partial=True) for key in sorted(self._tallies)]
         self.counts["unknown"] += len(self._labels)
-        self._preds, self._labels, self._due = _Ordered(), _Ordered(), []
+        self._preds, self._labels, self._due = Ordered(), Ordered(), []
         return out
 
     # -- calibration refreshed from realised labels -------------------------------------------------------------
     def calibration_table(self, model: str) -> CalibrationTable | None:
         """The reliability table of ``model``'s labelled pairs in its latest closed tallies (None without any)."""
-        recent = self._recent.get(model)
-        if not recent:
-            return None
-        n = [sum(col) for col in zip(*(r[0] for r in recent))]
-        ok = [sum(col) for col in zip(*(r[1] for r in recent))]
-        conf = [sum(col) for col in zip(*(r[2] for r in recent))]
-        if not any(n):
-            return None
-        return CalibrationTable(self.bins, tuple(n), tuple(o / c if c else None for o, c in zip(ok, n)),
-                                tuple(s / c if c else None for s, c in zip(conf, n)))
+        return self._calibration.table(model)
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _intern(self, name: str | None) -> str | None:
@@ -477,7 +368,7 @@ class LabelJoin:
         del self._preds.d[key]
         return False
 
-    def _match(self, t: _Tally, key: tuple, pred_ts: int, cls: str | None, conf: float | None, label: str) -> None:
+    def _match(self, t: Tally, key: tuple, pred_ts: int, cls: str | None, conf: float | None, label: str) -> None:
         t.add_pair(cls, label, cls == label, conf, self._edges)
         self.counts["matched"] += 1
         matched = self._matched
@@ -495,42 +386,17 @@ class LabelJoin:
         # 1% of the delay of event time, not at every event; its schedule is part of the state (eviction order).
         self._next_sweep_ms = ts + self._sweep_every_ms
         horizon = ts - self.max_delay_ms
-        self._sweep(self._preds, horizon, None)
-        self._sweep(self._labels, horizon, "unknown")
-        self._sweep(self._matched, ts, None)
-
-    def _sweep(self, entries: _Ordered, horizon: int, outcome: str | None) -> None:
-        """Forget the oldest entries past the horizon (memory only: a late-arriving one is checked on lookup)."""
-        while True:
-            e = entries.oldest()
-            if e is None or e[0] >= horizon:
-                return
-            entries.pop_oldest()
-            if outcome is not None:
-                self.counts[outcome] += 1
+        self._preds.sweep(horizon)
+        self.counts["unknown"] += self._labels.sweep(horizon)  # labels whose prediction never came
+        self._matched.sweep(ts)
 
     def _close(self, key: tuple, *, partial: bool) -> LabelsResult:
         t = self._tallies.pop(key)
         if self._last is not None and self._last[3] is t:
             self._last = None
-        model, version, start = key
-        expired = t.with_rid - t.labelled - t.evicted
-        self.counts["expired"] += expired
-        recent = self._recent.get(model)
-        if recent is None:
-            recent = self._recent[model] = deque(maxlen=self.calibration_windows)
-        if t.labelled:
-            recent.append((t.cal_n, t.cal_ok, t.cal_conf))
-        names = sorted(t.predicted.keys() | t.labels.keys())
-        classes = tuple(ClassFigures(c, t.predicted.get(c, 0), t.labels.get(c, 0), t.hits.get(c, 0),
-                                     _ratio(t.hits.get(c, 0), t.predicted.get(c, 0)),
-                                     _ratio(t.hits.get(c, 0), t.labels.get(c, 0))) for c in names)
-        return LabelsResult(
-            model=model, version=version, window_start_ms=start, window_end_ms=start + self.size_ms, partial=partial,
-            predictions=t.predictions, with_request_id=t.with_rid, labelled=t.labelled,
-            accuracy=_ratio(t.correct, t.labelled), classes=classes, duplicates=t.duplicates,
-            unmatched=t.with_rid - t.labelled, expired=expired, evicted=t.evicted, estimated_accuracy=t.estimate,
-        )  # fmt: skip
+        self.counts["expired"] += t.expired
+        self._calibration.add(key[0], t)
+        return t.result(self.size_ms, partial=partial)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -538,11 +404,9 @@ class LabelJoin:
         return {
             "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
             "counts": dict(self.counts),
-            "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in self._preds.d.values()],
-            "labels": [[k[0], k[1], ts, label] for ts, label, k in self._labels.d.values()],
-            "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in self._matched.d.values()],
+            **entries_state(self._preds, self._labels, self._matched),  # preds, labels, matched
             "tallies": [t.state() for t in self._tallies.values()],
-            "recent": {m: [[list(a), list(b), list(c)] for a, b, c in r] for m, r in self._recent.items()},
+            "recent": self._calibration.state(),
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -552,23 +416,12 @@ class LabelJoin:
         self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
         self._tallies = {}
         for s in state["tallies"]:
-            t = _Tally.from_state(s)
+            t = Tally.from_state(s)
             self._tallies[t.key] = t
         self._due = [(t.close_at, k) for k, t in self._tallies.items()]
         heapq.heapify(self._due)
-        self._preds, self._labels, self._matched = _Ordered(), _Ordered(), _Ordered()
-        for m, rid, ts, tk, cls, conf in state["preds"]:
-            self._preds.put((ts, tuple(tk), self._intern(cls), conf, (m, rid)))
-        for m, rid, ts, label in state["labels"]:
-            self._labels.put((ts, label, (m, rid)))
-        for m, rid, dl, tk in state["matched"]:
-            self._matched.put((dl, tuple(tk), (m, rid)))
-        self._recent = {m: deque(((a, b, c) for a, b, c in r), maxlen=self.calibration_windows)
-                        for m, r in state["recent"].items()}
-
-
-def _ratio(a: int, b: int) -> float | None:
-    return a / b if b else None
+        self._preds, self._labels, self._matched = entries_from_state(state, self._intern)
+        self._calibration.restore(state["recent"])
 
 
 def log_labels_result(r: LabelsResult) -> None:

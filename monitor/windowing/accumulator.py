@@ -10,7 +10,7 @@ import numpy as np
 
 from monitor.windowing.reservoir import Reservoir
 
-__all__ = ["WindowAccumulator", "BatchSlice", "FIXED_POINT", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
+__all__ = ["WindowAccumulator", "BatchSlice", "embedding_seed", "window_seed", "FIXED_POINT", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
 
 # Reservoir columns: latency, confidence, then the stream's features in order.
 LATENCY_COL, CONFIDENCE_COL, FIRST_FEATURE_COL = 0, 1, 2
@@ -39,7 +39,14 @@ def fixed_sum(values: np.ndarray) -> int:
     return int(np.rint(values * FIXED_POINT).astype(np.int64).sum())
 
 
-_EMBEDDING_SALT = 0x454D_4245_4444_4E47  # "EMBEDDNG": the embedding sample's seed differs from the reservoir's
+# "EMBEDDNG": the embedding sample's seed is the reservoir's XOR this, so the two samples draw differently
+# while both derive from the window's identity alone.
+_EMBEDDING_SALT = 0x454D_4245_4444_4E47
+
+
+def embedding_seed(reservoir_seed: int) -> int:
+    """The seed of a window's embedding sample, given its reservoir's."""
+    return reservoir_seed ^ _EMBEDDING_SALT
 
 
 def window_seed(seed: int, model: str, version: str, key: int, segment: str = "") -> int:
@@ -86,7 +93,7 @@ class WindowAccumulator:
         # events that carry one, seeded from the window's identity like the reservoir (its seed also draws
         # the MMD's permutations), so small in the checkpoint and independent of batching.
         components, sample = embedding
-        self.embeddings = (Reservoir(sample, components, window_seed(seed, model, version, key, segment) ^ _EMBEDDING_SALT)
+        self.embeddings = (Reservoir(sample, components, embedding_seed(window_seed(seed, model, version, key, segment)))
                            if components else None)
 
     def add(self, s: BatchSlice) -> None:

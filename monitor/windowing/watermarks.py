@@ -16,12 +16,33 @@ import numpy as np
 
 from monitor.windowing.windows import NO_EVENTS_YET
 
-__all__ = ["StreamClock", "stream_clock", "clock_at", "partition_before", "attribution"]
+__all__ = ["PartitionRun", "StreamClock", "stream_clock", "clock_at", "partition_before", "attribution"]
 
 
 def partition_before(run_incl: np.ndarray, p0: int, k: np.ndarray) -> np.ndarray:
     """Partition max event time before the records that have ``k`` events of the chunk in front of them."""
     return np.where(k > 0, run_incl[np.maximum(k - 1, 0)], p0) if run_incl.size else np.full(k.shape, p0, np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRun:
+    """The partition's clock over one chunk's events (arrays aligned with the events, in arrival order)."""
+
+    p0: int  # the partition's largest event time before the chunk
+    run: np.ndarray  # ... including each event
+    before: np.ndarray  # ... before each event
+    pos: np.ndarray  # each event's record position in the chunk
+
+    @classmethod
+    def over(cls, ts: np.ndarray, pos: np.ndarray, p0: int) -> PartitionRun:
+        if not ts.size:
+            return cls(p0, ts, ts, pos)
+        run = np.maximum.accumulate(np.maximum(ts, p0))
+        return cls(p0, run, np.concatenate(([p0], run[:-1])), pos)
+
+    def before_records(self, positions: np.ndarray) -> np.ndarray:
+        """The partition's largest event time before each record at ``positions`` (records of any kind)."""
+        return partition_before(self.run, self.p0, np.searchsorted(self.pos, positions))
 
 
 @dataclass(slots=True)

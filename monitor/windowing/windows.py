@@ -32,10 +32,11 @@ def watermark_before_ms(ts_ms: np.ndarray, max_ts_before_ms: int) -> np.ndarray:
 
 
 def is_late(window_end_ms, max_ts_before_ms, lateness_ms: int):
-    """True when the event's window had closed before the event arrived."""
+    """True when the event's window had closed before the event arrived (ints, or int64 arrays elementwise)."""
     return window_end_ms + lateness_ms <= max_ts_before_ms
 
 
-def closed_by_ms(window_end_ms: int, max_ts_ms: int, lateness_ms: int) -> bool:
-    """True once a stream that has seen ``max_ts_ms`` must close the window ending at ``window_end_ms``."""
+def closed_by_ms(window_end_ms, max_ts_ms, lateness_ms: int):
+    """True once a stream whose watermark is ``max_ts_ms`` must close the window ending at ``window_end_ms``
+    (ints, or int64 arrays elementwise)."""
     return window_end_ms + lateness_ms <= max_ts_ms

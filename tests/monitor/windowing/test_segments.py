@@ -168,7 +168,7 @@ def test_a_checkpoint_from_before_segments_restores():
     restored.restore(state)
     (r,) = restored.flush().windows
     assert (r.events, r.segment) == (50, None)
-    assert restored._held == {("x", "1", ""): 2}
+    assert restored._streams.held == {("x", "1", ""): 2}
 
 
 def test_a_segments_own_profile_is_used_when_present(two_segments, tmp_path):

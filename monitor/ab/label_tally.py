@@ -1,0 +1,228 @@
+"""The parts of the label join (monitor/ab/labels.py) that hold its state: the arrival-ordered pending store,
+one prediction window's tally of outcomes, and the calibration refitted from the latest tallies' labels."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from detectors.classification import CalibrationTable, estimate_accuracy
+from monitor.results import ClassFigures, LabelsResult
+
+__all__ = ["Ordered", "Tally", "RecentCalibration", "entries_state", "entries_from_state", "MAX_CLASSES", "OTHER_CLASS"]
+
+# Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
+# events with arbitrary strings cannot grow a window's memory.
+MAX_CLASSES = 100
+OTHER_CLASS = "__other__"
+
+
+class Ordered:
+    """A dict in arrival order whose oldest live entry is found in O(1) (a deque of the entries beside it).
+
+    Each entry is a tuple whose first item is its time and whose last item is its key; a deque item is stale
+    once the dict no longer holds that very tuple (joined, replaced). The deque is rebuilt from the dict when
+    stale items outnumber live ones. A plain dict would not do: ``next(iter(d))`` after many deletions at its
+    front walks every deleted slot.
+    """
+
+    __slots__ = ("d", "q")
+
+    def __init__(self):
+        self.d: dict = {}
+        self.q: deque = deque()
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def put(self, entry: tuple) -> None:
+        d = self.d
+        d[entry[-1]] = entry
+        q = self.q
+        q.append(entry)
+        if len(q) > 2 * len(d) + 64:
+            self.q = deque(d.values())
+
+    def oldest(self) -> tuple | None:
+        d, q = self.d, self.q
+        while q:
+            e = q[0]
+            if d.get(e[-1]) is e:
+                return e
+            q.popleft()
+        return None
+
+    def pop_oldest(self) -> tuple:
+        e = self.oldest()
+        del self.d[e[-1]]
+        self.q.popleft()
+        return e
+
+    def sweep(self, horizon: int) -> int:
+        """Forget the oldest entries older than ``horizon``; return how many (memory only: the join checks an
+        entry's time on lookup, so one past the horizon that is still held counts as gone all the same)."""
+        n = 0
+        while True:
+            e = self.oldest()
+            if e is None or e[0] >= horizon:
+                return n
+            self.pop_oldest()
+            n += 1
+
+
+class Tally:
+    """One prediction window's label counts (exact) and the calibration sums of its labelled pairs."""
+
+    __slots__ = ("key", "close_at", "predictions", "with_rid", "labelled", "correct", "duplicates", "evicted",
+                 "estimate", "predicted", "labels", "hits", "cal_n", "cal_ok", "cal_conf", "estimate_n")
+
+    def __init__(self, key: tuple, close_at: int, bins: int):
+        self.key, self.close_at = key, close_at
+        self.predictions = self.with_rid = self.labelled = self.correct = self.duplicates = self.evicted = 0
+        self.estimate: float | None = None
+        self.estimate_n = 0  # events behind the estimate: segment windows' estimates are averaged by it
+        self.predicted: dict[str, int] = {}
+        self.labels: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        self.cal_n, self.cal_ok, self.cal_conf = [0] * bins, [0] * bins, [0.0] * bins
+
+    def add_pair(self, cls: str | None, label: str, correct: bool, conf: float | None, bin_edges: list) -> None:
+        self.labelled += 1
+        predicted, labels = self.predicted, self.labels
+        if cls is not None:
+            c = cls if cls in predicted or cls in labels else _bounded(predicted, labels, cls)
+            predicted[c] = predicted.get(c, 0) + 1
+            if correct:
+                self.correct += 1
+                self.hits[c] = self.hits.get(c, 0) + 1
+        lab = label if label in labels or label in predicted else _bounded(predicted, labels, label)
+        labels[lab] = labels.get(lab, 0) + 1
+        if conf is not None:
+            i = bisect.bisect_left(bin_edges, conf)  # detectors.classification's binning: edges[i] < c <= edges[i+1]
+            self.cal_n[i] += 1
+            self.cal_ok[i] += correct
+            self.cal_conf[i] += conf
+
+    def add_estimate(self, estimate: float, events: int) -> None:
+        """Keep a closed window's label-free estimate; with window.by_segment each segment's window of the same
+        time window brings its own, and the labels result (per model and version) gets their mean weighted by
+        events."""
+        n = max(events, 1)
+        e = self.estimate
+        self.estimate = estimate if e is None else (e * self.estimate_n + estimate * n) / (self.estimate_n + n)
+        self.estimate_n += n
+
+    def result(self, size_ms: int, *, partial: bool) -> LabelsResult:
+        """The window's labels result (its predictions with a request id and no label count as expired)."""
+        model, version, start = self.key
+        hits, predicted, labels = self.hits, self.predicted, self.labels
+        classes = tuple(ClassFigures(c, predicted.get(c, 0), labels.get(c, 0), hits.get(c, 0),
+                                     _ratio(hits.get(c, 0), predicted.get(c, 0)), _ratio(hits.get(c, 0), labels.get(c, 0)))
+                        for c in sorted(predicted.keys() | labels.keys()))  # fmt: skip
+        return LabelsResult(
+            model=model, version=version, window_start_ms=start, window_end_ms=start + size_ms, partial=partial,
+            predictions=self.predictions, with_request_id=self.with_rid, labelled=self.labelled,
+            accuracy=_ratio(self.correct, self.labelled), classes=classes, duplicates=self.duplicates,
+            unmatched=self.with_rid - self.labelled, expired=self.expired, evicted=self.evicted,
+            estimated_accuracy=self.estimate,
+        )  # fmt: skip
+
+    @property
+    def expired(self) -> int:
+        return self.with_rid - self.labelled - self.evicted
+
+    def state(self) -> list:
+        return [list(self.key), self.close_at, self.predictions, self.with_rid, self.labelled, self.correct,
+                self.duplicates, self.evicted, self.estimate, self.predicted, self.labels, self.hits, self.cal_n,
+                self.cal_ok, self.cal_conf, self.estimate_n]
+
+    @classmethod
+    def from_state(cls, s: list) -> Tally:
+        t = cls.__new__(cls)
+        t.key, t.close_at = tuple(s[0]), s[1]
+        (t.predictions, t.with_rid, t.labelled, t.correct, t.duplicates, t.evicted, t.estimate) = s[2:9]
+        t.predicted, t.labels, t.hits = dict(s[9]), dict(s[10]), dict(s[11])
+        t.cal_n, t.cal_ok, t.cal_conf = list(s[12]), list(s[13]), list(s[14])
+        t.estimate_n = s[15] if len(s) > 15 else 0  # checkpoints from before segments
+        return t
+
+
+class RecentCalibration:
+    """Per model, the calibration sums of its latest ``windows`` closed tallies with labels: the reliability
+    table refitted from realised labels (``labels.refresh_calibration``)."""
+
+    __slots__ = ("bins", "windows", "recent")
+
+    def __init__(self, bins: int, windows: int):
+        self.bins, self.windows = bins, windows
+        self.recent: dict[str, deque] = {}  # model -> (cal_n, cal_ok, cal_conf) of its latest tallies
+
+    def add(self, model: str, t: Tally) -> None:
+        recent = self.recent.get(model)
+        if recent is None:
+            recent = self.recent[model] = deque(maxlen=self.windows)
+        if t.labelled:
+            recent.append((t.cal_n, t.cal_ok, t.cal_conf))
+
+    def table(self, model: str) -> CalibrationTable | None:
+        """The reliability table of ``model``'s labelled pairs in its latest closed tallies (None without any)."""
+        recent = self.recent.get(model)
+        if not recent:
+            return None
+        n = [sum(col) for col in zip(*(r[0] for r in recent))]
+        ok = [sum(col) for col in zip(*(r[1] for r in recent))]
+        conf = [sum(col) for col in zip(*(r[2] for r in recent))]
+        if not any(n):
+            return None
+        return CalibrationTable(self.bins, tuple(n), tuple(o / c if c else None for o, c in zip(ok, n)),
+                                tuple(s / c if c else None for s, c in zip(conf, n)))
+
+    def estimate(self, model: str, confidences, fallback: float | None) -> float | None:
+        """The accuracy estimated with ``model``'s refitted table from a window's ``confidences`` (NaN for
+        errors); ``fallback`` while the model has no table or the window no confidence."""
+        table = self.table(model)
+        if table is None:
+            return fallback
+        c = np.asarray(confidences, dtype=np.float64)
+        c = c[np.isfinite(c)]
+        return estimate_accuracy(table, c) if c.size else fallback
+
+    def state(self) -> dict:
+        return {m: [[list(a), list(b), list(c)] for a, b, c in r] for m, r in self.recent.items()}
+
+    def restore(self, state: dict) -> None:
+        self.recent = {m: deque(((a, b, c) for a, b, c in r), maxlen=self.windows) for m, r in state.items()}
+
+
+def entries_state(preds: Ordered, labels: Ordered, matched: Ordered) -> dict:
+    """The join's waiting entries as msgpack-able lists, in arrival order (eviction order survives)."""
+    return {
+        "preds": [[k[0], k[1], ts, list(tk), cls, conf] for ts, tk, cls, conf, k in preds.d.values()],
+        "labels": [[k[0], k[1], ts, label] for ts, label, k in labels.d.values()],
+        "matched": [[k[0], k[1], dl, list(tk)] for dl, tk, k in matched.d.values()],
+    }  # fmt: skip
+
+
+def entries_from_state(state: dict, intern: Callable) -> tuple[Ordered, Ordered, Ordered]:
+    """Put back :func:`entries_state`: (predictions, labels, matched); class names through ``intern``."""
+    preds, labels, matched = Ordered(), Ordered(), Ordered()
+    for m, rid, ts, tk, cls, conf in state["preds"]:
+        preds.put((ts, tuple(tk), intern(cls), conf, (m, rid)))
+    for m, rid, ts, label in state["labels"]:
+        labels.put((ts, label, (m, rid)))
+    for m, rid, dl, tk in state["matched"]:
+        matched.put((dl, tuple(tk), (m, rid)))
+    return preds, labels, matched
+
+
+def _bounded(predicted: dict, labels: dict, name: str) -> str:
+    if name in predicted or name in labels or len(predicted.keys() | labels.keys()) < MAX_CLASSES:
+        return name
+    return OTHER_CLASS
+
+
+def _ratio(a: int, b: int) -> float | None:
+    return a / b if b else None
