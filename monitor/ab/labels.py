@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import logging
 from collections import deque
 from itertools import repeat
 
@@ -32,10 +31,9 @@ import numpy as np
 
 from detectors.base import finite_or_none
 from detectors.classification import CalibrationTable, estimate_accuracy
-from monitor.logs import log_event
-from monitor.results import ClassFigures, LabelsResult, WindowResult, iso_ms
+from monitor.results import ClassFigures, LabelsResult, WindowResult
 
-__all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS", "log_labels_result"]
+__all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS"]
 
 # The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
 JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
@@ -569,10 +567,3 @@ class LabelJoin:
 
 def _ratio(a: int, b: int) -> float | None:
     return a / b if b else None
-
-
-def log_labels_result(r: LabelsResult) -> None:
-    """Log one closed labels result (names and counts only)."""
-    log_event(logging.INFO, "labels window closed", model=r.model, version=r.version,
-              window_start=iso_ms(r.window_start_ms), labelled=r.labelled, accuracy=r.accuracy,
-              estimated_accuracy=r.estimated_accuracy, unmatched=r.unmatched, partial=r.partial)

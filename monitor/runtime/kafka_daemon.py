@@ -33,9 +33,6 @@ from dataclasses import dataclass, field
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from monitor.ab.experiments import log_experiment_result
-from monitor.ab.labels import log_labels_result
-from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.ingest.batch import Featurize
 from monitor.ingest.reference import Profile
@@ -45,7 +42,7 @@ from monitor.pipeline import Pipeline, Record
 from monitor.results import ExperimentResult, ShadowResult, WindowResult
 from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch_error_reason, release_failed_fetch
 from monitor.runtime.http import HttpServer
-from monitor.runtime.line_daemon import log_window
+from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.checks import check_profiles
 from monitor.runtime.embedding_worker import open_embedding_worker, set_embedding_gauges
 from monitor.runtime.shutdown import Shutdown
