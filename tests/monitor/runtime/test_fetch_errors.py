@@ -138,7 +138,7 @@ def test_undecodable_batch_is_survived_visible_and_resumed(kafka_broker, profile
 
 
 def _fetch_failures(daemon: KafkaDaemon) -> float:
-    fault = next(iter(daemon._fetch_faults.faults.values()), None)
+    fault = next(iter(daemon.fetcher.faults.faults.values()), None)
     return fault.failures if fault is not None else 0
 
 
