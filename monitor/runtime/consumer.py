@@ -91,6 +91,30 @@ class Fetcher:
     def subscribe(self, *, on_revoked: Callable, on_assigned: Callable) -> None:
         self.consumer.subscribe(list(self.config.kafka.topics), listener=_Listener(on_revoked, on_assigned))
 
+    def start(self, tp, part: PartitionState, checkpoint: tuple[int, bytes | None] | None) -> None:
+        """Start an assigned partition at its checkpoint (restoring its pipeline), or per kafka.start_offset."""
+        if checkpoint is not None:
+            part.restore(*checkpoint, where=f"{tp.topic}[{tp.partition}]")
+            self.consumer.seek(tp, part.next_offset)
+            return
+        # next_offset stays None until the first fetch: this runs in a rebalance callback, on kafka-python's IO
+        # thread, where position() may not block.
+        part.next_offset = None
+        if self.config.kafka.start_offset == "earliest":
+            self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek_to_end(tp)
+
+    def pause(self, tps) -> None:
+        if tps:
+            self.consumer.pause(*tps)
+
+    def resume(self, tps) -> None:
+        """Resume ``tps`` except those still inside a fetch error's backoff."""
+        ready = [tp for tp in tps if not self.faults.waiting(tp)]
+        if ready:
+            self.consumer.resume(*ready)
+
     def _close(self) -> None:
         try:
             self.consumer.close(autocommit=False)
@@ -125,7 +149,7 @@ class Fetcher:
         failed = release_failed_fetch(self.consumer)
         tp, offset = failed if failed is not None else (None, None)
         error = f"{type(exc).__name__}: {exc}"
-        fault, changed = self.faults.record(tp, reason, offset, error, self._clock())
+        fault, changed = self.faults.record(tp, reason, offset, error, now=self._clock())
         self.sink.count_fetch_error(reason)
         if tp is not None and tp in assigned:
             self.consumer.pause(tp)

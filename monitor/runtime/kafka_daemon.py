@@ -32,10 +32,9 @@ from monitor.ingest.reference import Profile
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline, Record
 from monitor.results import BatchResults
-from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime import probes
+from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime.consumer import Fetcher, kafka_client_config
-from monitor.runtime.http import HttpServer
 from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
@@ -108,12 +107,7 @@ class KafkaDaemon:
             self.reeval.start()
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
         if c.metrics.enabled:
-            server = HttpServer(self.registry, host=c.metrics.host, port=c.metrics.port, readiness=self.readiness,
-                                status=self.status,
-                                post_handlers={"/reeval": self.reeval.handle_post} if self.reeval else None).start()
-            stack.callback(server.stop)
-            self.http_port = server.port
-            log_event(logging.INFO, "serving metrics", url=f"http://{c.metrics.host}:{server.port}/metrics")
+            self.http_port = probes.serve(self, stack)
         self.fetcher.open(stack)
         self.checkpointer.open_producer(stack, kafka_client_config(c))
         self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
@@ -207,15 +201,7 @@ class KafkaDaemon:
 
     def _set_paused(self, paused: bool) -> None:
         """Backpressure: pause every partition while the database lags; resume all but those a fetch error holds."""
-        consumer = self.fetcher.consumer
-        if paused:
-            tps = list(self.partitions)
-            if tps:
-                consumer.pause(*tps)
-        else:
-            tps = [tp for tp in self.partitions if not self.fetcher.faults.waiting(tp)]
-            if tps:
-                consumer.resume(*tps)
+        (self.fetcher.pause if paused else self.fetcher.resume)(list(self.partitions))
         self.paused = paused
         self._set_gauges()
         if paused:
@@ -250,21 +236,13 @@ class KafkaDaemon:
             self.checkpointer.db_down(exc)
             self._set_gauges()
             stored = None
-        consumer = self.fetcher.consumer
         for tp in new:
             part = self._new_partition()
-            cp = None if stored is None else stored.get((tp.topic, tp.partition))
-            if cp is not None:
-                part.restore(*cp, where=f"{tp.topic}[{tp.partition}]")
-                consumer.seek(tp, part.next_offset)
-            elif stored is not None:
-                # No checkpoint: start per kafka.start_offset (next_offset stays None until the first fetch;
-                # this callback runs on kafka-python's IO thread, where position() may not block).
-                part.next_offset = None
-                (consumer.seek_to_beginning if self.config.kafka.start_offset == "earliest" else consumer.seek_to_end)(tp)
+            if stored is not None:  # else: paused below, and consumed from its checkpoint once the DB answers
+                self.fetcher.start(tp, part, stored.get((tp.topic, tp.partition)))
             self.partitions[tp] = part
         if stored is None or self.paused:
-            consumer.pause(*new)
+            self.fetcher.pause(new)
             self.paused = True
         self._set_gauges()
         log_event(logging.INFO, "partitions assigned", partitions=_tps(new), restored=sum(1 for tp in new if stored and (tp.topic, tp.partition) in stored))

@@ -5,23 +5,30 @@ Read from the daemon's parts at the moment they change or are asked for; nothing
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from monitor.config import Config
+from monitor.logs import log_event
 from monitor.runtime.checkpointer import Checkpointer
 from monitor.runtime.consumer import Fetcher, partition_name
 from monitor.runtime.embedding_worker import set_embedding_gauges
+from monitor.runtime.http import HttpServer
 from monitor.runtime.partitions import PartitionState
 from monitor.runtime.wiring import Components
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["DaemonParts", "readiness", "status", "set_gauges"]
+__all__ = ["DaemonParts", "serve", "readiness", "status", "set_gauges"]
 
 
 class DaemonParts(Protocol):
     """The parts of :class:`~monitor.runtime.kafka_daemon.KafkaDaemon` the probes read."""
 
     config: Config
+    registry: CollectorRegistry
     sink: PrometheusSink
     partitions: dict[object, PartitionState]
     components: Components | None
@@ -30,6 +37,16 @@ class DaemonParts(Protocol):
     reeval: object | None
     paused: bool
     pending_events: int
+
+
+def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
+    """Serve /metrics, /readyz, /status (and POST /reeval with re-evaluation) until ``stack`` closes; the port."""
+    m = d.config.metrics
+    server = HttpServer(d.registry, host=m.host, port=m.port, readiness=lambda: readiness(d), status=lambda: status(d),
+                        post_handlers={"/reeval": d.reeval.handle_post} if d.reeval else None).start()
+    stack.callback(server.stop)
+    log_event(logging.INFO, "serving metrics", url=f"http://{m.host}:{server.port}/metrics")
+    return server.port
 
 
 def readiness(d: DaemonParts) -> tuple[bool, dict]:
