@@ -268,5 +268,6 @@ class KafkaDaemon:
     def status(self) -> dict:
         return probes.status(self)
 
+
 def _tps(tps) -> str:
     return ",".join(f"{tp.topic}/{tp.partition}" for tp in sorted(tps))
