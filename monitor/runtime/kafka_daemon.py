@@ -46,6 +46,7 @@ from monitor.results import ExperimentResult, ShadowResult, WindowResult
 from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch_error_reason, release_failed_fetch
 from monitor.runtime.http import HttpServer
 from monitor.runtime.line_daemon import log_window
+from monitor.runtime.pruner import Pruner
 from monitor.runtime.checks import check_profiles
 from monitor.runtime.embedding_worker import open_embedding_worker, set_embedding_gauges
 from monitor.runtime.shutdown import Shutdown
@@ -171,9 +172,9 @@ class KafkaDaemon:
         self.tokenizer = load_featurizer(c)
         self.embedder = open_embedding_worker(c, stack)  # [embedding] model: one worker thread for all partitions
         self.profiles = load_profiles(c.reference.paths)
-        self.store = SqlStore(c.store.url)
-        stack.callback(self.store.close)
-        self._load_store_profiles()
+        self.store = stack.enter_context(SqlStore(c.store.url, upgrade=c.store.auto_upgrade))
+        self._load_store_profiles()  # a schema behind with store.auto_upgrade off: SchemaBehind, exit 2, one line
+        stack.enter_context(Pruner(self.store, c.store))  # retention, on its own thread (runtime/pruner.py)
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
         check_profiles(self.profiles, self.tokenizer, embedding=c.embedding,

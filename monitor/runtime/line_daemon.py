@@ -90,7 +90,8 @@ def run_line_source(
             from sinks.sql import SqlStore
             from sinks.sql.labels import upsert_label_results
 
-            store = stack.enter_context(SqlStore(config.store.url))
+            store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
+            store.check_schema()  # before any input: a schema behind with auto_upgrade off stops here (exit 2)
         if dead_letter is not None:
             dead_letter._on_write = sink.count_dead_letter
         stream, name = open_source(path)
