@@ -423,7 +423,7 @@ def kustomize_build(directory: Path) -> list[dict]:
 
 def test_the_kustomizations_are_found():
     assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
-        "kubernetes/base", "kubernetes/overlays/monitoring"}
+        "kubernetes/base", "kubernetes/overlays/monitoring", "kubernetes/overlays/db-admin"}
 
 
 @pytest.mark.integration
