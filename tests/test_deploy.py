@@ -425,7 +425,8 @@ def kustomize_build(directory: Path) -> list[dict]:
 
 def test_the_kustomizations_are_found():
     assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
-        "kubernetes/base", "kubernetes/overlays/monitoring", "kubernetes/overlays/gpu"}
+        "kubernetes/base", "kubernetes/overlays/monitoring", "kubernetes/overlays/gpu",
+        "kubernetes/overlays/db-admin"}
 
 
 @pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 from monitor.config import ConfigError, load_config
 
 __all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "UsageError", "add_config_flags", "config_from_args",
-           "parse_since", "read_store"]
+           "parse_since", "parse_duration_ms", "read_store", "open_store"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
@@ -80,15 +80,35 @@ def parse_since(text: str, now_ms: int) -> str | int:
     text = text.strip()
     if not _DURATION.fullmatch(text):
         return text
-    back_ms = sum(float(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART.findall(text))
-    return int(now_ms - back_ms)
+    return int(now_ms - parse_duration_ms(text))
 
 
-@contextlib.contextmanager
-def read_store(url: str) -> Iterator:
+def parse_duration_ms(text: str) -> int:
+    """Return the milliseconds of a duration such as ``30m``, ``2h``, ``30d``, ``1w`` or ``1h30m``.
+
+    >>> parse_duration_ms("1d12h")
+    129600000
+    """
+    text = text.strip()
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"{text!r} is not a duration (e.g. 30d, 12h, 1w, 1h30m)")
+    return int(sum(float(n) * _UNIT_MS[unit] for n, unit in _DURATION_PART.findall(text)))
+
+
+def read_store(url: str) -> contextlib.AbstractContextManager:
     """Open the SQL store for a read command: it never creates a database, a schema or a file.
 
     A missing SQLite file, a database without nlpmon's tables and an unreachable server are usage errors (exit 2).
+    """
+    return open_store(url)
+
+
+@contextlib.contextmanager
+def open_store(url: str, *, create: bool = False, upgrade: bool = False, must_exist: bool = True) -> Iterator:
+    """Open the SQL store for a command; its errors are usage errors (exit 2).
+
+    ``create``/``upgrade`` as for :class:`~sinks.sql.SqlStore`; ``must_exist`` refuses a missing SQLite file
+    rather than creating an empty one (a typo in --store must not look like an empty store).
     """
     import sqlalchemy as sa
 
@@ -99,12 +119,12 @@ def read_store(url: str) -> Iterator:
     except sa.exc.ArgumentError:
         raise UsageError(f"--store {url!r} is not a SQLAlchemy URL (e.g. sqlite:///nlpmon.db)") from None
     database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:") and not Path(database).is_file():
-        # sqlite3 would create an empty file on connect: a typo in --store must not look like an empty store.
-        raise UsageError(f"cannot reach the store: no SQLite database at {database} (check --store; a read never "
-                         "creates one)")
+    if (must_exist and parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:")
+            and not Path(database).is_file()):
+        raise UsageError(f"cannot reach the store: no SQLite database at {database} (check --store; this command "
+                         "never creates one)")
     try:
-        with SqlStore(url, create=False) as store:
+        with SqlStore(url, create=create, upgrade=upgrade) as store:
             yield store
     except StoreUnavailable as exc:
         raise UsageError(f"cannot reach the store: {exc}") from None

@@ -3,7 +3,7 @@
 It builds the parser from the subcommand modules (``COMMANDS``, in the order ``nlpmon --help`` lists them), runs
 the chosen handler and turns the errors a user can fix into exit codes: 0 success (also when the input
 contained invalid events: they are counted, not fatal); 2 usage or configuration error, unreadable input,
-incompatible reference; 1 unexpected internal error.
+incompatible reference, a store whose schema this nlpmon may not write; 1 unexpected internal error.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import os
 import sys
 
 from monitor import __version__
-from monitor.cli import ab, history, reeval, reference, run
+from monitor.cli import ab, db, history, reeval, reference, run
 from monitor.cli.common import EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Each registers its subcommands with ``add_parsers(subparsers)``; none imports another (``common`` holds
 # what they share).
-COMMANDS = (run, reference, history, ab, reeval)
+COMMANDS = (run, reference, history, ab, reeval, db)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.ingest.reference import ProfileError
     from monitor.ingest.tokenizer import TokenizerError
     from monitor.onnx.errors import ModelJobError  # re-evaluation's ReevalError and the embedding encoder's
+    from sinks.sql.schema import SchemaVersionError  # a store this nlpmon may not write (docs/storage.md)
 
     try:
         code = int(args.func(args) or 0)
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not print "Exception ignored ... Broken pipe".
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (UsageError, ProfileError, TokenizerError, ModelJobError) as exc:
+    except (UsageError, ProfileError, TokenizerError, ModelJobError, SchemaVersionError) as exc:
         sys.stderr.write(f"nlpmon: error: {exc}\n")
         return EXIT_USAGE
     except OSError as exc:

@@ -142,6 +142,17 @@ class KafkaConfig:
 class StoreConfig:
     # Secret-bearing when it holds a password: NLPMON_STORE_URL; shown with the password masked.
     url: str = field(default="sqlite:///nlpmon.db", metadata=_key(secret_url=True))
+    # Create and upgrade the schema at start. false: the schema must be current already (`nlpmon db upgrade`
+    # run by a user with DDL rights), so the daemon's user needs only SELECT, INSERT, UPDATE, DELETE.
+    auto_upgrade: bool = True
+    # Days to keep window results, drift events, experiment and shadow results (0: forever); label results
+    # and re-evaluation runs have their own limits (0: forever). docs/storage.md, *Retention*.
+    retention_days: float = field(default=0.0, metadata=_key(min=0))
+    labels_retention_days: float = field(default=0.0, metadata=_key(min=0))
+    reeval_retention_days: float = field(default=0.0, metadata=_key(min=0))
+    # The daemon deletes at most prune_batch_rows rows per table, at most once every prune_interval_seconds.
+    prune_interval_seconds: float = field(default=60.0, metadata=_key(min=1))
+    prune_batch_rows: int = field(default=500, metadata=_key(min=1, max=100_000))
 
 
 @dataclass(frozen=True)

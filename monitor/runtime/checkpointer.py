@@ -59,7 +59,8 @@ class Checkpointer:
         self._to_publish: list[tuple[dict, list, list]] = []  # (offsets, dead letters, results)
 
     def open_store(self, stack: contextlib.ExitStack) -> SqlStore:
-        self.store = SqlStore(self.config.store.url)
+        # store.auto_upgrade off: a schema behind raises SchemaBehind, naming `nlpmon db upgrade` (exit 2, one line)
+        self.store = SqlStore(self.config.store.url, upgrade=self.config.store.auto_upgrade)
         stack.callback(self.store.close)
         return self.store
 

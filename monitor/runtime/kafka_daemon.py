@@ -37,6 +37,7 @@ from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime.consumer import Fetcher, kafka_client_config
 from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
+from monitor.runtime.pruner import Pruner
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.wiring import Components, build_components, build_sink
 from sinks.sql import StoreUnavailable
@@ -97,6 +98,7 @@ class KafkaDaemon:
             stack.callback(self.components.embedder.close)
         store = self.checkpointer.open_store(stack)
         self._load_store_profiles()
+        stack.enter_context(Pruner(store, c.store))  # retention, on its own thread (runtime/pruner.py)
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
         self.components.check(c.embedding)

@@ -109,7 +109,8 @@ def run_line_source(
         if config.output.store:
             from sinks.sql import SqlStore
 
-            store = stack.enter_context(SqlStore(config.store.url))
+            store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
+            store.check_schema()  # before any input: a schema behind with auto_upgrade off stops here (exit 2)
         if dead_letter is not None:
             dead_letter.on_write = sink.count_dead_letter
         stream, name = open_source(path)

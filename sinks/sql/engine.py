@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 __all__ = ["SQLITE_BUSY_TIMEOUT_MS", "PG_CONNECT_DEFAULTS", "StoreUnavailable", "create_engine", "transaction",
-           "ping", "json_dumps", "now_ms", "describe", "configure_sqlite", "upsert"]
+           "ping", "json_dumps", "now_ms", "describe", "configure_sqlite", "upsert", "release_space"]
 
 # How long a SQLite writer waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -97,6 +97,10 @@ def configure_sqlite(engine: sa.Engine, *, in_memory: bool) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not in_memory:
+            # Takes effect only in a file without tables yet (a new store): the pages of deleted rows can then
+            # be given back to the filesystem by `PRAGMA incremental_vacuum` (release_space). On an older file
+            # it changes nothing until a VACUUM (docs/storage.md, *Retention*).
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
             # WAL: readers (history, /readyz) never block the daemon's writes, nor the writes them.
             _wal(cursor)
             # In WAL mode NORMAL is still atomic and consistent after a crash; a power loss can only drop the
@@ -154,3 +158,37 @@ def _wal(cursor) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+# PRAGMA auto_vacuum answers 0 (none), 1 (full) or 2 (incremental).
+_SQLITE_INCREMENTAL = 2
+
+
+def release_space(engine: sa.Engine, *, full: bool = False) -> str:
+    """Give the pages of deleted rows back to the filesystem (SQLite); return a sentence saying what was done."""
+    if engine.dialect.name != "sqlite":
+        return f"{engine.dialect.name}: nothing to do, the server's autovacuum makes the space of deleted rows reusable"
+    try:
+        raw = engine.raw_connection()
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise StoreUnavailable(describe(exc)) from exc
+    try:
+        # The DB-API connection is in autocommit mode (configure_sqlite): VACUUM refuses to run in a transaction.
+        cursor = raw.cursor()
+        page = cursor.execute("PRAGMA page_size").fetchone()[0]
+        free = cursor.execute("PRAGMA freelist_count").fetchone()[0]
+        mode = cursor.execute("PRAGMA auto_vacuum").fetchone()[0]
+        if mode == _SQLITE_INCREMENTAL:
+            # executescript steps the statement to its end: execute() would step it once, freeing one page.
+            cursor.executescript("PRAGMA incremental_vacuum;")
+            return f"sqlite: gave back {free} free pages ({free * page} bytes)"
+        if full:
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            cursor.execute("VACUUM")
+            return f"sqlite: rewrote the file (VACUUM; {free} free pages, {free * page} bytes, given back); auto_vacuum is incremental from now on"
+        return (f"sqlite: {free} free pages ({free * page} bytes) stay in the file and are reused by new rows: it was "
+                "created without incremental auto_vacuum; `nlpmon db prune --vacuum` rewrites it once (VACUUM)")
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"database unavailable: {exc}") from exc
+    finally:
+        raw.close()

@@ -16,7 +16,8 @@ from sqlalchemy.dialects import postgresql
 from sinks.sql.engine import now_ms, transaction
 
 __all__ = [
-    "SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "SchemaGate", "stored_version", "create_or_upgrade",
+    "SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "SchemaBehind", "SchemaGate", "stored_version",
+    "create_or_upgrade", "behind_message",
     "WINDOW_KEY", "metadata",
     "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
     "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results", "LABELS_KEY", "label_results",
@@ -226,7 +227,24 @@ _PG_SCHEMA_LOCK_KEY = 0x6E6C706D6F6E  # "nlpmon"
 
 
 class SchemaVersionError(RuntimeError):
-    """The database was written by a newer nlpmon, whose tables this version does not know."""
+    """The database does not hold the schema this nlpmon writes: newer, or older where it may not upgrade it."""
+
+
+class SchemaBehind(SchemaVersionError):
+    """The database is older than this nlpmon (or empty), and this store may not upgrade it: run ``nlpmon db upgrade``."""
+
+
+def behind_message(found: int | None, where: str) -> str:
+    """One line that says what the database holds and the command that upgrades it."""
+    held = "no nlpmon tables" if found is None else f"schema version {found}"
+    return (f"the store at {where} holds {held}, this nlpmon needs version {SCHEMA_VERSION}: run "
+            f"`nlpmon db upgrade --store '{where}'` as a database user allowed to create and alter tables, or set "
+            f"store.auto_upgrade = true (docs/storage.md, *Schema version and upgrades*)")
+
+
+def _newer_message(found: int, where: str) -> str:
+    return (f"the database at {where} has schema version {found}, newer than the {SCHEMA_VERSION} this nlpmon "
+            f"knows: upgrade nlpmon (downgrading a database is not supported; see docs/storage.md)")
 
 
 def stored_version(conn: sa.Connection) -> int | None:
@@ -246,10 +264,7 @@ def create_or_upgrade(conn: sa.Connection, where: str) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK_KEY})
     found = stored_version(conn)
     if found is not None and found > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the database at {where} has schema version {found}, newer than the {SCHEMA_VERSION} this nlpmon "
-            f"knows: upgrade nlpmon (downgrading a database is not supported; see docs/storage.md)"
-        )
+        raise SchemaVersionError(_newer_message(found, where))
     if found is not None:
         for step in range(found, SCHEMA_VERSION):
             MIGRATIONS[step](conn)
@@ -263,12 +278,15 @@ def create_or_upgrade(conn: sa.Connection, where: str) -> None:
 class SchemaGate:
     """Makes sure a store's database holds this schema before the store's first operation, once per store.
 
-    A writer's store (``create=True``) creates or upgrades it; a reader's store (the CLI) only checks the
-    version and refuses a database without this schema, never creating one.
+    A writer's store (``create=True``) creates or upgrades it, or with ``upgrade=False`` (``store.auto_upgrade =
+    false``: a database user without DDL rights) only checks that it is current and otherwise raises
+    :class:`SchemaBehind`, naming ``nlpmon db upgrade``; a reader's store (the CLI) only checks the version and
+    refuses a database without this schema, never creating one.
     """
 
-    def __init__(self, engine: sa.Engine, *, create: bool, name: str, where: str):
+    def __init__(self, engine: sa.Engine, *, create: bool, name: str, where: str, upgrade: bool = True):
         self._engine, self._create, self._name, self._where = engine, create, name, where
+        self._upgrade = upgrade
         self._ready = False
         self._lock = threading.Lock()
 
@@ -288,11 +306,17 @@ class SchemaGate:
         if self._ready:
             return
         with self._lock:
-            if self._create and not self._ready:
+            if self._ready:
+                return
+            if self._create and self._upgrade:
                 self.create()
-            elif not self._ready:
-                found = self.version()
-                if found != SCHEMA_VERSION:
-                    held = "no nlpmon tables" if found is None else f"schema version {found}, not {SCHEMA_VERSION}"
-                    raise SchemaVersionError(f"{self._name} holds {held} (a read neither creates nor upgrades one)")
-                self._ready = True
+                return
+            found = self.version()
+            if found is not None and found > SCHEMA_VERSION:
+                raise SchemaVersionError(_newer_message(found, self._where))
+            if found != SCHEMA_VERSION and self._create:
+                raise SchemaBehind(behind_message(found, self._where))
+            if found != SCHEMA_VERSION:
+                held = "no nlpmon tables" if found is None else f"schema version {found}, not {SCHEMA_VERSION}"
+                raise SchemaVersionError(f"{self._name} holds {held} (a read neither creates nor upgrades one)")
+            self._ready = True

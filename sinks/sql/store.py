@@ -27,6 +27,7 @@ from sinks.sql.experiments import ExperimentResults
 from sinks.sql.labels import LabelResults
 from sinks.sql.profiles import ProfileInfo, ReferenceProfiles
 from sinks.sql.reeval import ReevalRun, ReevalRuns
+from sinks.sql.retention import Retention, RetentionPolicy
 from sinks.sql.rows import check_name
 from sinks.sql.windows import WindowResults
 
@@ -45,14 +46,16 @@ class SqlStore:
     propagate as they are. One store may be shared by threads.
 
     The table families are attributes (``profiles``, ``windows``, ``experiments``, ``labels``, ``reeval``,
-    ``checkpoints``); the methods below are the store's API and hand each call to its family.
+    ``checkpoints``, and ``retention``, which deletes old rows across them); the methods below are the store's API and hand each call to its family.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False, create: bool = True):
+    def __init__(self, url: str = DEFAULT_URL, *, echo: bool = False, create: bool = True, upgrade: bool = True):
         self.url = sa.engine.make_url(url)
         self._engine = db.create_engine(self.url, echo=echo)
         # create=False for readers (the CLI): refuse a database without this schema, never create one.
-        self._schema = schema.SchemaGate(self._engine, create=create, name=repr(self),
+        # upgrade=False for a writer whose user may not alter tables (store.auto_upgrade = false): the schema
+        # must be current already, else SchemaBehind names `nlpmon db upgrade`.
+        self._schema = schema.SchemaGate(self._engine, create=create, upgrade=upgrade, name=repr(self),
                                          where=self.url.render_as_string(hide_password=True))
         self.profiles = ReferenceProfiles(self.connect)
         self.windows = WindowResults(self.connect)
@@ -60,6 +63,7 @@ class SqlStore:
         self.labels = LabelResults(self.connect)
         self.reeval = ReevalRuns(self.connect)
         self.checkpoints = Checkpoints(self.connect)
+        self.retention = Retention(self.connect)
 
     @property
     def engine(self) -> sa.Engine:
@@ -105,6 +109,24 @@ class SqlStore:
     def schema_version(self) -> int | None:
         """Return the schema version recorded in the database, or ``None`` when it has no nlpmon tables."""
         return self._schema.version()
+
+    def check_schema(self) -> None:
+        """Create, upgrade or check the schema now, as the first operation would (raises what it would)."""
+        self._schema.ensure()
+
+    # -- retention ---------------------------------------------------------------------------------------------
+
+    def prune_batch(self, policy: RetentionPolicy, *, now_ms: int, batch_rows: int = 500) -> dict[str, int]:
+        """Delete at most ``batch_rows`` rows per table older than ``policy`` (:meth:`Retention.prune_batch`)."""
+        return self.retention.prune_batch(policy, now_ms=now_ms, batch_rows=batch_rows)
+
+    def release_space(self, *, full: bool = False) -> str:
+        """Give the space of deleted rows back to the filesystem where the database can (SQLite); say what was done.
+
+        ``full`` rewrites a SQLite file whose ``auto_vacuum`` is not incremental (``VACUUM``, which needs the
+        file's size free again and the write lock throughout) and makes it incremental from then on.
+        """
+        return db.release_space(self._engine, full=full)
 
     # -- the one exactly-once transaction ----------------------------------------------------------------------
 
