@@ -1,23 +1,28 @@
 """The parts of the label join (monitor/ab/labels.py) that hold its state: the arrival-ordered pending store,
-one prediction window's tally of outcomes, and the calibration refitted from the latest tallies' labels."""
+one prediction window's tally of outcomes, the book of open tallies with their close times, and the
+calibration refitted from the latest tallies' labels."""
 
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
 from detectors.classification import CalibrationTable, estimate_accuracy
-from monitor.results import ClassFigures, LabelsResult
+from detectors.base import finite_or_none
+from monitor.results import ClassFigures, LabelsResult, WindowResult
 
-__all__ = ["Ordered", "Tally", "RecentCalibration", "entries_state", "entries_from_state", "MAX_CLASSES", "OTHER_CLASS"]
+__all__ = ["Ordered", "WaitingLabels", "Tally", "TallyBook", "RecentCalibration", "entries_state", "entries_from_state",
+           "intern_name", "MAX_CLASSES", "OTHER_CLASS"]
 
 # Classes (predicted or labelled) kept by name per window; the rest are counted as OTHER_CLASS, so label
 # events with arbitrary strings cannot grow a window's memory.
 MAX_CLASSES = 100
 OTHER_CLASS = "__other__"
+_MAX_INTERNED = 10_000  # class names shared between pending predictions (memory), at most this many
 
 
 class Ordered:
@@ -61,6 +66,13 @@ class Ordered:
         self.q.popleft()
         return e
 
+    def live(self, entry: tuple, horizon: int) -> bool:
+        """Whether a held ``entry`` is at or after ``horizon``; one before it is dropped (as if swept already)."""
+        if entry[0] >= horizon:
+            return True
+        del self.d[entry[-1]]
+        return False
+
     def sweep(self, horizon: int) -> int:
         """Forget the oldest entries older than ``horizon``; return how many (memory only: the join checks an
         entry's time on lookup, so one past the horizon that is still held counts as gone all the same)."""
@@ -71,6 +83,37 @@ class Ordered:
                 return n
             self.pop_oldest()
             n += 1
+
+
+class WaitingLabels(Ordered):
+    """Labels waiting for their prediction, ``(ts_ms, label, key)`` in arrival order."""
+
+    __slots__ = ()
+
+    def wait(self, entry: tuple, counts: dict, *, clock: int, delay: int, max_pending: int) -> None:
+        """Let a label wait for its prediction (its time is within ``delay`` of the join ``clock``); a second
+        live label of the request is a ``duplicate``, one past its delay was ``unknown``; beyond
+        ``max_pending`` the oldest is given up (``evicted``, or ``unknown`` when past its delay anyway)."""
+        key = entry[-1]
+        w = self.d.get(key)
+        if w is not None:
+            if w[0] + delay >= clock:
+                counts["duplicate"] += 1
+                return
+            del self.d[key]
+            counts["unknown"] += 1
+        self.put(entry)
+        if len(self.d) > max_pending:
+            old = self.pop_oldest()
+            counts["evicted" if old[0] + delay >= clock else "unknown"] += 1
+
+
+def intern_name(names: dict, name: str | None) -> str | None:
+    """``name``, shared through ``names`` (class names repeat across pending predictions: memory)."""
+    shared = names.get(name)
+    if shared is None and name is not None and len(names) < _MAX_INTERNED:
+        shared = names[name] = name
+    return shared if shared is not None else name
 
 
 class Tally:
@@ -89,7 +132,9 @@ class Tally:
         self.hits: dict[str, int] = {}
         self.cal_n, self.cal_ok, self.cal_conf = [0] * bins, [0] * bins, [0.0] * bins
 
-    def add_pair(self, cls: str | None, label: str, correct: bool, conf: float | None, bin_edges: list) -> None:
+    def add_pair(self, cls: str | None, label: str, conf: float | None, bin_edges: list) -> None:
+        """Count one labelled prediction (``cls`` None: an error event, labelled and wrong)."""
+        correct = cls == label
         self.labelled += 1
         predicted, labels = self.predicted, self.labels
         if cls is not None:
@@ -197,6 +242,76 @@ class RecentCalibration:
         self.recent = {m: deque(((a, b, c) for a, b, c in r), maxlen=self.windows) for m, r in state.items()}
 
 
+class TallyBook:
+    """The open tallies of a label join by (model, version, window start), the heap of their close times,
+    and the calibration of the latest closed ones (``labels.refresh_calibration``).
+
+    ``tallies`` is read and written by the join's hot path directly; it stays the same dict object for the
+    book's life (``restore`` refills it), so the join may hold it in a local.
+    """
+
+    __slots__ = ("bins", "size_ms", "refresh", "tallies", "due", "calibration")
+
+    def __init__(self, *, bins: int, windows: int, size_ms: int, refresh: bool):
+        self.bins, self.size_ms, self.refresh = bins, size_ms, refresh
+        self.tallies: dict[tuple, Tally] = {}
+        self.due: list[tuple[int, tuple]] = []  # (close_at, tally key)
+        self.calibration = RecentCalibration(bins, windows)
+
+    def open(self, tkey: tuple, close_at: int) -> Tally:
+        """The tally of ``tkey``, opened (closing at ``close_at``) when it has none."""
+        t = self.tallies.get(tkey)
+        if t is None:
+            t = self.tallies[tkey] = Tally(tkey, close_at, self.bins)
+            heapq.heappush(self.due, (close_at, tkey))
+        return t
+
+    def close_due(self, close_ms: int) -> list[LabelsResult]:
+        """Close the tallies whose close time ``close_ms`` has reached; their results, oldest first."""
+        due, out = self.due, []
+        while due and due[0][0] <= close_ms:
+            _, key = heapq.heappop(due)
+            if key in self.tallies:
+                out.append(self._close(key, partial=False))
+        return out
+
+    def close_all(self) -> list[LabelsResult]:
+        """Close every open tally now (``partial``: its label period was not over)."""
+        out = [self._close(key, partial=True) for key in sorted(self.tallies)]
+        self.due = []
+        return out
+
+    def _close(self, key: tuple, *, partial: bool) -> LabelsResult:
+        t = self.tallies.pop(key)
+        self.calibration.add(key[0], t)
+        return t.result(self.size_ms, partial=partial)
+
+    def window_estimate(self, result: WindowResult, estimate: float | None, confidences=None) -> None:
+        """Keep a closed prediction window's label-free estimate in its tally (see ``LabelJoin``)."""
+        if result.window_kind != "time":
+            return
+        t = self.tallies.get((result.model, result.version, result.window_start_ms))
+        if t is None:
+            return
+        if self.refresh and confidences is not None:
+            estimate = self.calibration.estimate(result.model, confidences, estimate)
+        estimate = None if estimate is None else finite_or_none(estimate)
+        if estimate is not None:
+            t.add_estimate(estimate, result.events)
+
+    def state(self) -> dict:
+        return {"tallies": [t.state() for t in self.tallies.values()], "recent": self.calibration.state()}
+
+    def restore(self, state: dict) -> None:
+        self.tallies.clear()
+        for s in state["tallies"]:
+            t = Tally.from_state(s)
+            self.tallies[t.key] = t
+        self.due = [(t.close_at, k) for k, t in self.tallies.items()]
+        heapq.heapify(self.due)
+        self.calibration.restore(state["recent"])
+
+
 def entries_state(preds: Ordered, labels: Ordered, matched: Ordered) -> dict:
     """The join's waiting entries as msgpack-able lists, in arrival order (eviction order survives)."""
     return {
@@ -208,7 +323,7 @@ def entries_state(preds: Ordered, labels: Ordered, matched: Ordered) -> dict:
 
 def entries_from_state(state: dict, intern: Callable) -> tuple[Ordered, Ordered, Ordered]:
     """Put back :func:`entries_state`: (predictions, labels, matched); class names through ``intern``."""
-    preds, labels, matched = Ordered(), Ordered(), Ordered()
+    preds, labels, matched = Ordered(), WaitingLabels(), Ordered()
     for m, rid, ts, tk, cls, conf in state["preds"]:
         preds.put((ts, tuple(tk), intern(cls), conf, (m, rid)))
     for m, rid, ts, label in state["labels"]:
