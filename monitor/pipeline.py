@@ -142,11 +142,13 @@ class Pipeline:
         if not streams.spec.time or streams.event_max_ms == NO_EVENTS_YET or idle_ms <= 0:
             return BatchResults((), (), ())
         before = streams.partition_ms
-        streams.partition_ms = max(before, streams.event_max_ms + idle_ms)
+        advanced = streams.partition_ms = max(before, streams.event_max_ms + idle_ms)
         results = self._evaluate(streams.close_by_partition())
         if not results:
             streams.partition_ms = before  # nothing changed: leave the state as the records made it
-        labels = self.joins.labels_advanced(streams.partition_ms)
+        # The label periods advance with idle time whether or not a window closed now (the last window of a
+        # quiet source closed at an earlier idle advance; its labels result is due idle_ms later still).
+        labels = self.joins.labels_advanced(advanced)
         self._expire_streams()
         self._sink("set_open_windows", streams.n_open)
         return BatchResults(tuple(results), (), (), tuple(labels))

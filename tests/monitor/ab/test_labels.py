@@ -449,3 +449,17 @@ def test_segment_windows_estimates_are_averaged_by_events():
         j.window_estimate(window(start, start + MIN, segment=segment, events=events), est)
     (r,) = j.flush()
     assert r.estimated_accuracy == pytest.approx((0.8 * 100 + 0.6 * 300) / 400)
+
+
+def test_idle_advances_emit_the_last_windows_labels_result():
+    # Issue 21: the last window closes at one idle advance; its labels result is due at a later one, although no
+    # window closes then (close_idle used to hand the labels join its restored, pre-idle clock).
+    p = Pipeline(cfg(**{"labels.max_delay_seconds": 30}))
+    items = [pred(T0 + i * 1000, f"r{i}") for i in range(20)] + [label(T0 + 21_000 + i, f"r{i}") for i in range(20)]
+    b = p.process(records(items))
+    assert b.windows == () and b.labels == ()
+    first = p.close_idle(60_000)  # event time 19 s + 60 s passes the window's end + lateness
+    assert len(first.windows) == 1 and first.labels == ()
+    assert p.close_idle(70_000).labels == ()  # 79 s: not yet the end (60 s) + the delay (30 s)
+    [r] = p.close_idle(90_000).labels  # 109 s: past 90 s, and no window closed at this advance
+    assert (r.window_start_ms, r.labelled, r.partial) == (T0, 20, False)
