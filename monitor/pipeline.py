@@ -220,6 +220,10 @@ class Pipeline:
         if events:
             self.joins.add_events(events, experiments, shadow)
 
+        # The chunk's labels join before its windows close: a window's label evidence (TallyBook.evidence) is
+        # then the same whatever the batching.
+        if self.labels is not None and (events or chunk.labels):
+            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
         part = PartitionRun.over(chunk.ts, chunk.pos, self._streams.partition_ms)
         groups = self._tracked_groups(self._fold_segments(chunk.streams))
         named = self._streams.name_rejections(chunk.rejected, groups)  # by stream, with their record positions
@@ -228,8 +232,6 @@ class Pipeline:
             results.extend(self._add(self._streams.stream(key), sb, part, events=events, rejected=rs))
         self._streams.attribute_rejections(named, part)  # of known streams without events in this chunk
         self._streams.advance(part, chunk.ts)
-        if self.labels is not None and (events or chunk.labels):
-            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
 
     def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
         self.stats.invalid[exc.reason] += 1
@@ -295,13 +297,26 @@ class Pipeline:
             self._internal("detectors", exc)
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
-        confidences, estimate = acc.reservoir.rows[:, CONFIDENCE_COL], None
-        if self.on_window_confidences is not None:
-            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences)
-        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
-            self._guarded("labels", self.labels.window_estimate, result, estimate, confidences)
+        result = self._estimate(result, acc.reservoir.rows[:, CONFIDENCE_COL])
         self.stats.windows += 1
         self._sink("window_closed", result)
+        return result
+
+    def _estimate(self, result: WindowResult, confidences: np.ndarray) -> WindowResult:
+        """The window's accuracy estimate (docs/results.md, *The estimate*): one estimator, the held-out table
+        (through ``on_window_confidences``) updated by the realised labels (``labels.evidence``)."""
+        evidence = self._guarded("labels", self.labels.evidence, result) if self.labels is not None else None
+        estimate = None
+        if self.on_window_confidences is not None:
+            kw = {"evidence": evidence} if evidence is not None else {}
+            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences, **kw)
+        elif evidence is not None:  # no re-evaluation table: realised labels alone
+            estimate = self._guarded("labels", self.labels.estimate, result, confidences, evidence)
+        interval = estimate if hasattr(estimate, "low") else None
+        if interval is not None:
+            result, estimate = dataclasses.replace(result, accuracy_estimate=interval), interval.estimate
+        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
+            self._guarded("labels", self.labels.window_estimate, result, estimate, interval)
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------------------

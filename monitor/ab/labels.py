@@ -88,7 +88,7 @@ class LabelJoin:
     """
 
     def __init__(self, *, max_delay_ms: int, max_pending: int, size_ms: int, lateness_ms: int = 0, bins: int = 10,
-                 calibration_windows: int = 12, refresh_calibration: bool = False):
+                 calibration_windows: int = 12, refresh_calibration: bool = False, **estimator):
         if max_delay_ms < 0 or max_pending < 1 or size_ms < 1 or lateness_ms < 0 or bins < 2 or calibration_windows < 1:
             raise ValueError("max_delay_ms and lateness_ms must be at least 0; max_pending, size_ms and "
                              "calibration_windows at least 1; bins at least 2")
@@ -105,8 +105,11 @@ class LabelJoin:
         self._preds = Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
         self._labels = WaitingLabels()  # (ts_ms, label, key)
         self._matched = Ordered()  # (deadline_ms, tally key, key): labelled requests, to recognise duplicates
+        # Closed tallies kept for the estimator beyond calibration_windows: windows close up to about two
+        # waits after the label periods that ended by their end (lateness, idle streams).
+        keep = self.calibration_windows + 2 + 2 * -(-self.wait_ms // self.size_ms)
         self._book = TallyBook(bins=self.bins, windows=self.calibration_windows, size_ms=self.size_ms,
-                               refresh=self.refresh_calibration)
+                               refresh=self.refresh_calibration, keep=min(keep, 10_000), **estimator)
         self._tallies = self._book.tallies  # the same dict for the join's life (TallyBook.restore refills it)
         self._names: dict[str, str] = {}
         self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
@@ -117,7 +120,8 @@ class LabelJoin:
         return cls(max_delay_ms=int(round(lab.max_delay_seconds * 1000)), max_pending=lab.max_pending,
                    size_ms=max(1, int(round(w.size_seconds * 1000))), lateness_ms=int(round(w.lateness_seconds * 1000)),
                    bins=lab.calibration_bins, calibration_windows=lab.calibration_windows,
-                   refresh_calibration=lab.refresh_calibration)
+                   refresh_calibration=lab.refresh_calibration, decay=lab.calibration_decay,
+                   prior_weight=lab.calibration_prior_weight, min_labels=lab.reliable_min_labels)
 
     @property
     def pending(self) -> int:
@@ -281,9 +285,17 @@ class LabelJoin:
             return
         self._labels.wait((ts, le.label, key), self.counts, clock=clock, delay=delay, max_pending=self.max_pending)
 
-    def window_estimate(self, result: WindowResult, estimate: float | None, confidences=None) -> None:
-        """Keep the label-free estimate of a closed prediction window for its labels result (TallyBook)."""
-        self._book.window_estimate(result, estimate, confidences)
+    def evidence(self, result: WindowResult):
+        """The realised labels behind a closed window's estimate (``LabelEvidence``; None without refresh)."""
+        return self._book.evidence(result)
+
+    def estimate(self, result: WindowResult, confidences, evidence):
+        """A closed window's estimate from realised labels alone, when no re-evaluation table is given."""
+        return self._book.estimate(result, confidences, evidence)
+
+    def window_estimate(self, result: WindowResult, estimate: float | None, interval=None) -> None:
+        """Keep the estimate (and interval) of a closed prediction window for its labels result (TallyBook)."""
+        self._book.window_estimate(result, estimate, interval)
 
     def flush(self) -> list[LabelsResult]:
         """End of input: close every tally now; those whose label period was not over are ``partial``."""
