@@ -304,14 +304,14 @@ class Pipeline:
 
     def _estimate(self, result: WindowResult, confidences: np.ndarray) -> WindowResult:
         """The window's accuracy estimate (docs/results.md, *The estimate*): one estimator, the held-out table
-        (through ``on_window_confidences``) updated by the realised labels (``labels.evidence``)."""
-        evidence = self._guarded("labels", self.labels.evidence, result) if self.labels is not None else None
+        (through ``on_window_confidences``) updated by the realised labels (``labels.book.evidence``)."""
+        evidence = self._guarded("labels", self.labels.book.evidence, result) if self.labels is not None else None
         estimate = None
         if self.on_window_confidences is not None:
             kw = {"evidence": evidence} if evidence is not None else {}
             estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences, **kw)
         elif evidence is not None:  # no re-evaluation table: realised labels alone
-            estimate = self._guarded("labels", self.labels.estimate, result, confidences, evidence)
+            estimate = self._guarded("labels", self.labels.book.estimate, result, confidences, evidence)
         interval = estimate if hasattr(estimate, "low") else None
         if interval is not None:
             result, estimate = dataclasses.replace(result, accuracy_estimate=interval), interval.estimate

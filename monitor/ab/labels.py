@@ -108,9 +108,11 @@ class LabelJoin:
         # Closed tallies kept for the estimator beyond calibration_windows: windows close up to about two
         # waits after the label periods that ended by their end (lateness, idle streams).
         keep = self.calibration_windows + 2 + 2 * -(-self.wait_ms // self.size_ms)
-        self._book = TallyBook(bins=self.bins, windows=self.calibration_windows, size_ms=self.size_ms,
+        # The open tallies, their close times, and the realised labels the estimator learns from (public: the
+        # pipeline asks it for a closed window's evidence, TallyBook.evidence).
+        self.book = TallyBook(bins=self.bins, windows=self.calibration_windows, size_ms=self.size_ms,
                                refresh=self.refresh_calibration, keep=min(keep, 10_000), **estimator)
-        self._tallies = self._book.tallies  # the same dict for the join's life (TallyBook.restore refills it)
+        self._tallies = self.book.tallies  # the same dict for the join's life (TallyBook.restore refills it)
         self._names: dict[str, str] = {}
         self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
 
@@ -191,7 +193,7 @@ class LabelJoin:
 
     def close_due(self) -> list[LabelsResult]:
         """Close the tallies the close clock has passed; return their results (oldest label period first)."""
-        return self._closed(self._book.close_due(self.close_ms))
+        return self._closed(self.book.close_due(self.close_ms))
 
     def advance(self, ts_ms: int) -> list[LabelsResult]:
         """Event time has reached ``ts_ms`` without an event (the pipeline's idle advance)."""
@@ -220,7 +222,7 @@ class LabelJoin:
             close_at = start + self.size_ms + self.wait_ms
             if close_at <= self.close_ms:
                 return  # its window's label period is over: a prediction later than that is in no tally
-            t = self._book.open((e.model, e.version, start), close_at)
+            t = self.book.open((e.model, e.version, start), close_at)
             self._last = (start, e.model, e.version, t)
         t.predictions += 1
         rid = e.request_id
@@ -285,21 +287,13 @@ class LabelJoin:
             return
         self._labels.wait((ts, le.label, key), self.counts, clock=clock, delay=delay, max_pending=self.max_pending)
 
-    def evidence(self, result: WindowResult):
-        """The realised labels behind a closed window's estimate (``LabelEvidence``; None without refresh)."""
-        return self._book.evidence(result)
-
-    def estimate(self, result: WindowResult, confidences, evidence):
-        """A closed window's estimate from realised labels alone, when no re-evaluation table is given."""
-        return self._book.estimate(result, confidences, evidence)
-
     def window_estimate(self, result: WindowResult, estimate: float | None, interval=None) -> None:
         """Keep the estimate (and interval) of a closed prediction window for its labels result (TallyBook)."""
-        self._book.window_estimate(result, estimate, interval)
+        self.book.window_estimate(result, estimate, interval)
 
     def flush(self) -> list[LabelsResult]:
         """End of input: close every tally now; those whose label period was not over are ``partial``."""
-        out = self.close_due() + self._closed(self._book.close_all())
+        out = self.close_due() + self._closed(self.book.close_all())
         self.counts["unknown"] += len(self._labels)
         self._preds, self._labels = Ordered(), WaitingLabels()
         return out
@@ -307,7 +301,7 @@ class LabelJoin:
     # -- calibration refreshed from realised labels -------------------------------------------------------------
     def calibration_table(self, model: str) -> CalibrationTable | None:
         """The reliability table of ``model``'s labelled pairs in its latest closed tallies (None without any)."""
-        return self._book.calibration.table(model)
+        return self.book.calibration.table(model)
 
     # -- internals ----------------------------------------------------------------------------------------------
     def _match(self, t: Tally, key: tuple, *, pred: tuple, label: str) -> None:
@@ -342,7 +336,7 @@ class LabelJoin:
             "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
             "counts": dict(self.counts),
             **entries_state(self._preds, self._labels, self._matched),  # preds, labels, matched
-            **self._book.state(),  # tallies, recent
+            **self.book.state(),  # tallies, recent
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -350,7 +344,7 @@ class LabelJoin:
         self.clock_ms, self.close_ms, self._next_sweep_ms = state["clock_ms"], state["close_ms"], state["next_sweep_ms"]
         self._last = None
         self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
-        self._book.restore(state)
+        self.book.restore(state)
         self._preds, self._labels, self._matched = entries_from_state(state, functools.partial(intern_name, self._names))
 
 
