@@ -30,6 +30,8 @@ DEFAULT_METRICS_PORT = 9108
 
 
 MONITORING = DEPLOY / "kubernetes" / "overlays" / "monitoring"
+GPU = DEPLOY / "kubernetes" / "overlays" / "gpu"
+DOCKERFILE_GPU = DEPLOY / "Dockerfile.gpu"
 KUSTOMIZATIONS = sorted(p.parent for p in DEPLOY.rglob("kustomization.yaml"))
 CRD_SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "crds"
 # The Kubernetes minor version the manifests are validated against (kubernetes-validate ships its schemas).
@@ -65,9 +67,9 @@ def nlpmon_toml() -> dict:
     return tomllib.loads(config_map["data"]["nlpmon.toml"])
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
+def dockerfile_instructions(dockerfile: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -423,7 +425,43 @@ def kustomize_build(directory: Path) -> list[dict]:
 
 def test_the_kustomizations_are_found():
     assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
-        "kubernetes/base", "kubernetes/overlays/monitoring"}
+        "kubernetes/base", "kubernetes/overlays/monitoring", "kubernetes/overlays/gpu"}
+
+
+@pytest.mark.integration
+def test_the_gpu_overlay_runs_nlpmon_on_one_gpu_with_provider_cuda(tmp_path):
+    built = {(o["kind"], o["metadata"]["name"]): o for o in kustomize_build(GPU)}
+    base = {(o["kind"], o["metadata"]["name"]): o for o in kustomize_build(K8S)}
+    assert built.keys() == base.keys()
+    pod = built[("Deployment", "sentiment")]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    nlpmon = containers["nlpmon"]
+    assert nlpmon["image"] == "registry.example.com/nlpmon:0.1.0-gpu"
+    assert nlpmon["resources"]["limits"] == {**nlpmon_container()["resources"]["limits"], "nvidia.com/gpu": 1}
+    assert "nvidia.com/gpu" not in containers["serving"]["resources"].get("limits", {})
+    # The variables override the config map's file: both encoder and re-evaluation on CUDA.
+    env = {e["name"]: e["value"] for e in nlpmon["env"] if "value" in e}
+    (tmp_path / "c.toml").write_text(built[("ConfigMap", "nlpmon-config")]["data"]["nlpmon.toml"], encoding="utf-8")
+    config = load_config(tmp_path / "c.toml", env=env)
+    assert (config.embedding.provider, config.reeval.provider) == ("cuda", "cuda")
+    # Everything else is the base's: the probes, the security context, the mounts.
+    for key in ("livenessProbe", "startupProbe", "securityContext", "volumeMounts", "ports"):
+        assert nlpmon[key] == {c["name"]: c for c in base[("Deployment", "sentiment")]["spec"]["template"]["spec"][
+            "containers"]}["nlpmon"][key]
+
+
+def test_the_gpu_image_swaps_onnxruntime_for_onnxruntime_gpu():
+    gpu = dockerfile_instructions(DOCKERFILE_GPU)
+    runs = [args for op, args in gpu if op == "RUN"]
+    (swap,) = [r for r in runs if "onnxruntime-gpu" in r or "ONNXRUNTIME_GPU" in r]
+    # CPU build out first, GPU build in, then proof that the CUDA provider is built in.
+    assert swap.index("pip uninstall -y onnxruntime") < swap.index("pip install") < swap.index("CUDAExecutionProvider")
+    assert runs.index(swap) > next(i for i, r in enumerate(runs) if re.search(r"pip install \S*\.", r))
+    # Otherwise the image behaves as deploy/Dockerfile's: same user, ports, probe, entrypoint and command.
+    for op in ("USER", "EXPOSE", "HEALTHCHECK", "ENTRYPOINT", "CMD", "WORKDIR"):
+        assert [a for o, a in gpu if o == op][-1] == [a for o, a in dockerfile_instructions() if o == op][-1], op
+    copied = {a for o, a in gpu if o == "COPY" and not a.startswith("--from")}
+    assert copied == {a for o, a in dockerfile_instructions() if o == "COPY" and not a.startswith("--from")}
 
 
 @pytest.mark.integration

@@ -43,12 +43,12 @@ from detectors.sequential import ArmStats, SequentialTest, welford_update
 from monitor.config import Config, ExperimentConfig, GuardrailConfig, WindowConfig
 from monitor.ingest.events import Event
 from monitor.logs import log_event
-from monitor.results import RESULT_SCHEMA, Comparison, ExperimentResult, VariantFigures, iso_ms
+from monitor.results import RESULT_SCHEMA, Comparison, ExperimentResult, VariantFigures
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import closed_by_ms, is_late, window_start_ms
 
-__all__ = ["ExperimentSet", "ExperimentTracker", "ExperimentResult", "VariantFigures", "Comparison", "log_experiment_result",
+__all__ = ["ExperimentSet", "ExperimentTracker", "ExperimentResult", "VariantFigures", "Comparison",
            "PROPORTION_METRICS", "HIGHER_IS_BETTER", "RESULT_SCHEMA"]
 
 PROPORTION_METRICS = ("accuracy", "misclassification_rate", "error_rate")
@@ -420,12 +420,3 @@ class ExperimentSet:
             elif not t.restore(s):
                 log_event(logging.WARNING, "experiment settings changed; it starts again from the next event",
                           experiment=name)
-
-
-def log_experiment_result(r: ExperimentResult) -> None:
-    """Log one closed experiment window (no input text: names, counts and verdicts only)."""
-    bad = r.srm_mismatch or r.degraded or r.guardrail_breached
-    log_event(logging.WARNING if bad else logging.INFO, "experiment window closed",
-              experiment=r.experiment, model=r.model, window_start=iso_ms(r.window_start_ms), samples=r.samples,
-              srm_mismatch=r.srm_mismatch, significant=r.significant, degraded=r.degraded,
-              guardrail_breached=r.guardrail_breached, partial=r.partial)  # fmt: skip

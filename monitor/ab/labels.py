@@ -23,7 +23,6 @@ result.
 from __future__ import annotations
 
 import functools
-import logging
 from collections import deque
 from itertools import repeat
 
@@ -41,10 +40,9 @@ from monitor.ab.label_tally import (
     entries_state,
     intern_name,
 )  # fmt: skip
-from monitor.logs import log_event
-from monitor.results import LabelsResult, WindowResult, iso_ms
+from monitor.results import LabelsResult, WindowResult
 
-__all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS", "log_labels_result"]
+__all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS"]
 
 # The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
 JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
@@ -347,9 +345,3 @@ class LabelJoin:
         self.book.restore(state)
         self._preds, self._labels, self._matched = entries_from_state(state, functools.partial(intern_name, self._names))
 
-
-def log_labels_result(r: LabelsResult) -> None:
-    """Log one closed labels result (names and counts only)."""
-    log_event(logging.INFO, "labels window closed", model=r.model, version=r.version,
-              window_start=iso_ms(r.window_start_ms), labelled=r.labelled, accuracy=r.accuracy,
-              estimated_accuracy=r.estimated_accuracy, unmatched=r.unmatched, partial=r.partial)

@@ -13,7 +13,6 @@ later than it, so replaying a log gives the same joins as consuming it live, and
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -21,16 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.base import finite_or_none
 from detectors.shadow import ShadowSummary, summarise_counts
-from monitor.logs import log_event
-from monitor.results import ShadowResult, iso_ms
+from monitor.results import ShadowResult
 from monitor.windowing.accumulator import window_seed
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.windows import window_start_ms
 
 __all__ = ["ShadowPair", "ShadowJoiner", "ShadowSummary", "shadow_summary", "summarise_counts", "ShadowWindows",
-           "ShadowResult", "JOIN_OUTCOMES", "log_shadow_result"]
+           "ShadowResult", "JOIN_OUTCOMES"]
 
 _SERVED, _SHADOW = 0, 1
 
@@ -488,11 +485,3 @@ class ShadowWindows:
             self.open[(model, win.key)] = win
         self.pairs_seen = dict(state["pairs_seen"])
         self.late_pairs = dict(state["late_pairs"])
-
-
-def log_shadow_result(r: ShadowResult) -> None:
-    """Log one closed shadow window (no input text: names, counts and verdicts only)."""
-    s = r.summary
-    log_event(logging.WARNING if s.agreement_low else logging.INFO, "shadow window closed",
-              model=r.model, window_start=iso_ms(r.window_start_ms), pairs=s.n,
-              agreement_rate=finite_or_none(s.agreement_rate), agreement_low=s.agreement_low, partial=r.partial)

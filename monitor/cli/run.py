@@ -114,7 +114,7 @@ def cmd_replay(args) -> int:
     finally:
         if out is not sys.stdout.buffer:
             out.close()
-    sys.stderr.write(orjson.dumps(summary).decode() + "\n")
+    sys.stderr.write(orjson.dumps(summary.to_dict()).decode() + "\n")
     return EXIT_OK
 
 
@@ -165,7 +165,7 @@ def cmd_run(args) -> int:
         shutdown.uninstall()
         if out is not None and out is not sys.stdout.buffer:
             out.close()
-    logging.getLogger("nlpmon").info("stopped: %s", orjson.dumps(summary).decode())
+    logging.getLogger("nlpmon").info("stopped: %s", orjson.dumps(summary.to_dict()).decode())
     return EXIT_OK
 
 

@@ -33,9 +33,10 @@ def select_providers(requested: str, available: Iterable[str]) -> list[str]:
     if CUDA in available:
         return [CUDA, CPU]
     if requested == "cuda":
+        # One message for `--provider cuda` and the `provider = "cuda"` settings alike, naming both ways out.
         raise ProviderError(
-            f"--provider cuda was requested but this onnxruntime has no {CUDA} "
-            f"(available: {', '.join(available)}); install onnxruntime-gpu or use --provider cpu"
+            f"provider cuda was requested but this onnxruntime has no {CUDA} (available: {', '.join(available)}): "
+            f"install onnxruntime-gpu in place of onnxruntime (docs/gpu.md), or use provider auto or cpu"
         )
     return [CPU]
 
@@ -78,7 +79,8 @@ def open_session(path: Path, *, provider: str = "auto", intra_op_threads: int = 
             note = f"{CUDA} is built in but could not start ({first_line(exc)}); ran on CPU"
         elif CUDA in wanted and provider == "cuda" and _loads_on_cpu(ort, path, opts):
             raise ProviderError(
-                f"--provider cuda was requested but {CUDA} could not start: {first_line(exc)}"
+                f"provider cuda was requested but {CUDA} could not start ({first_line(exc)}); "
+                f"use provider auto or cpu"
             ) from None
         else:
             raise ModelError(f"cannot load ONNX model {path}: {first_line(exc)}") from None
@@ -87,7 +89,7 @@ def open_session(path: Path, *, provider: str = "auto", intra_op_threads: int = 
         # onnxruntime falls back to CPU silently when the CUDA provider cannot initialise (no GPU, no driver).
         if provider == "cuda":
             raise ProviderError(
-                f"--provider cuda was requested but {CUDA} did not start (no usable GPU); use --provider cpu"
+                f"provider cuda was requested but {CUDA} did not start (no usable GPU); use provider auto or cpu"
             )
         note = f"{CUDA} is built in but no GPU could be used; ran on CPU"
     return OpenedSession(sess, active[0] if active else CPU, available, note)

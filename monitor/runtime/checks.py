@@ -2,40 +2,22 @@
 
 ``nlpmon check-config`` reports every problem :func:`preflight` finds; ``nlpmon run`` exits 2 with them on one
 line before it joins a consumer group, so a wrong path or an incompatible profile is never a traceback in a
-rebalance callback or a crash loop. :func:`check_profiles` is the compatibility rule both use (and the Kafka
-daemon applies again to the profiles it loads from the store).
+rebalance callback or a crash loop. It builds through :mod:`monitor.runtime.wiring`, step by step so that each
+problem is reported, and applies its compatibility rule, :func:`~monitor.runtime.wiring.check_profiles` (which
+the Kafka daemon applies again once the store's profiles are added).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-from monitor.config import Config, EmbeddingConfig
-from monitor.ingest.reference import FeatureSet, Profile, ProfileError
-from monitor.ingest.tokenizer import TokenizerError, TokenizerFeaturizer
+from monitor.config import Config
+from monitor.ingest.reference import ProfileError
+from monitor.ingest.tokenizer import TokenizerError
 from monitor.runtime.embedding_worker import build_embedding_worker
-from monitor.runtime.wiring import load_featurizer, load_profiles
+from monitor.runtime.wiring import check_profiles, load_profiles, load_featurizer
 
-__all__ = ["preflight", "check_profiles", "feature_set"]
-
-
-def feature_set(tokenizer: TokenizerFeaturizer | None) -> FeatureSet:
-    """The features a pipeline with this tokenizer computes (what a reference profile must match)."""
-    return FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
-
-
-def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturizer | None, *,
-                   embedding: EmbeddingConfig | None = None, encoder: dict | None = None) -> None:
-    """Raise :class:`ProfileError` for the first profile built with other features or another tokenizer, or
-    (given ``embedding``, the daemon's [embedding]) with other embeddings: ``encoder`` is the configured
-    encoder's identity (None: no embedding.model)."""
-    features = feature_set(tokenizer)
-    for model, profile in profiles.items():
-        profile.check_compatible(features, origin=f"model {model}")
-        if embedding is not None:
-            profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten,
-                                    origin=f"model {model}")
+__all__ = ["preflight"]
 
 
 def preflight(config: Config) -> list[str]:

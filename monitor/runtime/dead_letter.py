@@ -17,7 +17,8 @@ class DeadLetterFile:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "ab", buffering=1 << 16)
-        self._on_write = on_write
+        # Counts each write (the daemon's sink); public because the file is opened before the sink exists.
+        self.on_write = on_write
         self.written = 0
 
     def write(self, raw: bytes, reason: str, detail: str, position: str) -> None:
@@ -28,8 +29,8 @@ class DeadLetterFile:
             record["raw_b64"] = base64.b64encode(raw).decode("ascii")
         self._f.write(orjson.dumps(record) + b"\n")
         self.written += 1
-        if self._on_write is not None:
-            self._on_write(1)
+        if self.on_write is not None:
+            self.on_write(1)
 
     def flush(self) -> None:
         self._f.flush()

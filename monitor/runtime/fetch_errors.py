@@ -81,7 +81,7 @@ class FetchFaults:
         self.max_s = max_s
         self.faults: dict[Any, FetchFault] = {}
 
-    def record(self, key: Any, reason: str, offset: int | None, error: str, now: float) -> tuple[FetchFault, bool]:
+    def record(self, key: Any, reason: str, offset: int | None, error: str, *, now: float) -> tuple[FetchFault, bool]:
         """Count one failed fetch; return the fault and whether it is new or changed (the caller logs then)."""
         fault = self.faults.get(key)
         changed = fault is None or fault.reason != reason or fault.offset != offset

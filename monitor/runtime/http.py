@@ -88,11 +88,11 @@ class _App:
         if method == "POST":
             return self._post_hook(path, environ, start_response)
         if method not in ("GET", "HEAD"):
-            return _reply(start_response, 405, b"", "text/plain", method, [("Allow", "GET, HEAD, POST")])
+            return _reply(start_response, 405, b"", content_type="text/plain", method=method, extra=[("Allow", "GET, HEAD, POST")])
         if path == "/metrics":
             return self._metrics_reply(environ, start_response, method)
         if path == "/healthz":
-            return _reply(start_response, 200, b"ok\n", "text/plain; charset=utf-8", method)
+            return _reply(start_response, 200, b"ok\n", content_type="text/plain; charset=utf-8", method=method)
         if path == "/readyz":
             ready, reasons = self._readiness()
             return _json(start_response, 200 if ready else 503, {"ready": ready, **reasons}, method)
@@ -133,12 +133,12 @@ def _request_headers(environ) -> dict:
     return out
 
 
-def _reply(start_response, code: int, body: bytes, content_type: str, method: str, extra: list = ()):
+def _reply(start_response, code: int, body: bytes, *, content_type: str, method: str, extra: list = ()):
     start_response(f"{code} {HTTPStatus(code).phrase}",
                    [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra])
     return [] if method == "HEAD" else [body]
 
 
 def _json(start_response, code: int, obj, method: str):
-    return _reply(start_response, code, orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n", "application/json",
-                  method)
+    return _reply(start_response, code, orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n",
+                  content_type="application/json", method=method)

@@ -10,26 +10,61 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO
 
 import orjson
 from prometheus_client import CollectorRegistry
 
-from monitor.ab.experiments import log_experiment_result
-from monitor.ab.labels import log_labels_result
-from monitor.ab.shadow import log_shadow_result
 from monitor.config import Config
 from monitor.logs import log_event
 from monitor.pipeline import Pipeline
-from monitor.results import BatchResults, LabelsResult, WindowResult, iso_ms
+from monitor.results import BatchResults, LabelsResult, PipelineStats, WindowResult
 from monitor.runtime.dead_letter import DeadLetterFile
 from monitor.runtime.embedding_worker import set_embedding_gauges
 from monitor.runtime.http import HttpServer
+from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
 from monitor.runtime.wiring import build_components
 
-__all__ = ["build_pipeline", "run_line_source", "result_line", "log_window"]
+__all__ = ["build_pipeline", "run_line_source", "result_line", "RunSummary"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a line-source run counted; :meth:`to_dict` is the JSON the CLI prints (its shape is what scripts parse)."""
+
+    lines: int
+    valid: int
+    invalid_by_reason: tuple[tuple[str, int], ...]  # sorted by reason
+    late: int
+    windows: int
+    internal_errors: tuple[tuple[str, int], ...] = ()  # by stage, sorted; never the message
+    untracked: int = 0
+    segment_folded: int = 0
+    labels: int = 0
+
+    @classmethod
+    def from_stats(cls, stats: PipelineStats) -> RunSummary:
+        return cls(lines=stats.lines, valid=stats.valid, invalid_by_reason=tuple(sorted(stats.invalid.items())),
+                   late=stats.late, windows=stats.windows, internal_errors=tuple(sorted(stats.internal_errors.items())),
+                   untracked=stats.untracked, segment_folded=stats.segment_folded, labels=stats.labels)
+
+    def to_dict(self) -> dict:
+        return {
+            "lines": self.lines,
+            "valid": self.valid,
+            "invalid": sum(n for _, n in self.invalid_by_reason),
+            "invalid_by_reason": dict(self.invalid_by_reason),
+            "late": self.late,
+            "windows": self.windows,
+            # Only when they happened: the summary's shape stays what scripts parse.
+            **({"internal_errors": dict(self.internal_errors)} if self.internal_errors else {}),
+            **({"untracked": self.untracked} if self.untracked else {}),
+            **({"segment_folded": self.segment_folded} if self.segment_folded else {}),
+            **({"labels": self.labels} if self.labels else {}),
+        }
 
 
 def build_pipeline(config: Config, *, registry: CollectorRegistry | None = None, dead_letter=None):
@@ -51,21 +86,6 @@ def result_line(result: WindowResult | LabelsResult) -> bytes:
     return orjson.dumps(result.to_dict()) + b"\n"
 
 
-def log_window(result: WindowResult) -> None:
-    drift = result.drift
-    drifted = sorted(
-        [f"input:{f.feature}" for f in (drift.input.features if drift.input is not None else ()) if f.drifted]
-        + [k for k, d in (("confidence", drift.confidence), ("prediction", drift.prediction)) if d is not None and d.drifted]
-    )
-    log_event(
-        logging.WARNING if result.drifted else logging.INFO,
-        "window closed",
-        model=result.model, version=result.version, window_start=iso_ms(result.window_start_ms),
-        events=result.events, tested=result.tested, drifted=result.drifted,
-        drifted_tests=",".join(drifted) or "-", partial=result.partial,
-    )  # fmt: skip
-
-
 def run_line_source(
     config: Config,
     *,
@@ -74,7 +94,7 @@ def run_line_source(
     serve_metrics: bool,
     shutdown: Shutdown | None = None,
     on_result: Callable[[WindowResult], None] | None = None,
-) -> dict:
+) -> RunSummary:
     """Process a JSONL file or stdin to the end (or until shutdown); return the run summary."""
     shutdown = shutdown or Shutdown()
     with contextlib.ExitStack() as stack:
@@ -88,52 +108,17 @@ def run_line_source(
         store = None
         if config.output.store:
             from sinks.sql import SqlStore
-            from sinks.sql.labels import upsert_label_results
 
             store = stack.enter_context(SqlStore(config.store.url))
         if dead_letter is not None:
-            dead_letter._on_write = sink.count_dead_letter
+            dead_letter.on_write = sink.count_dead_letter
         stream, name = open_source(path)
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
         if serve_metrics and config.metrics.enabled:
-            server = HttpServer(
-                registry,
-                host=config.metrics.host,
-                port=config.metrics.port,
-                status=lambda: {"windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()},
-            ).start()
-            stack.callback(server.stop)
-            log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
-
-        def emit(closed: BatchResults) -> None:
-            for r in closed.windows:
-                log_window(r)
-                if output is not None:
-                    output.write(result_line(r))
-                if on_result is not None:
-                    on_result(r)
-            for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
-                log_labels_result(r)
-                if output is not None:
-                    output.write(result_line(r))
-            if output is not None and (closed.windows or closed.labels):
-                output.flush()
-            if store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
-                # One transaction per batch, upserted by (model, version, window): a rerun of the same input
-                # (after a crash, or on purpose) rewrites the same rows, so the store holds each window once.
-                with store.transaction() as conn:
-                    store.upsert_window_results(conn, closed.windows)
-                    store.upsert_experiment_results(conn, closed.experiments)
-                    store.upsert_shadow_results(conn, closed.shadow)
-                    upsert_label_results(conn, closed.labels)
-            # Experiment and shadow results go to Prometheus (through the sink), the log and, with
-            # output.store, the SQL store (and so `nlpmon ab report`).
-            for r in closed.experiments:
-                log_experiment_result(r)
-            for r in closed.shadow:
-                log_shadow_result(r)
-
+            _serve_metrics(config, stack, registry, status=lambda: {
+                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
+        emit = _Emitter(output, store, on_result)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         for batch in iter_batches(
             stream,
@@ -157,4 +142,51 @@ def run_line_source(
         emit(pipeline.flush())
         if dead_letter is not None:
             dead_letter.flush()
-        return pipeline.stats.to_dict()
+        return RunSummary.from_stats(pipeline.stats)
+
+
+def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status) -> None:
+    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status).start()
+    stack.callback(server.stop)
+    log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
+
+
+class _Emitter:
+    """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
+
+    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None):
+        self.output, self.store, self.on_result = output, store, on_result
+
+    def __call__(self, closed: BatchResults) -> None:
+        output = self.output
+        for r in closed.windows:
+            log_window(r)
+            if output is not None:
+                output.write(result_line(r))
+            if self.on_result is not None:
+                self.on_result(r)
+        for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
+            log_labels_result(r)
+            if output is not None:
+                output.write(result_line(r))
+        if output is not None and (closed.windows or closed.labels):
+            output.flush()
+        if self.store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
+            self._store(closed)
+        # Experiment and shadow results go to Prometheus (through the sink), the log and, with
+        # output.store, the SQL store (and so `nlpmon ab report`).
+        for r in closed.experiments:
+            log_experiment_result(r)
+        for r in closed.shadow:
+            log_shadow_result(r)
+
+    def _store(self, closed: BatchResults) -> None:
+        from sinks.sql.labels import upsert_label_results
+
+        # One transaction per batch, upserted by (model, version, window): a rerun of the same input
+        # (after a crash, or on purpose) rewrites the same rows, so the store holds each window once.
+        with self.store.transaction() as conn:
+            self.store.upsert_window_results(conn, closed.windows)
+            self.store.upsert_experiment_results(conn, closed.experiments)
+            self.store.upsert_shadow_results(conn, closed.shadow)
+            upsert_label_results(conn, closed.labels)

@@ -43,7 +43,7 @@ def iter_batches(
     Given the ``path`` it was opened from, a followed file survives log rotation (see :class:`_Rotation`).
     """
     if stream is sys.stdin.buffer or not stream.seekable():
-        yield from _iter_pipe_batches(stream, name, batch_size, poll_interval, should_stop)
+        yield from _iter_pipe_batches(stream, name, batch_size, poll_interval=poll_interval, should_stop=should_stop)
         return
     batch: list[Record] = []
     line_no = 0
@@ -132,7 +132,7 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _iter_pipe_batches(stream: BinaryIO, name: str, batch_size: int, poll_interval: float,
+def _iter_pipe_batches(stream: BinaryIO, name: str, batch_size: int, *, poll_interval: float,
                        should_stop: Callable[[], bool]) -> Iterator[list[Record]]:
     """Batches from a pipe: a reader thread feeds a queue so a partial batch is processed as soon as the
     writer pauses (a blocking readline would hold it until the batch fills or the pipe closes)."""

@@ -1,21 +1,28 @@
-"""The one place that builds what both daemons need from a config: tokenizer, reference profiles, Prometheus sink."""
+"""The one place that builds what both daemons need from a config: tokenizer, reference profiles, Prometheus sink.
+
+The line daemon, the Kafka daemon and ``nlpmon check-config`` (:func:`monitor.runtime.checks.preflight`, which
+runs the same steps one by one to report each problem) all build through here, and apply one compatibility
+rule, :func:`check_profiles`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from monitor import __version__
-from monitor.config import Config
-from monitor.ingest.reference import Profile, load_profile
+from monitor.config import Config, EmbeddingConfig
+from monitor.ingest.reference import FeatureSet, Profile, load_profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.pipeline import ALL_REASONS
 from monitor.windowing.segments import profile_name
 from monitor.runtime.embedding_worker import EmbeddingWorker, build_embedding_worker
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["Components", "build_components", "load_profiles", "load_featurizer", "build_sink"]
+__all__ = ["Components", "build_components", "load_profiles", "load_featurizer", "build_sink", "check_profiles",
+           "feature_set"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,29 @@ class Components:
     registry: CollectorRegistry
     # The [embedding] encoder's worker thread (None without embedding.model); the daemon closes it.
     embedder: EmbeddingWorker | None = None
+
+    def check(self, embedding: EmbeddingConfig) -> None:
+        """Raise :class:`ProfileError` for the first profile these pipelines cannot use (:func:`check_profiles`)."""
+        check_profiles(self.profiles, self.tokenizer, embedding=embedding,
+                       encoder=self.embedder.identity if self.embedder is not None else None)
+
+
+def feature_set(tokenizer: TokenizerFeaturizer | None) -> FeatureSet:
+    """The features a pipeline with this tokenizer computes (what a reference profile must match)."""
+    return FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
+
+
+def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturizer | None, *,
+                   embedding: EmbeddingConfig | None = None, encoder: dict | None = None) -> None:
+    """Raise :class:`ProfileError` for the first profile built with other features or another tokenizer, or
+    (given ``embedding``, the daemon's [embedding]) with other embeddings: ``encoder`` is the configured
+    encoder's identity (None: no embedding.model)."""
+    features = feature_set(tokenizer)
+    for model, profile in profiles.items():
+        profile.check_compatible(features, origin=f"model {model}")
+        if embedding is not None:
+            profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten,
+                                    origin=f"model {model}")
 
 
 def load_profiles(paths) -> dict[str, Profile]:
@@ -62,8 +92,12 @@ def build_sink(config: Config, registry: CollectorRegistry) -> PrometheusSink:
     return sink
 
 
-def build_components(config: Config, *, registry: CollectorRegistry | None = None) -> Components:
-    """Build tokenizer, profiles and sink (raises ProfileError/TokenizerError/ValueError on a bad setup)."""
+def build_components(config: Config, *, registry: CollectorRegistry | None = None,
+                     sink: PrometheusSink | None = None) -> Components:
+    """Build tokenizer, profiles, sink and the [embedding] worker, in that order (raises
+    ProfileError/TokenizerError/ValueError on a bad setup). ``sink``: one already built by :func:`build_sink`
+    on ``registry`` (the Kafka daemon's exists before it connects, for its startup gauges)."""
     registry = registry if registry is not None else CollectorRegistry()
     return Components(tokenizer=load_featurizer(config), profiles=load_profiles(config.reference.paths),
-                      sink=build_sink(config, registry), registry=registry, embedder=build_embedding_worker(config))
+                      sink=sink if sink is not None else build_sink(config, registry), registry=registry,
+                      embedder=build_embedding_worker(config))

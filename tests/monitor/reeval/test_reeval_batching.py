@@ -147,6 +147,24 @@ def test_provider_selection():
         select_providers("cuda", ["AzureExecutionProvider", "CPUExecutionProvider"])
 
 
+@pytest.mark.parametrize("available", [
+    ["CPUExecutionProvider"],  # the onnxruntime (CPU) wheel
+    ["AzureExecutionProvider", "CPUExecutionProvider"],  # what onnxruntime >= 1.16 lists without a GPU build
+    ["TensorrtExecutionProvider", "CPUExecutionProvider"],  # a GPU build without the CUDA provider
+])
+def test_cuda_without_the_cuda_provider_is_one_line_naming_the_fix(available):
+    from monitor.reeval.errors import ProviderError
+
+    with pytest.raises(ProviderError) as err:
+        select_providers("cuda", available)
+    message = str(err.value)
+    assert "\n" not in message and ", ".join(available) in message
+    # Both ways out: the GPU build of onnxruntime, or a provider that runs without one.
+    assert "install onnxruntime-gpu in place of onnxruntime" in message and "provider auto or cpu" in message
+    assert select_providers("cuda", [*available, "CUDAExecutionProvider"]) == ["CUDAExecutionProvider",
+                                                                                "CPUExecutionProvider"]
+
+
 def _graph_with_input(tmp_path, name):
     from onnx import TensorProto, helper
 

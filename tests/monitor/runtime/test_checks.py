@@ -80,3 +80,22 @@ def test_run_and_check_config_exit_2_with_one_line_before_connecting(tmp_path, p
     assert "Traceback" not in run.stderr and not (tmp_path / "s.db").exists()
     check = _nlpmon("check-config", "--config", str(tmp_path / "c.toml"), cwd=tmp_path)
     assert check.returncode == 2 and '"source"' in check.stdout and "reference.paths" in check.stderr
+
+
+def test_an_encoder_on_cuda_without_the_cuda_provider_stops_run_with_one_line(tmp_path):
+    import onnxruntime
+
+    from monitor.devkit.synth.encoder import build_tiny_encoder
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider (onnxruntime-gpu)")
+    built = build_tiny_encoder(tmp_path / "encoder", seed=0, max_length=64)
+    (tmp_path / "c.toml").write_text(
+        '[source]\nkind = "kafka"\n[kafka]\nbootstrap_servers = ["127.0.0.1:1"]\ntopics = ["t"]\ngroup_id = "g"\n'
+        f'[store]\nurl = "sqlite:///{tmp_path / "s.db"}"\n[metrics]\nenabled = false\n'
+        f'[tokenizer]\npath = "{built.tokenizer_dir}"\nmax_length = 64\n'
+        f'[embedding]\nmodel = "{built.model_path}"\noutput = "{built.pooled_output}"\nprovider = "cuda"\n')
+    run = _nlpmon("run", "--config", str(tmp_path / "c.toml"), cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("nlpmon: error: embedding.model: provider cuda was requested")
+    assert "install onnxruntime-gpu in place of onnxruntime" in run.stderr

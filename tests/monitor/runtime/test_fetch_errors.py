@@ -138,7 +138,7 @@ def test_undecodable_batch_is_survived_visible_and_resumed(kafka_broker, profile
 
 
 def _fetch_failures(daemon: KafkaDaemon) -> float:
-    fault = next(iter(daemon._fetch_faults.faults.values()), None)
+    fault = next(iter(daemon.fetcher.faults.faults.values()), None)
     return fault.failures if fault is not None else 0
 
 
@@ -161,13 +161,13 @@ def test_backoff_doubles_up_to_the_cap_and_a_change_is_logged_again():
     faults = FetchFaults(initial_s=0.5, max_s=2.0)
     delays, changes = [], []
     for now in range(5):
-        fault, changed = faults.record("t/0", "unsupported_codec", 7, "e", float(now))
+        fault, changed = faults.record("t/0", "unsupported_codec", 7, "e", now=float(now))
         delays.append(fault.delay_s)
         changes.append(changed)
     assert delays == [0.5, 1.0, 2.0, 2.0, 2.0] and changes == [True, False, False, False, False]
     assert faults.waiting("t/0") and faults.due(4.0) == [] and faults.due(6.0) == ["t/0"]
     assert not faults.waiting("t/0")  # resumed: the next fetch decides
-    _, changed = faults.record("t/0", "unsupported_codec", 9, "e", 7.0)  # moved on to another bad batch
+    _, changed = faults.record("t/0", "unsupported_codec", 9, "e", now=7.0)  # moved on to another bad batch
     assert changed
     with pytest.raises(ValueError):
         FetchFaults(initial_s=0, max_s=1)

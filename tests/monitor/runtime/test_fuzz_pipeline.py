@@ -75,7 +75,7 @@ def test_hostile_records_through_the_file_source_and_store(setup, tmp_path_facto
         "reference.paths": [str(d / "profile.json")], "window.size_seconds": 20, "window.min_events": 50,
         "window.max_future_seconds": 1e9, "output.store": True, "store.url": store, "metrics.enabled": False})
     out = io.BytesIO()
-    summary = run_line_source(config, path=str(work / "in.jsonl"), output=out, serve_metrics=False)
+    summary = run_line_source(config, path=str(work / "in.jsonl"), output=out, serve_metrics=False).to_dict()
     assert summary["lines"] == len(lines)
     assert summary["valid"] + summary["invalid"] == len(lines)
     assert summary["valid"] >= len(valid)  # mutations may be valid events too, never fewer
@@ -95,6 +95,6 @@ def test_the_hostile_generator_through_the_file_source(setup, tmp_path):
         "source.kind": "file", "source.path": str(tmp_path / "h.jsonl"), "reference.paths": [str(d / "profile.json")], "window.size_seconds": 20,
         "window.min_events": 50, "window.max_future_seconds": 1e9, "metrics.enabled": False})
     out = io.BytesIO()
-    summary = run_line_source(config, path=str(tmp_path / "h.jsonl"), output=out, serve_metrics=False)
+    summary = run_line_source(config, path=str(tmp_path / "h.jsonl"), output=out, serve_metrics=False).to_dict()
     assert summary["lines"] == len(raws) and summary["valid"] + summary["invalid"] == len(raws)
     assert summary["invalid"] > 2000 and any(json.loads(x)["tested"] for x in out.getvalue().splitlines())

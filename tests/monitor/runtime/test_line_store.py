@@ -83,7 +83,7 @@ def test_a_replayed_file_with_label_events_prints_and_stores_labels_results(tmp_
     config = _config(tmp_path, tmp_path / "in.jsonl", store_url, **{"labels.enabled": True,
                                                                     "labels.max_delay_seconds": 15})
     out = io.BytesIO()
-    summary = run_line_source(config, path=str(tmp_path / "in.jsonl"), output=out, serve_metrics=False)
+    summary = run_line_source(config, path=str(tmp_path / "in.jsonl"), output=out, serve_metrics=False).to_dict()
     printed = [json.loads(x) for x in out.getvalue().splitlines()]
     windows = [r for r in printed if "result_kind" not in r]
     labels = [r for r in printed if r.get("result_kind") == "labels"]

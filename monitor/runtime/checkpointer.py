@@ -1,0 +1,157 @@
+"""The Kafka daemon's one exactly-once transaction, and what may happen only after it (docs/kafka.md).
+
+ONE SQL transaction (:meth:`sinks.sql.SqlStore.commit`) writes the waiting results and, for every partition,
+the next offset to consume with the serialized state of its pipeline. Results are keyed by (model, version,
+window_start), so writing one twice is harmless. Only after that commit are Kafka offsets committed (for lag
+dashboards only), rejected records sent to the dead-letter topic and results published to the output topic.
+
+If the database is unreachable, everything stays in memory and the commit is retried with exponential backoff
+(``checkpoint.retry_max_seconds``); the daemon pauses consumption meanwhile once too much is waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from enum import Enum
+
+import msgspec
+
+from monitor.config import Config
+from monitor.logs import log_event
+from monitor.runtime.partitions import PartitionState
+from sinks.prometheus import PrometheusSink
+from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
+
+__all__ = ["Checkpointer", "Outcome"]
+
+INITIAL_RETRY_S = 0.5
+
+
+class Outcome(Enum):
+    """How a checkpoint ended."""
+
+    COMMITTED = "committed"
+    UNAVAILABLE = "unavailable"  # the database did not answer: everything stays, retried with backoff
+    CONFLICT = "conflict"  # another consumer owns these partitions now: the caller drops their state
+
+
+class Checkpointer:
+    """Make partitions durable in one transaction, then publish; track whether the database answers."""
+
+    def __init__(self, config: Config, sink: PrometheusSink, *, clock: Callable[[], float],
+                 before_commit: Callable[[], None] | None = None):
+        self.config = config
+        self.sink = sink
+        self._clock = clock
+        # Called inside each checkpoint transaction just before it commits: fault injection for the crash
+        # tests (a SIGKILL that lands mid-transaction); None in production.
+        self._before_commit = before_commit
+        self.store: SqlStore | None = None
+        self.producer = None  # kafka.KafkaProducer with a dead-letter or output topic
+        self.db_connected = False
+        self.retry_at = 0.0
+        self.retry_delay = INITIAL_RETRY_S
+        self.last_checkpoint = clock()
+        # Work that must wait for the main loop: kafka-python runs rebalance callbacks on its IO thread, where
+        # blocking client calls (commit, producer flush) are refused.
+        self._to_publish: list[tuple[dict, list, list]] = []  # (offsets, dead letters, results)
+
+    def open_store(self, stack: contextlib.ExitStack) -> SqlStore:
+        self.store = SqlStore(self.config.store.url)
+        stack.callback(self.store.close)
+        return self.store
+
+    def open_producer(self, stack: contextlib.ExitStack, client_config: dict) -> None:
+        """The producer for the dead-letter and output topics (none when neither is configured)."""
+        k = self.config.kafka
+        if k.dead_letter_topic or k.output_topic:
+            from kafka import KafkaProducer
+
+            self.producer = KafkaProducer(**client_config, acks="all", linger_ms=20)
+            stack.callback(lambda: self.producer.close(timeout=5))
+
+    def commit(self, dirty: list[tuple[object, PartitionState]], *, reason: str) -> Outcome:
+        """Write the dirty partitions' results, offsets and pipeline states in one transaction."""
+        if not dirty:  # nothing new since the last one: that one still covers everything
+            self.last_checkpoint = self._clock()
+            return Outcome.COMMITTED
+        results = [r for _, p in dirty for r in p.pending]
+        checkpoints = {(tp.topic, tp.partition): p.checkpoint() for tp, p in dirty}
+        expected = {(tp.topic, tp.partition): p.committed_offset for tp, p in dirty}
+        started = self._clock()
+        try:
+            self.store.commit(
+                self.config.kafka.group_id, results=results, checkpoints=checkpoints, expected_offsets=expected,
+                before_commit=self._before_commit,
+                experiment_results=[r for _, p in dirty for r in p.pending_experiments],
+                shadow_results=[r for _, p in dirty for r in p.pending_shadow],
+                label_results=[r for _, p in dirty for r in p.pending_labels],
+            )  # fmt: skip
+        except StoreUnavailable as exc:
+            self.db_down(exc)
+            return Outcome.UNAVAILABLE
+        except CheckpointConflict as exc:
+            # Another consumer owns these partitions now (this one was fenced out, e.g. after a long stall):
+            # drop their state; the new owner resumes from its own checkpoint. Never overwrite it.
+            log_event(logging.ERROR, "checkpoint conflict: partitions taken over by another consumer", detail=str(exc))
+            return Outcome.CONFLICT
+        if not self.db_connected:
+            log_event(logging.INFO, "database reachable again")
+        self.db_connected = True
+        self.retry_delay = INITIAL_RETRY_S
+        self._after_commit(dirty, results)
+        self.last_checkpoint = self._clock()
+        self.sink.set_gauge("nlpmon_checkpoint_duration_seconds", "Duration of the last checkpoint transaction.", self._clock() - started)
+        self.sink.set_gauge("nlpmon_checkpoint_results", "Window results written by the last checkpoint.", len(results))
+        log_event(logging.DEBUG, "checkpoint", reason=reason, partitions=len(dirty), results=len(results))
+        return Outcome.COMMITTED
+
+    def _after_commit(self, dirty, results) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {tp: OffsetAndMetadata(p.next_offset, "", -1) for tp, p in dirty}
+        dead = [d for _, p in dirty for d in p.dead_letters]
+        self._to_publish.append((offsets, dead, list(results)))
+        for _, p in dirty:
+            p.made_durable()
+
+    def db_down(self, exc: Exception) -> None:
+        """The database did not answer: say so once, and back off before the next try."""
+        if self.db_connected or self.retry_delay <= INITIAL_RETRY_S:
+            log_event(logging.WARNING, "database unreachable; results wait in memory", error=str(exc)[:200])
+        self.db_connected = False
+        self.retry_at = self._clock() + self.retry_delay
+        self.retry_delay = min(self.retry_delay * 2, self.config.checkpoint.retry_max_seconds)
+
+    def publish(self, consumer, assigned) -> None:
+        """After a durable checkpoint: commit Kafka offsets of the partitions still ``assigned`` (lag visibility
+        only), send dead letters and results."""
+        if not self._to_publish:
+            return
+        batches, self._to_publish = self._to_publish, []
+        offsets = {}
+        for o, _, _ in batches:
+            offsets.update({tp: v for tp, v in o.items() if tp in assigned})
+        if offsets:
+            try:
+                consumer.commit(offsets)
+            except Exception as exc:
+                log_event(logging.WARNING, "kafka offset commit failed (lag metrics may lag)", error=type(exc).__name__)
+        if self.producer is None:
+            return
+        k = self.config.kafka
+        # At-least-once: a crash between the checkpoint and here re-sends nothing (the records are past the
+        # checkpoint), a crash before the checkpoint re-sends after reprocessing. Consumers dedupe on the key.
+        for _, dead, results in batches:
+            for raw, reason, detail, position in dead:
+                self.producer.send(k.dead_letter_topic, value=raw, headers=[
+                    ("nlpmon-reason", reason.encode()), ("nlpmon-detail", detail.encode()),
+                    ("nlpmon-source", position.encode())])  # fmt: skip
+                self.sink.count_dead_letter()
+            if k.output_topic:
+                for r in results:
+                    # The output topic is an edge where JSON leaves the process (docs/results.md).
+                    self.producer.send(k.output_topic, key=r.model.encode(), value=msgspec.json.encode(r.to_dict()))
+        self.producer.flush(timeout=10)
