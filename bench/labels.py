@@ -42,6 +42,7 @@ import msgspec  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from detectors.accuracy_estimate import blended_accuracy  # noqa: E402
 from detectors.classification import estimate_accuracy, fit_confidence_calibration  # noqa: E402
 from monitor.ab.labels import LabelJoin  # noqa: E402
 from monitor.config import load_config  # noqa: E402
@@ -188,6 +189,34 @@ def calibration() -> None:
         print(f"  {name:28}{row[0]:>22.2f}{row[1]:>24.2f}")
 
 
+def estimator_check(max_delay_s: float = 3600) -> None:
+    """``--estimator``: the one estimator (issue 21) against the held-out table alone, on the concept-drift
+    stream: per-window mean absolute error and the 95% interval's coverage of realised accuracy."""
+    records, table, t0 = concept_drift_records()
+
+    def observe(result, confidences, evidence=None):
+        c = confidences[np.isfinite(confidences)]
+        return blended_accuracy(c, table, evidence, shifted=result.inputs_shifted) if c.size else None
+
+    print(f"{len(records):,} records (concept drift: 3 days, 2 predictions/s, 30% labelled 0-40 min later); "
+          f"5-minute windows, labels.max_delay_seconds = {max_delay_s:g}")
+    print(f"  {'':34}{'MAE (points)':>14}{'coverage of 95% interval':>27}{'windows':>9}")
+    for name, refresh in (("held-out table only (before)", False), ("table + labels (after)", True)):
+        config = load_config(env={}, overrides={
+            "source.kind": "stdin", "window.max_future_seconds": 1e12, "window.min_events": 50,
+            "labels.enabled": True, "labels.max_delay_seconds": max_delay_s, "labels.refresh_calibration": refresh,
+        })  # fmt: skip
+        pipeline = Pipeline(config, on_window_confidences=observe)
+        results = []
+        for lo in range(0, len(records), 1000):
+            results += pipeline.process(records[lo:lo + 1000]).labels
+        results += pipeline.flush().labels
+        rs = [r for r in results if not r.partial and r.labelled >= 50 and r.estimated_accuracy is not None]
+        err = [abs(r.estimated_accuracy - r.accuracy) for r in rs]
+        cover = [r.estimated_accuracy_low <= r.accuracy <= r.estimated_accuracy_high for r in rs]
+        print(f"  {name:34}{100 * float(np.mean(err)):>14.2f}{100 * float(np.mean(cover)):>26.1f}%{len(rs):>9}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="predictions in the throughput stream")
@@ -195,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label-share", type=float, default=0.5, help="share of predictions with a label event")
     parser.add_argument("--memory-n", type=int, default=200_000, help="pending predictions for the memory figure")
     parser.add_argument("--calibration", action="store_true", help="only the calibration-refresh measurement")
+    parser.add_argument("--estimator", action="store_true", help="only the estimator's error and interval coverage")
     args = parser.parse_args(argv)
     pin_one_cpu()
+    if args.estimator:
+        estimator_check()
+        return 0
     if args.calibration:
         calibration()
         return 0

@@ -24,19 +24,19 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from monitor.ab.experiments import ExperimentResult, ExperimentSet
-from monitor.ab.labels import JOIN_OUTCOMES as LABEL_OUTCOMES, LabelJoin
-from monitor.ab.shadow import JOIN_OUTCOMES, ShadowResult, ShadowWindows
+from monitor.ab.experiments import ExperimentResult
+from monitor.ab.parts import JoinParts
+from monitor.ab.shadow import ShadowResult
 from monitor.config import Config
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, FUTURE_REASON, Chunk, Featurize, Record, StreamBatch, prepare_chunk
-from monitor.ingest.events import DEFAULT_VERSION, REASONS, Event, InvalidEvent
+from monitor.ingest.events import REASONS, Event, InvalidEvent
 from monitor.ingest.features import base_features
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, WindowAccumulator
 from monitor.windowing.evaluate import window_result
-from monitor.windowing.segments import fold_segments, profile_detectors, rejection_key
+from monitor.windowing.segments import fold_segments, profile_detectors
 from monitor.windowing.stream_table import HELD_STREAMS, OTHER_STREAM, StreamTable
 from monitor.windowing.streams import StreamState
 from monitor.windowing.text_embeddings import Embedder, TextEmbeddings
@@ -95,14 +95,9 @@ class Pipeline:
         # The partition's streams, each with its own windows (by (model, version, segment)), and its clock.
         self._streams = StreamTable(config, self.profiles, base_width=len(self.features.base_names))
         self._future_ms = int(round(config.window.max_future_seconds * 1000))
-        # A/B experiments and shadow joins (docs/experiments.md); their closed windows are returned with the
-        # window results of the same call, so they become durable with the checkpoint that covers them.
-        self.experiments = ExperimentSet(config, low_threshold=self.low_threshold) if config.experiments else None
-        self.shadow = ShadowWindows(config.shadow, config.window) if config.shadow.enabled else None
-        self._joins_reported: dict[str, int] = {}
-        # Late label events joined by request id (docs/results.md, *Labels results*), closed like shadow windows.
-        self.labels = LabelJoin.from_config(config) if config.labels.enabled else None
-        self._labels_reported: dict[str, int] = {}
+        # A/B experiments, shadow joins and the label join (monitor/ab/parts.py), each None when not configured.
+        self.joins = JoinParts(config, low_threshold=self.low_threshold, sink=self._sink, guarded=self._guarded)
+        self.experiments, self.shadow, self.labels = self.joins.experiments, self.joins.shadow, self.joins.labels
 
     # -- public API ----------------------------------------------------------------------------------------
     def low_threshold(self, model: str) -> float:
@@ -126,7 +121,7 @@ class Pipeline:
             self.texts.submit()  # the batch's sampled texts go to the worker; consuming goes on
         results.extend(self._evaluate(self._streams.close_by_partition()))
         # After the windows: a labels result goes out once its window's result (and estimate) has.
-        labels = self._labels_closed(self._guarded("labels", self.labels.close_due) or []) if self.labels else []
+        labels = self.joins.labels_due()
         self._expire_streams()
         self._sink("count_records", len(records), valid)
         self._sink("set_open_windows", self._streams.n_open)
@@ -135,9 +130,7 @@ class Pipeline:
     def flush(self) -> BatchResults:
         """Close every open window now (results marked ``partial``), e.g. at end of input or shutdown."""
         results = self._evaluate(self._streams.close_all(), partial=True)
-        experiments = self._experiments_closed(self.experiments.flush()) if self.experiments is not None else []
-        shadow = self._shadow_closed(self.shadow.flush()) if self.shadow is not None else []
-        labels = self._labels_closed(self.labels.flush()) if self.labels is not None else []
+        experiments, shadow, labels = self.joins.flush()
         self._sink("set_open_windows", 0)
         return BatchResults(tuple(results), tuple(experiments), tuple(shadow), tuple(labels))
 
@@ -149,38 +142,16 @@ class Pipeline:
         if not streams.spec.time or streams.event_max_ms == NO_EVENTS_YET or idle_ms <= 0:
             return BatchResults((), (), ())
         before = streams.partition_ms
-        streams.partition_ms = max(before, streams.event_max_ms + idle_ms)
+        advanced = streams.partition_ms = max(before, streams.event_max_ms + idle_ms)
         results = self._evaluate(streams.close_by_partition())
         if not results:
             streams.partition_ms = before  # nothing changed: leave the state as the records made it
-        labels = self._labels_closed(self.labels.advance(streams.partition_ms)) if self.labels is not None else []
+        # The label periods advance with idle time whether or not a window closed now (the last window of a
+        # quiet source closed at an earlier idle advance; its labels result is due idle_ms later still).
+        labels = self.joins.labels_advanced(advanced)
         self._expire_streams()
         self._sink("set_open_windows", streams.n_open)
         return BatchResults(tuple(results), (), (), tuple(labels))
-
-    def _experiments_closed(self, results: list[ExperimentResult]) -> list[ExperimentResult]:
-        for r in results:
-            self._sink("experiment_closed", r)
-        return results
-
-    def _shadow_closed(self, results: list[ShadowResult]) -> list[ShadowResult]:
-        for r in results:
-            self._sink("shadow_closed", r)
-        # Deltas, so that several partitions' pipelines add up and a restored joiner's counts are not re-sent.
-        counters = self.shadow.joiner.counters()
-        self._sink("count_shadow_joins", {k: counters[k] - self._joins_reported.get(k, 0) for k in JOIN_OUTCOMES})
-        self._sink("set_shadow_pending", counters["pending"])
-        self._joins_reported = counters
-        return results
-
-    def _labels_closed(self, results: list) -> list:
-        for r in results:
-            self._sink("labels_closed", r)
-        counters = self.labels.counters()  # deltas, as for the shadow joins
-        self._sink("count_label_joins", {k: counters[k] - self._labels_reported.get(k, 0) for k in LABEL_OUTCOMES})
-        self._sink("set_label_pending", counters["pending"])
-        self._labels_reported = counters
-        return results
 
     @property
     def open_windows(self) -> int:
@@ -246,34 +217,21 @@ class Pipeline:
             self._count_rejection(rec, exc)
         if events and self.on_events is not None:
             self._guarded("on_events", self.on_events, events)
-        if events and self.experiments is not None:
-            experiments.extend(self._experiments_closed(self._guarded("experiments", self.experiments.add_events, events) or []))
-        if events and self.shadow is not None:
-            shadow.extend(self._shadow_closed(self._guarded("shadow", self.shadow.add_events, events) or []))
+        if events:
+            self.joins.add_events(events, experiments, shadow)
 
+        # The chunk's labels join before its windows close: a window's label evidence (TallyBook.evidence) is
+        # then the same whatever the batching.
+        if self.labels is not None and (events or chunk.labels):
+            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
         part = PartitionRun.over(chunk.ts, chunk.pos, self._streams.partition_ms)
         groups = self._tracked_groups(self._fold_segments(chunk.streams))
-        # Rejections that name a stream, by stream, with their record positions.
-        named: dict[tuple[str, str, str], list[int]] = {}
-        by_segment, max_segments = self.config.window.by_segment, self.config.window.max_segments
-        for r, _, exc in chunk.rejected:
-            if exc.model is not None:
-                key = (exc.model, exc.version or DEFAULT_VERSION, (exc.segment or "") if by_segment else "")
-                named.setdefault(rejection_key(key, self._streams.segments, max_segments, groups), []).append(r)
-        for key, rs in named.items():
-            if key not in self._streams and key not in groups:
-                self._streams.hold(key, len(rs))
+        named = self._streams.name_rejections(chunk.rejected, groups)  # by stream, with their record positions
         for key, sb in groups.items():
             rs = np.asarray(named.pop(key, ()), dtype=np.int64)
             results.extend(self._add(self._streams.stream(key), sb, part, events=events, rejected=rs))
-        for key, rs in named.items():  # rejections of known streams without events in this chunk
-            stream = self._streams.get(key)
-            if stream is not None:
-                rs = np.asarray(rs, dtype=np.int64)
-                stream.attribute(rs, np.zeros(len(rs), np.int64), part.before_records(rs))
+        self._streams.attribute_rejections(named, part)  # of known streams without events in this chunk
         self._streams.advance(part, chunk.ts)
-        if self.labels is not None and (events or chunk.labels):
-            self._guarded("labels", self.labels.add_chunk, events, chunk.pos, chunk.labels)
 
     def _count_rejection(self, rec: Record, exc: InvalidEvent) -> None:
         self.stats.invalid[exc.reason] += 1
@@ -339,13 +297,26 @@ class Pipeline:
             self._internal("detectors", exc)
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
-        confidences, estimate = acc.reservoir.rows[:, CONFIDENCE_COL], None
-        if self.on_window_confidences is not None:
-            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences)
-        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
-            self._guarded("labels", self.labels.window_estimate, result, estimate, confidences)
+        result = self._estimate(result, acc.reservoir.rows[:, CONFIDENCE_COL])
         self.stats.windows += 1
         self._sink("window_closed", result)
+        return result
+
+    def _estimate(self, result: WindowResult, confidences: np.ndarray) -> WindowResult:
+        """The window's accuracy estimate (docs/results.md, *The estimate*): one estimator, the held-out table
+        (through ``on_window_confidences``) updated by the realised labels (``labels.book.evidence``)."""
+        evidence = self._guarded("labels", self.labels.book.evidence, result) if self.labels is not None else None
+        estimate = None
+        if self.on_window_confidences is not None:
+            kw = {"evidence": evidence} if evidence is not None else {}
+            estimate = self._guarded("on_window_confidences", self.on_window_confidences, result, confidences, **kw)
+        elif evidence is not None:  # no re-evaluation table: realised labels alone
+            estimate = self._guarded("labels", self.labels.book.estimate, result, confidences, evidence)
+        interval = estimate if hasattr(estimate, "low") else None
+        if interval is not None:
+            result, estimate = dataclasses.replace(result, accuracy_estimate=interval), interval.estimate
+        if self.labels is not None:  # kept in the checkpointed tally: a restart cannot recompute it differently
+            self._guarded("labels", self.labels.window_estimate, result, estimate, interval)
         return result
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -355,21 +326,11 @@ class Pipeline:
             self.texts.settle()  # the barrier: a checkpoint holds projected embeddings, never a text
         return {
             **self._streams.state(),  # max_ts_ms, event_max_ts_ms, held, streams
-            **({"experiments": self.experiments.state()} if self.experiments is not None else {}),
-            **({"shadow": self.shadow.state()} if self.shadow is not None else {}),
-            **({"labels": self.labels.state()} if self.labels is not None else {}),
+            **self.joins.state(),  # experiments, shadow, labels: each when configured
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
         for stream, key in self._streams.restore(state):
             logger.warning("open window %s of %s/%s was checkpointed under another reference profile (other "
                            "columns); its sample restarts, its counts are kept", key, stream.model, stream.version)
-        # A checkpoint from before experiments were configured has neither key: they start from here.
-        if self.experiments is not None and "experiments" in state:
-            self.experiments.restore(state["experiments"])
-        if self.shadow is not None and "shadow" in state:
-            self.shadow.restore(state["shadow"])
-            self._joins_reported = self.shadow.joiner.counters()
-        if self.labels is not None and "labels" in state:
-            self.labels.restore(state["labels"])
-            self._labels_reported = self.labels.counters()
+        self.joins.restore(state)

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from detectors.ab import FixedHorizonResult, GuardrailResult, SRMResult
+from detectors.accuracy_estimate import AccuracyEstimate
 from detectors.base import (
     ConfidenceShiftResult,
     InputDriftResult,
@@ -119,6 +120,14 @@ class WindowResult:
     drift: DriftVerdicts = NOT_TESTED
     drifted: bool = False
     window_seq: int | None = json_field(omit_none=True, default=None)
+    # The accuracy estimate with its interval (docs/results.md, *The estimate*); only when one was made.
+    accuracy_estimate: AccuracyEstimate | None = json_field(omit_none=True, default=None)
+
+    @property
+    def inputs_shifted(self) -> bool:
+        """Input or embedding drift was flagged: the calibration a label-free estimate relies on may not hold."""
+        d = self.drift
+        return bool((d.input is not None and d.input.drifted) or (d.embedding is not None and d.embedding.drifted))
 
     @property
     def seq(self) -> int:
@@ -287,6 +296,10 @@ class LabelsResult:
     expired: int
     evicted: int
     estimated_accuracy: float | None
+    # Its interval and reliability (docs/results.md, *The estimate*); only when the estimate has them.
+    estimated_accuracy_low: float | None = json_field(omit_none=True, default=None)
+    estimated_accuracy_high: float | None = json_field(omit_none=True, default=None)
+    estimate_reliable: bool | None = json_field(omit_none=True, default=None)
 
     def to_dict(self) -> dict:
         return as_dict(self)

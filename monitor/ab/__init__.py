@@ -4,4 +4,4 @@ pairs, and joining predictions with the label events that arrive later (realised
 The joining and windowing live here; every statistic they report is computed in ``detectors``.
 """
 
-__all__ = ["experiments", "shadow", "labels"]
+__all__ = ["experiments", "shadow", "labels", "parts"]

@@ -22,22 +22,23 @@ result.
 
 from __future__ import annotations
 
-import heapq
+import functools
 from collections import deque
 from itertools import repeat
 
 import numpy as np
 
-from detectors.base import finite_or_none
 from detectors.classification import CalibrationTable
 from monitor.ab.label_tally import (
     MAX_CLASSES,
     OTHER_CLASS,
     Ordered,
-    RecentCalibration,
     Tally,
+    TallyBook,
+    WaitingLabels,
     entries_from_state,
     entries_state,
+    intern_name,
 )  # fmt: skip
 from monitor.results import LabelsResult, WindowResult
 
@@ -45,7 +46,6 @@ __all__ = ["LabelJoin", "JOIN_OUTCOMES", "MAX_CLASSES", "OTHER_CLASS"]
 
 # The join's counters, in the order of nlpmon_label_join_events_total's `outcome` label (docs/metrics.md).
 JOIN_OUTCOMES = ("matched", "duplicate", "unknown", "late", "expired", "evicted")
-_MAX_INTERNED = 10_000  # class names shared between pending predictions (memory), at most this many
 
 
 class LabelJoin:
@@ -69,12 +69,8 @@ class LabelJoin:
     size_ms, lateness_ms : int
         The prediction windows' size and lateness (``[window]``): a tally closes at its window's end plus
         ``max(max_delay_ms, lateness_ms)``.
-    bins, calibration_windows : int
-        The calibration table refitted from realised labels (:meth:`calibration_table`) has ``bins`` equal-width
-        confidence bins and sums the labelled pairs of the model's latest ``calibration_windows`` closed tallies.
-    refresh_calibration : bool
-        When true, a window's ``estimated_accuracy`` comes from that refitted table (once the model has one)
-        rather than from the estimate the pipeline was given (the re-evaluation run's table).
+    bins, calibration_windows, refresh_calibration
+        The calibration of realised labels (``[labels]``; see :class:`~monitor.ab.label_tally.TallyBook`).
 
     Examples
     --------
@@ -90,7 +86,7 @@ class LabelJoin:
     """
 
     def __init__(self, *, max_delay_ms: int, max_pending: int, size_ms: int, lateness_ms: int = 0, bins: int = 10,
-                 calibration_windows: int = 12, refresh_calibration: bool = False):
+                 calibration_windows: int = 12, refresh_calibration: bool = False, **estimator):
         if max_delay_ms < 0 or max_pending < 1 or size_ms < 1 or lateness_ms < 0 or bins < 2 or calibration_windows < 1:
             raise ValueError("max_delay_ms and lateness_ms must be at least 0; max_pending, size_ms and "
                              "calibration_windows at least 1; bins at least 2")
@@ -105,11 +101,16 @@ class LabelJoin:
         self._last: tuple | None = None  # (window start, model, version, tally) of the latest prediction
         # (model, request_id) -> entry; the entry's last item is its key (see label_tally.Ordered).
         self._preds = Ordered()  # (ts_ms, tally key, predicted class or None, confidence or None, key)
-        self._labels = Ordered()  # (ts_ms, label, key)
+        self._labels = WaitingLabels()  # (ts_ms, label, key)
         self._matched = Ordered()  # (deadline_ms, tally key, key): labelled requests, to recognise duplicates
-        self._tallies: dict[tuple, Tally] = {}
-        self._due: list[tuple[int, tuple]] = []  # (close_at, tally key)
-        self._calibration = RecentCalibration(self.bins, self.calibration_windows)
+        # Closed tallies kept for the estimator beyond calibration_windows: windows close up to about two
+        # waits after the label periods that ended by their end (lateness, idle streams).
+        keep = self.calibration_windows + 2 + 2 * -(-self.wait_ms // self.size_ms)
+        # The open tallies, their close times, and the realised labels the estimator learns from (public: the
+        # pipeline asks it for a closed window's evidence, TallyBook.evidence).
+        self.book = TallyBook(bins=self.bins, windows=self.calibration_windows, size_ms=self.size_ms,
+                               refresh=self.refresh_calibration, keep=min(keep, 10_000), **estimator)
+        self._tallies = self.book.tallies  # the same dict for the join's life (TallyBook.restore refills it)
         self._names: dict[str, str] = {}
         self.counts = dict.fromkeys(JOIN_OUTCOMES, 0)
 
@@ -119,7 +120,8 @@ class LabelJoin:
         return cls(max_delay_ms=int(round(lab.max_delay_seconds * 1000)), max_pending=lab.max_pending,
                    size_ms=max(1, int(round(w.size_seconds * 1000))), lateness_ms=int(round(w.lateness_seconds * 1000)),
                    bins=lab.calibration_bins, calibration_windows=lab.calibration_windows,
-                   refresh_calibration=lab.refresh_calibration)
+                   refresh_calibration=lab.refresh_calibration, decay=lab.calibration_decay,
+                   prior_weight=lab.calibration_prior_weight, min_labels=lab.reliable_min_labels)
 
     @property
     def pending(self) -> int:
@@ -189,17 +191,14 @@ class LabelJoin:
 
     def close_due(self) -> list[LabelsResult]:
         """Close the tallies the close clock has passed; return their results (oldest label period first)."""
-        due, out = self._due, []
-        while due and due[0][0] <= self.close_ms:
-            _, key = heapq.heappop(due)
-            if key in self._tallies:
-                out.append(self._close(key, partial=False))
-        return out
+        return self._closed(self.book.close_due(self.close_ms))
 
     def advance(self, ts_ms: int) -> list[LabelsResult]:
         """Event time has reached ``ts_ms`` without an event (the pipeline's idle advance)."""
         if ts_ms > self.clock_ms:
-            self._advance(ts_ms)
+            self.clock_ms = ts_ms
+            if ts_ms >= self._next_sweep_ms:
+                self._sweep_all(ts_ms)
         self.close_ms = max(self.close_ms, ts_ms)
         return self.close_due()
 
@@ -221,11 +220,7 @@ class LabelJoin:
             close_at = start + self.size_ms + self.wait_ms
             if close_at <= self.close_ms:
                 return  # its window's label period is over: a prediction later than that is in no tally
-            tkey = (e.model, e.version, start)
-            t = self._tallies.get(tkey)
-            if t is None:
-                t = self._tallies[tkey] = Tally(tkey, close_at, self.bins)
-                heapq.heappush(self._due, (close_at, tkey))
+            t = self.book.open((e.model, e.version, start), close_at)
             self._last = (start, e.model, e.version, t)
         t.predictions += 1
         rid = e.request_id
@@ -234,7 +229,7 @@ class LabelJoin:
         key = (e.model, rid)
         m = self._matched.d.get(key)
         p = self._preds.d.get(key)
-        if (m is not None and m[0] >= clock) or (p is not None and self._is_live(key, p, clock)):
+        if (m is not None and m[0] >= clock) or (p is not None and self._preds.live(p, clock - self.max_delay_ms)):
             self.counts["duplicate"] += 1
             return
         t.with_rid += 1
@@ -243,26 +238,20 @@ class LabelJoin:
         else:
             cls = e.prediction
             shared = self._names.get(cls)
-            cls = shared if shared is not None else self._intern(cls)
+            cls = shared if shared is not None else intern_name(self._names, cls)
         labels = self._labels.d
         if labels:
             waiting = labels.pop(key, None)
             if waiting is not None:
                 if waiting[0] + delay >= clock and abs(waiting[0] - ts) <= delay:
-                    self._match(t, key, ts, cls, e.confidence, waiting[1])
+                    self._match(t, key, pred=(ts, t.key, cls, e.confidence), label=waiting[1])
                     return
                 self.counts["unknown"] += 1  # it waited longer than the delay for this prediction
         if ts + delay < clock:
             return  # already past its delay on arrival: expired when its tally closes
         preds = self._preds
-        entry = (ts, t.key, cls, e.confidence, key)
-        d = preds.d
-        d[key] = entry
-        q = preds.q
-        q.append(entry)
-        if len(q) > 2 * len(d) + 64:
-            preds.q = deque(d.values())
-        if len(d) > self.max_pending:
+        preds.put((ts, t.key, cls, e.confidence, key))
+        if len(preds.d) > self.max_pending:
             old = preds.pop_oldest()
             t_old = self._tallies.get(old[1])
             if old[0] + delay >= clock and t_old is not None:  # still live (one past its delay is just expired)
@@ -288,96 +277,40 @@ class LabelJoin:
         if p is not None:
             t = self._tallies.get(p[1])
             if p[0] + delay >= clock and t is not None:
-                # _match, written out: this is the hot path of a labelled stream
-                cls, label = p[2], le.label
-                t.add_pair(cls, label, cls == label, p[3], self._edges)
-                self.counts["matched"] += 1
-                matched = self._matched
-                entry = (p[0] + delay, p[1], key)
-                md = matched.d
-                md[key] = entry
-                matched.q.append(entry)
-                if len(matched.q) > 2 * len(md) + 64:
-                    matched.q = deque(md.values())
-                if len(md) > self.max_pending:
-                    matched.pop_oldest()
+                self._match(t, key, pred=p, label=le.label)
                 return
             # Past its delay: treated exactly as if it had been swept already (its tally counts it expired).
         if ts + delay < clock:
             self.counts["late"] += 1  # already more than the delay behind the join clock: it cannot wait
             return
-        labels = self._labels
-        w = labels.d.get(key)
-        if w is not None:
-            if w[0] + delay >= clock:
-                self.counts["duplicate"] += 1
-                return
-            del labels.d[key]
-            self.counts["unknown"] += 1
-        labels.put((ts, le.label, key))
-        if len(labels) > self.max_pending:
-            old = labels.pop_oldest()
-            self.counts["evicted" if old[0] + delay >= clock else "unknown"] += 1
+        self._labels.wait((ts, le.label, key), self.counts, clock=clock, delay=delay, max_pending=self.max_pending)
 
-    def window_estimate(self, result: WindowResult, estimate: float | None, confidences=None) -> None:
-        """Keep the label-free estimate of a closed prediction window for its labels result.
-
-        ``estimate`` is the pipeline's (from the latest re-evaluation run's table); with
-        ``refresh_calibration`` and a table refitted from the model's realised labels, the estimate is made
-        from the window's ``confidences`` (its reservoir sample; NaN for errors) with that table instead.
-        Either way it is made once, when the window closes, and kept in the checkpointed tally.
-        """
-        if result.window_kind != "time":
-            return
-        t = self._tallies.get((result.model, result.version, result.window_start_ms))
-        if t is None:
-            return
-        if self.refresh_calibration and confidences is not None:
-            estimate = self._calibration.estimate(result.model, confidences, estimate)
-        estimate = None if estimate is None else finite_or_none(estimate)
-        if estimate is not None:
-            t.add_estimate(estimate, result.events)
+    def window_estimate(self, result: WindowResult, estimate: float | None, interval=None) -> None:
+        """Keep the estimate (and interval) of a closed prediction window for its labels result (TallyBook)."""
+        self.book.window_estimate(result, estimate, interval)
 
     def flush(self) -> list[LabelsResult]:
         """End of input: close every tally now; those whose label period was not over are ``partial``."""
-        out = self.close_due()
-        out += [self._close(key, partial=True) for key in sorted(self._tallies)]
+        out = self.close_due() + self._closed(self.book.close_all())
         self.counts["unknown"] += len(self._labels)
-        self._preds, self._labels, self._due = Ordered(), Ordered(), []
+        self._preds, self._labels = Ordered(), WaitingLabels()
         return out
 
     # -- calibration refreshed from realised labels -------------------------------------------------------------
     def calibration_table(self, model: str) -> CalibrationTable | None:
         """The reliability table of ``model``'s labelled pairs in its latest closed tallies (None without any)."""
-        return self._calibration.table(model)
+        return self.book.calibration.table(model)
 
     # -- internals ----------------------------------------------------------------------------------------------
-    def _intern(self, name: str | None) -> str | None:
-        names = self._names
-        shared = names.get(name)
-        if shared is None and name is not None and len(names) < _MAX_INTERNED:
-            shared = names[name] = name
-        return shared if shared is not None else name
-
-    def _is_live(self, key: tuple, p: tuple, clock: int) -> bool:
-        """Whether a held prediction is within its delay; one past it is dropped (as if swept already)."""
-        if p[0] + self.max_delay_ms >= clock:
-            return True
-        del self._preds.d[key]
-        return False
-
-    def _match(self, t: Tally, key: tuple, pred_ts: int, cls: str | None, conf: float | None, label: str) -> None:
-        t.add_pair(cls, label, cls == label, conf, self._edges)
+    def _match(self, t: Tally, key: tuple, *, pred: tuple, label: str) -> None:
+        """Pair a prediction (its pending entry: time, tally key, class or None, confidence) with its label."""
+        cls = pred[2]
+        t.add_pair(cls, label, pred[3], self._edges)
         self.counts["matched"] += 1
         matched = self._matched
-        matched.put((pred_ts + self.max_delay_ms, t.key, key))
+        matched.put((pred[0] + self.max_delay_ms, t.key, key))
         if len(matched.d) > self.max_pending:
             matched.pop_oldest()  # only duplicates of the oldest could go unrecognised
-
-    def _advance(self, ts: int) -> None:
-        self.clock_ms = ts
-        if ts >= self._next_sweep_ms:
-            self._sweep_all(ts)
 
     def _sweep_all(self, ts: int) -> None:
         # Sweeping only frees memory (a held entry past its delay counts as gone anyway), so it runs once per
@@ -388,13 +321,11 @@ class LabelJoin:
         self.counts["unknown"] += self._labels.sweep(horizon)  # labels whose prediction never came
         self._matched.sweep(ts)
 
-    def _close(self, key: tuple, *, partial: bool) -> LabelsResult:
-        t = self._tallies.pop(key)
-        if self._last is not None and self._last[3] is t:
-            self._last = None
-        self.counts["expired"] += t.expired
-        self._calibration.add(key[0], t)
-        return t.result(self.size_ms, partial=partial)
+    def _closed(self, results: list[LabelsResult]) -> list[LabelsResult]:
+        if results:
+            self._last = None  # its tally may be among them (a cache only: the next prediction looks it up)
+            self.counts["expired"] += sum(r.expired for r in results)
+        return results
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -403,8 +334,7 @@ class LabelJoin:
             "clock_ms": self.clock_ms, "close_ms": self.close_ms, "next_sweep_ms": self._next_sweep_ms,
             "counts": dict(self.counts),
             **entries_state(self._preds, self._labels, self._matched),  # preds, labels, matched
-            "tallies": [t.state() for t in self._tallies.values()],
-            "recent": self._calibration.state(),
+            **self.book.state(),  # tallies, recent
         }  # fmt: skip
 
     def restore(self, state: dict) -> None:
@@ -412,12 +342,6 @@ class LabelJoin:
         self.clock_ms, self.close_ms, self._next_sweep_ms = state["clock_ms"], state["close_ms"], state["next_sweep_ms"]
         self._last = None
         self.counts = {**dict.fromkeys(JOIN_OUTCOMES, 0), **state["counts"]}
-        self._tallies = {}
-        for s in state["tallies"]:
-            t = Tally.from_state(s)
-            self._tallies[t.key] = t
-        self._due = [(t.close_at, k) for k, t in self._tallies.items()]
-        heapq.heapify(self._due)
-        self._preds, self._labels, self._matched = entries_from_state(state, self._intern)
-        self._calibration.restore(state["recent"])
+        self.book.restore(state)
+        self._preds, self._labels, self._matched = entries_from_state(state, functools.partial(intern_name, self._names))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.accuracy_estimate import AccuracyEstimate, LabelEvidence, blended_accuracy
 from detectors.classification import CalibrationTable, estimate_accuracy
 from monitor.results import LabelFreeEstimate, ReevalReport, WindowEstimate, WindowResult, iso_ms
 
@@ -53,6 +54,7 @@ class _Window:
     events: int
     confidences: np.ndarray
     estimate: float | None = None
+    interval: AccuracyEstimate | None = None
 
 
 class LabelFreeEstimator:
@@ -88,7 +90,7 @@ class LabelFreeEstimator:
             windows = []
             for (m, v, seg), w in sorted(self._windows.items()):
                 before = w.estimate
-                w.estimate = estimate_accuracy(table, w.confidences)
+                w.estimate, w.interval = estimate_accuracy(table, w.confidences), None  # until the next window
                 windows.append(WindowEstimate(m, v, seg, w.window_start, w.events, before, w.estimate))
         estimate = LabelFreeEstimate(
             calibration_run=previous_run, calibration="none" if previous is None else "previous_run",
@@ -106,8 +108,11 @@ class LabelFreeEstimator:
             if self._table_from == started_at_ms:
                 self._table_run = run_id
 
-    def observe(self, result: WindowResult, confidences: np.ndarray) -> float | None:
-        """Estimate a closed window's accuracy from its confidences; return it."""
+    def observe(self, result: WindowResult, confidences: np.ndarray,
+                evidence: LabelEvidence | None = None) -> AccuracyEstimate | None:
+        """Estimate a closed window's accuracy from its confidences: the table in use as the prior, the
+        realised labels' ``evidence`` (``labels.refresh_calibration``) updating it; return it with its
+        interval (None without table and evidence)."""
         model, version = result.model, result.version
         if not self._targets(model):
             return None
@@ -120,17 +125,26 @@ class LabelFreeEstimator:
             if key not in self._windows and len(self._windows) >= self._max_streams:
                 return None
             w = self._windows[key] = _Window(iso_ms(result.window_start_ms), result.events, c.copy())
-            if self._table is None:
+            if self._table is None and evidence is None:
                 return None
-            w.estimate = estimate_accuracy(self._table, c)
+            est = blended_accuracy(c, self._table, evidence, shifted=result.inputs_shifted)
+            w.estimate, w.interval = est.estimate, est
         if self._sink is not None:
-            self._sink.set_estimated_accuracy(model, version, w.estimate, segment=key[2])
-        return w.estimate
+            self._sink.set_estimated_accuracy(model, version, w.estimate, segment=key[2], interval=est)
+        return est
 
     def status(self) -> tuple[int | None, dict]:
         """The run the table in use comes from, and the latest estimate of each stream (for ``/status``)."""
         with self._lock:
             estimates = {f"{m}/{v}" + (f"/{seg}" if seg else ""): {"window_start": w.window_start,
-                                                                   "estimated_accuracy": w.estimate}
+                                                                   "estimated_accuracy": w.estimate,
+                                                                   **_interval(w.interval)}
                          for (m, v, seg), w in sorted(self._windows.items())}  # fmt: skip
             return (self._table_run if self._table is not None else None), estimates
+
+
+def _interval(est: AccuracyEstimate | None) -> dict:
+    """The interval's keys of a ``/status`` estimate (none before one was made)."""
+    if est is None:
+        return {}
+    return {"estimated_accuracy_low": est.low, "estimated_accuracy_high": est.high, "estimate_reliable": est.reliable}

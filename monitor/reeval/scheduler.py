@@ -277,9 +277,10 @@ class ReevalScheduler:
         """How many texts of recent traffic are kept for the candidate."""
         return len(self._traffic) if self._traffic is not None else 0
 
-    def observe_confidences(self, result: WindowResult, confidences: np.ndarray) -> float | None:
-        """Estimate a closed window's accuracy from its confidences (``Pipeline`` calls this); return it."""
-        return self.estimator.observe(result, confidences)
+    def observe_confidences(self, result: WindowResult, confidences: np.ndarray, evidence=None):
+        """Estimate a closed window's accuracy from its confidences and the realised labels' ``evidence``
+        (``Pipeline`` calls this); return the estimate with its interval."""
+        return self.estimator.observe(result, confidences, evidence)
 
     # -- HTTP ------------------------------------------------------------------------------------------------
     def handle_post(self, headers: dict, body: bytes, client_host: str) -> tuple[int, dict]:

@@ -17,9 +17,10 @@ import numpy as np
 from detectors.confidence import low_confidence_threshold
 from monitor.config import Config
 from monitor.ingest.batch import StreamBatch, merge_streams
+from monitor.ingest.events import DEFAULT_VERSION
 from monitor.ingest.reference import Profile
 from monitor.windowing.accumulator import WindowAccumulator
-from monitor.windowing.segments import SegmentIndex
+from monitor.windowing.segments import SegmentIndex, rejection_key
 from monitor.windowing.streams import StreamState, WindowSpec, hold
 from monitor.windowing.watermarks import PartitionRun
 from monitor.windowing.windows import NO_EVENTS_YET
@@ -44,6 +45,7 @@ class StreamTable:
         self.profiles = profiles
         self._max_tracked = config.metrics.max_tracked_streams
         self._ttl_ms = int(round(config.metrics.stream_ttl_seconds * 1000))
+        self._by_segment, self._max_segments = config.window.by_segment, config.window.max_segments
         # Per model: the configured threshold, or the rule for its profile's number of classes (2 without one).
         setting = config.detect.low_confidence_threshold
         self._low = {m: low_confidence_threshold(len(p.class_counts), setting) for m, p in profiles.items()}
@@ -77,6 +79,28 @@ class StreamTable:
     def hold(self, key: Key, n: int) -> None:
         """Count ``n`` rejections of a stream not seen yet, for its first window."""
         hold(self.held, HELD_STREAMS, key, n)
+
+    def name_rejections(self, rejected: list, groups: Mapping[Key, StreamBatch]) -> dict[Key, list[int]]:
+        """A chunk's rejections (``(position, record, InvalidEvent)``) that name a stream, by the stream they count
+        in (segments folded as their events are); those of a stream neither known nor in the chunk's ``groups``
+        are held for its first window."""
+        named: dict[Key, list[int]] = {}
+        for r, _, exc in rejected:
+            if exc.model is not None:
+                key = (exc.model, exc.version or DEFAULT_VERSION, (exc.segment or "") if self._by_segment else "")
+                named.setdefault(rejection_key(key, self.segments, self._max_segments, groups), []).append(r)
+        for key, rs in named.items():
+            if key not in self._streams and key not in groups:
+                self.hold(key, len(rs))
+        return named
+
+    def attribute_rejections(self, named: Mapping[Key, list[int]], run: PartitionRun) -> None:
+        """Count the rejections of known streams (record positions ``named`` by stream) in their windows."""
+        for key, rs in named.items():
+            stream = self._streams.get(key)
+            if stream is not None:
+                rs = np.asarray(rs, dtype=np.int64)
+                stream.attribute(rs, np.zeros(len(rs), np.int64), run.before_records(rs))
 
     def tracked(self, streams: dict[Key, StreamBatch]) -> tuple[dict[Key, StreamBatch], int]:
         """Fold the streams over metrics.max_tracked_streams into one (OTHER_STREAM), in arrival order; return

@@ -264,7 +264,7 @@ class StreamState:
             count = self.count + k
             target = (count - 1) // spec.events
             is_open = (count > 0) & (count % spec.events != 0)
-        counts, left = attribution(target, is_open, positions, *opened)
+        counts, left = attribution(target, is_open, positions, opened_keys=opened[0], opened_at=opened[1])
         for key, n in counts.items():
             acc = self.open.get(key)
             if acc is None:  # not for a consistent state; never lose the count

@@ -85,7 +85,7 @@ def clock_at(clock: StreamClock | None, k: np.ndarray, p_before: np.ndarray, *, 
     return smax, np.maximum(np.maximum(smax, frontier), np.where(idle, p_before, NO_EVENTS_YET))
 
 
-def attribution(target: np.ndarray, is_open: np.ndarray, positions: np.ndarray, opened_keys: np.ndarray,
+def attribution(target: np.ndarray, is_open: np.ndarray, positions: np.ndarray, *, opened_keys: np.ndarray,
                 opened_at: np.ndarray) -> tuple[dict[int, int], int]:
     """Where late or rejected records count: the open window ``target`` where ``is_open``, else the stream's
     next window to open after the record's position (``opened_keys`` opened at ``opened_at``, sorted).

@@ -152,6 +152,8 @@ class PrometheusSink:
         """Count a re-evaluation run by outcome; the first call (any ``n``, 0 included) creates every series."""
         self.reeval.count_run(outcome, n)
 
-    def set_estimated_accuracy(self, model: str, version: str, value: float, *, segment: str = "") -> None:
-        """Set the label-free accuracy estimate of a stream's (or one of its segments') latest closed window."""
-        self.reeval.set_estimated_accuracy(model, version, value, segment)
+    def set_estimated_accuracy(self, model: str, version: str, value: float, *, segment: str = "",
+                               interval=None) -> None:
+        """Set the accuracy estimate of a stream's (or one of its segments') latest closed window, and its
+        ``interval`` (low, high, reliable) when it has one."""
+        self.reeval.set_estimated_accuracy(model, version, value, segment, interval)

@@ -30,6 +30,7 @@ class ReevalCollector:
         self._reeval: dict[tuple[str, str, str], dict[str, float]] = {}
         self._runs: Counter[str] | None = None  # None until re-evaluation is enabled
         self._estimated_accuracy: dict[tuple[str, str, str], float] = {}  # by (model, version, segment or "")
+        self._estimate_interval: dict[tuple[str, str, str], tuple[float, float, float]] = {}  # low, high, reliable
 
     def set_reeval(self, model: str, version: str, dataset: str, values: dict[str, float | None]) -> None:
         unknown = set(values) - set(REEVAL_GAUGES)
@@ -47,14 +48,21 @@ class ReevalCollector:
                 self._runs = Counter({o: 0 for o in REEVAL_RUN_OUTCOMES})
             self._runs[outcome] += n
 
-    def set_estimated_accuracy(self, model: str, version: str, value: float, segment: str = "") -> None:
+    def set_estimated_accuracy(self, model: str, version: str, value: float, segment: str = "", interval=None) -> None:
+        """``interval``: an object with ``low``, ``high`` and ``reliable`` (detectors.accuracy_estimate), or None."""
         with self._bounds.lock:
-            self._estimated_accuracy[(*self._bounds.stream(model, version), segment)] = float(value)
+            key = (*self._bounds.stream(model, version), segment)
+            self._estimated_accuracy[key] = float(value)
+            if interval is None:
+                self._estimate_interval.pop(key, None)
+            else:
+                self._estimate_interval[key] = (float(interval.low), float(interval.high), float(bool(interval.reliable)))
 
     def forget(self, labels: tuple[str, str], segment: str | None = None) -> None:
         """Drop a (model, version)'s series: all of them, or only one segment's estimate."""
         for key in [k for k in self._estimated_accuracy if k[:2] == labels and segment in (None, k[2])]:
             del self._estimated_accuracy[key]
+            self._estimate_interval.pop(key, None)
         if segment is None:
             for key in [k for k in self._reeval if tuple(k[:2]) == labels]:
                 del self._reeval[key]
@@ -81,9 +89,24 @@ class ReevalCollector:
         for (m, v, seg), value in sorted(self._estimated_accuracy.items()):
             est.add_metric([m, v, seg] if segmented else [m, v], value)
         yield est
+        if self._estimate_interval:
+            yield from self._interval_families(segmented)
+
         if self._runs is not None:
             runs = CounterMetricFamily("nlpmon_reeval_runs", "Re-evaluation runs by outcome (skipped_busy: a trigger "
                                        "that found a run in progress).", labels=["outcome"])  # fmt: skip
             for outcome in REEVAL_RUN_OUTCOMES:
                 runs.add_metric([outcome], self._runs[outcome])
             yield runs
+
+    def _interval_families(self, segmented: bool):
+        names = [("nlp_estimated_accuracy_low_ratio", "Lower end of the 95% interval of that estimate."),
+                 ("nlp_estimated_accuracy_high_ratio", "Upper end of the 95% interval of that estimate."),
+                 ("nlp_estimated_accuracy_reliable", "1 when that estimate can be trusted; 0 when the window's "
+                  "input or embedding drift was flagged and few realised labels support the calibration.")]
+        labels = ["model", "version", "segment"] if segmented else ["model", "version"]
+        families = [GaugeMetricFamily(name, doc, labels=labels) for name, doc in names]
+        for (m, v, seg), values in sorted(self._estimate_interval.items()):
+            for family, value in zip(families, values):
+                family.add_metric([m, v, seg] if segmented else [m, v], value)
+        yield from families

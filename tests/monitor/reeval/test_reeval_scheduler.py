@@ -314,13 +314,13 @@ def test_windows_get_the_label_free_estimate_from_the_latest_calibration(env, tm
                                  "estimated_accuracy": pytest.approx(expected)}]
     # Every later window uses the table.
     later = np.array([0.96, 0.97, 0.6, 0.1])
-    est = s.observe_confidences(window(start="2026-01-01T00:05:00.000Z"), later)
+    est = s.observe_confidences(window(start="2026-01-01T00:05:00.000Z"), later).estimate  # issue 21: the estimate now comes with its interval
     assert est == pytest.approx(estimate_accuracy(CalibrationTable.from_dict(table), later))
     assert est == pytest.approx((0.9 + 0.9 + 0.6 + 0.1) / 4)  # bin 0 was empty: 0.1 counts for itself
     assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3") == pytest.approx(est)
     # With window.by_segment each segment's latest window has its own estimate (and series).
     fr = dataclasses.replace(window(start="2026-01-01T00:05:00.000Z"), segment="fr")
-    assert s.observe_confidences(fr, np.array([0.3])) == pytest.approx(0.4)
+    assert s.observe_confidences(fr, np.array([0.3])).estimate == pytest.approx(0.4)
     assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3", segment="fr") == pytest.approx(0.4)
     assert env.gauge("nlp_estimated_accuracy_ratio", model="sentiment", version="3", segment="") == pytest.approx(est)
     assert set(s.status()["estimates"]) == {"sentiment/3", "sentiment/3/fr"}
@@ -339,7 +339,7 @@ def test_a_restarted_scheduler_resumes_cooldown_and_calibration(env, tmp_path):
     wait_finished(s)
     again = env.scheduler(model, cooldown_seconds=3600.0)
     assert again.on_window(window()) is False  # the stored run started seconds ago
-    assert again.observe_confidences(window(), np.array([0.95])) == pytest.approx(0.875)
+    assert again.observe_confidences(window(), np.array([0.95])).estimate == pytest.approx(0.875)
     # A calibration stored for another model file is not used.
     model.write_text(json.dumps({"accuracy": 0.5}))
     other = env.scheduler(model, cooldown_seconds=3600.0)
