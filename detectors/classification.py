@@ -316,23 +316,27 @@ def estimate_accuracy(table: CalibrationTable, confidence) -> float:
     return float(est.mean())
 
 
+def _check_paired(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    """Refuse the two sides of a comparison when their samples do not pair up, or there are none."""
+    if a.shape != b.shape:
+        if a.ndim == 1:
+            raise ValueError(f"{what} arrays must have the same length, got {a.size} and {b.size}")
+        raise ValueError(f"{what} arrays must have the same shape, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError(f"cannot compare empty {what} arrays")
+
+
 def agreement(pred_a, pred_b) -> float:
     """Share of samples on which two models predict the same class."""
     a, b = _labels(pred_a, "pred_a"), _labels(pred_b, "pred_b")
-    if a.shape != b.shape:
-        raise ValueError(f"prediction arrays must have the same length, got {a.size} and {b.size}")
-    if a.size == 0:
-        raise ValueError("cannot compare empty prediction arrays")
+    _check_paired(a, b, "prediction")
     return float(np.mean(a == b))
 
 
 def max_abs_probability_change(probs_a, probs_b) -> float:
     """Largest absolute difference between two ``(samples, classes)`` probability arrays, over all entries."""
     a, b = _probabilities(probs_a, "probs_a"), _probabilities(probs_b, "probs_b")
-    if a.shape != b.shape:
-        raise ValueError(f"probability arrays must have the same shape, got {a.shape} and {b.shape}")
-    if a.size == 0:
-        raise ValueError("cannot compare empty probability arrays")
+    _check_paired(a, b, "probability")
     return float(np.max(np.abs(a - b)))
 
 

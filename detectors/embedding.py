@@ -121,12 +121,7 @@ class PCAProjection:
         """
         if not isinstance(components, int) or isinstance(components, bool) or components < 1:
             raise ValueError(f"components must be a positive integer, got {components!r}.")
-        x = np.asarray(embeddings, dtype=np.float64)
-        if x.ndim != 2:
-            raise ValueError(f"embeddings must be a two-dimensional (n, dim) array, got shape {x.shape}.")
-        x = x[np.isfinite(x).all(axis=1)]
-        if x.shape[0] < 2:
-            raise ValueError(f"embeddings must hold at least 2 finite rows to fit a projection, got {x.shape[0]}.")
+        x = _finite_rows(embeddings, 2, " to fit a projection")
         k = min(components, x.shape[0] - 1, x.shape[1])
         mean = x.mean(axis=0)
         _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
@@ -261,12 +256,7 @@ def fit_reference(
     """
     share = check_in_range("fit_share", fit_share, 0.0, 1.0, low_inclusive=False, high_inclusive=False)
     keep = _positive_int("max_reference", max_reference, 2)
-    x = np.asarray(embeddings, dtype=np.float64)
-    if x.ndim != 2:
-        raise ValueError(f"embeddings must be a two-dimensional (n, dim) array, got shape {x.shape}.")
-    x = x[np.isfinite(x).all(axis=1)]
-    if x.shape[0] < 4:
-        raise ValueError(f"embeddings must hold at least 4 finite rows, got {x.shape[0]}.")
+    x = _finite_rows(embeddings, 4)
     order = np.random.default_rng([_seed(seed), 0x5350_4C54]).permutation(x.shape[0])
     cut = min(max(2, int(round(share * x.shape[0]))), x.shape[0] - 2)
     projection = PCAProjection.fit(x[order[:cut]], components=components, whiten=whiten)
@@ -502,6 +492,17 @@ class EmbeddingDrift:
         return (f"EmbeddingDrift(components={len(self._names)}, reference_n={self.reference_n}, "
                 f"alpha={self.alpha}, min_effect={self.min_effect}, correction={self.correction!r}, "
                 f"permutations={self.permutations}, max_mmd_n={self.max_mmd_n}, seed={self.seed})")
+
+
+def _finite_rows(embeddings, at_least: int, purpose: str = "") -> np.ndarray:
+    """The finite rows of an ``(n, dim)`` embeddings array; at least ``at_least`` of them, for ``purpose``."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a two-dimensional (n, dim) array, got shape {x.shape}.")
+    x = x[np.isfinite(x).all(axis=1)]
+    if x.shape[0] < at_least:
+        raise ValueError(f"embeddings must hold at least {at_least} finite rows{purpose}, got {x.shape[0]}.")
+    return x
 
 
 def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ submodule when ``from package import name`` names one.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,119 @@ def test_every_package_has_a_docstring_and_all():
         assert any((isinstance(n, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in n.targets))
                    or (isinstance(n, ast.AnnAssign) and getattr(n.target, "id", None) == "__all__")
                    for n in tree.body), name
+
+
+# -- the rooms of monitor/ and the "may import" column of docs/architecture.md --------------------------------
+DOC = ROOT / "docs" / "architecture.md"
+# A row of the rooms table: | `monitor/<room>/` or `monitor/<room>.py` (more paths may follow) | what | may import |
+ROW = re.compile(r"^\| `monitor/(?P<room>[a-z_]+)(?:/|\.py)`[^|]*\|[^|]*\|(?P<allowed>[^|]*)\|\s*$")
+ALIASES = {"results_reeval": "results"}  # a module of a room that is one file: the results room has two
+
+
+def room_of(module: str) -> str:
+    """The room a module lives in: ``monitor.windowing.streams`` -> ``windowing``; detectors and sinks are one each."""
+    parts = module.split(".")
+    if parts[0] != "monitor":
+        return parts[0]
+    if len(parts) == 1:
+        return "monitor"  # the package itself (__version__)
+    return ALIASES.get(parts[1], parts[1])
+
+
+def documented_rooms() -> dict[str, set[str] | None]:
+    """Room -> what its row lets it import (rooms, or ``room.module`` for one module); None: anything."""
+    rows: dict[str, set[str] | None] = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        m = ROW.match(line)
+        if m:
+            allowed = m.group("allowed")
+            rows[m.group("room")] = None if "anything" in allowed else set(re.findall(r"`([a-z_.]+)`", allowed))
+    return rows
+
+
+ROOMS = documented_rooms()
+
+
+def _room_imports(room: str) -> dict[str, set[str]]:
+    """What the modules of ``room`` import outside it: allowed-table token -> the module edges behind it."""
+    out: dict[str, set[str]] = {}
+    for module, deps in GRAPH.items():
+        if not _in(module, "monitor") or room_of(module) != room:
+            continue
+        for dep in deps:
+            if room_of(dep) != room:
+                out.setdefault(room_of(dep), set()).add(f"{module} -> {dep}")
+    return out
+
+
+def test_every_room_has_a_row_and_every_row_a_room():
+    code = {room_of(m) for m in MODULES if _in(m, "monitor") and m != "monitor"}
+    assert set(ROOMS) == code
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS))
+def test_a_room_imports_exactly_what_its_row_says(room):
+    """Every import across rooms is in the row, and every room in the row is imported (no stale permission)."""
+    allowed = ROOMS[room]
+    if allowed is None:
+        return
+    used = _room_imports(room)
+    # `runtime.sources` in a row allows that one module of a room, not the whole room.
+    narrow = {a for a in allowed if "." in a}
+    for token in narrow:
+        edges = used.get(token.split(".")[0], set())
+        outside = {e for e in edges if not e.split(" -> ")[1].removeprefix("monitor.").startswith(token)}
+        assert outside == set(), f"{room} may import only {token} of its room: {sorted(outside)}"
+    unexpected = {r: sorted(e) for r, e in used.items() if r not in allowed and r not in {a.split(".")[0] for a in narrow}}
+    assert unexpected == {}, f"imports not in the row of {room} in docs/architecture.md"
+    stale = {a.split(".")[0] for a in allowed} - set(used)
+    assert stale == set(), f"the row of {room} allows what it never imports: {sorted(stale)}"
+
+
+def _defs(kinds):
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            if "devkit" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, kinds):
+                    yield path.relative_to(ROOT), node
+
+
+MAX_CLASS_LINES = 300
+MAX_FUNCTION_LINES = 80  # argument parsers excepted: one add_argument call per flag is the clearest form
+MAX_POSITIONAL = 4  # self and cls not counted; more is a sign the behaviour belongs to the object
+
+
+def test_no_class_over_300_lines():
+    big = [f"{p}: {n.name} {n.end_lineno - n.lineno + 1}" for p, n in _defs(ast.ClassDef)
+           if n.end_lineno - n.lineno + 1 > MAX_CLASS_LINES]
+    assert big == []
+
+
+def test_no_function_over_80_lines():
+    big = [f"{p}: {n.name} {n.end_lineno - n.lineno + 1}" for p, n in _defs((ast.FunctionDef, ast.AsyncFunctionDef))
+           if n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES and "parser" not in n.name]
+    assert big == []
+
+
+def test_no_function_of_the_daemon_takes_more_than_4_positional_parameters():
+    many = []
+    for path, node in _defs((ast.FunctionDef, ast.AsyncFunctionDef)):
+        if path.parts[0] == "detectors":  # statistics take their sufficient statistics as arguments
+            continue
+        args = node.args.posonlyargs + node.args.args
+        positional = [a.arg for a in args if a.arg not in ("self", "cls")]
+        if len(positional) > MAX_POSITIONAL:
+            many.append(f"{path}: {node.name}({', '.join(positional)})")
+    assert many == []
+
+
+def test_no_private_name_imported_across_modules():
+    found = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found += [f"{name}: from {node.module} import {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []

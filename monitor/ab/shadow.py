@@ -329,7 +329,7 @@ class _PairWindow:
     __slots__ = ("key", "start_ms", "end_ms", "n", "compared", "agree", "served_errors", "shadow_errors", "buffer",
                  "sample")
 
-    def __init__(self, key: int, start_ms: int, end_ms: int, capacity: int, seed: int):
+    def __init__(self, key: int, start_ms: int, end_ms: int, *, capacity: int, seed: int):
         self.key, self.start_ms, self.end_ms = key, start_ms, end_ms
         self.n = self.compared = self.agree = self.served_errors = self.shadow_errors = 0
         self.buffer: list[tuple] = []
@@ -432,7 +432,7 @@ class ShadowWindows:
         win = self.open.get((model, key))
         if win is None:
             seed = window_seed(self.window.seed, "shadow", model, key)
-            win = self.open[(model, key)] = _PairWindow(key, start, end, self._capacity, seed)
+            win = self.open[(model, key)] = _PairWindow(key, start, end, capacity=self._capacity, seed=seed)
         if self.window.kind == "count":
             win.start_ms, win.end_ms = min(win.start_ms, start), max(win.end_ms, end)
         win.add(pair)

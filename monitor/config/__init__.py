@@ -109,7 +109,7 @@ def _parse_text(dotted: str, text: str, kind: type) -> Any:
     return text
 
 
-def _apply(values: dict[str, dict[str, Any]], dotted: str, value: Any, from_text: bool, origin: str) -> None:
+def _apply(values: dict[str, dict[str, Any]], dotted: str, value: Any, *, from_text: bool, origin: str) -> None:
     section, _, key = dotted.partition(".")
     if section not in SECTIONS:
         raise ConfigError(f"{origin}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
@@ -175,7 +175,7 @@ def load_config(
                 if _field_meta(f"{section}.{key}").get("secret"):
                     env_name = f"NLPMON_{section.upper()}_{key.upper()}"
                     raise ConfigError(f"{p}: {section}.{key} is a secret; set it through the environment ({env_name}), not the file")
-                _apply(values, f"{section}.{key}", value, False, str(p))
+                _apply(values, f"{section}.{key}", value, from_text=False, origin=str(p))
 
     env = os.environ if env is None else env
     for name, text in sorted(env.items()):
@@ -184,7 +184,7 @@ def load_config(
         rest = name[len("NLPMON_"):].lower()
         section, _, key = rest.partition("_")
         try:
-            _apply(values, f"{section}.{key}", text, True, f"environment variable {name}")
+            _apply(values, f"{section}.{key}", text, from_text=True, origin=f"environment variable {name}")
         except ConfigError as exc:
             message = str(exc)
             raise ConfigError(message if name in message else f"environment variable {name}: {message}") from None
@@ -192,7 +192,8 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
-        _apply(values, dotted, value, isinstance(value, str) and _field_kind(dotted) is not str, "flag")
+        _apply(values, dotted, value, from_text=isinstance(value, str) and _field_kind(dotted) is not str,
+               origin="flag")
 
     sections = {name: SECTIONS[name](**values.get(name, {})) for name in SECTIONS}
     config = Config(**sections, **arrays)

@@ -17,8 +17,8 @@ class ConfigError(ValueError):
     """A configuration problem, with a message that names the key."""
 
 
-def _key(min: float | None = None, max: float | None = None, choices: tuple | None = None, secret: bool = False,
-         secret_url: bool = False, kind: str | None = None):
+def _key(*, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+         secret: bool = False, secret_url: bool = False, kind: str | None = None):
     # kind: how a tuple-valued key of [[experiments]] is parsed ("shares", "guardrails"); None: plain value.
     return {"min": min, "max": max, "choices": choices, "secret": secret, "secret_url": secret_url, "kind": kind}
 

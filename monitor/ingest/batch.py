@@ -80,7 +80,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             continue
         if e.ts_ms > horizon_ms:
             # One producer with a wrong clock must not close every window of its stream.
-            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version, e.segment)))
+            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version, segment=e.segment)))
             continue
         if type(e) is LabelEvent:
             labels.append((i, e))
@@ -89,7 +89,7 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             profile = profiles.get(e.model)
             if profile is not None and profile.event_projection and len(e.embedding) != profile.embedding["dim"]:
                 rejected.append((i, rec, InvalidEvent(EMBEDDING_LENGTH_REASON, "embedding length differs from the "
-                                                      "reference profile's", e.model, e.version, e.segment)))
+                                                      "reference profile's", e.model, e.version, segment=e.segment)))
                 continue
         events.append(e)
         pos.append(i)
@@ -107,8 +107,8 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             ia = np.asarray(idx, dtype=np.intp)
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
-                                       profile.probability_classes if profile else (),
-                                       profile.event_projection if profile else None,
+                                       probability_classes=profile.probability_classes if profile else (),
+                                       projection=profile.event_projection if profile else None,
                                        vocabulary=words_of.oov_vocabulary if words_of else None,
                                        words=_pick(batch.words, idx, len(events))),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],

@@ -79,7 +79,7 @@ class InvalidEvent(Exception):
 
     __slots__ = ("reason", "detail", "model", "version", "segment")
 
-    def __init__(self, reason: str, detail: str, model: str | None = None, version: str | None = None,
+    def __init__(self, reason: str, detail: str, model: str | None = None, version: str | None = None, *,
                  segment: str | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason

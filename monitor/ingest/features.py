@@ -62,7 +62,7 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
     return BatchFeatures(matrix, matrix[:, length_col], words)
 
 
-def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...],
+def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...], *,
                probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
                vocabulary: HashedVocabulary | None = None, words: list | None = None) -> np.ndarray:
     """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,

@@ -49,7 +49,7 @@ def embedding_seed(reservoir_seed: int) -> int:
     return reservoir_seed ^ _EMBEDDING_SALT
 
 
-def window_seed(seed: int, model: str, version: str, key: int, segment: str = "") -> int:
+def window_seed(seed: int, model: str, version: str, key: int, *, segment: str = "") -> int:
     """A 64-bit seed that depends only on the window's identity, so re-running a stream samples identically.
 
     A segment's windows draw their own samples; the segment-less stream ("") keeps the seeds it always had.
@@ -88,12 +88,12 @@ class WindowAccumulator:
         # kept here, not beside the stream, so the count depends on the record sequence, not on batching.
         self.invalid = self.late = 0
         key = start_ms if kind == "time" else seq
-        self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key, segment))
+        self.reservoir = Reservoir(reservoir_size, width, window_seed(seed, model, version, key, segment=segment))
         # Embedding drift: a sample of `embedding[1]` projected embeddings (`embedding[0]` floats each) of the
         # events that carry one, seeded from the window's identity like the reservoir (its seed also draws
         # the MMD's permutations), so small in the checkpoint and independent of batching.
         components, sample = embedding
-        self.embeddings = (Reservoir(sample, components, embedding_seed(window_seed(seed, model, version, key, segment)))
+        self.embeddings = (Reservoir(sample, components, embedding_seed(window_seed(seed, model, version, key, segment=segment)))
                            if components else None)
 
     def add(self, s: BatchSlice) -> None:

@@ -112,8 +112,9 @@ class SegmentIndex:
         return bool(counts) and segment in counts
 
 
-def _admit(index: SegmentIndex, max_segments: int, admitted: dict[str, set[str]], model: str, segment: str) -> bool:
-    """Whether ``segment`` keeps its own stream, given the segments admitted earlier in the same batch."""
+def _admit(key: StreamKey, index: SegmentIndex, max_segments: int, admitted: dict[str, set[str]]) -> bool:
+    """Whether the segment of ``key`` keeps its own stream, given the segments admitted earlier in the same batch."""
+    model, _, segment = key
     if not segment or segment == OTHER_SEGMENT or index.has(model, segment):
         return True
     new = admitted.setdefault(model, set())
@@ -133,11 +134,10 @@ def fold_segments(streams: dict[StreamKey, StreamBatch], index: SegmentIndex,
     out: dict[StreamKey, StreamBatch] = {}
     folded: dict[StreamKey, list[StreamBatch]] = {}
     for key, sb in streams.items():
-        model, version, segment = key
-        if _admit(index, max_segments, admitted, model, segment):
+        if _admit(key, index, max_segments, admitted):
             out[key] = sb
         else:
-            folded.setdefault((model, version, OTHER_SEGMENT), []).append(sb)
+            folded.setdefault((key[0], key[1], OTHER_SEGMENT), []).append(sb)
     n = 0
     for key, parts in folded.items():
         n += sum(sb.idx.size for sb in parts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -72,28 +73,7 @@ class WindowsCollector:
         quantiles = GaugeMetricFamily("nlp_window_latency_seconds", "Exact latency percentiles (stat p50, p95, p99) and "
                                       "maximum (max) of the latest closed window.", labels=sv + ["stat"])
         ratios = GaugeMetricFamily("nlp_window_class_ratio", "Share of each predicted class in the latest closed window.", labels=sv + ["prediction_class"])
-        dl = sv + ["detector", "feature"]
-        # Bounded statistics (KS D, difference of shares, both in [0, 1]) and the unbounded chi-square of the
-        # predicted classes are separate families, so one axis or one threshold never mixes the two.
-        stat = GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic in [0, 1] (KS D; difference of shares "
-                                 "for 0/1 features) of the latest tested window.", labels=dl)
-        chi2 = GaugeMetricFamily("nlp_drift_chi_square_statistic", "Chi-square statistic of the predicted-class test "
-                                 "of the latest tested window.", labels=dl)
-        pval = GaugeMetricFamily("nlp_drift_p_value", "Drift test p-value (adjusted for input features).", labels=dl)
-        flag = GaugeMetricFamily("nlp_drift_detected", "1 when the test of this feature flagged drift.", labels=dl)
-        verdict = GaugeMetricFamily("nlp_drift_detector_detected", "1 when the detector flagged drift in the latest "
-                                    "tested window (any of its features).", labels=sv + ["detector"])
-        emb = {
-            name: GaugeMetricFamily(name, doc, labels=sv)
-            for name, doc in (
-                ("nlp_embedding_mmd_statistic", "Squared MMD (RBF kernel, kernel units) of the latest tested window's "
-                 "projected embeddings against the reference's."),
-                ("nlp_embedding_mmd_p_value", "Permutation p-value of the embedding MMD, adjusted with the components' "
-                 "KS tests."),
-                ("nlp_embedding_drifted_components_ratio", "Share of the embedding's projected components whose KS "
-                 "test flagged drift in the latest tested window."),
-            )
-        }
+        drift = _DriftFamilies.create(sv)
         closed = CounterMetricFamily("nlp_windows_closed", "Windows closed.", labels=sv)
         tested = CounterMetricFamily("nlp_windows_tested", "Windows with enough events and a reference to be tested.", labels=sv)
         for (m, v, seg), r in sorted(self._windows.items()):
@@ -125,60 +105,85 @@ class WindowsCollector:
                     folded[self._bounds.prediction_class((m, v), cls)] += n
                 for cls, n in sorted(folded.items()):
                     ratios.add_metric(lv + [cls], n / total)
-            _drift_samples(r.drift, lv, stat, chi2, pval, flag, verdict)
-            _probability_samples(r.drift, lv, self._bounds, stat, pval, flag, verdict)
-            _embedding_samples(r.drift, lv, emb, stat, pval, flag, verdict)
+            drift.add(r.drift, lv, self._bounds)
         yield from g.values()
-        yield from emb.values()
-        yield from (quantiles, ratios, stat, chi2, pval, flag, verdict, closed, tested)
+        yield from drift.embedding.values()
+        yield from (quantiles, ratios, drift.stat, drift.chi2, drift.pval, drift.flag, drift.verdict, closed, tested)
 
 
-def _drift_samples(drift: DriftVerdicts, lv: list[str], stat, chi2, pval, flag, verdict) -> None:
-    d = drift.input
-    if d is not None:
-        verdict.add_metric(lv + ["input"], 1.0 if d.drifted else 0.0)
-        for f in d.features:
-            stat.add_metric(lv + ["input", f.feature], f.statistic)
-            pval.add_metric(lv + ["input", f.feature], f.p_value_adjusted)
-            flag.add_metric(lv + ["input", f.feature], 1.0 if f.drifted else 0.0)
-    for detector, feature, d, family in (("confidence", "confidence", drift.confidence, stat),
-                                         ("prediction", "classes", drift.prediction, chi2)):
+@dataclass(frozen=True)
+class _DriftFamilies:
+    """The drift gauges of the latest tested windows: each test's statistic, p-value and flag, each detector's
+    verdict, and the embedding test's own gauges."""
+
+    stat: GaugeMetricFamily
+    chi2: GaugeMetricFamily
+    pval: GaugeMetricFamily
+    flag: GaugeMetricFamily
+    verdict: GaugeMetricFamily
+    embedding: dict[str, GaugeMetricFamily]
+
+    @classmethod
+    def create(cls, sv: list[str]) -> _DriftFamilies:
+        dl = sv + ["detector", "feature"]
+        # Bounded statistics (KS D, difference of shares, both in [0, 1]) and the unbounded chi-square of the
+        # predicted classes are separate families, so one axis or one threshold never mixes the two.
+        return cls(
+            stat=GaugeMetricFamily("nlp_drift_statistic", "Drift test statistic in [0, 1] (KS D; difference of "
+                                   "shares for 0/1 features) of the latest tested window.", labels=dl),
+            chi2=GaugeMetricFamily("nlp_drift_chi_square_statistic", "Chi-square statistic of the predicted-class "
+                                   "test of the latest tested window.", labels=dl),
+            pval=GaugeMetricFamily("nlp_drift_p_value", "Drift test p-value (adjusted for input features).", labels=dl),
+            flag=GaugeMetricFamily("nlp_drift_detected", "1 when the test of this feature flagged drift.", labels=dl),
+            verdict=GaugeMetricFamily("nlp_drift_detector_detected", "1 when the detector flagged drift in the "
+                                      "latest tested window (any of its features).", labels=sv + ["detector"]),
+            embedding={
+                name: GaugeMetricFamily(name, doc, labels=sv)
+                for name, doc in (
+                    ("nlp_embedding_mmd_statistic", "Squared MMD (RBF kernel, kernel units) of the latest tested "
+                     "window's projected embeddings against the reference's."),
+                    ("nlp_embedding_mmd_p_value", "Permutation p-value of the embedding MMD, adjusted with the "
+                     "components' KS tests."),
+                    ("nlp_embedding_drifted_components_ratio", "Share of the embedding's projected components whose "
+                     "KS test flagged drift in the latest tested window."),
+                )
+            },
+        )  # fmt: skip
+
+    def add(self, drift: DriftVerdicts, lv: list[str], bounds: LabelBounds) -> None:
+        """The samples of one window's drift verdicts, ``lv`` its stream's label values."""
+        if drift.input is not None:
+            self._detector(lv, "input", drift.input.drifted, drift.input.features)
+        for detector, feature, d, family in (("confidence", "confidence", drift.confidence, self.stat),
+                                             ("prediction", "classes", drift.prediction, self.chi2)):
+            if d is not None:
+                self._test(lv + [detector, feature], d.statistic, d.p_value, d.drifted, family=family)
+                self.verdict.add_metric(lv + [detector], 1.0 if d.drifted else 0.0)
+        d = drift.probabilities
         if d is not None:
-            family.add_metric(lv + [detector, feature], d.statistic)
-            pval.add_metric(lv + [detector, feature], d.p_value)
-            flag.add_metric(lv + [detector, feature], 1.0 if d.drifted else 0.0)
-            verdict.add_metric(lv + [detector], 1.0 if d.drifted else 0.0)
+            # BBSD: one series per class, its label bounded like ``prediction_class``; classes past the bound
+            # fold into no series (a p-value cannot be summed), they still count in the detector's verdict.
+            stream = (lv[0], lv[1])
+            kept = [c for c in d.classes if bounds.prediction_class(stream, c.feature) != OTHER]
+            self._detector(lv, "probabilities", d.drifted, kept)
+        d = drift.embedding
+        if d is not None:
+            # The MMD and the drifted share in their own gauges, the components (pc1...) as features.
+            self._detector(lv, "embedding", d.drifted, d.components)
+            self.embedding["nlp_embedding_drifted_components_ratio"].add_metric(lv, d.drifted_share)
+            if d.multivariate is not None:
+                self.embedding["nlp_embedding_mmd_statistic"].add_metric(lv, d.multivariate.statistic)
+                self.embedding["nlp_embedding_mmd_p_value"].add_metric(lv, d.multivariate.p_value_adjusted)
 
+    def _detector(self, lv: list[str], detector: str, drifted: bool, tests) -> None:
+        """A detector's verdict and, per feature it tested, the statistic, adjusted p-value and flag."""
+        self.verdict.add_metric(lv + [detector], 1.0 if drifted else 0.0)
+        for t in tests:
+            self._test(lv + [detector, t.feature], t.statistic, t.p_value_adjusted, t.drifted)
 
-def _probability_samples(drift: DriftVerdicts, lv: list[str], bounds: LabelBounds, stat, pval, flag, verdict) -> None:
-    """BBSD: one series per class, its label bounded like ``prediction_class``; classes past the bound fold
-    into no series (a p-value cannot be summed), they still count in the detector's verdict."""
-    d = drift.probabilities
-    if d is None:
-        return
-    verdict.add_metric(lv + ["probabilities"], 1.0 if d.drifted else 0.0)
-    stream = (lv[0], lv[1])
-    for c in d.classes:
-        if bounds.prediction_class(stream, c.feature) == OTHER:
-            continue
-        labels = lv + ["probabilities", c.feature]
-        stat.add_metric(labels, c.statistic)
-        pval.add_metric(labels, c.p_value_adjusted)
-        flag.add_metric(labels, 1.0 if c.drifted else 0.0)
-
-
-def _embedding_samples(drift: DriftVerdicts, lv: list[str], emb: dict, stat, pval, flag, verdict) -> None:
-    """Embedding drift: the MMD and the drifted share in their own gauges, the components (pc1...) as features."""
-    d = drift.embedding
-    if d is None:
-        return
-    verdict.add_metric(lv + ["embedding"], 1.0 if d.drifted else 0.0)
-    emb["nlp_embedding_drifted_components_ratio"].add_metric(lv, d.drifted_share)
-    if d.multivariate is not None:
-        emb["nlp_embedding_mmd_statistic"].add_metric(lv, d.multivariate.statistic)
-        emb["nlp_embedding_mmd_p_value"].add_metric(lv, d.multivariate.p_value_adjusted)
-    for c in d.components:
-        labels = lv + ["embedding", c.feature]
-        stat.add_metric(labels, c.statistic)
-        pval.add_metric(labels, c.p_value_adjusted)
-        flag.add_metric(labels, 1.0 if c.drifted else 0.0)
+    def _test(self, labels: list[str], statistic: float, p_value: float, drifted: bool, *,
+              family: GaugeMetricFamily | None = None) -> None:
+        """One test's statistic (in ``family``, ``stat`` by default), p-value and flag."""
+        (family or self.stat).add_metric(labels, statistic)
+        self.pval.add_metric(labels, p_value)
+        self.flag.add_metric(labels, 1.0 if drifted else 0.0)
