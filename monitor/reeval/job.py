@@ -101,14 +101,15 @@ def score_texts(
     texts: list[str] | tuple[str, ...],
     *,
     batch_size: int = 32,
-    max_length: int = 512,
+    max_length: int | None = None,
     sort_by_length: bool = True,
 ) -> np.ndarray:
     """Class probabilities ``(len(texts), num_labels)`` in the order of ``texts``, batched as ``run_reeval`` does.
 
     For scoring unlabelled texts (e.g. logged traffic through a candidate) with a loaded model and tokenizer.
     """
-    encoded = encode_texts(tokenizer, texts, max_length=max_length, with_type_ids=model.wants_token_type_ids)
+    encoded = encode_texts(tokenizer, texts, max_length=resolve_max_length(tokenizer, max_length),
+                           with_type_ids=model.wants_token_type_ids)
     batches = plan_batches(encoded.lengths, batch_size, sort=sort_by_length)
     return model.predict_proba(batches, _feeder(encoded, model), len(encoded))
 

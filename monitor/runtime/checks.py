@@ -32,10 +32,11 @@ def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturiz
     encoder's identity (None: no embedding.model)."""
     features = feature_set(tokenizer)
     for model, profile in profiles.items():
-        profile.check_compatible(features, origin=f"model {model}")
+        # No origin: the message names the model already (an origin "model x" only repeated it).
+        profile.check_compatible(features, origin="" if model == profile.model else f"as model {model}")
         if embedding is not None:
             profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten,
-                                    origin=f"model {model}")
+                                    origin="" if model == profile.model else f"as model {model}")
 
 
 def preflight(config: Config) -> list[str]:
