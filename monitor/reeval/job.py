@@ -126,14 +126,25 @@ class _Loaded:
     data: LabelledData
 
 
+def _in_role(role: str, load, *args, **kwargs):
+    """``load(*args, **kwargs)``; a :class:`ModelError` says which of the job's files failed (``role``)."""
+    try:
+        return load(*args, **kwargs)
+    except ModelError as exc:
+        raise ModelError(f"{role}: {exc}") from None
+
+
 def _load(options: ReevalOptions) -> _Loaded:
-    model = OnnxClassifier(options.model, provider=options.provider, intra_op_threads=options.threads)
+    threads = options.threads
+    model = _in_role("the served model (--model)", OnnxClassifier, options.model, provider=options.provider,
+                     intra_op_threads=threads)
     candidate = (
-        OnnxClassifier(options.candidate, provider=options.provider, intra_op_threads=options.threads)
+        _in_role("the candidate model (--candidate)", OnnxClassifier, options.candidate, provider=options.provider,
+                 intra_op_threads=threads)
         if options.candidate is not None
         else None
     )
-    tokenizer = load_tokenizer(options.tokenizer)
+    tokenizer = _in_role("the tokenizer (--tokenizer)", load_tokenizer, options.tokenizer)
     max_length = resolve_max_length(tokenizer, options.max_length)
     with_type_ids = model.wants_token_type_ids or (candidate is not None and candidate.wants_token_type_ids)
 
