@@ -185,7 +185,7 @@ def _finish(servers: LocalStack | None, sent: int, out: Path, *, keep: bool, rel
     """The end of the summary: the alerts that fired, where the windows are; with ``keep``, wait for Ctrl-C."""
     for line in alert_summary(servers):
         print(line)
-    print(f"\n{sent} predictions sent. Stored windows: "
+    print(f"\ntraffic: {sent} predictions sent. Stored windows: "
           f"`nlpmon history --model sentiment --store sqlite:///{out / 'nlpmon.db'}`")
     if keep:
         print("keeping everything running (--keep): the URLs above stay up; Ctrl-C stops", flush=True)
