@@ -24,7 +24,7 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m monitor.devkit.demo $(DEMO_ARGS)
+	$(PY) -m monitor.devkit.demo $(if $(KEEP),--keep) $(DEMO_ARGS)
 
 # The generated files, committed (tests check they are up to date): the Prometheus rules rendered from their
 # source (alerts/src/) with the default options, the same rules as the monitoring overlay's PrometheusRule, and

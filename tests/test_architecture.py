@@ -105,9 +105,25 @@ def test_sinks_import_only_result_types_from_monitor(module):
     assert {d for d in GRAPH[module] if _in(d, "monitor") and d != "monitor.results"} == set()
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "monitor") and not _in(m, "monitor.devkit")))
+# The one exception (docs/architecture.md): `nlpmon sample` writes the devkit's synthetic data and model, so a
+# new user can try every command; it imports the generators lazily, so no other command ever loads them.
+DEVKIT_EXCEPTION = "monitor.cli.sample"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _in(m, "monitor") and not _in(m, "monitor.devkit")
+                                          and m != DEVKIT_EXCEPTION))
 def test_production_code_never_imports_the_devkit(module):
     assert {d for d in GRAPH[module] if _in(d, "monitor.devkit")} == set()
+
+
+def test_the_sample_command_imports_only_the_generators_and_lazily():
+    # Only the dispatcher imports the command, so its devkit import is reached from `nlpmon sample` alone.
+    assert not [m for m in MODULES if DEVKIT_EXCEPTION in GRAPH[m] and m != "monitor.cli.main"]
+    devkit = {d for d in GRAPH[DEVKIT_EXCEPTION] if _in(d, "monitor.devkit")}
+    assert devkit and all(_in(d, "monitor.devkit.synth") for d in devkit)
+    tree = ast.parse(MODULES[DEVKIT_EXCEPTION].read_text())
+    top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert not [n for n in top_level if "devkit" in ast.unparse(n)], "the devkit is imported inside cmd_sample only"
 
 
 def test_the_client_is_only_what_a_serving_app_needs():

@@ -42,7 +42,8 @@ def add_parsers(sub) -> None:
                    "from it, so the profile is built with the daemon's settings (--tokenizer and --max-length "
                    "override); with embedding.model the encoder embeds a seeded sample of the texts")
     b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
-    b.add_argument("--max-length", type=int, metavar="N", help="tokenizer max_length (default: the config's, else 512)")
+    b.add_argument("--max-length", type=int, metavar="N", help="tokenizer max_length (default: the config's tokenizer.max_length, else the tokenizer's "
+                   "model_max_length)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
     b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
@@ -71,7 +72,7 @@ def cmd_reference_build(args) -> int:
         except ConfigError as exc:
             raise UsageError(f"config error: {exc}") from None
     path = args.tokenizer or (config.tokenizer.path if config else "") or None
-    max_length = args.max_length or (config.tokenizer.max_length if config else 512)
+    max_length = args.max_length or (config.tokenizer.max_length if config else 0) or None  # None: the tokenizer's
     batch_size = config.tokenizer.batch_size if config else 256
     tokenizer = TokenizerFeaturizer(path, max_length=max_length, batch_size=batch_size) if path else None
     embedding = config.embedding if config else EmbeddingConfig()

@@ -65,7 +65,7 @@ class DetectConfig:
 @dataclass(frozen=True)
 class TokenizerConfig:
     path: str = ""
-    max_length: int = field(default=512, metadata=_key(min=1))
+    max_length: int = field(default=0, metadata=_key(min=0))  # 0: the tokenizer's model_max_length
     batch_size: int = field(default=256, metadata=_key(min=1))
 
 

@@ -13,8 +13,9 @@ What runs, all on this machine with embedded defaults:
 4. Prometheus and Alertmanager, when they are installed (``monitor.devkit.stack``), scraping the daemon.
 
 The terminal shows one row per closed window as the daemon reports it, and at the end which window flagged
-the subject change. Stops by itself after ``--duration`` seconds, or on Ctrl-C, shutting everything down in
-order.
+the subject change and which alerts fired (Alertmanager's ``/api/v2/alerts``, else Prometheus'). Stops by
+itself after ``--duration`` seconds, or on Ctrl-C, shutting everything down in order; with ``--keep``
+(``KEEP=1 make demo``) everything stays up after the summary until Ctrl-C, to explore the pages.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from monitor.cli.table import window_header, window_row
 from monitor.client import PredictionLogger
 from monitor.devkit.demo_traffic import DemoEncoder, demo_events
 from monitor.devkit.embedded_broker import BrokerUnavailable, start_tansu
+from monitor.devkit.stack import INSTALL_HINT, LocalStack, alerts_now
 from monitor.devkit.synth.traffic import write_events
 from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=300.0, help="predictions per second (default 300)")
     ap.add_argument("--window-seconds", type=float, default=5.0, help="window size (default 5 s, short for a demo)")
     ap.add_argument("--out", default=None, help="directory for the demo's files (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true",
+                    help="after the summary, keep the broker, daemon, Prometheus and Alertmanager running until "
+                    "Ctrl-C, to explore their pages (`KEEP=1 make demo`)")
     args = ap.parse_args(argv)
     subject_after = args.drift_after / 2 if args.subject_after is None else args.subject_after
     if not 0 <= subject_after <= args.drift_after:
@@ -113,34 +118,26 @@ def main(argv: list[str] | None = None) -> int:
     save_profile(profile, out / "profile.json")
 
     stop = threading.Event()
+    release = threading.Event()  # --keep: Ctrl-C ends the wait after the summary
     interrupted = []
 
     def on_signal(signum, frame):
         interrupted.append(signum)
         stop.set()
+        release.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with start_tansu(out / "broker") as broker, contextlib.ExitStack() as stack:
             broker.create_topic(TOPIC, partitions=3)
             port = _free_port()
-            config = out / "nlpmon.toml"
-            config.write_text(
-                f'[source]\nkind = "kafka"\n'
-                f'[kafka]\nbootstrap_servers = ["{broker.bootstrap}"]\ntopics = ["{TOPIC}"]\ngroup_id = "demo"\n'
-                f'session_timeout_ms = 2000\n'  # tansu holds joins for half the session (embedded_broker.py)
-                f'[store]\nurl = "sqlite:///{out / "nlpmon.db"}"\n'
-                f'[window]\nsize_seconds = {args.window_seconds}\nlateness_seconds = 1\nmin_events = 200\n'
-                f'[reference]\npaths = ["{out / "profile.json"}"]\n'
-                f'[metrics]\nhost = "127.0.0.1"\nport = {port}\n'
-                f'[logging]\nformat = "json"\n'
-            )
+            config = _write_config(out, broker.bootstrap, port, args.window_seconds)
             log = open(out / "daemon.log", "wb")
             stack.callback(log.close)
             daemon = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
                                       stdout=log, stderr=log, start_new_session=True)
             stack.callback(_stop_daemon, daemon)
-            urls = _start_stack(stack, port, out)
+            urls, servers = _start_stack(stack, port, out)
             print(f"  broker       {broker.bootstrap} (topic {TOPIC}, 3 partitions)")
             print(f"  daemon       pid {daemon.pid}, store {out / 'nlpmon.db'}, log {out / 'daemon.log'}")
             print(f"  metrics      http://127.0.0.1:{port}/metrics   status: /status   probes: /healthz /readyz")
@@ -159,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             for line in subject_summary(windows, counts.get("subject_at_ms"), counts.get("drift_at_ms")):
                 print(line)
-            print(f"\nstopping: {counts['sent']} predictions sent. Stored windows: "
-                  f"`nlpmon history --model sentiment --store sqlite:///{out / 'nlpmon.db'}`")
+            _finish(servers, counts["sent"], out, keep=args.keep and not interrupted, release=release)
     except BrokerUnavailable as exc:
         print(f"nlpmon demo: cannot start the embedded broker: {exc}", file=sys.stderr)
         return 2
@@ -170,9 +166,38 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_stack(stack: contextlib.ExitStack, port: int, out: Path) -> dict[str, str]:
-    """Start Prometheus (+ Alertmanager) with the project's rules when installed; return what to print."""
-    from monitor.devkit.stack import INSTALL_HINT, StackUnavailable, start_local_stack
+def _write_config(out: Path, bootstrap: str, port: int, window_seconds: float) -> Path:
+    config = out / "nlpmon.toml"
+    config.write_text(
+        f'[source]\nkind = "kafka"\n'
+        f'[kafka]\nbootstrap_servers = ["{bootstrap}"]\ntopics = ["{TOPIC}"]\ngroup_id = "demo"\n'
+        f'session_timeout_ms = 2000\n'  # tansu holds joins for half the session (embedded_broker.py)
+        f'[store]\nurl = "sqlite:///{out / "nlpmon.db"}"\n'
+        f'[window]\nsize_seconds = {window_seconds}\nlateness_seconds = 1\nmin_events = 200\n'
+        f'[reference]\npaths = ["{out / "profile.json"}"]\n'
+        f'[metrics]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'[logging]\nformat = "json"\n'
+    )
+    return config
+
+
+def _finish(servers: LocalStack | None, sent: int, out: Path, *, keep: bool, release: threading.Event) -> None:
+    """The end of the summary: the alerts that fired, where the windows are; with ``keep``, wait for Ctrl-C."""
+    for line in alert_summary(servers):
+        print(line)
+    print(f"\ntraffic: {sent} predictions sent. Stored windows: "
+          f"`nlpmon history --model sentiment --store sqlite:///{out / 'nlpmon.db'}`")
+    if keep:
+        print("keeping everything running (--keep): the URLs above stay up; Ctrl-C stops", flush=True)
+        release.wait()
+    elif servers is not None:
+        print("stopping everything; `KEEP=1 make demo` (or --keep) keeps the stack running to explore it")
+
+
+def _start_stack(stack: contextlib.ExitStack, port: int, out: Path) -> tuple[dict[str, str], LocalStack | None]:
+    """Start Prometheus (+ Alertmanager) with the project's rules when installed; return what to print and the
+    servers (None when not started)."""
+    from monitor.devkit.stack import StackUnavailable, start_local_stack
 
     root = Path(__file__).resolve().parents[2]
     try:
@@ -180,13 +205,25 @@ def _start_stack(stack: contextlib.ExitStack, port: int, out: Path) -> dict[str,
             start_local_stack([f"127.0.0.1:{port}"], out / "stack", str(root / "alerts" / "*.yml"))
         )
     except StackUnavailable as exc:  # the demo goes on without it
-        return {"prometheus": f"not started: {exc}"}
+        return {"prometheus": f"not started: {exc}"}, None
     if servers is None:
-        return {"prometheus": f"not installed ({INSTALL_HINT})"}
+        return {"prometheus": f"not installed ({INSTALL_HINT})"}, None
     return {
         "prometheus": f"{servers.prometheus}   alerts: {servers.prometheus}/alerts",
         "alertmanager": servers.alertmanager or f"not installed ({INSTALL_HINT})",
-    }
+    }, servers
+
+
+def alert_summary(servers: LocalStack | None) -> list[str]:
+    """The summary's alert lines: which alerts fired (read from Alertmanager, else Prometheus), or why none can
+    be said. The drift alerts wait for persistence (alerts/src/), so a short demo may end before they fire."""
+    if servers is None:
+        return [f"alerts: Prometheus is not running, so none can fire ({INSTALL_HINT})"]
+    where, alerts = alerts_now(servers)
+    if not alerts:
+        return [f"alerts: none fired (read from {where}); the drift alerts need the drift to persist for "
+                "minutes: try --duration 600, or --keep and watch them arrive"]
+    return [f"alerts (read from {where}): " + ", ".join(f"{name} ({state})" for name, state in alerts)]
 
 
 def _live_view(port: int, daemon: subprocess.Popen, stop: threading.Event, deadline: float, counts: dict) -> list[dict]:

@@ -71,6 +71,27 @@ class LocalStack:
         return "\n".join(lines)
 
 
+def alerts_now(stack: LocalStack) -> tuple[str, list[tuple[str, str]]]:
+    """Return where the alerts were read and their ``(alertname, state)`` pairs, sorted and distinct.
+
+    Alertmanager's ``/api/v2/alerts`` (what was sent to be paged: state ``active`` or ``suppressed``) when it
+    runs, else Prometheus' ``/api/v1/alerts`` (``firing`` or ``pending``). Unreachable: ``[]`` with the reason.
+    """
+    if stack.alertmanager:
+        where, url = "Alertmanager", stack.alertmanager + "/api/v2/alerts"
+    else:
+        where, url = "Prometheus", stack.prometheus + "/api/v1/alerts"
+    try:
+        body = json.loads(urllib.request.urlopen(url, timeout=3).read())
+    except (OSError, ValueError) as exc:
+        return f"{where} (unreachable: {exc})", []
+    if stack.alertmanager:
+        pairs = {(a["labels"].get("alertname", "?"), a.get("status", {}).get("state", "?")) for a in body}
+    else:
+        pairs = {(a["labels"].get("alertname", "?"), a.get("state", "?")) for a in body["data"]["alerts"]}
+    return where, sorted(pairs)
+
+
 def find_binaries(path: str | None = None) -> tuple[str | None, str | None]:
     """Return the ``(prometheus, alertmanager)`` executables found on ``path`` (default ``$PATH``)."""
     def first(names: tuple[str, ...]) -> str | None:

@@ -169,10 +169,20 @@ class Profile:
                 f"{self.features_version}, this nlpmon computes version {FEATURES_VERSION}; {rebuild}"
             )
         mine, theirs = features.tokenizer, self.tokenizer
-        if (mine is None) != (theirs is None):
-            have = "with tokenizer features" if theirs else "without a tokenizer"
-            now = f"tokenizer {mine['path']!r} is configured" if mine else "no tokenizer is configured"
-            raise ProfileError(f"reference profile for model {self.model!r}{where} was built {have}, but {now}; {rebuild}")
+        if theirs and mine is None:
+            # Say which flag or key: the commonest first-hour mistake (a profile built with --tokenizer, then a
+            # replay without it). The tokenizer is never loaded from the profile's recorded path behind the
+            # user's back: the daemon must measure the tokenizer it is told is served (docs/config.md).
+            raise ProfileError(
+                f"reference profile for model {self.model!r}{where} was built with the tokenizer in "
+                f"{theirs['path']!r} (token features, max_length {theirs['max_length']}), but no tokenizer is "
+                f"configured; pass --tokenizer {theirs['path']} (replay, run, check-config) or set [tokenizer] "
+                f"path = {_toml_string(theirs['path'])} in the config, or rebuild the profile without --tokenizer")
+        if mine and theirs is None:
+            raise ProfileError(
+                f"reference profile for model {self.model!r}{where} was built without a tokenizer, but tokenizer "
+                f"{mine['path']!r} is configured; rebuild it with `nlpmon reference build --tokenizer "
+                f"{mine['path']}` (or --config with the daemon's config), or remove tokenizer.path / --tokenizer")
         if mine and theirs:
             if mine["fingerprint"] != theirs["fingerprint"]:
                 raise ProfileError(
@@ -183,7 +193,10 @@ class Profile:
             if mine["max_length"] != theirs["max_length"]:
                 raise ProfileError(
                     f"reference profile for model {self.model!r}{where} was built with tokenizer max_length "
-                    f"{theirs['max_length']}, the daemon uses {mine['max_length']}; {rebuild}"
+                    f"{theirs['max_length']}, the configured max_length is {mine['max_length']}; set [tokenizer] "
+                    f"max_length = {theirs['max_length']} (--set tokenizer.max_length={theirs['max_length']}), or "
+                    f"rebuild the profile with `nlpmon reference build --max-length {mine['max_length']}` "
+                    "(or --config with the daemon's config)"
                 )
         expected = features.base_names
         if tuple(self.feature_names[: len(expected)]) != expected:
@@ -250,6 +263,11 @@ class Profile:
             if isinstance(exc, ProfileError):
                 raise
             raise ProfileError(f"{origin}: not a valid nlpmon reference profile ({type(exc).__name__}: {exc})") from None
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (what a user pastes into the config)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _b64(a: np.ndarray) -> str:

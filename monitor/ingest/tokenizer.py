@@ -12,7 +12,23 @@ import numpy as np
 
 from detectors.text_features import tokenizer_features
 
-__all__ = ["TokenizerFeaturizer", "TokenizerError"]
+__all__ = ["TokenizerFeaturizer", "TokenizerError", "resolve_max_length", "DEFAULT_MAX_LENGTH"]
+
+# transformers reports "no limit" as a huge sentinel (int(1e30)); anything above this is treated as unset.
+_NO_LIMIT = 1_000_000
+DEFAULT_MAX_LENGTH = 512  # only for a tokenizer that states no model_max_length
+
+
+def resolve_max_length(tokenizer, max_length: int | None) -> int:
+    """Return the requested length, else the tokenizer's ``model_max_length`` when set, else 512.
+
+    ``None`` and ``0`` (TOML's "not set": ``tokenizer.max_length = 0``, the default) both mean the tokenizer's
+    own limit: the ``truncated`` feature, the profile, the encoder and re-evaluation then use the model's.
+    """
+    if max_length:
+        return int(max_length)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if isinstance(limit, int) and 0 < limit <= _NO_LIMIT else DEFAULT_MAX_LENGTH
 
 
 class TokenizerError(RuntimeError):
@@ -32,11 +48,14 @@ class TokenizerInfo:
 class TokenizerFeaturizer:
     """Token count, unknown-token rate and truncation flag per text, from ``AutoTokenizer.from_pretrained(path)``.
 
+    ``max_length`` (None: the tokenizer's ``model_max_length``) is the limit above which a text counts as
+    truncated.
+
     Only a local directory is accepted: the sidecar must measure the tokenizer that is actually served, and it
     must never reach for a model hub at run time.
     """
 
-    def __init__(self, path: str | Path, *, max_length: int = 512, batch_size: int = 256):
+    def __init__(self, path: str | Path, *, max_length: int | None = None, batch_size: int = 256):
         path = Path(path)
         if not path.is_dir():
             raise TokenizerError(f"tokenizer.path {str(path)!r} is not a directory (it must hold the served model's tokenizer files)")
@@ -60,7 +79,7 @@ class TokenizerFeaturizer:
         self._backend = backend
         self.unk_id = tok.unk_token_id
         self.special_ids = frozenset(int(i) for i in tok.all_special_ids)
-        self.max_length = int(max_length)
+        self.max_length = resolve_max_length(tok, max_length)  # None/0: the tokenizer's model_max_length
         self.batch_size = int(batch_size)
         digest = hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
         self.info = TokenizerInfo(path=str(path), fingerprint=digest, max_length=self.max_length)

@@ -191,6 +191,24 @@ class _Read:
     samples: dict[str, _ModelSample] = field(default_factory=dict)
     invalid: Counter[str] = field(default_factory=Counter)
     lines: int = 0
+    # Every valid prediction event's (model, version), selected or not: what an empty selection names.
+    seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def nothing_selected(self, path: str, options: ProfileOptions) -> ProfileError:
+        """The error for a file with no valid event of the selection, naming the models (versions) it holds."""
+        what = f" for model {options.model!r}" if options.model else ""
+        if options.versions:
+            what += f" version {', '.join(options.versions)}"
+        if options.segment is not None:
+            what += f" segment {options.segment!r}"
+        counts = f" (read {self.lines} lines, {sum(self.invalid.values())} invalid)"
+        models = sorted({m for m, _ in self.seen})
+        if options.model in models:
+            held = f"; versions of {options.model!r} in the file: " + ", ".join(
+                sorted(v for m, v in self.seen if m == options.model))
+        else:
+            held = f"; models in the file: {', '.join(models)}" if models else ""
+        return ProfileError(f"{path}: no valid events{what}{counts}{held}")
 
 
 def build_profile(
@@ -209,9 +227,7 @@ def build_profile(
     features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
     read = _read(path, options, features, tokenizer=tokenizer, embed_texts=encoder is not None)
     if not read.samples:
-        what = f"for model {options.model!r}" if options.model else ""
-        counts = f"(read {read.lines} lines, {sum(read.invalid.values())} invalid)"
-        raise ProfileError(f"{path}: no valid events {what}{counts}".replace("  ", " "))
+        raise read.nothing_selected(path, options)
     if len(read.samples) > 1:
         names = ", ".join(sorted(read.samples))
         raise ProfileError(f"{path} holds events of several models ({names}); choose one with --model")
@@ -263,7 +279,7 @@ def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer
     try:
         for batch in iter_batches(stream, name, options.batch_size):
             read.lines += len(batch)
-            events = _select(batch, options, read.invalid)
+            events = _select(batch, options, read.invalid, read.seen)
             if not events:
                 continue
             rows = event_rows(events, base_features(events, features, tokenizer).matrix, ())
@@ -282,8 +298,9 @@ def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer
     return read
 
 
-def _select(batch: list, options: ProfileOptions, invalid: Counter[str]) -> list[Event]:
-    """The batch's valid prediction events of the model, versions and segment asked for; count the invalid."""
+def _select(batch: list, options: ProfileOptions, invalid: Counter[str], seen: set[tuple[str, str]]) -> list[Event]:
+    """The batch's valid prediction events of the model, versions and segment asked for; count the invalid and
+    add every valid event's (model, version) to ``seen``."""
     events = []
     for rec in batch:
         try:
@@ -293,6 +310,7 @@ def _select(batch: list, options: ProfileOptions, invalid: Counter[str]) -> list
             continue
         if type(e) is LabelEvent:  # the true class of a logged prediction: not part of a profile
             continue
+        seen.add((e.model, e.version))
         o = options
         if ((o.model is None or e.model == o.model) and (not o.versions or e.version in o.versions)
                 and (o.segment is None or e.segment == o.segment)):

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from monitor.ingest.tokenizer import resolve_max_length  # one rule for every max_length default
 from monitor.onnx.errors import ModelError
 
 __all__ = ["Encoded", "load_tokenizer", "resolve_max_length", "encode_texts", "plan_batches"]
 
-# transformers reports "no limit" as a huge sentinel (int(1e30)); anything above this is treated as unset.
-_NO_LIMIT = 1_000_000
-DEFAULT_MAX_LENGTH = 512
 
 
 def load_tokenizer(path: Path | str):
@@ -42,14 +40,6 @@ def load_tokenizer(path: Path | str):
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # transformers raises many types here; all mean "not a usable tokenizer"
         raise ModelError(f"cannot load a tokenizer from {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-
-
-def resolve_max_length(tokenizer, max_length: int | None) -> int:
-    """Return the requested length, else the tokenizer's ``model_max_length`` when set, else 512."""
-    if max_length is not None:
-        return int(max_length)
-    limit = getattr(tokenizer, "model_max_length", None)
-    return int(limit) if isinstance(limit, int) and 0 < limit <= _NO_LIMIT else DEFAULT_MAX_LENGTH
 
 
 @dataclass

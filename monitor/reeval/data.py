@@ -153,6 +153,13 @@ def _jsonl(path: Path, text_field: str, label_field: str):
             yield line_no, rec[text_field], rec[label_field]
 
 
+# Fields follow CSV quoting in .tsv files too (Python's csv module, Excel's and pandas' default): a field that
+# starts with a double quote is a quoted field. Kept strict rather than reading a bare leading quote as text:
+# a correctly quoted field (a tab or newline inside quotes) would then be split, silently, into other columns.
+QUOTING_HINT = ('a field that starts with " is read as a quoted field (CSV quoting, .tsv included): write such '
+                'a text as "…" with each " inside doubled (""), e.g. pandas to_csv(sep="\\t") does, or use .jsonl')
+
+
 def _delimited(path: Path, text_field: str, label_field: str, delimiter: str):
     with path.open(encoding="utf-8-sig", newline="") as f:
         # strict: a stray quote is an error rather than a silently merged field.
@@ -173,7 +180,8 @@ def _delimited(path: Path, text_field: str, label_field: str, delimiter: str):
             except csv.Error as exc:
                 kind = "TSV" if delimiter == "\t" else "CSV"
                 # line_num counts the lines parsed so far; the bad one is the next.
-                raise DataError(f"{path}:{reader.line_num + 1}: unreadable {kind}: {exc}") from None
+                reason = str(exc).replace("\t", "\\t")  # "'\t' expected", not a raw tab
+                raise DataError(f"{path}:{reader.line_num + 1}: unreadable {kind}: {reason}; {QUOTING_HINT}") from None
             text, label = row.get(text_field), row.get(label_field)
             if text is None or label is None:
                 raise DataError(f"{path}:{reader.line_num}: the row has fewer columns than the header")

@@ -101,14 +101,15 @@ def score_texts(
     texts: list[str] | tuple[str, ...],
     *,
     batch_size: int = 32,
-    max_length: int = 512,
+    max_length: int | None = None,
     sort_by_length: bool = True,
 ) -> np.ndarray:
     """Class probabilities ``(len(texts), num_labels)`` in the order of ``texts``, batched as ``run_reeval`` does.
 
     For scoring unlabelled texts (e.g. logged traffic through a candidate) with a loaded model and tokenizer.
     """
-    encoded = encode_texts(tokenizer, texts, max_length=max_length, with_type_ids=model.wants_token_type_ids)
+    encoded = encode_texts(tokenizer, texts, max_length=resolve_max_length(tokenizer, max_length),
+                           with_type_ids=model.wants_token_type_ids)
     batches = plan_batches(encoded.lengths, batch_size, sort=sort_by_length)
     return model.predict_proba(batches, _feeder(encoded, model), len(encoded))
 
@@ -125,14 +126,25 @@ class _Loaded:
     data: LabelledData
 
 
+def _in_role(role: str, load, *args, **kwargs):
+    """``load(*args, **kwargs)``; a :class:`ModelError` says which of the job's files failed (``role``)."""
+    try:
+        return load(*args, **kwargs)
+    except ModelError as exc:
+        raise ModelError(f"{role}: {exc}") from None
+
+
 def _load(options: ReevalOptions) -> _Loaded:
-    model = OnnxClassifier(options.model, provider=options.provider, intra_op_threads=options.threads)
+    threads = options.threads
+    model = _in_role("the served model (--model)", OnnxClassifier, options.model, provider=options.provider,
+                     intra_op_threads=threads)
     candidate = (
-        OnnxClassifier(options.candidate, provider=options.provider, intra_op_threads=options.threads)
+        _in_role("the candidate model (--candidate)", OnnxClassifier, options.candidate, provider=options.provider,
+                 intra_op_threads=threads)
         if options.candidate is not None
         else None
     )
-    tokenizer = load_tokenizer(options.tokenizer)
+    tokenizer = _in_role("the tokenizer (--tokenizer)", load_tokenizer, options.tokenizer)
     max_length = resolve_max_length(tokenizer, options.max_length)
     with_type_ids = model.wants_token_type_ids or (candidate is not None and candidate.wants_token_type_ids)
 

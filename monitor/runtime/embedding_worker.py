@@ -81,7 +81,7 @@ def build_embedding_worker(config: Config) -> EmbeddingWorker | None:
     from monitor.onnx.encoder import OnnxEncoder
 
     encoder = OnnxEncoder(e.model, config.tokenizer.path, output=e.output or None, provider=e.provider,
-                          batch_size=e.batch_size, max_length=config.tokenizer.max_length, intra_op_threads=e.threads)
+                          batch_size=e.batch_size, max_length=config.tokenizer.max_length or None, intra_op_threads=e.threads)
     worker = EmbeddingWorker(encoder, components=e.components, whiten=e.whiten)
     log_event(logging.INFO, "embedding encoder loaded", model=encoder.path.name, output=encoder.output_name,
               provider=encoder.provider, pooling=encoder.pooling, dim=encoder.dim)

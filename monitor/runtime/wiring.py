@@ -54,10 +54,11 @@ def check_profiles(profiles: Mapping[str, Profile], tokenizer: TokenizerFeaturiz
     encoder's identity (None: no embedding.model)."""
     features = feature_set(tokenizer)
     for model, profile in profiles.items():
-        profile.check_compatible(features, origin=f"model {model}")
+        # No origin when the key is the profile's own model: the message names the model already.
+        origin = "" if model == profile.model else f"as model {model}"
+        profile.check_compatible(features, origin=origin)
         if embedding is not None:
-            profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten,
-                                    origin=f"model {model}")
+            profile.check_embedding(encoder, components=embedding.components, whiten=embedding.whiten, origin=origin)
 
 
 def load_profiles(paths) -> dict[str, Profile]:

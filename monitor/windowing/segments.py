@@ -68,12 +68,12 @@ def profile_detectors(profiles: Mapping[str, Profile], features, config: Config,
     profile checked against the daemon's features and ``encoder`` identity (None: no ``[embedding] model``)."""
     models, segments = split_profiles(profiles)
     for model, profile in models.items():
-        profile.check_compatible(features, origin=f"model {model}")
-        profile.check_embedding(encoder, origin=f"model {model}", components=config.embedding.components,
+        profile.check_compatible(features)  # the message names the model
+        profile.check_embedding(encoder, components=config.embedding.components,
                                 whiten=config.embedding.whiten)
     detectors: dict = {m: StreamDetectors(p, config.detect, config.embedding) for m, p in models.items()}
     for (model, segment), profile in segments.items():  # a segment's windows are tested against its own
-        profile.check_compatible(features, origin=f"model {model} segment {segment}")
+        profile.check_compatible(features, origin=f"segment {segment}")
         detectors[(model, segment)] = segment_detectors(profile, models.get(model), detectors.get(model), config)
     return models, segments, detectors
 

@@ -156,4 +156,4 @@ class PrometheusSink:
                                interval=None) -> None:
         """Set the accuracy estimate of a stream's (or one of its segments') latest closed window, and its
         ``interval`` (low, high, reliable) when it has one."""
-        self.reeval.set_estimated_accuracy(model, version, value, segment, interval)
+        self.reeval.set_estimated_accuracy(model, version, value, segment=segment, interval=interval)

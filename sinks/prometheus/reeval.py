@@ -48,7 +48,7 @@ class ReevalCollector:
                 self._runs = Counter({o: 0 for o in REEVAL_RUN_OUTCOMES})
             self._runs[outcome] += n
 
-    def set_estimated_accuracy(self, model: str, version: str, value: float, segment: str = "", interval=None) -> None:
+    def set_estimated_accuracy(self, model: str, version: str, value: float, *, segment: str = "", interval=None) -> None:
         """``interval``: an object with ``low``, ``high`` and ``reliable`` (detectors.accuracy_estimate), or None."""
         with self._bounds.lock:
             key = (*self._bounds.stream(model, version), segment)

@@ -68,13 +68,14 @@ class ExperimentResults(TableFamily):
     ) -> list[dict]:
         """Return stored results of ``experiment``, oldest first (``since``/``limit`` as for window results)."""
         table = tables.experiment_results
-        return window_docs(self._connect, table, table.c.experiment == experiment, since, limit)
+        return window_docs(self._connect, table, table.c.experiment == experiment, since=since, limit=limit)
 
     def shadow_results(
         self, model: str, *, since: datetime | str | int | None = None, limit: int | None = None
     ) -> list[dict]:
         """Return stored shadow-join results of served ``model``, oldest first."""
-        return window_docs(self._connect, tables.shadow_results, tables.shadow_results.c.model == model, since, limit)
+        return window_docs(self._connect, tables.shadow_results, tables.shadow_results.c.model == model, since=since,
+                           limit=limit)
 
     def names(self) -> list[str]:
         """Return the names of every experiment with a stored result, sorted."""

@@ -82,15 +82,15 @@ class Retention(TableFamily):
                 deleted["window_results"], deleted["drift_events"] = _prune_windows(conn, cut["window_results"], batch_rows)
             with self._connect(write=True) as conn:
                 deleted["experiment_results"] = _prune_keyed(
-                    conn, tables.experiment_results, tables.EXPERIMENT_KEY, cut["experiment_results"], batch_rows,
-                    keep_newest=True)
+                    conn, tables.experiment_results, tables.EXPERIMENT_KEY, cutoff_ms=cut["experiment_results"],
+                    limit=batch_rows, keep_newest=True)
             with self._connect(write=True) as conn:
                 deleted["shadow_results"] = _prune_keyed(
-                    conn, tables.shadow_results, tables.SHADOW_KEY, cut["shadow_results"], batch_rows)
+                    conn, tables.shadow_results, tables.SHADOW_KEY, cutoff_ms=cut["shadow_results"], limit=batch_rows)
         if cut["label_results"] is not None:
             with self._connect(write=True) as conn:
                 deleted["label_results"] = _prune_keyed(
-                    conn, tables.label_results, tables.LABELS_KEY, cut["label_results"], batch_rows)
+                    conn, tables.label_results, tables.LABELS_KEY, cutoff_ms=cut["label_results"], limit=batch_rows)
         if cut["reeval_runs"] is not None:
             with self._connect(write=True) as conn:
                 deleted["reeval_runs"] = _prune_reeval(conn, cut["reeval_runs"], batch_rows)
@@ -120,7 +120,8 @@ def _groups(conn: sa.Connection, column: sa.Column) -> list:
     return list(conn.execute(sa.select(column).distinct()).scalars())
 
 
-def _due_keys(conn, table: sa.Table, key: tuple[str, ...], cutoff_ms: int, limit: int, keep_newest: bool) -> Iterator[dict]:
+def _due_keys(conn, table: sa.Table, key: tuple[str, ...], *, cutoff_ms: int, limit: int,
+              keep_newest: bool) -> Iterator[dict]:
     """Yield the keys of up to ``limit`` rows of ``table`` starting before ``cutoff_ms``, oldest first per group."""
     group, start = table.c[key[0]], table.c["window_start_ms"]
     left = limit
@@ -148,15 +149,16 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, key: tuple[str, ...], key
 
 def _prune_windows(conn: sa.Connection, cutoff_ms: int, limit: int) -> tuple[int, int]:
     """Delete up to ``limit`` due windows with their drift events, in the caller's one transaction."""
-    keys = list(_due_keys(conn, tables.window_results, tables.WINDOW_KEY, cutoff_ms, limit, keep_newest=False))
+    keys = list(_due_keys(conn, tables.window_results, tables.WINDOW_KEY, cutoff_ms=cutoff_ms, limit=limit,
+                          keep_newest=False))
     # Events first: a window's drift_events are keyed by the window's key (and detector, feature).
     events = _delete_keys(conn, tables.drift_events, tables.WINDOW_KEY, keys)
     return _delete_keys(conn, tables.window_results, tables.WINDOW_KEY, keys), events
 
 
-def _prune_keyed(conn, table: sa.Table, key: tuple[str, ...], cutoff_ms: int, limit: int, *,
+def _prune_keyed(conn, table: sa.Table, key: tuple[str, ...], *, cutoff_ms: int, limit: int,
                  keep_newest: bool = False) -> int:
-    keys = list(_due_keys(conn, table, key, cutoff_ms, limit, keep_newest))
+    keys = list(_due_keys(conn, table, key, cutoff_ms=cutoff_ms, limit=limit, keep_newest=keep_newest))
     return _delete_keys(conn, table, key, keys)
 
 

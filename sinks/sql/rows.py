@@ -93,7 +93,7 @@ def to_ms(value: datetime | str | int | float, what: str) -> int:
 
 
 def window_docs(
-    connect: Connect, table: sa.Table, where, since, limit: int | None, tiebreak: tuple = ()
+    connect: Connect, table: sa.Table, where, *, since, limit: int | None, tiebreak: tuple = ()
 ) -> list[dict]:
     """Result documents of ``table`` matching ``where``, oldest window first (``limit``: the newest ones).
 

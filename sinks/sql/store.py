@@ -229,7 +229,7 @@ class SqlStore:
         return self.checkpoints.load(group_id, topic_partitions)
 
     def history(
-        self, model: str, version: str | None = None, since: datetime | str | int | None = None,
+        self, model: str, version: str | None = None, *, since: datetime | str | int | None = None,
         limit: int | None = None, segment: str | None = None,
     ) -> list[dict]:
         """Return stored window results of ``model``, ordered by window start.
@@ -238,7 +238,7 @@ class SqlStore:
         windows starting at or after it: an aware datetime, an RFC 3339 string, or epoch seconds or milliseconds
         (a number or digits; below 10^11 seconds, as for event timestamps in docs/events.md); ``limit`` the newest.
         """
-        return self.windows.history(model, version, since, limit, segment)
+        return self.windows.history(model, version, since=since, limit=limit, segment=segment)
 
     def streams(self) -> list[tuple[str, str]]:
         """Return every (model, version) with a stored window result, sorted."""

@@ -39,29 +39,29 @@ def drift_rows(drift: DriftVerdicts) -> Iterator[dict]:
     if drift.input is not None and drift.input.drifted:
         features = [f for f in drift.input.features if f.drifted]
         for f in features:
-            yield _drift_row("input", f.feature, f.statistic, f.p_value, f.p_value_adjusted)
+            yield _drift_row("input", f.feature, f.statistic, f.p_value, adjusted=f.p_value_adjusted)
         if not features:  # drifted as a whole (cannot happen with the KS detector, kept for the schema's sake)
-            yield _drift_row("input", "", None, None, None)
+            yield _drift_row("input", "", None, None, adjusted=None)
     for detector, d in (("confidence", drift.confidence), ("prediction", drift.prediction)):
         if d is not None and d.drifted:
-            yield _drift_row(detector, "", d.statistic, d.p_value, None)
+            yield _drift_row(detector, "", d.statistic, d.p_value, adjusted=None)
     if drift.probabilities is not None and drift.probabilities.drifted:
         for c in drift.probabilities.classes:
             if c.drifted:
-                yield _drift_row("probabilities", c.feature, c.statistic, c.p_value, c.p_value_adjusted)
+                yield _drift_row("probabilities", c.feature, c.statistic, c.p_value, adjusted=c.p_value_adjusted)
     e = drift.embedding
     if e is not None and e.drifted:
         for c in e.components:
             if c.drifted:
-                yield _drift_row("embedding", c.feature, c.statistic, c.p_value, c.p_value_adjusted)
+                yield _drift_row("embedding", c.feature, c.statistic, c.p_value, adjusted=c.p_value_adjusted)
         m = e.multivariate
         if m is not None and m.drifted:
-            yield _drift_row("embedding", "mmd", m.statistic, m.p_value, m.p_value_adjusted)
+            yield _drift_row("embedding", "mmd", m.statistic, m.p_value, adjusted=m.p_value_adjusted)
 
 
-def _drift_row(detector: str, feature: str, statistic, p_value, p_value_adjusted) -> dict:
+def _drift_row(detector: str, feature: str, statistic, p_value, *, adjusted) -> dict:
     return {"detector": detector, "feature": feature, "statistic": number_or_none(statistic),
-            "p_value": number_or_none(p_value), "p_value_adjusted": number_or_none(p_value_adjusted)}
+            "p_value": number_or_none(p_value), "p_value_adjusted": number_or_none(adjusted)}
 
 
 class WindowResults(TableFamily):
@@ -86,14 +86,15 @@ class WindowResults(TableFamily):
             conn.execute(sa.insert(tables.drift_events), events)
 
     def history(
-        self, model: str, version: str | None = None, since: datetime | str | int | None = None,
+        self, model: str, version: str | None = None, *, since: datetime | str | int | None = None,
         limit: int | None = None, segment: str | None = None,
     ) -> list[dict]:
         """Stored window results of ``model``, ordered by window start (arguments: :meth:`SqlStore.history`)."""
         t = tables.window_results.c
         where = sa.and_(t.model == model, *(getattr(t, k) == v for k, v in (("version", version), ("segment", segment))
                                             if v is not None))
-        return window_docs(self._connect, tables.window_results, where, since, limit, tiebreak=(t.version, t.segment))
+        return window_docs(self._connect, tables.window_results, where, since=since, limit=limit,
+                           tiebreak=(t.version, t.segment))
 
     def streams(self) -> list[tuple[str, str]]:
         """Return every (model, version) with a stored window result, sorted."""

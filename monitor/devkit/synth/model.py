@@ -8,6 +8,7 @@ Public API
         out_dir/tokenizer/      tokenizer.json, tokenizer_config.json, special_tokens_map.json
                                 (``transformers.AutoTokenizer.from_pretrained(dir)`` loads it offline)
         out_dir/model.onnx      input_ids, attention_mask [, token_type_ids] (int64, [batch, seq]) -> logits
+                                [, sentence_embedding: the pooled hidden state, with embedding_output=True]
         out_dir/config.json     id2label / label2id, as Hugging Face exports have next to the model
         out_dir/heldout.jsonl   {"text": ..., "label": "negative" | "positive"} per line
 
@@ -48,11 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TinyModel", "build_tiny_classifier", "make_texts", "LABELS", "POSITIVE_WORDS", "NEGATIVE_WORDS",
+__all__ = ["TinyModel", "build_tiny_classifier", "EMBEDDING_OUTPUT", "make_texts", "LABELS", "POSITIVE_WORDS", "NEGATIVE_WORDS",
            "filler_words", "text_lengths", "train_tokenizer", "save_tokenizer"]
 
 LABELS = ("negative", "positive")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+EMBEDDING_OUTPUT = "sentence_embedding"  # the optional second output of build_tiny_classifier(embedding_output=True)
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17; older onnxruntime builds refuse newer IR versions
 
@@ -305,7 +307,7 @@ def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     return math.exp(minimize_scalar(nll, bounds=(-3.0, 5.0), method="bounded").x)
 
 
-def _onnx_graph(emb, type_emb, w1, b1, w2, b2, labels):
+def _onnx_graph(emb, type_emb, w1, b1, w2, b2, labels, embedding_output: bool = False):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -356,13 +358,12 @@ def _onnx_graph(emb, type_emb, w1, b1, w2, b2, labels):
         helper.make_node("MatMul", ["pooled", init("classifier.weight", w2)], ["cls_mm"], name="classifier_matmul"),
         helper.make_node("Add", ["cls_mm", init("classifier.bias", b2)], ["logits"], name="classifier_bias"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "nlpmon_tiny_classifier",
-        inputs,
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])],
-        initializer=inits,
-    )
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", len(labels)])]
+    if embedding_output:  # the pooled hidden state, as a served model exported for [embedding] model has
+        dim = (w1 if w1 is not None else emb).shape[1]
+        nodes.append(helper.make_node("Identity", ["pooled"], [EMBEDDING_OUTPUT], name="embedding_output"))
+        outputs.append(helper.make_tensor_value_info(EMBEDDING_OUTPUT, TensorProto.FLOAT, ["batch", dim]))
+    graph = helper.make_graph(nodes, "nlpmon_tiny_classifier", inputs, outputs, initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="nlpmon.synth")
     model.ir_version = IR_VERSION
     helper.set_model_props(model, {"id2label": json.dumps(dict(enumerate(labels)))})
@@ -387,12 +388,14 @@ def build_tiny_classifier(
     l2: float = 3e-4,
     overconfidence: float = 1.5,
     token_type_ids: bool = False,
+    embedding_output: bool = False,
 ) -> TinyModel:
     """Build the classifier described in the module docstring under ``out_dir`` and return its paths.
 
     ``hidden_dim=0`` leaves out the per-token hidden layer. ``label_noise`` is the share of training and
     held-out labels flipped at random, on top of the ambiguous texts. ``overconfidence`` multiplies the logits
-    after temperature fitting on the training set (1.0: about calibrated there).
+    after temperature fitting on the training set (1.0: about calibrated there). ``embedding_output`` adds a
+    second output, :data:`EMBEDDING_OUTPUT` (the pooled hidden state, ``[batch, dim]``), for ``[embedding] model``.
     """
     k = len(LABELS)
     if embed_dim < k:
@@ -451,7 +454,7 @@ def build_tiny_classifier(
     else:
         w1 = b1 = None
         w2 = q * scale
-    graph = _onnx_graph(emb, type_emb, w1, b1, w2, bias, LABELS)
+    graph = _onnx_graph(emb, type_emb, w1, b1, w2, bias, LABELS, embedding_output)
 
     model_path = out / "model.onnx"
     model_path.write_bytes(graph.SerializeToString())

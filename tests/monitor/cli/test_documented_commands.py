@@ -58,6 +58,8 @@ def documented_commands() -> list[str]:
     found: list[str] = []
     for doc in DOCUMENTS:
         text = doc.read_text(encoding="utf-8")
+        # README's "Try it" block runs verbatim on `nlpmon sample`'s data instead (tests/monitor/cli/test_try_it.py).
+        text = re.sub(r"## Try it\n.*?```sh\n.*?```", "", text, flags=re.S)
         blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
         lines = [ln.split("#", 1)[0].strip() for block in blocks for ln in block.splitlines()]
         inline = re.findall(r"`(nlpmon [^`]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
@@ -72,8 +74,9 @@ def expand(command: str, tokenizer: Path) -> list[list[str]]:
     command = ELIDED.get(command, command)
     variants = [re.sub(r"\s*\[[^\]]*\]", "", command)]
     if "[" in command:
-        variants.append(re.sub(r"\[([^\]]*)\]", r"\1", command).replace("-o sentiment-profile.json",
-                                                                         "-o tokenized-profile.json"))
+        # With the optional --tokenizer, the profile built with it (README step 1, then step 3 with it).
+        variants.append(re.sub(r"\[([^\]]*)\]", r"\1", command).replace(" sentiment-profile.json",
+                                                                         " tokenized-profile.json"))
     out = []
     for variant in variants:
         argv = [TOKENS.get(t, t).replace("{tokenizer}", str(tokenizer)) for t in shlex.split(variant)]

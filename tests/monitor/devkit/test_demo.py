@@ -54,3 +54,55 @@ def test_live_demo_finds_the_subject_change_and_the_injected_drift(tmp_path):
         assert "http://127.0.0.1:" in shown["prometheus"] and "/alerts" in shown["prometheus"], out.stdout
     if alertmanager:
         assert "http://127.0.0.1:" in shown["alertmanager"], out.stdout
+    # Issue 19: the summary says which alerts fired, read from Alertmanager (else Prometheus), and how to keep
+    # the stack running.
+    (alerts,) = [line for line in lines if line.startswith("alerts")]
+    source = "Alertmanager" if alertmanager else "Prometheus"
+    if prometheus:
+        assert f"read from {source}" in alerts, out.stdout
+        assert "KEEP=1 make demo" in out.stdout, out.stdout
+    else:
+        assert alerts.startswith("alerts: Prometheus is not running"), out.stdout
+
+
+@pytest.mark.parametrize(("alertmanager", "body", "expected"), [
+    # Prometheus alone: its firing and pending alerts, each name once
+    (False, {"data": {"alerts": [{"labels": {"alertname": "NlpInputDrift"}, "state": "firing"},
+                                 {"labels": {"alertname": "NlpInputDrift"}, "state": "firing"},
+                                 {"labels": {"alertname": "NlpEmbeddingDrift"}, "state": "pending"}]}},
+     ("Prometheus", [("NlpEmbeddingDrift", "pending"), ("NlpInputDrift", "firing")])),
+    # Alertmanager: what was sent to it
+    (True, [{"labels": {"alertname": "NlpConfidenceShift"}, "status": {"state": "active"}}],
+     ("Alertmanager", [("NlpConfidenceShift", "active")])),
+    (True, [], ("Alertmanager", [])),
+])  # fmt: skip
+def test_alerts_are_read_from_alertmanager_else_prometheus(alertmanager, body, expected, tmp_path):
+    import http.server
+    import json
+    import threading
+
+    from monitor.devkit.demo import alert_summary
+    from monitor.devkit.stack import LocalStack, alerts_now
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            wanted = "/api/v2/alerts" if alertmanager else "/api/v1/alerts"
+            data = json.dumps(body).encode() if self.path == wanted else b"{}"
+            self.send_response(200 if self.path == wanted else 404)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        stack = LocalStack(prometheus=url, alertmanager=url if alertmanager else None, workdir=tmp_path)
+        assert alerts_now(stack) == expected
+        (line,) = alert_summary(stack)
+        assert (f"read from {expected[0]}" in line) and all(name in line for name, _ in expected[1])
+        assert ("none fired" in line) == (not expected[1])
+    finally:
+        server.shutdown()

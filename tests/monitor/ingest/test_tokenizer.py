@@ -63,13 +63,14 @@ def test_profile_tokenizer_must_match(tiny, tmp_path, capsys):
     # a profile with token features replayed without the tokenizer: refused, and the message says how to fix it
     assert main(["replay", str(events), "-r", str(with_tok)]) == 2
     err = capsys.readouterr().err
-    assert "built with tokenizer features" in err and "rebuild" in err
+    assert "built with the tokenizer in" in err and f"pass --tokenizer {tiny.tokenizer_dir} " in err
+    assert "(model sentiment)" not in err  # the model is named once
     # and the reverse
     assert main(["replay", str(events), "-r", str(without), "--tokenizer", str(tiny.tokenizer_dir)]) == 2
     assert "without a tokenizer" in capsys.readouterr().err
     # a different tokenizer (other max_length) is refused too
     assert main(["replay", str(events), "-r", str(with_tok), "--tokenizer", str(tiny.tokenizer_dir),
-                 "--set", "tokenizer.max_length=64"]) == 2
+                 "--set", "tokenizer.max_length=512"]) == 2
     assert "max_length" in capsys.readouterr().err
     # the matching tokenizer: token features are tested
     assert main(["replay", str(events), "-r", str(with_tok), "--tokenizer", str(tiny.tokenizer_dir),

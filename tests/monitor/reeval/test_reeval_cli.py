@@ -229,8 +229,13 @@ def _bad(tmp_path, tiny, name, content):
 @pytest.mark.parametrize(
     "case, message",
     [
-        ("missing model", r"model file .*nope\.onnx does not exist"),
-        ("missing tokenizer", r"tokenizer directory .*no-tokenizer does not exist"),
+        # each of the job's files named with its role
+        ("missing model", r"the served model \(--model\): model file .*nope\.onnx does not exist"),
+        ("missing candidate", r"the candidate model \(--candidate\): model file .*int8\.onnx does not exist"),
+        ("missing tokenizer", r"the tokenizer \(--tokenizer\): tokenizer directory .*no-tokenizer does not exist"),
+        # a text starting with a quote in a TSV: the way out is in the line, the tab shown as \t
+        ("tsv leading quote", r"d\.tsv:3: unreadable TSV: '\\t' expected after '\"'; a field that starts with \" "
+                              r"is read as a quoted field .* each \" inside doubled \(\"\"\)"),
         ("not a model", r"cannot load ONNX model .*garbage\.onnx"),
         ("label not in map", r"d\.jsonl:2: label 'meh' is not in the label map \(known: negative, positive\)"),
         ("label not a class", r"d\.jsonl:1: label 'meh' is neither a class name from config\.json"),
@@ -271,6 +276,9 @@ def test_bad_inputs_exit_2_with_one_clear_line(nlpmon, capsys, tiny, tmp_path, c
             _bad(tmp_path, tiny, "d.jsonl", ok + '{"text": "so so", "label": "meh"}\n')
             + ["--label-map", "negative=0,positive=1"]
         ),
+        "missing candidate": lambda: [*_bad(tmp_path, tiny, "d.jsonl", ok), "--candidate", tmp_path / "int8.onnx"],
+        "tsv leading quote": lambda: _bad(tmp_path, tiny, "d.tsv", 'text\tlabel\ngreat\tpositive\n"quoted" at the start\t'
+                                                                    "negative\n"),
         "label not a class": lambda: _bad(tmp_path, tiny, "d.jsonl", '{"text": "so so", "label": "meh"}\n'),
         "empty data set": lambda: _bad(tmp_path, tiny, "d.jsonl", ""),
         "missing text field": lambda: _bad(tmp_path, tiny, "d.jsonl", '{"body": "great", "label": "positive"}\n'),

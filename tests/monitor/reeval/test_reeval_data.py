@@ -143,7 +143,7 @@ def test_unreadable_csv(tmp_path):
     with pytest.raises(DataError, match=r"nul\.csv:2: the text holds a NUL character"):
         load_labelled_data(nul, num_labels=2)
     quotes = _write(tmp_path / "quotes.csv", 'text,label\n"fine",0\n"broken"quote,1\n')
-    with pytest.raises(DataError, match=r"quotes\.csv:3: unreadable CSV: .*expected after"):
+    with pytest.raises(DataError, match=r"quotes\.csv:3: unreadable CSV: .*expected after.*inside doubled"):
         load_labelled_data(quotes, num_labels=2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -22,7 +23,7 @@ def profiles(tiny, tmp_path_factory):
     write_events(d / "ref.jsonl", generate_events(500, seed=3, rate_per_s=20))
     plain, _ = build_profile(str(d / "ref.jsonl"))
     save_profile(plain, d / "plain.json")
-    tok, _ = build_profile(str(d / "ref.jsonl"), tokenizer=TokenizerFeaturizer(tiny.tokenizer_dir, max_length=512))
+    tok, _ = build_profile(str(d / "ref.jsonl"), tokenizer=TokenizerFeaturizer(tiny.tokenizer_dir))
     save_profile(tok, d / "tok.json")
     return d / "plain.json", d / "tok.json"
 
@@ -56,9 +57,23 @@ def test_each_mistake_is_named(tmp_path, overrides, expected):
 def test_a_profile_built_with_another_tokenizer_setting_is_refused(tmp_path, profiles, tiny):
     plain, tok = profiles
     problems = preflight(load_config(env={}, overrides=kafka_config(tmp_path, **{"reference.paths": [str(tok)]})))
-    assert len(problems) == 1 and "was built with tokenizer features, but no tokenizer is configured" in problems[0]
+    assert len(problems) == 1 and "but no tokenizer is configured" in problems[0]
+    # The way out, in the line itself: the flag and the key, with the recorded path.
+    assert f"pass --tokenizer {tiny.tokenizer_dir} " in problems[0]
+    assert f'set [tokenizer] path = "{tiny.tokenizer_dir}"' in problems[0]
     over = kafka_config(tmp_path, **{"reference.paths": [str(plain)], "tokenizer.path": str(tiny.tokenizer_dir)})
     assert "was built without a tokenizer" in preflight(load_config(env={}, overrides=over))[0]
+
+
+def test_max_length_defaults_to_the_tokenizers_and_a_mismatch_says_how_to_fix_it(tmp_path, profiles, tiny):
+    plain, tok = profiles
+    # Built without --max-length: the tiny tokenizer's model_max_length (64), not 512.
+    assert json.loads(tok.read_text())["tokenizer"]["max_length"] == tiny.max_length == 64
+    over = kafka_config(tmp_path, **{"reference.paths": [str(tok)], "tokenizer.path": str(tiny.tokenizer_dir),
+                                     "tokenizer.max_length": 512})
+    (problem,) = preflight(load_config(env={}, overrides=over))
+    assert "was built with tokenizer max_length 64, the configured max_length is 512" in problem
+    assert "set [tokenizer] max_length = 64 (--set tokenizer.max_length=64)" in problem and "\n" not in problem
 
 
 def _nlpmon(*argv, cwd):
