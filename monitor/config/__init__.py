@@ -31,6 +31,7 @@ from monitor.config.sections import (  # noqa: F401 (re-exported: the sections a
     StoreConfig,
     CheckpointConfig,
     DaemonConfig,
+    ProbeConfig,
     OutputConfig,
     LoggingConfig,
     ReevalConfig,

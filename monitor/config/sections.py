@@ -158,6 +158,13 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    # /healthz fails when the daemon's loop made no progress for this long outside a legitimate wait
+    # (broker or database outage, backpressure, waiting for input: those are readiness, not liveness).
+    stall_seconds: float = field(default=120.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     results_path: str = ""
     # File and stdin sources: also upsert every window result into [store] (the Kafka sidecar always does).
@@ -247,6 +254,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     daemon: DaemonConfig = DaemonConfig()
+    probe: ProbeConfig = ProbeConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     reeval: ReevalConfig = ReevalConfig()
