@@ -112,9 +112,10 @@ class KafkaDaemon:
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
         if c.metrics.enabled:
             self.http_port = probes.serve(self, stack)
-        self.fetcher.open(stack)
-        self.checkpointer.open_producer(stack, kafka_client_config(c))
-        self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+        with self.heartbeat.waiting("kafka (connecting)"):  # a broker down at start is readiness, not liveness
+            self.fetcher.open(stack)
+            self.checkpointer.open_producer(stack, kafka_client_config(c))
+            self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
 
     def _stop(self, deadline: float | None) -> None:
         """Final checkpoint and commit, within the grace period."""
