@@ -105,6 +105,10 @@ class MetricsConfig:
     stream_ttl_seconds: float = field(default=86_400.0, metadata=_key(min=0))
     # Streams kept apart per partition (or file); events of further streams are windowed as __other__.
     max_tracked_streams: int = field(default=10_000, metadata=_key(min=1))
+    # Upper bounds (le) of nlp_prediction_latency_seconds; +Inf is added. Increasing, positive.
+    latency_buckets_seconds: tuple[float, ...] = field(
+        default=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+        metadata=_key(kind="buckets"))
 
 
 @dataclass(frozen=True)
