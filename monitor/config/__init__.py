@@ -44,7 +44,7 @@ from monitor.config.sections import (  # noqa: F401 (re-exported: the sections a
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "ARRAY_SECTIONS", "ExperimentConfig", "GuardrailConfig",
-           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url"]
+           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url", "secret_keys"]
 
 
 # Array-of-tables sections ([[experiments]]): only in the file, never from the environment or flags.
@@ -348,6 +348,11 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
             values[sf.name] = list(v) if isinstance(v, tuple) else v
         out[f.name] = values
     return out
+
+
+def secret_keys() -> list[tuple[str, str]]:
+    """The ``(section, key)`` of every secret: read from the environment only, never from the file."""
+    return [(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls) if f.metadata.get("secret")]
 
 
 def _plain(value: Any) -> Any:
