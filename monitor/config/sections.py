@@ -105,6 +105,10 @@ class MetricsConfig:
     stream_ttl_seconds: float = field(default=86_400.0, metadata=_key(min=0))
     # Streams kept apart per partition (or file); events of further streams are windowed as __other__.
     max_tracked_streams: int = field(default=10_000, metadata=_key(min=1))
+    # Upper bounds (le) of nlp_prediction_latency_seconds; +Inf is added. Increasing, positive.
+    latency_buckets_seconds: tuple[float, ...] = field(
+        default=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+        metadata=_key(kind="buckets"))
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,13 @@ class CheckpointConfig:
 @dataclass(frozen=True)
 class DaemonConfig:
     grace_seconds: float = field(default=30.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    # /healthz fails when the daemon's loop made no progress for this long outside a legitimate wait
+    # (broker or database outage, backpressure, waiting for input: those are readiness, not liveness).
+    stall_seconds: float = field(default=120.0, metadata=_key(min=0.1))
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     daemon: DaemonConfig = DaemonConfig()
+    probe: ProbeConfig = ProbeConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     reeval: ReevalConfig = ReevalConfig()

@@ -35,6 +35,7 @@ from monitor.results import BatchResults
 from monitor.runtime import probes
 from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime.consumer import Fetcher, kafka_client_config
+from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.pruner import Pruner
@@ -74,6 +75,8 @@ class KafkaDaemon:
         # The pipelines' batch featurizer (None: the real one); the poison tests inject one that raises.
         self._featurize = featurize
         self._last_record_at = clock()
+        # Liveness (/healthz): beaten by every step; real monotonic time, whatever clock the tests inject.
+        self.heartbeat = Heartbeat(config.probe.stall_seconds)
         self._set_gauges()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -96,6 +99,7 @@ class KafkaDaemon:
         self.components = build_components(c, registry=self.registry, sink=self.sink)
         if self.components.embedder is not None:  # [embedding] model: one worker thread for all partitions
             stack.callback(self.components.embedder.close)
+            self.components.embedder.on_progress = self.heartbeat.beat  # covers the loop at a barrier
         store = self.checkpointer.open_store(stack)
         self._load_store_profiles()
         stack.enter_context(Pruner(store, c.store))  # retention, on its own thread (runtime/pruner.py)
@@ -110,9 +114,10 @@ class KafkaDaemon:
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
         if c.metrics.enabled:
             self.http_port = probes.serve(self, stack)
-        self.fetcher.open(stack)
-        self.checkpointer.open_producer(stack, kafka_client_config(c))
-        self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+        with self.heartbeat.waiting("kafka (connecting)"):  # a broker down at start is readiness, not liveness
+            self.fetcher.open(stack)
+            self.checkpointer.open_producer(stack, kafka_client_config(c))
+            self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
 
     def _stop(self, deadline: float | None) -> None:
         """Final checkpoint and commit, within the grace period."""
@@ -139,6 +144,7 @@ class KafkaDaemon:
     # -- one loop iteration --------------------------------------------------------------------------------
     def step(self) -> None:
         c, cp = self.config, self.checkpointer
+        self.heartbeat.beat()
         if self.paused and self._clock() >= cp.retry_at:
             if self._checkpoint(list(self.partitions), reason="retry"):
                 self._set_paused(False)
@@ -160,7 +166,8 @@ class KafkaDaemon:
                 self._take(part, part.pipeline.close_idle(int(idle_s * 1000)))
         self.fetcher.observe(polled, self.partitions)
         self._set_gauges()
-        cp.publish(self.fetcher.consumer, self.partitions)
+        with self.heartbeat.waiting("kafka (offset commit, publishing)"):
+            cp.publish(self.fetcher.consumer, self.partitions)
         due = (
             self.pending_events >= c.checkpoint.interval_events
             or self._clock() - cp.last_checkpoint >= c.checkpoint.interval_seconds
@@ -190,7 +197,8 @@ class KafkaDaemon:
     def _checkpoint(self, tps, *, reason: str) -> bool:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         dirty = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions and self.partitions[tp].dirty]
-        outcome = self.checkpointer.commit(dirty, reason=reason)
+        with self.heartbeat.waiting("database (checkpoint)"):
+            outcome = self.checkpointer.commit(dirty, reason=reason)
         if outcome is Outcome.CONFLICT:
             for tp, _ in dirty:
                 self.partitions.pop(tp, None)
@@ -230,8 +238,9 @@ class KafkaDaemon:
         if not new:
             return
         try:
-            stored = self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
-                                                              [(tp.topic, tp.partition) for tp in new])
+            with self.heartbeat.waiting("database (loading checkpoints)"):
+                stored = self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
+                                                                  [(tp.topic, tp.partition) for tp in new])
         except StoreUnavailable as exc:
             # Without the checkpoint we must not consume (we would double count); pause until the DB is back.
             log_event(logging.ERROR, "database unreachable on assignment; partitions paused", error=str(exc)[:200])

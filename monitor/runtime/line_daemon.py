@@ -22,6 +22,7 @@ from monitor.pipeline import Pipeline
 from monitor.results import BatchResults, LabelsResult, PipelineStats, WindowResult
 from monitor.runtime.dead_letter import DeadLetterFile
 from monitor.runtime.embedding_worker import set_embedding_gauges
+from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.http import HttpServer
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
@@ -103,8 +104,10 @@ def run_line_source(
             dead_letter = DeadLetterFile(config.validation.dead_letter_path)
             stack.callback(dead_letter.close)
         pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
+        heartbeat = Heartbeat(config.probe.stall_seconds, loop="line loop")
         if pipeline.texts is not None:
             stack.callback(pipeline.texts.embedder.close)
+            pipeline.texts.embedder.on_progress = heartbeat.beat  # covers the loop at an embedding barrier
         store = None
         if config.output.store:
             from sinks.sql import SqlStore
@@ -117,11 +120,12 @@ def run_line_source(
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
         if serve_metrics and config.metrics.enabled:
-            _serve_metrics(config, stack, registry, status=lambda: {
-                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
-        emit = _Emitter(output, store, on_result)
+            _serve_metrics(config, stack, registry, liveness=heartbeat.check, status=lambda: {
+                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict(),
+                "liveness": heartbeat.status()})
+        emit = _Emitter(output, store, on_result, heartbeat)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
-        for batch in iter_batches(
+        batches = iter_batches(
             stream,
             name,
             config.source.batch_size,
@@ -129,7 +133,13 @@ def run_line_source(
             poll_interval=config.source.poll_interval_seconds,
             should_stop=lambda: shutdown.should_exit,
             path=None if path == "-" else path,
-        ):
+        )
+        while True:
+            with heartbeat.waiting("input"):  # waiting for lines is not a stall
+                batch = next(batches, None)
+            if batch is None:
+                break
+            heartbeat.beat()
             if batch:
                 emit(pipeline.process(batch))
                 last_record = time.monotonic()
@@ -146,8 +156,9 @@ def run_line_source(
         return RunSummary.from_stats(pipeline.stats)
 
 
-def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status) -> None:
-    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status).start()
+def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status, liveness) -> None:
+    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status,
+                        liveness=liveness).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
 
@@ -155,31 +166,40 @@ def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: Collec
 class _Emitter:
     """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
 
-    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None):
+    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None,
+                 heartbeat: Heartbeat):
         self.output, self.store, self.on_result = output, store, on_result
+        self.heartbeat = heartbeat
 
     def __call__(self, closed: BatchResults) -> None:
-        output = self.output
         for r in closed.windows:
             log_window(r)
-            if output is not None:
-                output.write(result_line(r))
+            self._write(result_line(r))
             if self.on_result is not None:
                 self.on_result(r)
         for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
             log_labels_result(r)
-            if output is not None:
-                output.write(result_line(r))
-        if output is not None and (closed.windows or closed.labels):
-            output.flush()
+            self._write(result_line(r))
+        if closed.windows or closed.labels:
+            self._write(b"", flush=True)
         if self.store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
-            self._store(closed)
+            with self.heartbeat.waiting("database"):
+                self._store(closed)
         # Experiment and shadow results go to Prometheus (through the sink), the log and, with
         # output.store, the SQL store (and so `nlpmon ab report`).
         for r in closed.experiments:
             log_experiment_result(r)
         for r in closed.shadow:
             log_shadow_result(r)
+
+    def _write(self, line: bytes, *, flush: bool = False) -> None:
+        if self.output is None:
+            return
+        with self.heartbeat.waiting("output"):  # a slow reader of a pipe is backpressure, not a stall
+            if line:
+                self.output.write(line)
+            if flush:
+                self.output.flush()
 
     def _store(self, closed: BatchResults) -> None:
         from sinks.sql.labels import upsert_label_results
