@@ -136,12 +136,16 @@ class KafkaConfig:
     fetch_retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1, max=3600))
     dead_letter_topic: str = ""
     output_topic: str = ""
+    # 0: wait for the broker as long as it takes (docs/kafka.md, "Start in any order"); else exit 2 after this.
+    startup_timeout_seconds: float = field(default=0.0, metadata=_key(min=0, max=86_400))
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     # Secret-bearing when it holds a password: NLPMON_STORE_URL; shown with the password masked.
     url: str = field(default="sqlite:///nlpmon.db", metadata=_key(secret_url=True))
+    # 0: wait for the database as long as it takes; else exit 2 after this many seconds without it.
+    startup_timeout_seconds: float = field(default=0.0, metadata=_key(min=0, max=86_400))
 
 
 @dataclass(frozen=True)
