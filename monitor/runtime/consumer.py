@@ -25,7 +25,7 @@ from sinks.prometheus import PrometheusSink
 __all__ = ["Fetcher", "connect_client", "kafka_client_config", "partition_name"]
 
 # How long one try at reaching the broker may take: a shutdown is seen between tries (docs/kafka.md).
-BOOTSTRAP_TRY_MS = 1000
+BOOTSTRAP_TRY_MS = 500
 TOPIC_RECHECK_S = 5.0  # how often a subscribed topic that is not there yet is asked for again
 
 
