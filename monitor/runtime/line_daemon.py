@@ -22,11 +22,12 @@ from monitor.pipeline import Pipeline
 from monitor.results import BatchResults, LabelsResult, PipelineStats, WindowResult
 from monitor.runtime.dead_letter import DeadLetterFile
 from monitor.runtime.embedding_worker import set_embedding_gauges
-from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.http import HttpServer
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
+from monitor.runtime.heartbeat import Heartbeat
+from monitor.runtime.startup import INITIAL_DELAY_S, MAX_DELAY_S, NotYet, Waiting, sleep_unless_stopped, wait_for
 from monitor.runtime.wiring import build_components
 
 __all__ = ["build_pipeline", "run_line_source", "result_line", "RunSummary"]
@@ -110,10 +111,11 @@ def run_line_source(
             pipeline.texts.embedder.on_progress = heartbeat.beat  # covers the loop at an embedding barrier
         store = None
         if config.output.store:
-            from sinks.sql import SqlStore
-
-            store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
-            store.check_schema()  # before any input: a schema behind with auto_upgrade off stops here (exit 2)
+            with heartbeat.waiting("database (at start)"):
+                store = _wait_store(config, stack, shutdown, Waiting(sink))
+            if store is None:  # a shutdown while waiting for the database: nothing was read
+                log_event(logging.INFO, "stopped while waiting; nothing was read")
+                return RunSummary.from_stats(pipeline.stats)
         if dead_letter is not None:
             dead_letter.on_write = sink.count_dead_letter
         stream, name = open_source(path)
@@ -123,7 +125,7 @@ def run_line_source(
             _serve_metrics(config, stack, registry, liveness=heartbeat.check, status=lambda: {
                 "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict(),
                 "liveness": heartbeat.status()})
-        emit = _Emitter(output, store, on_result, heartbeat)
+        emit = _Emitter(output, store, on_result, shutdown=shutdown, heartbeat=heartbeat)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         batches = iter_batches(
             stream,
@@ -156,6 +158,23 @@ def run_line_source(
         return RunSummary.from_stats(pipeline.stats)
 
 
+def _wait_store(config: Config, stack: contextlib.ExitStack, shutdown: Shutdown, waiting: Waiting):
+    """The SQL store once its database answers (docs/kafka.md, "Start in any order"); None: shutdown first."""
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
+
+    def attempt() -> SqlStore:
+        try:
+            store.check_schema()  # a schema behind with store.auto_upgrade off raises SchemaBehind (exit 2)
+        except StoreUnavailable as exc:
+            raise NotYet(str(exc)[:200]) from None
+        return store
+
+    return wait_for("database", attempt, shutdown=shutdown, waiting=waiting,
+                    timeout_s=config.store.startup_timeout_seconds)
+
+
 def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status, liveness) -> None:
     server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status,
                         liveness=liveness).start()
@@ -167,21 +186,21 @@ class _Emitter:
     """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
 
     def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None,
-                 heartbeat: Heartbeat):
+                 *, shutdown: Shutdown, heartbeat: Heartbeat):
         self.output, self.store, self.on_result = output, store, on_result
-        self.heartbeat = heartbeat
+        self.shutdown, self.heartbeat = shutdown, heartbeat
 
     def __call__(self, closed: BatchResults) -> None:
         for r in closed.windows:
             log_window(r)
-            self._write(result_line(r))
+            self._output(result_line(r))
             if self.on_result is not None:
                 self.on_result(r)
         for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
             log_labels_result(r)
-            self._write(result_line(r))
+            self._output(result_line(r))
         if closed.windows or closed.labels:
-            self._write(b"", flush=True)
+            self._output(b"", flush=True)
         if self.store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
             with self.heartbeat.waiting("database"):
                 self._store(closed)
@@ -192,7 +211,7 @@ class _Emitter:
         for r in closed.shadow:
             log_shadow_result(r)
 
-    def _write(self, line: bytes, *, flush: bool = False) -> None:
+    def _output(self, line: bytes, *, flush: bool = False) -> None:
         if self.output is None:
             return
         with self.heartbeat.waiting("output"):  # a slow reader of a pipe is backpressure, not a stall
@@ -202,6 +221,26 @@ class _Emitter:
                 self.output.flush()
 
     def _store(self, closed: BatchResults) -> None:
+        """Write a batch's results; while the database does not answer, retry with backoff (reading waits)."""
+        from sinks.sql import StoreUnavailable
+
+        delay = INITIAL_DELAY_S
+        while True:
+            try:
+                self._write(closed)
+                if delay > INITIAL_DELAY_S:
+                    log_event(logging.INFO, "database reachable again")
+                return
+            except StoreUnavailable as exc:
+                if delay == INITIAL_DELAY_S:
+                    log_event(logging.WARNING, "database unreachable; reading waits until it answers", error=str(exc)[:200])
+            if not sleep_unless_stopped(delay, self.shutdown):
+                log_event(logging.ERROR, "shutdown while the database is unreachable; these results are not stored",
+                          windows=len(closed.windows))  # fmt: skip
+                return
+            delay = min(delay * 2, MAX_DELAY_S)
+
+    def _write(self, closed: BatchResults) -> None:
         from sinks.sql.labels import upsert_label_results
 
         # One transaction per batch, upserted by (model, version, window): a rerun of the same input
