@@ -20,34 +20,24 @@ from monitor.reeval.errors import ReevalError
 __all__ = ["add_parsers", "reeval_command", "quantize_command"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(convert, what: str, ok, must: str):
+    """An argparse ``type``: ``convert`` the text (else "'x' is not WHAT"), then refuse values ``ok`` rejects."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{must}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be an accuracy in [0, 1], got {value}")
-    return value
+_positive_int = _checked(int, "an integer", lambda v: v >= 1, "must be at least 1")
+_non_negative_int = _checked(int, "an integer", lambda v: v >= 0, "must be 0 or more")
+_fraction = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "must be an accuracy in [0, 1]")
 
 
 class _Unset:
