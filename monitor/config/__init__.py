@@ -300,6 +300,9 @@ def _check_consistency(config: Config) -> None:
     if config.reeval.max_length == 1:
         raise ConfigError("reeval.max_length: must be 0 (the tokenizer's limit) or at least 2, got 1")
     _check_experiments(config)
+    if config.labels.enabled and config.window.kind == "count":
+        raise ConfigError("labels.enabled: needs window.kind = 'time' (a label period has time bounds; count "
+                          "windows have none, docs/results.md *Labels results*)")
     if config.window.kind == "count" and config.window.min_events > config.window.events:
         raise ConfigError(
             f"window.min_events ({config.window.min_events}) is larger than window.events "
