@@ -215,7 +215,7 @@ class LabelsConfig:
     max_pending: int = field(default=1_000_000, metadata=_key(min=1, max=100_000_000))
     calibration_bins: int = field(default=10, metadata=_key(min=2, max=100))
     calibration_windows: int = field(default=12, metadata=_key(min=1, max=10_000))
-    refresh_calibration: bool = False
+    refresh_calibration: bool = True
     calibration_decay: float = field(default=0.8, metadata=_key(min=0, max=1))
     calibration_prior_weight: float = field(default=100.0, metadata=_key(min=1, max=1e9))
     reliable_min_labels: float = field(default=200.0, metadata=_key(min=0, max=1e9))
