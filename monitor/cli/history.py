@@ -1,7 +1,8 @@
-"""``nlpmon history``: window results stored by the daemon in the SQL store, as a table or JSON lines."""
+"""``nlpmon history``: window results (and labels results) stored in the SQL store, as a table or JSON lines."""
 
 from __future__ import annotations
 
+import heapq
 import sys
 import time
 
@@ -25,15 +26,18 @@ def add_parsers(sub) -> None:
     p = sub.add_parser(
         "history",
         help="print stored window results",
-        description="Print window results stored by the daemon in the SQL store, oldest first. Reads only: a "
-        "store that does not exist is an error (exit 2), never created. An unknown model or version exits 2 and "
-        "lists the stored ones.",
+        description="Print window results stored by the daemon in the SQL store, oldest first. With [labels] "
+        "enabled, each window's realised accuracy (its labels result) follows the window's own lines: in JSON "
+        "with \"result_kind\": \"labels\" as replay writes it, in the table as a 'labels' line (labelled, "
+        "accuracy, the estimate with its interval, reliable). Reads only: a store that does not exist is an error "
+        "(exit 2), never created. An unknown model or version exits 2 and lists the stored ones.",
     )
     p.add_argument("--model", required=True, metavar="NAME", help="the model whose windows to print (its name in the events)")
     p.add_argument("--version", metavar="V", help="only this model version")
-    p.add_argument("--segment", metavar="S", help='only this segment (window.by_segment; "" for the segment-less stream)')
+    p.add_argument("--segment", metavar="S", help='only this segment (window.by_segment; "" for the segment-less '
+                   "stream); labels results, per model version, are left out")
     p.add_argument("--since", metavar="TIME", help=f"only windows starting at or after TIME: {SINCE_HELP}")
-    p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows")
+    p.add_argument("--limit", type=int, metavar="N", help="at most the N most recent windows (and labels results)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default, 120 columns) or JSON lines (every figure, docs/results.md)")
     p.add_argument("--wide", action="store_true", help="with --format table: every figure (about 150 columns)")
@@ -43,7 +47,8 @@ def add_parsers(sub) -> None:
 
 
 def cmd_history(args) -> int:
-    from monitor.cli.table import stream_cell, window_header, window_row
+    from monitor.cli.table import labels_row, stream_cell, window_header, window_row
+    from sinks.sql.labels import label_results
 
     url = args.store
     if not url:
@@ -54,27 +59,34 @@ def cmd_history(args) -> int:
     with read_store(url) as store:
         try:
             rows = store.history(args.model, version=args.version, since=since, limit=args.limit, segment=args.segment)
+            # A label event names no segment: labels results are per model version, not a segment's.
+            labels = [] if args.segment is not None else label_results(store, args.model, args.version,
+                                                                       since=since, limit=args.limit)
         except ValueError as exc:  # the only argument the store still parses is --since
             raise UsageError(f"--since {args.since!r}: {exc}; it takes {SINCE_HELP}") from None
-        if not rows:
+        if not rows and not labels:
             _check_known_stream(store.streams(), args.model, args.version)
-    if not rows:
+    if not rows and not labels:
         sys.stderr.write(f"no stored windows for model {args.model!r}"
                          f"{f' version {args.version!r}' if args.version else ''}"
                          f"{f' segment {args.segment!r}' if args.segment is not None else ''}"
                          f"{f' since {args.since}' if args.since else ''}\n")
         return EXIT_OK
     out = sys.stdout
+    # A window's labels result after the window's own results (it is emitted later): merge by window start,
+    # ties to the windows (heapq.merge is stable). The two lists are each ordered by window start already.
+    docs = list(heapq.merge(rows, labels, key=lambda r: r["window_start"]))
     if args.format == "json":
-        for r in rows:
+        for r in docs:
             out.write(orjson.dumps(r).decode() + "\n")
         return EXIT_OK
     # With segments, the stream cell is version/segment.
     cell = (lambda r: f"{r['version']}/{r['segment']}" if r.get("segment") else r["version"])
     segmented = any(r.get("segment") for r in rows)
     out.write(stream_cell("ver/segment" if segmented else "version") + window_header(wide=args.wide) + "\n")
-    for r in rows:
-        out.write(stream_cell(cell(r)) + window_row(r, wide=args.wide) + "\n")
+    for r in docs:
+        row = labels_row if r.get("result_kind") == "labels" else window_row
+        out.write(stream_cell(cell(r)) + row(r, wide=args.wide) + "\n")
     return EXIT_OK
 
 

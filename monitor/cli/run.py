@@ -36,7 +36,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT", help="serve /metrics on PORT while replaying (0 = any free port)")
     p.add_argument("--dead-letter", metavar="FILE", help="append rejected events with their reason to FILE (JSONL)")
     p.add_argument("--format", choices=("json", "table"), default="json",
-                   help="json (default): one result per line (docs/results.md); table: one readable line per window")
+                   help="json (default): one result per line (docs/results.md); table: one readable line per window "
+                   "(and per labels result)")
     p.add_argument("--wide", action="store_true", help="with --format table: every figure (about 150 columns)")
     _add_window_flags(p)
     add_config_flags(p)
@@ -123,9 +124,9 @@ def cmd_replay(args) -> int:
 def _table_writer(out, *, wide: bool):
     """An ``on_result`` callback writing the window table (the demo's, monitor/cli/table.py) to ``out``.
 
-    Its first column is the stream, model/version.
+    Its first column is the stream, model/version; a labels result is a ``labels`` line of the table.
     """
-    from monitor.cli.table import stream_cell, window_header, window_row
+    from monitor.cli.table import labels_row, stream_cell, window_header, window_row
 
     header = [(stream_cell("stream") + window_header(wide=wide) + "\n").encode()]
 
@@ -133,7 +134,8 @@ def _table_writer(out, *, wide: bool):
         if header:
             out.write(header.pop())
         r = result.to_dict()
-        out.write((stream_cell(f"{r['model']}/{r['version']}") + window_row(r, wide=wide) + "\n").encode())
+        row = labels_row if r.get("result_kind") == "labels" else window_row
+        out.write((stream_cell(f"{r['model']}/{r['version']}") + row(r, wide=wide) + "\n").encode())
         out.flush()
 
     return write

@@ -1,13 +1,15 @@
-"""Readable one-line-per-window rendering of window results (demo, history, replay).
+"""Readable one-line-per-window rendering of window results and labels results (demo, history, replay).
 
 Two layouts: ``wide`` (the demo's; p50 and the top feature's adjusted p-value too, about 150 columns) and the
 compact one (``wide=False``), which fits :data:`COMPACT_COLUMNS` with a stream column of
-:data:`STREAM_WIDTH` in front, for a terminal of the person on call.
+:data:`STREAM_WIDTH` in front, for a terminal of the person on call. A labels result (a window's realised
+accuracy, docs/results.md) is one line under the same window-start column, marked ``labels`` where a window
+line has its event count.
 """
 
 from __future__ import annotations
 
-__all__ = ["COMPACT_COLUMNS", "STREAM_WIDTH", "window_header", "window_row", "stream_cell"]
+__all__ = ["COMPACT_COLUMNS", "STREAM_WIDTH", "window_header", "window_row", "labels_row", "stream_cell"]
 
 COMPACT_COLUMNS = 120
 STREAM_WIDTH = 12
@@ -44,7 +46,7 @@ def window_row(r: dict, *, wide: bool = True) -> str:
     kp = _p(drift["prediction"]["p_value"]) if drift["prediction"] else "-"
     which = [k for k in _SHORT if drift.get(k) and drift[k]["drifted"]]
     low = _f(conf["low_ratio"] and conf["low_ratio"] * 100, 1)
-    start = (r["window_start"] or "-").replace("T", " ").replace("Z", "")
+    start = _start(r)
     if wide:
         flag = "DRIFT " + "+".join(which) if r["drifted"] else ("partial" if r["partial"] else "ok")
         return (f"{start[:23]:<24} {r['events']:>6} {_f(lat['p50']):>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} "
@@ -53,6 +55,30 @@ def window_row(r: dict, *, wide: bool = True) -> str:
     flag = "+".join(_SHORT[k] for k in which) if r["drifted"] else ("partial" if r["partial"] else "ok")
     return (f"{start[:19]:<19} {r['events']:>6} {_f(lat['p99']):>6} {_f(conf['mean'], 2):>5} {low:>5}  "
             f"{features:<{_FEATURES_COMPACT}} {cp:>7} {kp:>7}  {flag}")  # fmt: skip
+
+
+def labels_row(r: dict, *, wide: bool = True) -> str:
+    """One labels result (``LabelsResult.to_dict()``, ``result_kind`` "labels") as one line.
+
+    The estimate made when the window closed stands beside the realised accuracy, with its 95 % interval and
+    ``reliable=no`` where inputs shifted and few labels supported it; ``partial``: labels may still have come.
+    ``wide`` adds the window's predictions and those whose label did not come in time (``expired``).
+    """
+    start = _start(r)
+    text = f"predictions={r['predictions']} expired={r['expired']} " if wide else ""
+    text += f"labelled={r['labelled']} accuracy={_f(r['accuracy'], 3)} est={_f(r['estimated_accuracy'], 3)}"
+    if r.get("estimated_accuracy_low") is not None:
+        text += f" [{_f(r['estimated_accuracy_low'], 3)}-{_f(r.get('estimated_accuracy_high'), 3)}]"
+    if r.get("estimate_reliable") is not None:
+        text += f" reliable={'yes' if r['estimate_reliable'] else 'no'}"
+    if r["partial"]:
+        text += " partial"
+    cell = f"{start[:23]:<24}" if wide else f"{start[:19]:<19}"  # the window start column of window_header
+    return f"{cell} {'labels':>6}  {text}"
+
+
+def _start(r: dict) -> str:
+    return (r["window_start"] or "-").replace("T", " ").replace("Z", "")
 
 
 def _input_drift(r: dict, wide: bool) -> str:

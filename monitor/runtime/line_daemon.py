@@ -95,9 +95,12 @@ def run_line_source(
     output: IO[bytes] | None,
     serve_metrics: bool,
     shutdown: Shutdown | None = None,
-    on_result: Callable[[WindowResult], None] | None = None,
+    on_result: Callable[[WindowResult | LabelsResult], None] | None = None,
 ) -> RunSummary:
-    """Process a JSONL file or stdin to the end (or until shutdown); return the run summary."""
+    """Process a JSONL file or stdin to the end (or until shutdown); return the run summary.
+
+    ``on_result`` is called with each window result and each labels result, in closing order.
+    """
     shutdown = shutdown or Shutdown()
     with contextlib.ExitStack() as stack:
         dead_letter = None
@@ -185,7 +188,7 @@ def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: Collec
 class _Emitter:
     """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
 
-    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None,
+    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult | LabelsResult], None] | None,
                  *, shutdown: Shutdown, heartbeat: Heartbeat):
         self.output, self.store, self.on_result = output, store, on_result
         self.shutdown, self.heartbeat = shutdown, heartbeat
@@ -199,6 +202,8 @@ class _Emitter:
         for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
             log_labels_result(r)
             self._output(result_line(r))
+            if self.on_result is not None:
+                self.on_result(r)
         if closed.windows or closed.labels:
             self._output(b"", flush=True)
         if self.store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
