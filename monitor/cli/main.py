@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.ingest.tokenizer import TokenizerError
     from monitor.onnx.errors import ModelJobError  # re-evaluation's ReevalError and the embedding encoder's
     from sinks.sql.schema import SchemaVersionError  # a store this nlpmon may not write (docs/storage.md)
+    from monitor.runtime.startup import StartupTimeout  # a startup deadline the user set (docs/kafka.md)
 
     try:
         code = int(args.func(args) or 0)
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         # /dev/null so the interpreter's final flush does not print "Exception ignored ... Broken pipe".
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except (UsageError, ProfileError, TokenizerError, ModelJobError, SchemaVersionError) as exc:
+    except (UsageError, ProfileError, TokenizerError, ModelJobError, SchemaVersionError, StartupTimeout) as exc:
         sys.stderr.write(f"nlpmon: error: {exc}\n")
         return EXIT_USAGE
     except OSError as exc:

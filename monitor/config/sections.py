@@ -136,6 +136,8 @@ class KafkaConfig:
     fetch_retry_max_seconds: float = field(default=30.0, metadata=_key(min=0.1, max=3600))
     dead_letter_topic: str = ""
     output_topic: str = ""
+    # 0: wait for the broker as long as it takes (docs/kafka.md, "Start in any order"); else exit 2 after this.
+    startup_timeout_seconds: float = field(default=0.0, metadata=_key(min=0, max=86_400))
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class StoreConfig:
     # The daemon deletes at most prune_batch_rows rows per table, at most once every prune_interval_seconds.
     prune_interval_seconds: float = field(default=60.0, metadata=_key(min=1))
     prune_batch_rows: int = field(default=500, metadata=_key(min=1, max=100_000))
+    # 0: wait for the database as long as it takes; else exit 2 after this many seconds without it.
+    startup_timeout_seconds: float = field(default=0.0, metadata=_key(min=0, max=86_400))
 
 
 @dataclass(frozen=True)

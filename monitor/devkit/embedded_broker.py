@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FAST_GROUP", "TansuBroker", "BrokerUnavailable", "start_tansu", "resolve_tansu_bin"]
+__all__ = ["FAST_GROUP", "TansuBroker", "BrokerUnavailable", "start_tansu", "resolve_tansu_bin", "free_port"]
 
 # Consumer-group timings that make tansu form a group in about a second (see the module docstring).
 FAST_GROUP = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 400}
@@ -112,6 +112,11 @@ class TansuBroker:
                 admin.close()
 
 
+def free_port() -> int:
+    """A loopback port free now (for a broker that starts later)."""
+    return _free_port()
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -168,8 +173,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def start_tansu(log_dir: Path, *, ready_timeout_s: float = _READY_TIMEOUT_S) -> Iterator[TansuBroker]:
-    """Start tansu on a free loopback port, wait until it serves metadata, and stop it on exit.
+def start_tansu(log_dir: Path, *, ready_timeout_s: float = _READY_TIMEOUT_S, port: int | None = None) -> Iterator[TansuBroker]:
+    """Start tansu on a free loopback port (or ``port``: a daemon started first waits there), wait until it
+    serves metadata, and stop it on exit.
 
     Raises :class:`BrokerUnavailable` when the binary is missing or the broker does not become ready within
     ``ready_timeout_s`` (the message carries the tail of the broker's output).
@@ -179,13 +185,13 @@ def start_tansu(log_dir: Path, *, ready_timeout_s: float = _READY_TIMEOUT_S) -> 
     log_dir.mkdir(parents=True, exist_ok=True)
     # Another process can take the port between _free_port() and tansu's bind; then try another port.
     for attempt in itertools.count(1):
-        broker = _spawn(binary, log_dir, _free_port())
+        broker = _spawn(binary, log_dir, port or _free_port())
         try:
             _wait_ready(broker, ready_timeout_s)
             break
         except _PortTaken:
             _stop(broker.process)
-            if attempt == 3:
+            if attempt == 3 or port:
                 raise BrokerUnavailable(f"three free ports were taken before tansu could bind; last output:\n"
                                         f"{broker.log_tail()}") from None
         except BaseException:

@@ -20,7 +20,10 @@ import msgspec
 
 from monitor.config import Config
 from monitor.logs import log_event
+from monitor.runtime.consumer import connect_client
 from monitor.runtime.partitions import PartitionState
+from monitor.runtime.shutdown import Shutdown
+from monitor.runtime.startup import Waiting, wait_for
 from sinks.prometheus import PrometheusSink
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
 
@@ -51,6 +54,7 @@ class Checkpointer:
         self.store: SqlStore | None = None
         self.producer = None  # kafka.KafkaProducer with a dead-letter or output topic
         self.db_connected = False
+        self._db_lost = False  # set when the database stops answering: the next contact is "reachable again"
         self.retry_at = 0.0
         self.retry_delay = INITIAL_RETRY_S
         self.last_checkpoint = clock()
@@ -64,14 +68,21 @@ class Checkpointer:
         stack.callback(self.store.close)
         return self.store
 
-    def open_producer(self, stack: contextlib.ExitStack, client_config: dict) -> None:
-        """The producer for the dead-letter and output topics (none when neither is configured)."""
+    def open_producer(self, stack: contextlib.ExitStack, client_config: dict, *, shutdown: Shutdown,
+                      waiting: Waiting) -> bool:
+        """The producer for the dead-letter and output topics (none when neither is configured), once the
+        broker answers; False when a shutdown came first."""
         k = self.config.kafka
-        if k.dead_letter_topic or k.output_topic:
-            from kafka import KafkaProducer
+        if not (k.dead_letter_topic or k.output_topic):
+            return True
+        from kafka import KafkaProducer
 
-            self.producer = KafkaProducer(**client_config, acks="all", linger_ms=20)
-            stack.callback(lambda: self.producer.close(timeout=5))
+        self.producer = wait_for("broker", lambda: connect_client(KafkaProducer, client_config, acks="all", linger_ms=20),
+                                 shutdown=shutdown, waiting=waiting, timeout_s=k.startup_timeout_seconds)
+        if self.producer is None:
+            return False
+        stack.callback(lambda: self.producer.close(timeout=5))
+        return True
 
     def commit(self, dirty: list[tuple[object, PartitionState]], *, reason: str) -> Outcome:
         """Write the dirty partitions' results, offsets and pipeline states in one transaction."""
@@ -98,10 +109,7 @@ class Checkpointer:
             # drop their state; the new owner resumes from its own checkpoint. Never overwrite it.
             log_event(logging.ERROR, "checkpoint conflict: partitions taken over by another consumer", detail=str(exc))
             return Outcome.CONFLICT
-        if not self.db_connected:
-            log_event(logging.INFO, "database reachable again")
-        self.db_connected = True
-        self.retry_delay = INITIAL_RETRY_S
+        self.db_up()
         self._after_commit(dirty, results)
         self.last_checkpoint = self._clock()
         self.sink.set_gauge("nlpmon_checkpoint_duration_seconds", "Duration of the last checkpoint transaction.", self._clock() - started)
@@ -118,11 +126,20 @@ class Checkpointer:
         for _, p in dirty:
             p.made_durable()
 
+    def db_up(self) -> None:
+        """The database answered: "reachable again" only after it was lost (never at the first contact)."""
+        if not self.db_connected and self._db_lost:
+            log_event(logging.INFO, "database reachable again")
+        self.db_connected = True
+        self._db_lost = False
+        self.retry_delay = INITIAL_RETRY_S
+
     def db_down(self, exc: Exception) -> None:
         """The database did not answer: say so once, and back off before the next try."""
         if self.db_connected or self.retry_delay <= INITIAL_RETRY_S:
             log_event(logging.WARNING, "database unreachable; results wait in memory", error=str(exc)[:200])
         self.db_connected = False
+        self._db_lost = True
         self.retry_at = self._clock() + self.retry_delay
         self.retry_delay = min(self.retry_delay * 2, self.config.checkpoint.retry_max_seconds)
 

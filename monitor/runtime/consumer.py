@@ -18,9 +18,15 @@ from monitor.config import Config
 from monitor.logs import log_event
 from monitor.runtime.fetch_errors import FETCH_ERROR_REASONS, FetchFaults, fetch_error_reason, release_failed_fetch
 from monitor.runtime.partitions import PartitionState
+from monitor.runtime.shutdown import Shutdown
+from monitor.runtime.startup import NotYet, Waiting, wait_for
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["Fetcher", "kafka_client_config", "partition_name"]
+__all__ = ["Fetcher", "connect_client", "kafka_client_config", "partition_name"]
+
+# How long one try at reaching the broker may take: a shutdown is seen between tries (docs/kafka.md).
+BOOTSTRAP_TRY_MS = 500
+TOPIC_RECHECK_S = 5.0  # how often a subscribed topic that is not there yet is asked for again
 
 
 def kafka_client_config(config: Config) -> dict:
@@ -35,6 +41,27 @@ def kafka_client_config(config: Config) -> dict:
         if getattr(k, name):
             out[name] = getattr(k, name)
     return out
+
+
+def connect_client(cls, client_config: dict, **settings):
+    """Construct a kafka-python ``KafkaConsumer`` or ``KafkaProducer`` (the constructor bootstraps), giving up
+    after one short try with :class:`~monitor.runtime.startup.NotYet` and leaving no IO thread behind."""
+    from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+    from kafka.net.compat import KafkaNetClient
+
+    made = []
+
+    def client(**kwargs):  # kept, so that a constructor that gives up can be cleaned after
+        made.append(KafkaNetClient(**kwargs))
+        return made[-1]
+
+    try:
+        return cls(**client_config, **settings, bootstrap_timeout_ms=BOOTSTRAP_TRY_MS, kafka_client=client)
+    except (KafkaTimeoutError, KafkaConnectionError):
+        for c in made:
+            with contextlib.suppress(Exception):
+                c.close()
+        raise NotYet(f"no broker answers at {','.join(client_config['bootstrap_servers'])}") from None
 
 
 def partition_name(tp) -> str:
@@ -66,17 +93,29 @@ class Fetcher:
         self._on_change = on_change  # the daemon's gauges, refreshed when a fault starts or ends
         self.consumer = None
         self.kafka_connected = False
+        self._metadata_due = 0.0  # when to ask the broker again for a subscribed topic that is not there yet
         # Partitions whose batch could not be read (keyed by TopicPartition; None: partition unknown).
         self.faults = FetchFaults(max_s=config.kafka.fetch_retry_max_seconds)
         for reason in FETCH_ERROR_REASONS:
             sink.count_fetch_error(reason, 0)  # zero series, so the alert's increase() has a baseline
 
-    def open(self, stack: contextlib.ExitStack) -> None:
+    def open(self, stack: contextlib.ExitStack, *, shutdown: Shutdown, waiting: Waiting) -> bool:
+        """Create the consumer once the broker answers (waiting with backoff); False: shutdown came first."""
+        consumer = wait_for("broker", self._connect, shutdown=shutdown, waiting=waiting,
+                            timeout_s=self.config.kafka.startup_timeout_seconds)
+        if consumer is None:
+            return False
+        self.consumer = consumer
+        stack.callback(self._close)
+        return True
+
+    def _connect(self):
+        """One try at a consumer: kafka-python bootstraps in the constructor (NotYet when nobody answers)."""
         from kafka import KafkaConsumer
 
         k = self.config.kafka
-        self.consumer = KafkaConsumer(
-            **kafka_client_config(self.config),
+        return connect_client(
+            KafkaConsumer, kafka_client_config(self.config),
             group_id=k.group_id,
             enable_auto_commit=False,  # offsets are committed after the DB checkpoint, for lag visibility only
             auto_offset_reset=k.start_offset,
@@ -86,7 +125,6 @@ class Fetcher:
             heartbeat_interval_ms=max(100, k.session_timeout_ms // 5),
             reconnect_backoff_max_ms=10_000,
         )
-        stack.callback(self._close)
 
     def subscribe(self, *, on_revoked: Callable, on_assigned: Callable) -> None:
         self.consumer.subscribe(list(self.config.kafka.topics), listener=_Listener(on_revoked, on_assigned))
@@ -170,6 +208,35 @@ class Fetcher:
         log_event(logging.INFO, "fetch recovered", **_where(tp), offset=first_offset, reason=fault.reason,
                   failures=fault.failures)
         self._on_change()
+
+    def observe_waits(self, waiting: Waiting, assigned: Mapping) -> None:
+        """Before the first assignment: whether the subscribed topics exist and the group coordinator answers."""
+        if assigned:
+            waiting.ready("topic")
+            waiting.ready("group_coordinator")
+            return
+        try:
+            known_topics = self.consumer._cluster.topics()
+        except Exception:
+            known_topics = set()
+        missing = sorted(set(self.config.kafka.topics) - set(known_topics))
+        if missing:
+            waiting.wait("topic", f"not on the broker yet: {','.join(missing)}")
+            if self._clock() >= self._metadata_due:  # look again soon, not at kafka-python's 5-minute refresh
+                self._metadata_due = self._clock() + TOPIC_RECHECK_S
+                with contextlib.suppress(Exception):
+                    self.consumer._cluster.request_update()
+        else:
+            waiting.ready("topic")
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        try:
+            unknown = coordinator is None or coordinator.coordinator_unknown()
+        except Exception:
+            unknown = True
+        if unknown and not missing:
+            waiting.wait("group_coordinator", f"group {self.config.kafka.group_id}: no coordinator answers yet")
+        elif not unknown:
+            waiting.ready("group_coordinator")
 
     def observe(self, polled: dict, assigned: Mapping[object, PartitionState]) -> None:
         """Whether the broker answers, and each partition's lag (``nlpmon_consumer_lag``)."""

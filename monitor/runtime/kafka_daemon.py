@@ -39,6 +39,7 @@ from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.pruner import Pruner
 from monitor.runtime.shutdown import Shutdown
+from monitor.runtime.startup import NotYet, Waiting, wait_for
 from monitor.runtime.wiring import Components, build_components, build_sink
 from sinks.sql import StoreUnavailable
 
@@ -69,6 +70,8 @@ class KafkaDaemon:
         self.fetcher = Fetcher(config, self.sink, clock=clock, on_change=self._set_gauges)
         # before_commit: called inside each checkpoint transaction (the crash tests' pause); None in production.
         self.checkpointer = Checkpointer(config, self.sink, clock=clock, before_commit=before_commit)
+        self.waiting = Waiting(self.sink, clock=clock)  # what the daemon waits for (broker, topic, database...)
+        self._unloaded: set = set()  # assigned while the database was down: checkpoint not loaded, kept paused
         self.paused = False
         self.pending_events = 0  # records consumed since the last durable checkpoint
         # The pipelines' batch featurizer (None: the real one); the poison tests inject one that raises.
@@ -79,7 +82,9 @@ class KafkaDaemon:
     # -- lifecycle -----------------------------------------------------------------------------------------
     def run(self) -> int:
         with contextlib.ExitStack() as stack:
-            self._open(stack)
+            if not self._open(stack):  # a shutdown while waiting for the broker or the database
+                log_event(logging.INFO, "stopped while waiting; nothing was consumed")
+                return 0
             log_event(logging.INFO, "consuming", topics=",".join(self.config.kafka.topics), group=self.config.kafka.group_id)
             deadline = None
             while True:
@@ -91,13 +96,18 @@ class KafkaDaemon:
             self.checkpointer.publish(self.fetcher.consumer, self.partitions)
         return 0
 
-    def _open(self, stack: contextlib.ExitStack) -> None:
+    def _open(self, stack: contextlib.ExitStack) -> bool:
+        """Open every resource, waiting for the database and the broker (docs/kafka.md, "Start in any order");
+        False when a shutdown came first."""
         c = self.config
         self.components = build_components(c, registry=self.registry, sink=self.sink)
         if self.components.embedder is not None:  # [embedding] model: one worker thread for all partitions
             stack.callback(self.components.embedder.close)
         store = self.checkpointer.open_store(stack)
-        self._load_store_profiles()
+        if c.metrics.enabled:  # first: /readyz says what the daemon waits for
+            self.http_port = probes.serve(self, stack)
+        if not self._wait_store():
+            return False
         stack.enter_context(Pruner(store, c.store))  # retention, on its own thread (runtime/pruner.py)
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
@@ -108,11 +118,11 @@ class KafkaDaemon:
             self.reeval = ReevalScheduler(c.reeval, store=store, sink=self.sink, max_streams=c.metrics.max_streams)
             self.reeval.start()
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
-        if c.metrics.enabled:
-            self.http_port = probes.serve(self, stack)
-        self.fetcher.open(stack)
-        self.checkpointer.open_producer(stack, kafka_client_config(c))
+        waits = {"shutdown": self.shutdown, "waiting": self.waiting}
+        if not self.fetcher.open(stack, **waits) or not self.checkpointer.open_producer(stack, kafka_client_config(c), **waits):
+            return False
         self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+        return True
 
     def _stop(self, deadline: float | None) -> None:
         """Final checkpoint and commit, within the grace period."""
@@ -125,22 +135,32 @@ class KafkaDaemon:
             time.sleep(min(1.0, self.checkpointer.retry_delay))
         log_event(logging.INFO, "stopped", partitions=len(self.partitions))
 
-    def _load_store_profiles(self) -> None:
-        try:
-            stored = self.checkpointer.store.active_profiles()
-        except StoreUnavailable as exc:
-            log_event(logging.WARNING, "store unreachable at start; reference profiles from files only", error=str(exc))
-            return
+    def _wait_store(self) -> bool:
+        """Wait until the database answers, then load its active reference profiles; False: shutdown first."""
+
+        def attempt() -> dict:
+            try:
+                return self.checkpointer.store.active_profiles()
+            except StoreUnavailable as exc:
+                raise NotYet(str(exc)[:200]) from None
+
+        stored = wait_for("database", attempt, shutdown=self.shutdown, waiting=self.waiting,
+                          timeout_s=self.config.store.startup_timeout_seconds)
+        if stored is None:
+            return False
+        self.checkpointer.db_up()
+        self._set_gauges()
         profiles = self.components.profiles
         for model, data in stored.items():
             if model not in profiles:  # files named in the config win
                 profiles[model] = Profile.from_dict(data, origin=f"store profile of {model}")
+        return True
 
     # -- one loop iteration --------------------------------------------------------------------------------
     def step(self) -> None:
         c, cp = self.config, self.checkpointer
         if self.paused and self._clock() >= cp.retry_at:
-            if self._checkpoint(list(self.partitions), reason="retry"):
+            if self._load_unloaded() and self._checkpoint(list(self.partitions), reason="retry"):
                 self._set_paused(False)
         polled = self.fetcher.poll(self.partitions, paused=self.paused)
         for tp, records in polled.items():
@@ -159,6 +179,7 @@ class KafkaDaemon:
             for part in self.partitions.values():  # the whole source is quiet (docs/results.md)
                 self._take(part, part.pipeline.close_idle(int(idle_s * 1000)))
         self.fetcher.observe(polled, self.partitions)
+        self.fetcher.observe_waits(self.waiting, self.partitions)
         self._set_gauges()
         cp.publish(self.fetcher.consumer, self.partitions)
         due = (
@@ -229,25 +250,48 @@ class KafkaDaemon:
         new = [tp for tp in assigned if tp not in self.partitions]
         if not new:
             return
-        try:
-            stored = self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
-                                                              [(tp.topic, tp.partition) for tp in new])
-        except StoreUnavailable as exc:
-            # Without the checkpoint we must not consume (we would double count); pause until the DB is back.
-            log_event(logging.ERROR, "database unreachable on assignment; partitions paused", error=str(exc)[:200])
-            self.checkpointer.db_down(exc)
-            self._set_gauges()
-            stored = None
+        stored = self._load_checkpoints(new)
         for tp in new:
             part = self._new_partition()
-            if stored is not None:  # else: paused below, and consumed from its checkpoint once the DB answers
+            if stored is not None:
                 self.fetcher.start(tp, part, stored.get((tp.topic, tp.partition)))
+            else:  # paused below, and started from its checkpoint once the database answers (_load_unloaded)
+                part.next_offset = None  # nothing to checkpoint before then
+                self._unloaded.add(tp)
             self.partitions[tp] = part
         if stored is None or self.paused:
             self.fetcher.pause(new)
             self.paused = True
         self._set_gauges()
         log_event(logging.INFO, "partitions assigned", partitions=_tps(new), restored=sum(1 for tp in new if stored and (tp.topic, tp.partition) in stored))
+
+    def _load_checkpoints(self, tps) -> dict | None:
+        """The stored checkpoints of ``tps``; None when the database does not answer (said once, backoff set)."""
+        try:
+            return self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
+                                                            [(tp.topic, tp.partition) for tp in tps])
+        except StoreUnavailable as exc:
+            # Without the checkpoint we must not consume (we would double count); pause until the DB is back.
+            if self.checkpointer.db_connected:
+                log_event(logging.ERROR, "database unreachable on assignment; partitions paused", error=str(exc)[:200])
+            self.checkpointer.db_down(exc)
+            self._set_gauges()
+            return None
+
+    def _load_unloaded(self) -> bool:
+        """Start the partitions assigned while the database was down from their checkpoints; whether all are."""
+        tps = [tp for tp in self._unloaded if tp in self.partitions]
+        self._unloaded.intersection_update(tps)
+        if not tps:
+            return True
+        stored = self._load_checkpoints(tps)
+        if stored is None:
+            return False
+        for tp in tps:
+            self.fetcher.start(tp, self.partitions[tp], stored.get((tp.topic, tp.partition)))
+        self._unloaded.clear()
+        self.checkpointer.db_up()
+        return True
 
     def _new_partition(self) -> PartitionState:
         parts, reeval = self.components, self.reeval

@@ -26,6 +26,7 @@ from monitor.runtime.http import HttpServer
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
+from monitor.runtime.startup import INITIAL_DELAY_S, MAX_DELAY_S, NotYet, Waiting, sleep_unless_stopped, wait_for
 from monitor.runtime.wiring import build_components
 
 __all__ = ["build_pipeline", "run_line_source", "result_line", "RunSummary"]
@@ -107,10 +108,10 @@ def run_line_source(
             stack.callback(pipeline.texts.embedder.close)
         store = None
         if config.output.store:
-            from sinks.sql import SqlStore
-
-            store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
-            store.check_schema()  # before any input: a schema behind with auto_upgrade off stops here (exit 2)
+            store = _wait_store(config, stack, shutdown, Waiting(sink))
+            if store is None:  # a shutdown while waiting for the database: nothing was read
+                log_event(logging.INFO, "stopped while waiting; nothing was read")
+                return RunSummary.from_stats(pipeline.stats)
         if dead_letter is not None:
             dead_letter.on_write = sink.count_dead_letter
         stream, name = open_source(path)
@@ -119,7 +120,7 @@ def run_line_source(
         if serve_metrics and config.metrics.enabled:
             _serve_metrics(config, stack, registry, status=lambda: {
                 "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
-        emit = _Emitter(output, store, on_result)
+        emit = _Emitter(output, store, on_result, shutdown)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         for batch in iter_batches(
             stream,
@@ -146,6 +147,23 @@ def run_line_source(
         return RunSummary.from_stats(pipeline.stats)
 
 
+def _wait_store(config: Config, stack: contextlib.ExitStack, shutdown: Shutdown, waiting: Waiting):
+    """The SQL store once its database answers (docs/kafka.md, "Start in any order"); None: shutdown first."""
+    from sinks.sql import SqlStore, StoreUnavailable
+
+    store = stack.enter_context(SqlStore(config.store.url, upgrade=config.store.auto_upgrade))
+
+    def attempt() -> SqlStore:
+        try:
+            store.check_schema()  # a schema behind with auto_upgrade off stops here (exit 2, one line)
+        except StoreUnavailable as exc:
+            raise NotYet(str(exc)[:200]) from None
+        return store
+
+    return wait_for("database", attempt, shutdown=shutdown, waiting=waiting,
+                    timeout_s=config.store.startup_timeout_seconds)
+
+
 def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status) -> None:
     server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status).start()
     stack.callback(server.stop)
@@ -155,8 +173,9 @@ def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: Collec
 class _Emitter:
     """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
 
-    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None):
-        self.output, self.store, self.on_result = output, store, on_result
+    def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None,
+                 shutdown: Shutdown):
+        self.output, self.store, self.on_result, self.shutdown = output, store, on_result, shutdown
 
     def __call__(self, closed: BatchResults) -> None:
         output = self.output
@@ -182,6 +201,26 @@ class _Emitter:
             log_shadow_result(r)
 
     def _store(self, closed: BatchResults) -> None:
+        """Write a batch's results; while the database does not answer, retry with backoff (reading waits)."""
+        from sinks.sql import StoreUnavailable
+
+        delay = INITIAL_DELAY_S
+        while True:
+            try:
+                self._write(closed)
+                if delay > INITIAL_DELAY_S:
+                    log_event(logging.INFO, "database reachable again")
+                return
+            except StoreUnavailable as exc:
+                if delay == INITIAL_DELAY_S:
+                    log_event(logging.WARNING, "database unreachable; reading waits until it answers", error=str(exc)[:200])
+            if not sleep_unless_stopped(delay, self.shutdown):
+                log_event(logging.ERROR, "shutdown while the database is unreachable; these results are not stored",
+                          windows=len(closed.windows))  # fmt: skip
+                return
+            delay = min(delay * 2, MAX_DELAY_S)
+
+    def _write(self, closed: BatchResults) -> None:
         from sinks.sql.labels import upsert_label_results
 
         # One transaction per batch, upserted by (model, version, window): a rerun of the same input

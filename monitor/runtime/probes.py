@@ -18,6 +18,7 @@ from monitor.runtime.consumer import Fetcher, partition_name
 from monitor.runtime.embedding_worker import set_embedding_gauges
 from monitor.runtime.http import HttpServer
 from monitor.runtime.partitions import PartitionState
+from monitor.runtime.startup import Waiting
 from monitor.runtime.wiring import Components
 from sinks.prometheus import PrometheusSink
 
@@ -35,6 +36,7 @@ class DaemonParts(Protocol):
     fetcher: Fetcher
     checkpointer: Checkpointer
     reeval: object | None
+    waiting: Waiting
     paused: bool
     pending_events: int
 
@@ -43,7 +45,9 @@ def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
     """Serve /metrics, /readyz, /status (and POST /reeval with re-evaluation) until ``stack`` closes; the port."""
     m = d.config.metrics
     server = HttpServer(d.registry, host=m.host, port=m.port, readiness=lambda: readiness(d), status=lambda: status(d),
-                        post_handlers={"/reeval": d.reeval.handle_post} if d.reeval else None).start()
+                        # Served before the re-evaluation scheduler exists (/readyz answers while the daemon waits).
+                        post_handlers={"/reeval": lambda *a, **kw: d.reeval.handle_post(*a, **kw)}
+                        if d.config.reeval.enabled else None).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{m.host}:{server.port}/metrics")
     return server.port
@@ -54,6 +58,8 @@ def readiness(d: DaemonParts) -> tuple[bool, dict]:
     kafka, db, faults = d.fetcher.kafka_connected, d.checkpointer.db_connected, d.fetcher.faults
     checks = {"kafka_connected": kafka, "db_connected": db, "assigned_partitions": len(d.partitions),
               "paused": d.paused, "fetch_errors": faults.checks(partition_name)}
+    if d.waiting.reasons:  # broker, topic, group coordinator or database not there yet (docs/kafka.md)
+        checks["waiting_for"] = d.waiting.reason()
     return kafka and db and bool(d.partitions) and not d.paused and not faults, checks
 
 
