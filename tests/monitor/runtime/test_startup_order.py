@@ -160,3 +160,38 @@ def test_line_daemon_waits_for_the_database(tmp_path):
         code = p.wait(30)
     assert code == 0 and time.monotonic() - started < 8.0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+UNAVAILABLE = "{} topic unavailable; records wait and are sent again with backoff (the SQL store has the results)"
+
+
+def test_output_topics_unavailable_do_not_stop_consuming(kafka_broker, profile, tmp_path):
+    """The output/dead-letter producer reaches no broker: consuming and storing go on, /readyz says degraded."""
+    import socket
+
+    topic, events = kafka_broker.new_topic(partitions=2), _events(1500, seed=34)
+    bad = [b"\xff\xfe not utf8"]
+    store = f"sqlite:///{tmp_path / 'd.db'}"
+    cfg = write_config(tmp_path / "d.toml", bootstrap=kafka_broker.bootstrap, topic=topic, group="d", store_url=store,
+                       profile=profile)
+    cfg.write_text(cfg.read_text().replace("[store]", 'dead_letter_topic = "dlq"\noutput_topic = "out"\n[store]'))
+    with socket.socket() as dead:  # bound, not listening: every connection is refused
+        dead.bind(("127.0.0.1", 0))
+        with DaemonProcess(cfg, tmp_path / "d.log", producer_bootstrap=f"127.0.0.1:{dead.getsockname()[1]}") as d:
+            http = _port(d)
+            ends = produce(kafka_broker.bootstrap, topic, events[:750], bad)
+            wait_until(lambda: caught_up(store, "d", topic, ends), 90, "the first half", d)
+            ends = produce(kafka_broker.bootstrap, topic, events[750:])
+            wait_until(lambda: caught_up(store, "d", topic, ends), 90, "the second half", d)
+            wait_until(lambda: UNAVAILABLE.format("output") in _msgs(d), 30, "the unavailable line", d)
+            status, body = _readyz(http)
+            assert status == 200 and "output_topic" in body["degraded"] and "dead_letter_topic" in body["degraded"], body
+            metrics = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2).read().decode()
+            assert 'nlpmon_publish_errors_total{topic_kind="output"}' in metrics
+            assert _msgs(d).count(UNAVAILABLE.format("output")) == 1  # once per state change
+            assert _msgs(d).count(UNAVAILABLE.format("dead-letter")) == 1
+            code, stopped_s, ended_s = _stop_timed(d)
+    assert code == 0 and stopped_s < 5.0, (code, stopped_s, d.log_tail())
+    assert "stopped with records not sent to the output or dead-letter topic (the SQL store has the results)" in _msgs(d)
+    assert "Traceback" not in d.log.read_text()
+    assert all_results(store, MODELS) == _reference(kafka_broker, profile, tmp_path, topic, ends)
