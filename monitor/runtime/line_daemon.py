@@ -106,9 +106,13 @@ def run_line_source(
         pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
         if pipeline.texts is not None:
             stack.callback(pipeline.texts.embedder.close)
+        waiting = Waiting(sink)
+        if serve_metrics and config.metrics.enabled:  # first: /readyz says what the daemon waits for
+            _serve_metrics(config, stack, registry, readiness=lambda: _readiness(waiting), status=lambda: {
+                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
         store = None
         if config.output.store:
-            store = _wait_store(config, stack, shutdown, Waiting(sink))
+            store = _wait_store(config, stack, shutdown, waiting)
             if store is None:  # a shutdown while waiting for the database: nothing was read
                 log_event(logging.INFO, "stopped while waiting; nothing was read")
                 return RunSummary.from_stats(pipeline.stats)
@@ -117,9 +121,6 @@ def run_line_source(
         stream, name = open_source(path)
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
-        if serve_metrics and config.metrics.enabled:
-            _serve_metrics(config, stack, registry, status=lambda: {
-                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
         emit = _Emitter(output, store, on_result, shutdown)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         for batch in iter_batches(
@@ -164,8 +165,15 @@ def _wait_store(config: Config, stack: contextlib.ExitStack, shutdown: Shutdown,
                     timeout_s=config.store.startup_timeout_seconds)
 
 
-def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status) -> None:
-    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status).start()
+def _readiness(waiting: Waiting) -> tuple[bool, dict]:
+    """``/readyz``: 503 while the database is waited for at start, with the reason (as the Kafka sidecar's)."""
+    return (False, {"waiting_for": waiting.reason()}) if waiting.reasons else (True, {})
+
+
+def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, readiness,
+                   status) -> None:
+    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, readiness=readiness,
+                        status=status).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
 

@@ -161,12 +161,17 @@ def test_line_daemon_waits_for_the_database(tmp_path):
 
     cfg = tmp_path / "l.toml"
     cfg.write_text('[source]\nkind = "stdin"\n[output]\nstore = true\n[store]\n'
-                   'url = "postgresql+psycopg://nobody:x@127.0.0.1:9/none"\n[logging]\nformat = "json"\n')
+                   'url = "postgresql+psycopg://nobody:x@127.0.0.1:9/none"\n[logging]\nformat = "json"\n'
+                   '[metrics]\nhost = "127.0.0.1"\nport = 0\n')
     log = tmp_path / "l.log"
     with open(log, "wb") as f:
         p = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)], stdin=subprocess.PIPE,
                              stdout=f, stderr=f)
         wait_until(lambda: "waiting for database" in log.read_text(), 60, "the waiting line")
+        # The HTTP server comes first: /readyz says what the daemon waits for (as the Kafka sidecar's).
+        url = next(json.loads(line)["url"] for line in log.read_text().splitlines() if '"serving metrics"' in line)
+        status, body = _readyz(int(url.rsplit(":", 1)[1].split("/")[0]))
+        assert status == 503 and "waiting for database" in body["waiting_for"], body
         started = time.monotonic()
         p.terminate()
         code = p.wait(30)
