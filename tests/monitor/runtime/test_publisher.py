@@ -1,4 +1,4 @@
-"""The output/dead-letter publisher: never raises, never blocks, bounded, retried with backoff (runtime/publisher.py)."""
+"""The output/dead-letter publisher (runtime/publisher.py): never raises, never blocks, bounded, retried."""
 
 from __future__ import annotations
 
