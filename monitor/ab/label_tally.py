@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections import deque
 from collections.abc import Callable
 
@@ -121,15 +122,14 @@ class Tally:
     """One prediction window's label counts (exact) and the calibration sums of its labelled pairs."""
 
     __slots__ = ("key", "close_at", "predictions", "with_rid", "labelled", "correct", "duplicates", "evicted",
-                 "estimate", "predicted", "labels", "hits", "cal_n", "cal_ok", "cal_conf", "estimate_n", "low", "high",
-                 "reliable")
+                 "predicted", "labels", "hits", "cal_n", "cal_ok", "cal_conf", "estimates")
 
     def __init__(self, key: tuple, close_at: int, bins: int):
         self.key, self.close_at = key, close_at
         self.predictions = self.with_rid = self.labelled = self.correct = self.duplicates = self.evicted = 0
-        self.estimate: float | None = None
-        self.estimate_n = 0  # events behind the estimate: segment windows' estimates are averaged by it
-        self.low = self.high = self.reliable = None  # the estimate's interval, and whether it can be trusted
+        # Each closed window's [events, estimate, low, high, reliable] (the interval's three None without one):
+        # with window.by_segment one per segment, blended only when the result is made (see ``blended``).
+        self.estimates: list[list] = []
         self.predicted: dict[str, int] = {}
         self.labels: dict[str, int] = {}
         self.hits: dict[str, int] = {}
@@ -158,20 +158,26 @@ class Tally:
         """Keep a closed window's label-free estimate (and its ``interval``); with window.by_segment each
         segment's window of the same time window brings its own, and the labels result (per model and version)
         gets their mean weighted by events (the interval's ends likewise; reliable when all are)."""
-        n, m = max(events, 1), self.estimate_n
-        e = self.estimate
-        self.estimate = estimate if e is None else (e * m + estimate * n) / (m + n)
-        if interval is not None:
-            lo, hi = interval.low, interval.high
-            self.low = lo if self.low is None else (self.low * m + lo * n) / (m + n)
-            self.high = hi if self.high is None else (self.high * m + hi * n) / (m + n)
-            self.reliable = interval.reliable and self.reliable is not False
-        self.estimate_n += n
+        lo, hi, ok = (interval.low, interval.high, bool(interval.reliable)) if interval is not None else (None,) * 3
+        self.estimates.append([max(events, 1), estimate, lo, hi, ok])
+
+    def blended(self) -> tuple[float | None, float | None, float | None, bool | None]:
+        """(estimate, low, high, reliable) of the kept estimates, the same whatever order they came in.
+
+        The segments' windows of one time window close in an order that depends on how the records were
+        batched (a restart batches them differently): exact sums (``math.fsum``) make the means independent
+        of it, where a running mean would differ in its last bits (exactly-once, docs/kafka.md).
+        """
+        parts = self.estimates
+        with_interval = [p for p in parts if p[2] is not None]
+        ok = all(p[4] for p in with_interval) if with_interval else None
+        return _weighted(parts, 1), _weighted(with_interval, 2), _weighted(with_interval, 3), ok
 
     def result(self, size_ms: int, *, partial: bool) -> LabelsResult:
         """The window's labels result (its predictions with a request id and no label count as expired)."""
         model, version, start = self.key
         hits, predicted, labels = self.hits, self.predicted, self.labels
+        estimate, low, high, reliable = self.blended()
         classes = tuple(ClassFigures(c, predicted.get(c, 0), labels.get(c, 0), hits.get(c, 0),
                                      _ratio(hits.get(c, 0), predicted.get(c, 0)), _ratio(hits.get(c, 0), labels.get(c, 0)))
                         for c in sorted(predicted.keys() | labels.keys()))  # fmt: skip
@@ -180,8 +186,8 @@ class Tally:
             predictions=self.predictions, with_request_id=self.with_rid, labelled=self.labelled,
             accuracy=_ratio(self.correct, self.labelled), classes=classes, duplicates=self.duplicates,
             unmatched=self.with_rid - self.labelled, expired=self.expired, evicted=self.evicted,
-            estimated_accuracy=self.estimate, estimated_accuracy_low=self.low, estimated_accuracy_high=self.high,
-            estimate_reliable=self.reliable,
+            estimated_accuracy=estimate, estimated_accuracy_low=low, estimated_accuracy_high=high,
+            estimate_reliable=reliable,
         )  # fmt: skip
 
     @property
@@ -189,19 +195,28 @@ class Tally:
         return self.with_rid - self.labelled - self.evicted
 
     def state(self) -> list:
+        # Items 8, 15 to 18 (the blend, as checkpoints before issue 21's exactly-once fix held it) stay for readers
+        # of the old layout; item 19 holds the estimates themselves.
+        estimate, low, high, reliable = self.blended()
         return [list(self.key), self.close_at, self.predictions, self.with_rid, self.labelled, self.correct,
-                self.duplicates, self.evicted, self.estimate, self.predicted, self.labels, self.hits, self.cal_n,
-                self.cal_ok, self.cal_conf, self.estimate_n, self.low, self.high, self.reliable]
+                self.duplicates, self.evicted, estimate, self.predicted, self.labels, self.hits, self.cal_n,
+                self.cal_ok, self.cal_conf, sum(p[0] for p in self.estimates), low, high, reliable, self.estimates]
 
     @classmethod
     def from_state(cls, s: list) -> Tally:
         t = cls.__new__(cls)
         t.key, t.close_at = tuple(s[0]), s[1]
-        (t.predictions, t.with_rid, t.labelled, t.correct, t.duplicates, t.evicted, t.estimate) = s[2:9]
+        (t.predictions, t.with_rid, t.labelled, t.correct, t.duplicates, t.evicted) = s[2:8]
         t.predicted, t.labels, t.hits = dict(s[9]), dict(s[10]), dict(s[11])
         t.cal_n, t.cal_ok, t.cal_conf = list(s[12]), list(s[13]), list(s[14])
-        t.estimate_n = s[15] if len(s) > 15 else 0  # checkpoints from before segments
-        t.low, t.high, t.reliable = s[16:19] if len(s) > 16 else (None, None, None)  # ... before intervals
+        if len(s) > 19:
+            t.estimates = [list(p) for p in s[19]]
+        elif s[8] is None:
+            t.estimates = []
+        else:  # an older checkpoint: the blend so far counts as one estimate of its events
+            n = s[15] if len(s) > 15 else 0  # checkpoints from before segments: it weighs nothing beside another
+            lo, hi, ok = s[16:19] if len(s) > 16 else (None, None, None)  # ... before intervals
+            t.estimates = [[n, s[8], lo, hi, None if lo is None else ok is not False]]
         return t
 
 
@@ -246,7 +261,9 @@ class RecentCalibration:
         weighs 1, the one before ``decay``, and so on."""
         entries = [r for r in self.recent.get(model) or () if r[1] <= end_ms]
         entries += [(t.key[2], t.close_at, t.cal_n, t.cal_ok, t.cal_conf) for t in also]
-        entries.sort(key=lambda r: r[0], reverse=True)
+        # Newest first; equal starts (the model's versions) by their close and sums, not by whether a tally was
+        # closed yet when the window closed (that depends on the batching): the decay's ages are then the same.
+        entries.sort(key=lambda r: (r[0], r[1], list(r[2]), list(r[3]), list(r[4])), reverse=True)
         n, ok = [0.0] * self.bins, [0.0] * self.bins
         for age, r in enumerate(entries[:self.windows]):
             w = decay**age
@@ -376,6 +393,17 @@ def _bounded(predicted: dict, labels: dict, name: str) -> str:
     if name in predicted or name in labels or len(predicted.keys() | labels.keys()) < MAX_CLASSES:
         return name
     return OTHER_CLASS
+
+
+def _weighted(parts: list, i: int) -> float | None:
+    """The events-weighted mean of item ``i`` of ``parts`` (None without any), exactly rounded: independent of
+    their order. One part is its own mean (exactly)."""
+    if len(parts) <= 1:
+        return parts[0][i] if parts else None
+    n = math.fsum(p[0] for p in parts)
+    if n <= 0:
+        return parts[-1][i]
+    return math.fsum(p[0] * p[i] for p in parts) / n
 
 
 def _ratio(a: int, b: int) -> float | None:

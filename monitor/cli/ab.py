@@ -15,7 +15,8 @@ def add_parsers(sub) -> None:
     """Register ``nlpmon ab report`` on the top-level subparsers."""
     p = sub.add_parser("ab", help="A/B experiments: report stored results",
                        description="A/B experiments configured as [[experiments]] (docs/experiments.md).")
-    asub = p.add_subparsers(dest="ab_command", metavar="SUBCOMMAND")
+    asub = p.add_subparsers(dest="ab_command", metavar="SUBCOMMAND",
+                            help="what to do (nlpmon ab SUBCOMMAND --help for its options)")
     asub.required = True
     r = asub.add_parser(
         "report",

@@ -24,13 +24,17 @@ class UsageError(Exception):
     """A problem the user can fix (bad flag, missing file, incompatible profile): exit 2, one line, no traceback."""
 
 
-def add_config_flags(p: argparse.ArgumentParser, *, source: bool = True) -> None:
+def add_config_flags(p: argparse.ArgumentParser, *, source: bool = True, tokenizer: bool = True) -> None:
+    """--config, --set, --log-format, --log-level and (``tokenizer``) --tokenizer for tokenizer.path; a command
+    whose own --tokenizer means something else (``reeval``) passes ``tokenizer=False``."""
     p.add_argument("--config", "-c", metavar="FILE", help="TOML config file (see docs/config.md)")
     p.add_argument(
         "--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
         help="override one config key, e.g. --set window.min_events=100 (repeatable; beats file and environment)",
     )  # fmt: skip
-    p.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (tokenizer.path)")
+    if tokenizer:
+        p.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (tokenizer.path)")
+    p.set_defaults(tokenizer_is_config=tokenizer)
     p.add_argument("--log-format", choices=("text", "json"), help="log format (logging.format)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log level (logging.level)")
 
@@ -43,7 +47,7 @@ def _overrides(args, extra: dict | None = None) -> dict:
         if not sep or "." not in key:
             raise UsageError(f"--set expects SECTION.KEY=VALUE, got {item!r}")
         out[key.strip()] = value
-    if args.tokenizer:
+    if getattr(args, "tokenizer_is_config", True) and args.tokenizer:
         out["tokenizer.path"] = args.tokenizer
     if args.log_format:
         out["logging.format"] = args.log_format

@@ -25,7 +25,7 @@ def add_parsers(sub) -> None:
     """Register ``db status``, ``db upgrade`` and ``db prune`` on an ``argparse`` subparsers object."""
     p = sub.add_parser("db", help="show, upgrade or prune the SQL store",
                        description="The SQL store's schema and retention (docs/storage.md).")
-    db = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND")
+    db = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", help="what to do with the store")
     db.required = True
     status = db.add_parser(
         "status", help="print the store's schema version and whether it needs an upgrade",

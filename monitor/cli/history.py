@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
         "store that does not exist is an error (exit 2), never created. An unknown model or version exits 2 and "
         "lists the stored ones.",
     )
-    p.add_argument("--model", required=True, metavar="NAME")
+    p.add_argument("--model", required=True, metavar="NAME", help="the model whose windows to print (its name in the events)")
     p.add_argument("--version", metavar="V", help="only this model version")
     p.add_argument("--segment", metavar="S", help='only this segment (window.by_segment; "" for the segment-less stream)')
     p.add_argument("--since", metavar="TIME", help=f"only windows starting at or after TIME: {SINCE_HELP}")

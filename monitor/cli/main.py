@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/kafka.md (the sidecar), docs/storage.md, docs/reeval.md, docs/experiments.md, docs/runbooks.md.",
     )
     parser.add_argument("--version", action="version", version=f"nlpmon {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="nlpmon COMMAND --help for its options")
     sub.required = True
     for command in COMMANDS:
         command.add_parsers(sub)

@@ -13,40 +13,43 @@ from pathlib import Path
 
 from dataclasses import MISSING
 
+from monitor.cli.common import UsageError, add_config_flags, config_from_args
 from monitor.config.reeval import option_fields
 from monitor.reeval.errors import ReevalError
 
 __all__ = ["add_parsers", "reeval_command", "quantize_command"]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _checked(convert, what: str, ok, must: str):
+    """An argparse ``type``: ``convert`` the text (else "'x' is not WHAT"), then refuse values ``ok`` rejects."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{must}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+_positive_int = _checked(int, "an integer", lambda v: v >= 1, "must be at least 1")
+_non_negative_int = _checked(int, "an integer", lambda v: v >= 0, "must be 0 or more")
+_fraction = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "must be an accuracy in [0, 1]")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be an accuracy in [0, 1], got {value}")
-    return value
+class _Unset:
+    """A flag's default, told apart from the same value given on the command line (``--help`` shows the value)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 _ARGS = {"path": Path, "positive_int": _positive_int, "non_negative_int": _non_negative_int, "fraction": _fraction}
@@ -61,9 +64,11 @@ def _add_option_flags(p: argparse.ArgumentParser) -> None:
         flag = meta["flag"] or "--" + name.replace("_", "-")
         kwargs = {"dest": name, "help": meta["help"]}
         if meta["action"]:
-            kwargs["action"] = meta["action"]
+            kwargs.update(action=meta["action"], default=_Unset(f.default))
         else:
-            kwargs.update(default=None if f.default is MISSING else f.default, required=f.default is MISSING)
+            # Required settings (model, tokenizer, data) are checked after [reeval] of --config filled in the rest.
+            kwargs.update(default=_Unset(None if f.default is MISSING else f.default),
+                          help=meta["help"] + (" (required, here or as [reeval] of --config)" if f.default is MISSING else ""))
             if meta["arg"]:
                 kwargs["type"] = _ARGS[meta["arg"]]
             if meta["choices"]:
@@ -99,6 +104,7 @@ def add_parsers(subparsers) -> None:
         help="SQL store URL: store this run in reeval_runs, and use the first stored run of the model and data "
         "set as the baseline when --baseline-accuracy is not given",
     )
+    add_config_flags(p, tokenizer=False)  # --config: its [reeval] section gives the defaults of the flags above
     p.set_defaults(func=reeval_command)
 
     q = subparsers.add_parser(
@@ -129,10 +135,14 @@ def reeval_command(args: argparse.Namespace) -> int:
     from monitor.reeval.options import options_from
     from monitor.reeval.report import ProgressBar, format_table
 
+    from monitor.logs import setup_logging
+
     bar = None
     store = None
     try:
-        settings = {name: getattr(args, name) for name, f in option_fields().items() if f.metadata["flag"] is not None}
+        config = config_from_args(args, {"source.kind": "stdin"})
+        setup_logging(config.logging.level, config.logging.format)
+        settings = _settings(args, config.reeval if args.config or args.set else None)
         baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
         if args.traffic is not None and args.candidate is None:
             raise ValueError("--traffic needs --candidate: it compares the two models on logged traffic")
@@ -152,7 +162,7 @@ def reeval_command(args: argparse.Namespace) -> int:
             bar = ProgressBar(sys.stderr)
         started_at_ms = time.time_ns() // 1_000_000
         result = run_reeval(options, progress=bar)
-    except (ReevalError, ValueError) as exc:
+    except (ReevalError, ValueError, UsageError) as exc:
         if store is not None:
             store.close()
         return _fail("reeval", exc)
@@ -166,6 +176,29 @@ def reeval_command(args: argparse.Namespace) -> int:
     if store is not None:
         return _save_run(store, result, started_at_ms)
     return 0
+
+
+def _settings(args: argparse.Namespace, section) -> dict:
+    """The job's settings: a flag given on the command line, else the ``[reeval]`` key of ``section`` (the
+    config's, with --config or --set), else the flag's default; raises UsageError for a missing required one."""
+    settings, missing = {}, []
+    for name, f in option_fields().items():
+        if f.metadata["flag"] is None:
+            continue
+        value = getattr(args, name)
+        if isinstance(value, _Unset):
+            value = value.value
+            if section is not None and f.metadata["config"]:
+                configured, none_as = getattr(section, name), f.metadata["none_as"]
+                if not (f.default is MISSING and configured == "") and not (none_as is not None and configured == none_as):
+                    value = Path(configured) if f.metadata["arg"] == "path" else configured
+        if value is None and f.default is MISSING:
+            missing.append(f.metadata["flag"] or "--" + name.replace("_", "-"))
+        settings[name] = value
+    if missing:
+        raise UsageError(f"required: {', '.join(missing)} (a flag, or the [reeval] section of --config)")
+    vars(args).update(settings)  # the handler reads some of them from args (baseline, traffic, store names)
+    return settings
 
 
 def _open_store(args: argparse.Namespace, baseline):

@@ -23,8 +23,11 @@ __all__ = ["add_parsers", "cmd_reference_build", "segment_output", "segment_prof
 
 def add_parsers(sub) -> None:
     """Register ``reference build`` on an ``argparse`` subparsers object."""
-    p = sub.add_parser("reference", help="build reference profiles")
-    rsub = p.add_subparsers(dest="reference_command", metavar="SUBCOMMAND")
+    p = sub.add_parser("reference", help="build reference profiles",
+                       description="Reference profiles: what drift is measured against, built from a period of "
+                       "predictions you trust (docs/results.md).")
+    rsub = p.add_subparsers(dest="reference_command", metavar="SUBCOMMAND",
+                            help="what to do (nlpmon reference SUBCOMMAND --help for its options)")
     rsub.required = True
     b = rsub.add_parser(
         "build",
@@ -32,8 +35,8 @@ def add_parsers(sub) -> None:
         description="Compute the reference samples (features, confidences, class proportions, latency) of one "
         "model from EVENTS and write them to a profile JSON file.",
     )
-    b.add_argument("events", metavar="EVENTS.jsonl")
-    b.add_argument("--output", "-o", required=True, metavar="PROFILE.json")
+    b.add_argument("events", metavar="EVENTS.jsonl", help="prediction events, one JSON object per line (docs/events.md)")
+    b.add_argument("--output", "-o", required=True, metavar="PROFILE.json", help="where to write the profile")
     b.add_argument("--model", metavar="NAME", help="model to profile (required when the file holds several)")
     b.add_argument("--version", dest="versions", action="append", default=[], metavar="V", help="only these versions (repeatable)")
     b.add_argument("--sample-size", type=int, default=50_000, metavar="N", help="reservoir size per feature (default 50000)")
@@ -44,7 +47,8 @@ def add_parsers(sub) -> None:
     b.add_argument("--tokenizer", metavar="DIR", help="served model's tokenizer directory (must match the daemon's)")
     b.add_argument("--max-length", type=int, metavar="N", help="tokenizer max_length (default: the config's tokenizer.max_length, else the tokenizer's "
                    "model_max_length)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the reservoir samples (default 0): the same seed, "
+                   "the same profile")
     b.add_argument("--store", metavar="URL", help="also store the profile in this SQL store (SQLAlchemy URL)")
     b.add_argument("--activate", action="store_true", help="with --store: make it the model's active reference")
     b.add_argument("--by-segment", action="store_true",

@@ -56,11 +56,13 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("check-config", help="validate a config and print the effective settings",
                        description="Load the config (file, NLPMON_* environment, --set flags), validate it, and print "
-                       "the effective settings as JSON. Then check what `run` would need before it connects: the "
+                       "the effective settings as TOML (secrets redacted; --format json for JSON). Then check what `run` would need before it connects: the "
                        "source file, tokenizer and reference profiles exist and agree, the store URL names an "
                        "installed driver, the re-evaluation files exist (nothing is connected to). Exit 2 with the "
                        "offending key on any error, each on one line on stderr.")
     add_config_flags(p)
+    p.add_argument("--format", choices=("toml", "json"), default="toml",
+                   help="how to print the effective settings: toml (the format of the config file, default) or json")
     p.set_defaults(func=cmd_check_config)
 
 
@@ -176,7 +178,17 @@ def cmd_check_config(args) -> int:
     from monitor.runtime.checks import preflight
 
     config = config_from_args(args)
-    sys.stdout.write(orjson.dumps(config_as_dict(config), option=orjson.OPT_INDENT_2).decode() + "\n")
+    effective = config_as_dict(config)
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(effective, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        from monitor.config import secret_keys
+        from monitor.config.toml_out import dumps
+
+        # A secret is not a file setting (the loader refuses it there): a comment that says where it comes from.
+        notes = {(s, k): f"a secret, {'set' if effective[s][k] else 'unset'}; not printed: NLPMON_{s.upper()}_{k.upper()} "
+                 "in the environment" for s, k in secret_keys()}
+        sys.stdout.write(dumps(effective, commented=notes))
     problems = preflight(config)
     for problem in problems:
         sys.stderr.write(f"nlpmon: error: {problem}\n")

@@ -31,6 +31,7 @@ from monitor.config.sections import (  # noqa: F401 (re-exported: the sections a
     StoreConfig,
     CheckpointConfig,
     DaemonConfig,
+    ProbeConfig,
     OutputConfig,
     LoggingConfig,
     ReevalConfig,
@@ -43,7 +44,7 @@ from monitor.config.sections import (  # noqa: F401 (re-exported: the sections a
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "ARRAY_SECTIONS", "ExperimentConfig", "GuardrailConfig",
-           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url"]
+           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url", "secret_keys"]
 
 
 # Array-of-tables sections ([[experiments]]): only in the file, never from the environment or flags.
@@ -70,6 +71,8 @@ def _coerce(dotted: str, value: Any, f: dataclasses.Field, from_text: bool) -> A
     elif kind is str:
         if type(value) is not str:
             raise ConfigError(f"{dotted}: expected a string, got {value!r}")
+    elif kind is tuple and f.metadata.get("kind") == "buckets":
+        value = _buckets(dotted, value)
     elif kind is tuple:
         if isinstance(value, str):
             value = [value]
@@ -84,6 +87,24 @@ def _coerce(dotted: str, value: Any, f: dataclasses.Field, from_text: bool) -> A
     if meta.get("max") is not None and value > meta["max"]:
         raise ConfigError(f"{dotted}: must be <= {meta['max']}, got {value!r}")
     return value
+
+
+def _buckets(dotted: str, value: Any) -> tuple[float, ...]:
+    """Histogram bucket bounds: a non-empty list of positive, finite numbers in increasing order."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):  # from the environment
+        try:
+            value = [float(v) for v in value]
+        except ValueError:
+            raise ConfigError(f"{dotted}: expected a list of numbers, got {value!r}") from None
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(type(v) in (int, float) for v in value)):
+        raise ConfigError(f"{dotted}: expected a non-empty list of numbers, got {value!r}")
+    bounds = tuple(float(v) for v in value)
+    if not all(0 < b < float("inf") for b in bounds):
+        raise ConfigError(f"{dotted}: bucket bounds must be positive and finite, got {list(bounds)}")
+    if any(a >= b for a, b in zip(bounds, bounds[1:])):
+        raise ConfigError(f"{dotted}: bucket bounds must be in increasing order without repeats, got {list(bounds)}")
+    return bounds
 
 
 def _parse_text(dotted: str, text: str, kind: type) -> Any:
@@ -279,6 +300,9 @@ def _check_consistency(config: Config) -> None:
     if config.reeval.max_length == 1:
         raise ConfigError("reeval.max_length: must be 0 (the tokenizer's limit) or at least 2, got 1")
     _check_experiments(config)
+    if config.labels.enabled and config.window.kind == "count":
+        raise ConfigError("labels.enabled: needs window.kind = 'time' (a label period has time bounds; count "
+                          "windows have none, docs/results.md *Labels results*)")
     if config.window.kind == "count" and config.window.min_events > config.window.events:
         raise ConfigError(
             f"window.min_events ({config.window.min_events}) is larger than window.events "
@@ -328,6 +352,11 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
             values[sf.name] = list(v) if isinstance(v, tuple) else v
         out[f.name] = values
     return out
+
+
+def secret_keys() -> list[tuple[str, str]]:
+    """The ``(section, key)`` of every secret: read from the environment only, never from the file."""
+    return [(s, f.name) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls) if f.metadata.get("secret")]
 
 
 def _plain(value: Any) -> Any:

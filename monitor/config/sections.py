@@ -105,6 +105,10 @@ class MetricsConfig:
     stream_ttl_seconds: float = field(default=86_400.0, metadata=_key(min=0))
     # Streams kept apart per partition (or file); events of further streams are windowed as __other__.
     max_tracked_streams: int = field(default=10_000, metadata=_key(min=1))
+    # Upper bounds (le) of nlp_prediction_latency_seconds; +Inf is added. Increasing, positive.
+    latency_buckets_seconds: tuple[float, ...] = field(
+        default=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0),
+        metadata=_key(kind="buckets"))
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,13 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    # /healthz fails when the daemon's loop made no progress for this long outside a legitimate wait
+    # (broker or database outage, backpressure, waiting for input: those are readiness, not liveness).
+    stall_seconds: float = field(default=120.0, metadata=_key(min=0.1))
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     results_path: str = ""
     # File and stdin sources: also upsert every window result into [store] (the Kafka sidecar always does).
@@ -204,7 +215,7 @@ class LabelsConfig:
     max_pending: int = field(default=1_000_000, metadata=_key(min=1, max=100_000_000))
     calibration_bins: int = field(default=10, metadata=_key(min=2, max=100))
     calibration_windows: int = field(default=12, metadata=_key(min=1, max=10_000))
-    refresh_calibration: bool = False
+    refresh_calibration: bool = True
     calibration_decay: float = field(default=0.8, metadata=_key(min=0, max=1))
     calibration_prior_weight: float = field(default=100.0, metadata=_key(min=1, max=1e9))
     reliable_min_labels: float = field(default=200.0, metadata=_key(min=0, max=1e9))
@@ -265,6 +276,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     daemon: DaemonConfig = DaemonConfig()
+    probe: ProbeConfig = ProbeConfig()
     output: OutputConfig = OutputConfig()
     logging: LoggingConfig = LoggingConfig()
     reeval: ReevalConfig = ReevalConfig()

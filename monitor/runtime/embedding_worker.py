@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from monitor.config import Config
@@ -35,6 +36,9 @@ class EmbeddingWorker:
         self.texts = 0  # texts embedded (alive when their job started)
         self.skipped = 0  # texts displaced from their slot before their job started
         self.failures = 0  # texts the encoder failed on
+        # Called (on the worker thread) after each encoder call: the daemon's heartbeat, so a loop waiting for
+        # the worker at a barrier counts as alive while the worker makes progress (monitor/runtime/heartbeat.py).
+        self.on_progress: Callable[[], None] = lambda: None
         encoder.embed(list(PROBE_TEXTS))
         if not encoder.batch_independent(list(PROBE_TEXTS)):
             log_event(logging.WARNING, "the embedding encoder's output depends on batch composition; results "
@@ -54,6 +58,7 @@ class EmbeddingWorker:
             vectors = self.encoder.embed([t.text for t in todo])
         except Exception:
             vectors = None
+        self.on_progress()
         if vectors is not None:
             for t, v in zip(todo, vectors):
                 t.vector = v
@@ -63,6 +68,7 @@ class EmbeddingWorker:
             try:
                 t.vector = self.encoder.embed([t.text])[0]
                 self.texts += 1
+                self.on_progress()
             except Exception as exc:
                 t.failed = True
                 self.failures += 1

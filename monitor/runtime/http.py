@@ -2,8 +2,8 @@
 
 ``/metrics`` is prometheus_client's own exposition (``make_wsgi_app``): it negotiates OpenMetrics from the
 ``Accept`` header, gzips when the scraper accepts it and honours ``name[]`` filters; ``HEAD`` answers like
-``GET`` without the body. ``/healthz`` answers 200 while the process can serve at all (liveness: restart me
-if this fails); ``/readyz`` answers 200 only when the daemon is doing its job (readiness), else 503 with the
+``GET`` without the body. ``/healthz`` answers 200 while the daemon's loop makes progress or waits legitimately
+(liveness: restart me if this fails; :mod:`monitor.runtime.heartbeat`), else 503 with a one-line reason; ``/readyz`` answers 200 only when the daemon is doing its job (readiness), else 503 with the
 reasons as JSON; ``/status`` is JSON: the latest window result of every stream plus counters.
 """
 
@@ -37,11 +37,13 @@ class HttpServer:
         host: str = "0.0.0.0",
         port: int = 9108,
         readiness: Callable[[], tuple[bool, dict]] = lambda: (True, {}),
+        # (alive, one-line reason): a Heartbeat's check; the default is alive while HTTP is served.
+        liveness: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
         status: Callable[[], dict] = dict,
         # POST handlers get (headers, body, client address) and answer (status code, JSON object).
         post_handlers: dict[str, PostHandler] | None = None,
     ):
-        app = _App(make_wsgi_app(registry), readiness, status, post_handlers or {})
+        app = _App(make_wsgi_app(registry), readiness, status, post_handlers or {}, liveness=liveness)
         self._server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         # poll_interval: how long stop() may wait for the serving loop (its default, 0.5 s, delays every exit).
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -79,8 +81,9 @@ class _QuietHandler(WSGIRequestHandler):
 class _App:
     """The WSGI application: /metrics from prometheus_client, the probes and POST hooks beside it."""
 
-    def __init__(self, metrics_app, readiness, status, post_handlers: dict[str, PostHandler]):
+    def __init__(self, metrics_app, readiness, status, post_handlers: dict[str, PostHandler], *, liveness):
         self._metrics = metrics_app
+        self._liveness = liveness
         self._readiness = readiness
         self._status = status
         self._post = post_handlers
@@ -94,7 +97,9 @@ class _App:
         if path == "/metrics":
             return self._metrics_reply(environ, start_response, method)
         if path == "/healthz":
-            return _reply(start_response, 200, b"ok\n", content_type="text/plain; charset=utf-8", method=method)
+            alive, reason = self._liveness()
+            return _reply(start_response, 200 if alive else 503, reason.encode() + b"\n",
+                          content_type="text/plain; charset=utf-8", method=method)
         if path == "/readyz":
             ready, reasons = self._readiness()
             return _json(start_response, 200 if ready else 503, {"ready": ready, **reasons}, method)

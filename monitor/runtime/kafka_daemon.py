@@ -35,6 +35,7 @@ from monitor.results import BatchResults
 from monitor.runtime import probes
 from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime.consumer import Fetcher, kafka_client_config
+from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.pruner import Pruner
@@ -77,6 +78,8 @@ class KafkaDaemon:
         # The pipelines' batch featurizer (None: the real one); the poison tests inject one that raises.
         self._featurize = featurize
         self._last_record_at = clock()
+        # Liveness (/healthz): beaten by every step; real monotonic time, whatever clock the tests inject.
+        self.heartbeat = Heartbeat(config.probe.stall_seconds)
         self._set_gauges()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -103,11 +106,13 @@ class KafkaDaemon:
         self.components = build_components(c, registry=self.registry, sink=self.sink)
         if self.components.embedder is not None:  # [embedding] model: one worker thread for all partitions
             stack.callback(self.components.embedder.close)
+            self.components.embedder.on_progress = self.heartbeat.beat  # covers the loop at a barrier
         store = self.checkpointer.open_store(stack)
         if c.metrics.enabled:  # first: /readyz says what the daemon waits for
             self.http_port = probes.serve(self, stack)
-        if not self._wait_store():
-            return False
+        with self.heartbeat.waiting("database (at start)"):  # a database down at start is readiness, not liveness
+            if not self._wait_store():
+                return False
         stack.enter_context(Pruner(store, c.store))  # retention, on its own thread (runtime/pruner.py)
         # Here, before the consumer exists: an incompatible profile is a startup error (exit 2, one line),
         # never an exception inside kafka-python's rebalance callback.
@@ -118,10 +123,11 @@ class KafkaDaemon:
             self.reeval = ReevalScheduler(c.reeval, store=store, sink=self.sink, max_streams=c.metrics.max_streams)
             self.reeval.start()
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
-        if not self.fetcher.open(stack, shutdown=self.shutdown, waiting=self.waiting):
-            return False
+        with self.heartbeat.waiting("kafka (connecting)"):  # a broker down at start is readiness, not liveness
+            if not self.fetcher.open(stack, shutdown=self.shutdown, waiting=self.waiting):
+                return False
+            self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         self.checkpointer.open_producer(stack, kafka_client_config(c))  # connects when it first sends
-        self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         return True
 
     def _stop(self, deadline: float | None) -> None:
@@ -159,6 +165,7 @@ class KafkaDaemon:
     # -- one loop iteration --------------------------------------------------------------------------------
     def step(self) -> None:
         c, cp = self.config, self.checkpointer
+        self.heartbeat.beat()
         if self.paused and self._clock() >= cp.retry_at:
             if self._load_unloaded() and self._checkpoint(list(self.partitions), reason="retry"):
                 self._set_paused(False)
@@ -181,7 +188,8 @@ class KafkaDaemon:
         self.fetcher.observe(polled, self.partitions)
         self.fetcher.observe_waits(self.waiting, self.partitions)
         self._set_gauges()
-        cp.publish(self.fetcher.consumer, self.partitions)
+        with self.heartbeat.waiting("kafka (offset commit, publishing)"):
+            cp.publish(self.fetcher.consumer, self.partitions)
         due = (
             self.pending_events >= c.checkpoint.interval_events
             or self._clock() - cp.last_checkpoint >= c.checkpoint.interval_seconds
@@ -211,7 +219,8 @@ class KafkaDaemon:
     def _checkpoint(self, tps, *, reason: str) -> bool:
         """Make the given partitions durable; return False (and keep everything) when the DB is unreachable."""
         dirty = [(tp, self.partitions[tp]) for tp in tps if tp in self.partitions and self.partitions[tp].dirty]
-        outcome = self.checkpointer.commit(dirty, reason=reason)
+        with self.heartbeat.waiting("database (checkpoint)"):
+            outcome = self.checkpointer.commit(dirty, reason=reason)
         if outcome is Outcome.CONFLICT:
             for tp, _ in dirty:
                 self.partitions.pop(tp, None)
@@ -268,8 +277,9 @@ class KafkaDaemon:
     def _load_checkpoints(self, tps) -> dict | None:
         """The stored checkpoints of ``tps``; None when the database does not answer (said once, backoff set)."""
         try:
-            return self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
-                                                            [(tp.topic, tp.partition) for tp in tps])
+            with self.heartbeat.waiting("database (loading checkpoints)"):
+                return self.checkpointer.store.load_checkpoints(self.config.kafka.group_id,
+                                                                [(tp.topic, tp.partition) for tp in tps])
         except StoreUnavailable as exc:
             # Without the checkpoint we must not consume (we would double count); pause until the DB is back.
             if self.checkpointer.db_connected:

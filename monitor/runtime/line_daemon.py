@@ -26,6 +26,7 @@ from monitor.runtime.http import HttpServer
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
+from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.startup import INITIAL_DELAY_S, MAX_DELAY_S, NotYet, Waiting, sleep_unless_stopped, wait_for
 from monitor.runtime.wiring import build_components
 
@@ -104,15 +105,19 @@ def run_line_source(
             dead_letter = DeadLetterFile(config.validation.dead_letter_path)
             stack.callback(dead_letter.close)
         pipeline, sink, registry = build_pipeline(config, dead_letter=dead_letter)
+        heartbeat = Heartbeat(config.probe.stall_seconds, loop="line loop")
         if pipeline.texts is not None:
             stack.callback(pipeline.texts.embedder.close)
+            pipeline.texts.embedder.on_progress = heartbeat.beat  # covers the loop at an embedding barrier
         waiting = Waiting(sink)
         if serve_metrics and config.metrics.enabled:  # first: /readyz says what the daemon waits for
-            _serve_metrics(config, stack, registry, readiness=lambda: _readiness(waiting), status=lambda: {
-                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict()})
+            _serve_metrics(config, stack, registry, readiness=lambda: _readiness(waiting), liveness=heartbeat.check,
+                           status=lambda: {"windows": [r.to_dict() for r in sink.latest_windows()],
+                                           "stats": pipeline.stats.to_dict(), "liveness": heartbeat.status()})
         store = None
         if config.output.store:
-            store = _wait_store(config, stack, shutdown, waiting)
+            with heartbeat.waiting("database (at start)"):
+                store = _wait_store(config, stack, shutdown, waiting)
             if store is None:  # a shutdown while waiting for the database: nothing was read
                 log_event(logging.INFO, "stopped while waiting; nothing was read")
                 return RunSummary.from_stats(pipeline.stats)
@@ -121,9 +126,9 @@ def run_line_source(
         stream, name = open_source(path)
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
-        emit = _Emitter(output, store, on_result, shutdown)
+        emit = _Emitter(output, store, on_result, shutdown=shutdown, heartbeat=heartbeat)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
-        for batch in iter_batches(
+        batches = iter_batches(
             stream,
             name,
             config.source.batch_size,
@@ -131,7 +136,13 @@ def run_line_source(
             poll_interval=config.source.poll_interval_seconds,
             should_stop=lambda: shutdown.should_exit,
             path=None if path == "-" else path,
-        ):
+        )
+        while True:
+            with heartbeat.waiting("input"):  # waiting for lines is not a stall
+                batch = next(batches, None)
+            if batch is None:
+                break
+            heartbeat.beat()
             if batch:
                 emit(pipeline.process(batch))
                 last_record = time.monotonic()
@@ -156,7 +167,7 @@ def _wait_store(config: Config, stack: contextlib.ExitStack, shutdown: Shutdown,
 
     def attempt() -> SqlStore:
         try:
-            store.check_schema()  # a schema behind with auto_upgrade off stops here (exit 2, one line)
+            store.check_schema()  # a schema behind with store.auto_upgrade off raises SchemaBehind (exit 2)
         except StoreUnavailable as exc:
             raise NotYet(str(exc)[:200]) from None
         return store
@@ -171,9 +182,9 @@ def _readiness(waiting: Waiting) -> tuple[bool, dict]:
 
 
 def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, readiness,
-                   status) -> None:
+                   status, liveness) -> None:
     server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, readiness=readiness,
-                        status=status).start()
+                        status=status, liveness=liveness).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
 
@@ -182,31 +193,39 @@ class _Emitter:
     """Where a batch's closed results go: the log, the JSON-lines output, ``on_result`` and the SQL store."""
 
     def __init__(self, output: IO[bytes] | None, store, on_result: Callable[[WindowResult], None] | None,
-                 shutdown: Shutdown):
-        self.output, self.store, self.on_result, self.shutdown = output, store, on_result, shutdown
+                 *, shutdown: Shutdown, heartbeat: Heartbeat):
+        self.output, self.store, self.on_result = output, store, on_result
+        self.shutdown, self.heartbeat = shutdown, heartbeat
 
     def __call__(self, closed: BatchResults) -> None:
-        output = self.output
         for r in closed.windows:
             log_window(r)
-            if output is not None:
-                output.write(result_line(r))
+            self._output(result_line(r))
             if self.on_result is not None:
                 self.on_result(r)
         for r in closed.labels:  # realised accuracy, each its own line (result_kind "labels")
             log_labels_result(r)
-            if output is not None:
-                output.write(result_line(r))
-        if output is not None and (closed.windows or closed.labels):
-            output.flush()
+            self._output(result_line(r))
+        if closed.windows or closed.labels:
+            self._output(b"", flush=True)
         if self.store is not None and (closed.windows or closed.experiments or closed.shadow or closed.labels):
-            self._store(closed)
+            with self.heartbeat.waiting("database"):
+                self._store(closed)
         # Experiment and shadow results go to Prometheus (through the sink), the log and, with
         # output.store, the SQL store (and so `nlpmon ab report`).
         for r in closed.experiments:
             log_experiment_result(r)
         for r in closed.shadow:
             log_shadow_result(r)
+
+    def _output(self, line: bytes, *, flush: bool = False) -> None:
+        if self.output is None:
+            return
+        with self.heartbeat.waiting("output"):  # a slow reader of a pipe is backpressure, not a stall
+            if line:
+                self.output.write(line)
+            if flush:
+                self.output.flush()
 
     def _store(self, closed: BatchResults) -> None:
         """Write a batch's results; while the database does not answer, retry with backoff (reading waits)."""

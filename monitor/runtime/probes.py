@@ -16,6 +16,7 @@ from monitor.logs import log_event
 from monitor.runtime.checkpointer import Checkpointer
 from monitor.runtime.consumer import Fetcher, partition_name
 from monitor.runtime.embedding_worker import set_embedding_gauges
+from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.http import HttpServer
 from monitor.runtime.partitions import PartitionState
 from monitor.runtime.startup import Waiting
@@ -36,15 +37,17 @@ class DaemonParts(Protocol):
     fetcher: Fetcher
     checkpointer: Checkpointer
     reeval: object | None
+    heartbeat: Heartbeat
     waiting: Waiting
     paused: bool
     pending_events: int
 
 
 def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
-    """Serve /metrics, /readyz, /status (and POST /reeval with re-evaluation) until ``stack`` closes; the port."""
+    """Serve /metrics, /healthz, /readyz, /status (and POST /reeval with re-evaluation) until ``stack`` closes; the port."""
     m = d.config.metrics
     server = HttpServer(d.registry, host=m.host, port=m.port, readiness=lambda: readiness(d), status=lambda: status(d),
+                        liveness=d.heartbeat.check,
                         # Served before the re-evaluation scheduler exists (/readyz answers while the daemon waits).
                         post_handlers={"/reeval": lambda *a, **kw: d.reeval.handle_post(*a, **kw)}
                         if d.config.reeval.enabled else None).start()
@@ -74,6 +77,7 @@ def status(d: DaemonParts) -> dict:
                                                        "pending_results": len(p.pending), "open_windows": p.pipeline.open_windows}
                        for tp, p in d.partitions.items()},
         "ready": readiness(d)[1],
+        "liveness": d.heartbeat.status(),
         **({"reeval": d.reeval.status()} if d.reeval else {}),
     }  # fmt: skip
 

@@ -10,25 +10,38 @@ import logging
 
 from detectors.base import finite_or_none
 from monitor.logs import log_event
-from monitor.results import ExperimentResult, LabelsResult, ShadowResult, WindowResult, iso_ms
+from monitor.results import DriftVerdicts, ExperimentResult, LabelsResult, ShadowResult, WindowResult, iso_ms
 
-__all__ = ["log_window", "log_experiment_result", "log_labels_result", "log_shadow_result"]
+__all__ = ["log_window", "drifted_tests", "log_experiment_result", "log_labels_result", "log_shadow_result"]
 
 
 def log_window(result: WindowResult) -> None:
-    """Log one closed window: WARNING when a test drifted, naming the tests that did."""
-    drift = result.drift
-    drifted = sorted(
-        [f"input:{f.feature}" for f in (drift.input.features if drift.input is not None else ()) if f.drifted]
-        + [k for k, d in (("confidence", drift.confidence), ("prediction", drift.prediction)) if d is not None and d.drifted]
-    )
+    """Log one closed window: WARNING when a test drifted, naming the tests that did (:func:`drifted_tests`)."""
     log_event(
         logging.WARNING if result.drifted else logging.INFO,
         "window closed",
-        model=result.model, version=result.version, window_start=iso_ms(result.window_start_ms),
+        model=result.model, version=result.version,
+        **({"segment": result.segment} if result.segment is not None else {}),
+        window_start=iso_ms(result.window_start_ms),
         events=result.events, tested=result.tested, drifted=result.drifted,
-        drifted_tests=",".join(drifted) or "-", partial=result.partial,
+        drifted_tests=",".join(drifted_tests(result.drift)) or "-", partial=result.partial,
     )  # fmt: skip
+
+
+def drifted_tests(drift: DriftVerdicts) -> list[str]:
+    """The drifted tests, sorted, named like the store's ``drift_events`` (detector, then ``:feature``):
+    ``input:<feature>``, ``confidence``, ``prediction``, ``probabilities:<class>``, ``embedding:<component>``,
+    ``embedding:mmd`` (the multivariate test); a detector that drifted as a whole with no single test is named alone."""
+    out = [k for k, d in (("confidence", drift.confidence), ("prediction", drift.prediction)) if d is not None and d.drifted]
+    e = drift.embedding
+    for name, d, tests in (("input", drift.input, drift.input.features if drift.input else ()),
+                           ("probabilities", drift.probabilities, drift.probabilities.classes if drift.probabilities else ()),
+                           ("embedding", e, (*(e.components if e else ()), *((e.multivariate,) if e and e.multivariate else ())))):
+        if d is None or not d.drifted:
+            continue
+        names = [f"{name}:{getattr(t, 'feature', None) or 'mmd'}" for t in tests if t.drifted]
+        out.extend(names or [name])
+    return sorted(out)
 
 
 def log_experiment_result(r: ExperimentResult) -> None:

@@ -85,7 +85,7 @@ def build_sink(config: Config, registry: CollectorRegistry) -> PrometheusSink:
     (process_*: CPU, memory, file descriptors), platform (python_info) and GC (python_gc_*) collectors that the
     global registry would have had: nlpmon's registry is an explicit one."""
     sink = PrometheusSink(registry, max_streams=config.metrics.max_streams, max_classes=config.metrics.max_classes,
-                          build_version=__version__)
+                          build_version=__version__, latency_buckets=config.metrics.latency_buckets_seconds)
     sink.preset_reasons(ALL_REASONS)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

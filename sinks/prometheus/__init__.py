@@ -32,9 +32,10 @@ __all__ = ["PrometheusSink", "OTHER", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUC
 class PrometheusSink:
     """Every exported value, by area; the constructor registers one collector per area on ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_streams: int = 20, max_classes: int = 50, build_version: str = ""):
+    def __init__(self, registry: CollectorRegistry, *, max_streams: int = 20, max_classes: int = 50, build_version: str = "",
+                 latency_buckets: tuple[float, ...] = LATENCY_BUCKETS_SECONDS):
         self.bounds = LabelBounds(max_streams=max_streams, max_classes=max_classes)
-        self.events = EventsCollector(self.bounds)
+        self.events = EventsCollector(self.bounds, latency_buckets=latency_buckets)
         self.windows = WindowsCollector(self.bounds)
         self.reeval = ReevalCollector(self.bounds)
         self.experiments = ExperimentsCollector(self.bounds)

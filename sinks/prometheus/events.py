@@ -16,6 +16,7 @@ from sinks.prometheus.labels import LabelBounds
 
 __all__ = ["EventsCollector", "LATENCY_BUCKETS_SECONDS", "CONFIDENCE_BUCKETS", "LENGTH_BUCKETS_TOKENS"]
 
+# The default of metrics.latency_buckets_seconds (docs/config.md).
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 LENGTH_BUCKETS_TOKENS = (4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -46,8 +47,9 @@ class _Histogram:
 class EventsCollector:
     """``nlp_predictions_total`` ... ``nlp_last_event_timestamp_seconds``."""
 
-    def __init__(self, bounds: LabelBounds):
+    def __init__(self, bounds: LabelBounds, *, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS_SECONDS):
         self._bounds = bounds
+        self._latency_buckets = tuple(latency_buckets)
         self._predictions: Counter[tuple[str, str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
         self._latency: dict[tuple[str, str], _Histogram] = {}
@@ -64,7 +66,7 @@ class EventsCollector:
                     self._predictions[(s[0], s[1], b.prediction_class(s, cls))] += n
             if errors:
                 self._errors[s] += errors
-            _hist(self._latency, s, LATENCY_BUCKETS_SECONDS).add(latency_ms / 1000.0)
+            _hist(self._latency, s, self._latency_buckets).add(latency_ms / 1000.0)
             _hist(self._confidence, s, CONFIDENCE_BUCKETS).add(confidence)
             _hist(self._lengths, s, LENGTH_BUCKETS_TOKENS).add(lengths)
             ts = last_ts_ms / 1000.0

@@ -172,3 +172,10 @@ def test_the_daemon_starts_with_service_links_in_its_environment(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("ignored a Kubernetes service-link variable") == len(SERVICE_LINKS)
+
+
+def test_labels_are_refused_with_count_windows():
+    # A label period needs time bounds; count windows have none (docs/results.md, *Labels results*).
+    with pytest.raises(ConfigError, match=r"labels.enabled: needs window.kind = 'time'"):
+        load_config(env={}, overrides={"source.kind": "stdin", "labels.enabled": True, "window.kind": "count"})
+    assert load_config(env={}, overrides={"source.kind": "stdin", "labels.enabled": True}).window.kind == "time"

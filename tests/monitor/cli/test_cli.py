@@ -1,6 +1,7 @@
 """The CLI: exit codes, --help, bad config, replay output and summary, reference build."""
 
 import json
+import tomllib
 import subprocess
 import sys
 
@@ -91,8 +92,11 @@ def test_check_config_prints_effective_settings(tmp_path, capsys, monkeypatch):
     cfg.write_text(f'[source]\npath = "{tmp_path / "x.jsonl"}"\n[window]\nmin_events = 50\n')
     monkeypatch.setenv("NLPMON_DETECT_ALPHA", "0.05")
     assert main(["check-config", "--config", str(cfg), "--set", "window.seed=4"]) == 0
-    eff = json.loads(capsys.readouterr().out)
+    eff = tomllib.loads(capsys.readouterr().out)  # TOML, the format of the file a user edits
     assert eff["window"]["min_events"] == 50 and eff["detect"]["alpha"] == 0.05 and eff["window"]["seed"] == 4
+    assert main(["check-config", "--config", str(cfg), "--set", "window.seed=4", "--format", "json"]) == 0
+    as_json = json.loads(capsys.readouterr().out)
+    assert as_json["window"] == eff["window"] and as_json["detect"] == eff["detect"]
 
 
 def test_reference_build_refuses_multi_model_file(tmp_path, capsys):

@@ -94,7 +94,7 @@ def test_run_and_check_config_exit_2_with_one_line_before_connecting(tmp_path, p
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("nlpmon: error: reference.paths:")
     assert "Traceback" not in run.stderr and not (tmp_path / "s.db").exists()
     check = _nlpmon("check-config", "--config", str(tmp_path / "c.toml"), cwd=tmp_path)
-    assert check.returncode == 2 and '"source"' in check.stdout and "reference.paths" in check.stderr
+    assert check.returncode == 2 and '[source]\n' in check.stdout and "reference.paths" in check.stderr
 
 
 def test_an_encoder_on_cuda_without_the_cuda_provider_stops_run_with_one_line(tmp_path):

@@ -33,8 +33,9 @@ MODELS = ["sentiment", "intent"]
 # An experiment on the sentiment traffic: its cumulative state lives in the checkpoints too (docs/experiments.md).
 AB = ('[[experiments]]\nname = "crash-ab"\nmodel = "sentiment"\nvariants = {a = 50, b = 50}\nmetric = "confidence"\n'
       'mde = 0.02\n[[experiments.guardrails]]\nmetric = "latency_p99_ms"\ntolerance = 0.5\nrelative = true\n')
-# Late label events joined by request id (docs/results.md, Labels results): the join's state is checkpointed too.
-LABELS = '[labels]\nenabled = true\nmax_delay_seconds = 60\n'
+# Late label events joined by request id (docs/results.md, Labels results): the join's state is checkpointed too,
+# and with refresh_calibration the accuracy estimator's evidence (the recent tallies) and each tally's estimate.
+LABELS = '[labels]\nenabled = true\nmax_delay_seconds = 60\nrefresh_calibration = true\n'
 
 
 def _events(n: int, seed: int, segments: dict[str, float] | None = None) -> list[dict]:
@@ -185,6 +186,8 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     assert len(labels_expected) >= 10 and not any(r["partial"] for r in labels_expected)
     assert sum(r["labelled"] for r in labels_expected) >= 1000 and sum(r["expired"] for r in labels_expected) > 0
     assert sum(r["duplicates"] for r in labels_expected) > 0
+    # the estimator's state is in the comparison: labels results carry estimates and intervals
+    assert sum(r.get("estimated_accuracy_low") is not None for r in labels_expected) >= 5
     assert labels_got == labels_expected  # the join's waiting predictions and labels survived every SIGKILL
     if embedding == "encoder":
         tested = [r for r in expected if r["model"] == "sentiment" and r["tested"]]
