@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away (`| head -1`) is handled below
+        if argv is None and getattr(args, "exit_at_once", False):
+            _exit_at_once(code)
         return code
     except BrokenPipeError:
         # Before OSError, its base class. The reader stopped reading: end quietly, and point stdout at
@@ -64,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _exit_at_once(code: int) -> None:
+    """End the process now, without the interpreter's teardown (docs/kafka.md, "Start in any order").
+
+    Only for a daemon (``nlpmon run`` as the process itself, never a call from Python) that stopped cleanly:
+    its ``ExitStack`` has closed everything (the final checkpoint committed, the store, consumer, producer,
+    HTTP server and output file closed, its threads stopped), so what is left is freeing numpy, scipy,
+    tokenizers and onnxruntime module by module: up to 2 s on a loaded 2-core node, time a SIGTERM's grace
+    period should not spend. The log handlers and stdout/stderr are flushed first; nothing else is pending.
+    """
+    import logging
+
+    logging.shutdown()  # flushes and closes every handler
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -155,9 +155,11 @@ def cmd_run(args) -> int:
 
         shutdown = Shutdown().install()
         try:
-            return KafkaDaemon(config, shutdown=shutdown).run()
+            code = KafkaDaemon(config, shutdown=shutdown).run()
         finally:
             shutdown.uninstall()
+        args.exit_at_once = True  # every resource is closed: no interpreter teardown (cli/main.py)
+        return code
     path = config.source.path if config.source.kind == "file" else "-"
     out = None
     if config.output.results_path:
@@ -170,6 +172,7 @@ def cmd_run(args) -> int:
         if out is not None and out is not sys.stdout.buffer:
             out.close()
     logging.getLogger("nlpmon").info("stopped: %s", orjson.dumps(summary.to_dict()).decode())
+    args.exit_at_once = True  # every resource is closed: no interpreter teardown (cli/main.py)
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@
 ONE SQL transaction (:meth:`sinks.sql.SqlStore.commit`) writes the waiting results and, for every partition,
 the next offset to consume with the serialized state of its pipeline. Results are keyed by (model, version,
 window_start), so writing one twice is harmless. Only after that commit are Kafka offsets committed (for lag
-dashboards only), rejected records sent to the dead-letter topic and results published to the output topic.
+dashboards only), rejected records sent to the dead-letter topic and results published to the output topic:
+best effort, through a bounded queue that never blocks the loop (:mod:`monitor.runtime.publisher`).
 
 If the database is unreachable, everything stays in memory and the commit is retried with exponential backoff
 (``checkpoint.retry_max_seconds``); the daemon pauses consumption meanwhile once too much is waiting.
@@ -22,14 +23,14 @@ from monitor.config import Config
 from monitor.logs import log_event
 from monitor.runtime.consumer import connect_client
 from monitor.runtime.partitions import PartitionState
-from monitor.runtime.shutdown import Shutdown
-from monitor.runtime.startup import Waiting, wait_for
+from monitor.runtime.publisher import PRODUCER_SETTINGS, Outgoing, Publisher
 from sinks.prometheus import PrometheusSink
 from sinks.sql import CheckpointConflict, SqlStore, StoreUnavailable
 
 __all__ = ["Checkpointer", "Outcome"]
 
 INITIAL_RETRY_S = 0.5
+PUBLISH_CLOSE_S = 2.0  # at stop: how long the output and dead-letter records still waiting may take
 
 
 class Outcome(Enum):
@@ -52,7 +53,8 @@ class Checkpointer:
         # tests (a SIGKILL that lands mid-transaction); None in production.
         self._before_commit = before_commit
         self.store: SqlStore | None = None
-        self.producer = None  # kafka.KafkaProducer with a dead-letter or output topic
+        self.publisher: Publisher | None = None  # with a dead-letter or output topic
+        self.producer_overrides: dict = {}  # kafka-python settings over the shared ones (the tests' refusing broker)
         self.db_connected = False
         self._db_lost = False  # set when the database stops answering: the next contact is "reachable again"
         self.retry_at = 0.0
@@ -68,21 +70,18 @@ class Checkpointer:
         stack.callback(self.store.close)
         return self.store
 
-    def open_producer(self, stack: contextlib.ExitStack, client_config: dict, *, shutdown: Shutdown,
-                      waiting: Waiting) -> bool:
-        """The producer for the dead-letter and output topics (none when neither is configured), once the
-        broker answers; False when a shutdown came first."""
+    def open_producer(self, stack: contextlib.ExitStack, client_config: dict) -> None:
+        """The publisher for the dead-letter and output topics (none when neither is configured). Its producer
+        connects on the first send and again with backoff after a failure: never a wait, never an exit."""
         k = self.config.kafka
         if not (k.dead_letter_topic or k.output_topic):
-            return True
+            return
         from kafka import KafkaProducer
 
-        self.producer = wait_for("broker", lambda: connect_client(KafkaProducer, client_config, acks="all", linger_ms=20),
-                                 shutdown=shutdown, waiting=waiting, timeout_s=k.startup_timeout_seconds)
-        if self.producer is None:
-            return False
-        stack.callback(lambda: self.producer.close(timeout=5))
-        return True
+        config = {**client_config, **self.producer_overrides}
+        self.publisher = Publisher(self.sink, clock=self._clock,
+                                   connect=lambda: connect_client(KafkaProducer, config, **PRODUCER_SETTINGS))
+        stack.callback(lambda: self.publisher.close(timeout_s=PUBLISH_CLOSE_S))
 
     def commit(self, dirty: list[tuple[object, PartitionState]], *, reason: str) -> Outcome:
         """Write the dirty partitions' results, offsets and pipeline states in one transaction."""
@@ -147,6 +146,8 @@ class Checkpointer:
         """After a durable checkpoint: commit Kafka offsets of the partitions still ``assigned`` (lag visibility
         only), send dead letters and results."""
         if not self._to_publish:
+            if self.publisher is not None:
+                self.publisher.pump()  # what waits from earlier checkpoints: acknowledgements, retries
             return
         batches, self._to_publish = self._to_publish, []
         offsets = {}
@@ -157,19 +158,18 @@ class Checkpointer:
                 consumer.commit(offsets)
             except Exception as exc:
                 log_event(logging.WARNING, "kafka offset commit failed (lag metrics may lag)", error=type(exc).__name__)
-        if self.producer is None:
+        if self.publisher is None:
             return
         k = self.config.kafka
-        # At-least-once: a crash between the checkpoint and here re-sends nothing (the records are past the
-        # checkpoint), a crash before the checkpoint re-sends after reprocessing. Consumers dedupe on the key.
+        # Best effort, after the checkpoint (docs/kafka.md, "Output and dead-letter topics"): queued, sent with
+        # backoff by the publisher without blocking this loop; the SQL store has every result either way.
         for _, dead, results in batches:
-            for raw, reason, detail, position in dead:
-                self.producer.send(k.dead_letter_topic, value=raw, headers=[
-                    ("nlpmon-reason", reason.encode()), ("nlpmon-detail", detail.encode()),
-                    ("nlpmon-source", position.encode())])  # fmt: skip
-                self.sink.count_dead_letter()
+            self.publisher.add(Outgoing("dead_letter", k.dead_letter_topic, raw, headers=(
+                ("nlpmon-reason", reason.encode()), ("nlpmon-detail", detail.encode()),
+                ("nlpmon-source", position.encode()))) for raw, reason, detail, position in dead)  # fmt: skip
+            self.sink.count_dead_letter(len(dead))
             if k.output_topic:
-                for r in results:
-                    # The output topic is an edge where JSON leaves the process (docs/results.md).
-                    self.producer.send(k.output_topic, key=r.model.encode(), value=msgspec.json.encode(r.to_dict()))
-        self.producer.flush(timeout=10)
+                # The output topic is an edge where JSON leaves the process (docs/results.md).
+                self.publisher.add(Outgoing("output", k.output_topic, msgspec.json.encode(r.to_dict()),
+                                            key=r.model.encode()) for r in results)
+        self.publisher.pump()

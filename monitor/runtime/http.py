@@ -45,7 +45,9 @@ class HttpServer:
     ):
         app = _App(make_wsgi_app(registry), readiness, status, post_handlers or {}, liveness=liveness)
         self._server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="nlpmon-http", daemon=True)
+        # poll_interval: how long stop() may wait for the serving loop (its default, 0.5 s, delays every exit).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="nlpmon-http", daemon=True)
 
     @property
     def port(self) -> int:

@@ -123,12 +123,11 @@ class KafkaDaemon:
             self.reeval = ReevalScheduler(c.reeval, store=store, sink=self.sink, max_streams=c.metrics.max_streams)
             self.reeval.start()
             stack.callback(self.reeval.close)  # before the store closes: kills a run still going
-        waits = {"shutdown": self.shutdown, "waiting": self.waiting}
         with self.heartbeat.waiting("kafka (connecting)"):  # a broker down at start is readiness, not liveness
-            if not self.fetcher.open(stack, **waits) or not self.checkpointer.open_producer(
-                    stack, kafka_client_config(c), **waits):
+            if not self.fetcher.open(stack, shutdown=self.shutdown, waiting=self.waiting):
                 return False
             self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
+        self.checkpointer.open_producer(stack, kafka_client_config(c))  # connects when it first sends
         return True
 
     def _stop(self, deadline: float | None) -> None:

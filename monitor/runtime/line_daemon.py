@@ -112,10 +112,15 @@ def run_line_source(
         if pipeline.texts is not None:
             stack.callback(pipeline.texts.embedder.close)
             pipeline.texts.embedder.on_progress = heartbeat.beat  # covers the loop at an embedding barrier
+        waiting = Waiting(sink)
+        if serve_metrics and config.metrics.enabled:  # first: /readyz says what the daemon waits for
+            _serve_metrics(config, stack, registry, readiness=lambda: _readiness(waiting), liveness=heartbeat.check,
+                           status=lambda: {"windows": [r.to_dict() for r in sink.latest_windows()],
+                                           "stats": pipeline.stats.to_dict(), "liveness": heartbeat.status()})
         store = None
         if config.output.store:
             with heartbeat.waiting("database (at start)"):
-                store = _wait_store(config, stack, shutdown, Waiting(sink))
+                store = _wait_store(config, stack, shutdown, waiting)
             if store is None:  # a shutdown while waiting for the database: nothing was read
                 log_event(logging.INFO, "stopped while waiting; nothing was read")
                 return RunSummary.from_stats(pipeline.stats)
@@ -124,10 +129,6 @@ def run_line_source(
         stream, name = open_source(path)
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
-        if serve_metrics and config.metrics.enabled:
-            _serve_metrics(config, stack, registry, liveness=heartbeat.check, status=lambda: {
-                "windows": [r.to_dict() for r in sink.latest_windows()], "stats": pipeline.stats.to_dict(),
-                "liveness": heartbeat.status()})
         emit = _Emitter(output, store, on_result, shutdown=shutdown, heartbeat=heartbeat)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         batches = iter_batches(
@@ -178,9 +179,15 @@ def _wait_store(config: Config, stack: contextlib.ExitStack, shutdown: Shutdown,
                     timeout_s=config.store.startup_timeout_seconds)
 
 
-def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, status, liveness) -> None:
-    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, status=status,
-                        liveness=liveness).start()
+def _readiness(waiting: Waiting) -> tuple[bool, dict]:
+    """``/readyz``: 503 while the database is waited for at start, with the reason (as the Kafka sidecar's)."""
+    return (False, {"waiting_for": waiting.reason()}) if waiting.reasons else (True, {})
+
+
+def _serve_metrics(config: Config, stack: contextlib.ExitStack, registry: CollectorRegistry, *, readiness,
+                   status, liveness) -> None:
+    server = HttpServer(registry, host=config.metrics.host, port=config.metrics.port, readiness=readiness,
+                        status=status, liveness=liveness).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{config.metrics.host}:{server.port}/metrics")
 

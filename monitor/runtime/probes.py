@@ -63,6 +63,9 @@ def readiness(d: DaemonParts) -> tuple[bool, dict]:
               "paused": d.paused, "fetch_errors": faults.checks(partition_name)}
     if d.waiting.reasons:  # broker, topic, group coordinator or database not there yet (docs/kafka.md)
         checks["waiting_for"] = d.waiting.reason()
+    publisher = d.checkpointer.publisher
+    if publisher is not None and publisher.failing:  # degraded, still ready: the results are in SQL already
+        checks["degraded"] = publisher.degraded()
     return kafka and db and bool(d.partitions) and not d.paused and not faults, checks
 
 

@@ -1,9 +1,10 @@
 """Waiting for the outside world: broker, topic, group coordinator, database, in any order (docs/kafka.md).
 
 A part that is not there yet is waited for with backoff; nothing exits and nothing raises a traceback. Each
-change of what the daemon waits for is said once: one log line ("waiting for <part>", then "<part> ready"),
-the gauge ``nlpmon_waiting{for="<part>"}`` and the reason in ``/readyz``. A first SIGTERM/SIGINT ends the
-wait within a fraction of a second. A deadline exists only when the user sets one
+try runs on a helper thread, so that one that hangs (a database whose packets are dropped) cannot hold a
+shutdown. Each change of what the daemon waits for is said once: one log line ("waiting for <part>", then
+"<part> ready"), the gauge ``nlpmon_waiting{for="<part>"}`` and the reason in ``/readyz``. A first
+SIGTERM/SIGINT ends the wait within a fraction of a second. A deadline exists only when the user sets one
 (``kafka.startup_timeout_seconds``, ``store.startup_timeout_seconds``); past it, :class:`StartupTimeout`
 (exit 2, one line).
 """
@@ -11,6 +12,7 @@ wait within a fraction of a second. A deadline exists only when the user sets on
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -95,6 +97,36 @@ def sleep_unless_stopped(seconds: float, shutdown: Shutdown) -> bool:
     return False
 
 
+class _Abandoned(Exception):
+    """A shutdown came while a try was still running: the try is left to finish on its own."""
+
+
+def _try(attempt: Callable[[], T], shutdown: Shutdown) -> T:
+    """Run one ``attempt`` on a helper thread and wait for it, looking at the shutdown flag every 0.1 s.
+
+    A try may hang far longer than its backoff: a database whose packets are dropped holds a connection try
+    for its whole ``connect_timeout`` (10 s). On shutdown the try is abandoned (a daemon thread, ended with
+    the process); whatever it raises otherwise is raised here.
+    """
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = attempt()
+        except BaseException as exc:  # handed to the waiting thread as is
+            box["error"] = exc
+
+    helper = threading.Thread(target=run, name="nlpmon-startup-try", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        helper.join(_TICK_S)
+        if shutdown.should_exit and helper.is_alive():
+            raise _Abandoned
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def wait_for(part: str, attempt: Callable[[], T], *, shutdown: Shutdown, waiting: Waiting,
              timeout_s: float = 0.0) -> T | None:
     """Call ``attempt`` until it returns (its value) instead of raising :class:`NotYet`, with backoff.
@@ -106,7 +138,9 @@ def wait_for(part: str, attempt: Callable[[], T], *, shutdown: Shutdown, waiting
     started = time.monotonic()
     while not shutdown.should_exit:
         try:
-            value = attempt()
+            value = _try(attempt, shutdown)
+        except _Abandoned:
+            break
         except NotYet as exc:
             waiting.wait(part, str(exc))
             waited = time.monotonic() - started

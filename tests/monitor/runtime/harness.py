@@ -84,12 +84,15 @@ class DaemonProcess:
     """``nlpmon run`` in a subprocess; stderr (JSON logs) goes to a file the test can read."""
 
     def __init__(self, config: Path, log: Path, env: dict | None = None, checkpoint_pause: float | None = None,
-                 poison: str | None = None):
+                 poison: str | None = None, producer_bootstrap: str | None = None):
         self.log = log
         self._f = open(log, "ab")
         # checkpoint_pause: hold every checkpoint transaction open that long (tests/monitor/runtime/paused_daemon.py);
         # poison: the featurizer raises on events whose text holds this marker (poison_daemon.py).
-        if poison is not None:
+        # producer_bootstrap: the output/dead-letter producer talks to this address instead (refusing_output_daemon.py).
+        if producer_bootstrap is not None:
+            cmd = [sys.executable, "-m", "tests.monitor.runtime.refusing_output_daemon", producer_bootstrap, str(config)]
+        elif poison is not None:
             cmd = [sys.executable, "-m", "tests.monitor.runtime.poison_daemon", poison, str(config), str(checkpoint_pause or 0)]
         elif checkpoint_pause is not None:
             cmd = [sys.executable, "-m", "tests.monitor.runtime.paused_daemon", str(checkpoint_pause), str(config)]
