@@ -6,18 +6,15 @@ import sys
 
 import orjson
 
-from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, config_from_args, read_store
+from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, command_group, config_from_args, read_store
 
 __all__ = ["add_parsers", "cmd_ab_report", "format_report"]
 
 
 def add_parsers(sub) -> None:
     """Register ``nlpmon ab report`` on the top-level subparsers."""
-    p = sub.add_parser("ab", help="A/B experiments: report stored results",
-                       description="A/B experiments configured as [[experiments]] (docs/experiments.md).")
-    asub = p.add_subparsers(dest="ab_command", metavar="SUBCOMMAND",
-                            help="what to do (nlpmon ab SUBCOMMAND --help for its options)")
-    asub.required = True
+    asub = command_group(sub, "ab", help="A/B experiments: report stored results",
+                         description="A/B experiments configured as [[experiments]] (docs/experiments.md).")
     r = asub.add_parser(
         "report",
         help="print the latest result of an experiment",

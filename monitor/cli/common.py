@@ -14,7 +14,7 @@ from pathlib import Path
 
 from monitor.config import ConfigError, load_config
 
-__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "UsageError", "add_config_flags", "config_from_args",
+__all__ = ["EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "UsageError", "add_config_flags", "command_group", "config_from_args",
            "parse_since", "parse_duration_ms", "read_store", "open_store"]
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -22,6 +22,15 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """A problem the user can fix (bad flag, missing file, incompatible profile): exit 2, one line, no traceback."""
+
+
+def command_group(sub, name: str, *, help: str, description: str):
+    """Register ``nlpmon NAME SUBCOMMAND``: a command whose subcommands are required; return their subparsers."""
+    p = sub.add_parser(name, help=help, description=description)
+    group = p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND",
+                             help=f"what to do (nlpmon {name} SUBCOMMAND --help for its options)")
+    group.required = True
+    return group
 
 
 def add_config_flags(p: argparse.ArgumentParser, *, source: bool = True, tokenizer: bool = True) -> None:

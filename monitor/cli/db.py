@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, config_from_args, open_store, parse_duration_ms
+from monitor.cli.common import EXIT_OK, UsageError, add_config_flags, command_group, config_from_args, open_store, parse_duration_ms
 
 __all__ = ["add_parsers", "cmd_status", "cmd_upgrade", "cmd_prune", "EXIT_SCHEMA_BEHIND"]
 
@@ -23,10 +23,8 @@ _DAY_MS = 86_400_000
 
 def add_parsers(sub) -> None:
     """Register ``db status``, ``db upgrade`` and ``db prune`` on an ``argparse`` subparsers object."""
-    p = sub.add_parser("db", help="show, upgrade or prune the SQL store",
+    db = command_group(sub, "db", help="show, upgrade or prune the SQL store",
                        description="The SQL store's schema and retention (docs/storage.md).")
-    db = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", help="what to do with the store")
-    db.required = True
     status = db.add_parser(
         "status", help="print the store's schema version and whether it needs an upgrade",
         description="Print the schema version stored in the database and the one this nlpmon needs. Reads only. "

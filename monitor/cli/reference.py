@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import orjson
 
-from monitor.cli.common import EXIT_OK, UsageError
+from monitor.cli.common import EXIT_OK, UsageError, command_group
 from monitor.config import ConfigError, EmbeddingConfig, load_config
 
 if TYPE_CHECKING:  # the builder loads numpy and the detectors: imported when a profile is built
@@ -23,12 +23,9 @@ __all__ = ["add_parsers", "cmd_reference_build", "segment_output", "segment_prof
 
 def add_parsers(sub) -> None:
     """Register ``reference build`` on an ``argparse`` subparsers object."""
-    p = sub.add_parser("reference", help="build reference profiles",
-                       description="Reference profiles: what drift is measured against, built from a period of "
-                       "predictions you trust (docs/results.md).")
-    rsub = p.add_subparsers(dest="reference_command", metavar="SUBCOMMAND",
-                            help="what to do (nlpmon reference SUBCOMMAND --help for its options)")
-    rsub.required = True
+    rsub = command_group(sub, "reference", help="build reference profiles",
+                         description="Reference profiles: what drift is measured against, built from a period of "
+                         "predictions you trust (docs/results.md).")
     b = rsub.add_parser(
         "build",
         help="compute a reference profile from a JSONL file of events",
