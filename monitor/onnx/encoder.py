@@ -31,8 +31,8 @@ import numpy as np
 
 from monitor.ingest.reference import file_sha256
 from monitor.onnx.encode import Encoded, encode_texts, load_tokenizer, resolve_max_length
-from monitor.onnx.errors import ModelError, first_line
-from monitor.onnx.session import INT_TYPES, TEXT_INPUTS, open_session
+from monitor.onnx.errors import ModelError
+from monitor.onnx.session import INT_TYPES, TEXT_INPUTS, open_session, run_output
 
 __all__ = ["OnnxEncoder", "BATCHING"]
 
@@ -159,12 +159,7 @@ class OnnxEncoder:
             return self._run(encoded, np.repeat(idx, 2))[:1]
         feed = encoded.batch(idx, dtype=self.input_dtype)
         args = {name: feed[name] for name in self.input_names}
-        try:
-            (out,) = self._session.run([self.output_name], args)
-        except Exception as exc:
-            raise ModelError(
-                f"encoder {self.path.name} failed on a batch of shape {args['input_ids'].shape}: {first_line(exc)}"
-            ) from None
+        out = run_output(self._session, self.output_name, args, who=f"encoder {self.path.name}")
         if out.shape[0] != idx.size or out.ndim not in (2, 3):
             raise ModelError(
                 f"encoder output {self.output_name!r} has shape {out.shape}; expected [batch, dim] or "

@@ -15,7 +15,7 @@ import numpy as np
 from monitor.config.reeval import PROVIDERS  # the choices of the provider setting, defined with it
 from monitor.onnx.errors import ModelError, ProviderError, first_line
 
-__all__ = ["OpenedSession", "open_session", "select_providers", "PROVIDERS", "CPU", "CUDA", "TEXT_INPUTS", "INT_TYPES"]
+__all__ = ["OpenedSession", "open_session", "run_output", "select_providers", "PROVIDERS", "CPU", "CUDA", "TEXT_INPUTS", "INT_TYPES"]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -93,6 +93,15 @@ def open_session(path: Path, *, provider: str = "auto", intra_op_threads: int = 
             )
         note = f"{CUDA} is built in but no GPU could be used; ran on CPU"
     return OpenedSession(sess, active[0] if active else CPU, available, note)
+
+
+def run_output(session, output: str, args: dict[str, np.ndarray], *, who: str, hint: str = "") -> np.ndarray:
+    """Run one batch for the model's one ``output``; a failure is one ModelError naming ``who`` and the batch."""
+    try:
+        (out,) = session.run([output], args)
+    except Exception as exc:
+        raise ModelError(f"{who} failed on a batch of shape {args['input_ids'].shape}: {first_line(exc)}{hint}") from None
+    return out
 
 
 def _loads_on_cpu(ort, path: Path, opts) -> bool:

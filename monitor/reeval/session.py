@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.onnx.errors import ModelError, first_line
-from monitor.onnx.session import INT_TYPES, TEXT_INPUTS, open_session
+from monitor.onnx.errors import ModelError
+from monitor.onnx.session import INT_TYPES, TEXT_INPUTS, open_session, run_output
 
 __all__ = ["OnnxClassifier", "softmax"]
 
@@ -81,13 +81,8 @@ class OnnxClassifier:
     def logits(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         """Run one padded batch; ``feed`` may hold more inputs than the model takes."""
         args = {name: feed[name] for name in self.input_names}
-        try:
-            (out,) = self._session.run([self.output_name], args)
-        except Exception as exc:
-            raise ModelError(
-                f"model {self.path.name} failed on a batch of shape {args['input_ids'].shape}: {first_line(exc)} "
-                "(does the tokenizer belong to this model?)"
-            ) from None
+        out = run_output(self._session, self.output_name, args, who=f"model {self.path.name}",
+                         hint=" (does the tokenizer belong to this model?)")
         if out.ndim != 2 or out.shape[0] != args["input_ids"].shape[0]:
             raise ModelError(f"model output {self.output_name!r} has shape {out.shape}; expected [batch, num_labels]")
         return out
