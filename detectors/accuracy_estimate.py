@@ -7,6 +7,16 @@ of the bin are added to it. A few early labels move a bin little; many labels do
 table nor the labels saw gets a weak prior (``EMPTY_BIN_WEIGHT`` pairs) centred on the window's own mean
 confidence there (the rule of ``estimate_accuracy``: as if calibrated).
 
+The table may be stale (the model's errors changed since it was fitted), so a bin's prior is discounted by how
+far the labels contradict it, a random-effects view of the two sources with the table's variance inflated
+(Birge ratio): with ``d`` the difference of their accuracies and ``v`` its sampling variance, ``Q = d**2 / v``
+is the 1-degree-of-freedom heterogeneity statistic, and above ``DISAGREEMENT_CHI2`` (its 95% point) the prior
+keeps ``DISAGREEMENT_CHI2 / Q`` of its pairs: just enough variance that the two agree at that level. Labels that
+agree with the table leave it whole; many labels that contradict it replace it (the mean follows them, and the
+posterior widens, having fewer pairs); one or two labels cannot swing a bin (their ``v`` is large).
+The decayed label counts are used as counts: with weights at most 1 that is fewer than Kish's effective
+number ``(sum w)**2 / sum w**2``, so the labels' variance is not understated.
+
 The window's estimate is the mean, over its confidences, of their bins' posterior means. Its interval is for
 the accuracy the window's own predictions will realise: per bin, the posterior's variance plus the binomial
 variance of that bin's predictions, summed, and a Beta distribution with that mean and variance gives the
@@ -22,11 +32,14 @@ from scipy import stats
 
 from detectors.classification import CalibrationTable
 
-__all__ = ["AccuracyEstimate", "LabelEvidence", "blended_accuracy", "EMPTY_BIN_WEIGHT"]
+__all__ = ["AccuracyEstimate", "LabelEvidence", "blended_accuracy", "EMPTY_BIN_WEIGHT", "DISAGREEMENT_CHI2"]
 
 # Pairs of prior weight for a bin neither the held-out table nor the labels saw (centred on the window's mean
 # confidence in that bin): enough to be a number, weak enough that the first label there moves it.
 EMPTY_BIN_WEIGHT = 2.0
+# The 95% point of chi-square with 1 degree of freedom: a bin's prior (the held-out table) that the labels
+# contradict beyond it is discounted (``_discount_prior``); one within it keeps all its pairs.
+DISAGREEMENT_CHI2 = float(stats.chi2.ppf(0.95, 1))
 
 
 @dataclass(frozen=True)
@@ -80,9 +93,12 @@ def blended_accuracy(confidence, prior: CalibrationTable | None, evidence: Label
     >>> e = blended_accuracy([0.95] * 200, t)
     >>> round(e.estimate, 3), e.low < e.estimate < e.high
     (0.8, True)
-    >>> e = blended_accuracy([0.95] * 200, t, LabelEvidence((0, 900), (0, 900)))  # the labels: always right
+    >>> e = blended_accuracy([0.95] * 200, t, LabelEvidence((0, 900), (0, 720)))  # the labels agree: 80 %
     >>> round(e.estimate, 3), e.reliable
-    (0.98, True)
+    (0.8, True)
+    >>> e = blended_accuracy([0.95] * 200, t, LabelEvidence((0, 900), (0, 900)))  # always right: the table is stale
+    >>> round(e.estimate, 3), e.reliable
+    (1.0, True)
     >>> blended_accuracy([0.95] * 200, t, shifted=True).reliable  # inputs shifted, no label to check the table
     False
     """
@@ -109,6 +125,7 @@ def blended_accuracy(confidence, prior: CalibrationTable | None, evidence: Label
     empty = a0 + b0 <= 0
     a0 = np.where(empty, EMPTY_BIN_WEIGHT * conf_mean, a0)
     b0 = np.where(empty, EMPTY_BIN_WEIGHT * (1 - conf_mean), b0)
+    a0, b0 = _discount_prior(a0, b0, n_lab, ok_lab)
     a, b = a0 + ok_lab, b0 + (n_lab - ok_lab)
     mean = a / (a + b)
     var_p = mean * (1 - mean) / (a + b + 1)
@@ -132,6 +149,25 @@ def _prior(table: CalibrationTable | None, bins: int, edges: np.ndarray, cap: fl
     w = a + b
     scale = np.where(w > cap, cap / np.maximum(w, 1e-300), 1.0)
     return a * scale, b * scale
+
+
+def _discount_prior(a0: np.ndarray, b0: np.ndarray, n_lab: np.ndarray, ok_lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prior's pairs per bin, fewer where the labels contradict it beyond chance (see the module docstring).
+
+    ``Q = d**2 / v``: the squared difference of the prior's and the labels' accuracy over its sampling variance
+    (pooled ``p (1 - p) (1/n0 + 1/n)``). With ``Q`` above ``DISAGREEMENT_CHI2`` the prior keeps the share
+    ``DISAGREEMENT_CHI2 / Q`` of its pairs: its variance is inflated until the two agree at that level.
+    Elementwise per bin (no sum): the same whatever order the evidence came in.
+    """
+    n0 = a0 + b0
+    both = (n0 > 0) & (n_lab > 0)
+    n0s, nls = np.where(both, n0, 1.0), np.where(both, n_lab, 1.0)
+    pooled = (a0 + ok_lab) / (n0s + nls)
+    v = pooled * (1 - pooled) * (1 / n0s + 1 / nls)
+    d2 = (a0 / n0s - ok_lab / nls) ** 2
+    far = both & (d2 > DISAGREEMENT_CHI2 * v)  # d2 > 0 there
+    keep = np.where(far, DISAGREEMENT_CHI2 * v / np.where(far, d2, 1.0), 1.0)
+    return a0 * keep, b0 * keep
 
 
 def _beta_interval(mean: float, var: float, level: float) -> tuple[float, float]:
