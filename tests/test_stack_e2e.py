@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -129,10 +130,18 @@ def _reeval_section(tiny) -> str:
             f'cooldown_seconds = 5\ntimeout_seconds = 60\n')
 
 
-def _post_reeval(port: int) -> int:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/reeval", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.status
+def _post_reeval(port: int, *, timeout_s: float = 60) -> int:
+    """POST /reeval, again while the daemon answers 503 (still starting: the scheduler comes after the broker)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/reeval", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def test_traffic_to_webhook_end_to_end(stack_binaries, kafka_broker, tiny, tmp_path):

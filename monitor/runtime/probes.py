@@ -23,7 +23,7 @@ from monitor.runtime.startup import Waiting
 from monitor.runtime.wiring import Components
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["DaemonParts", "serve", "readiness", "status", "set_gauges"]
+__all__ = ["DaemonParts", "serve", "post_reeval", "readiness", "status", "set_gauges"]
 
 
 class DaemonParts(Protocol):
@@ -48,12 +48,20 @@ def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
     m = d.config.metrics
     server = HttpServer(d.registry, host=m.host, port=m.port, readiness=lambda: readiness(d), status=lambda: status(d),
                         liveness=d.heartbeat.check,
-                        # Served before the re-evaluation scheduler exists (/readyz answers while the daemon waits).
-                        post_handlers={"/reeval": lambda *a, **kw: d.reeval.handle_post(*a, **kw)}
+                        post_handlers={"/reeval": lambda *a: post_reeval(d, *a)}
                         if d.config.reeval.enabled else None).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{m.host}:{server.port}/metrics")
     return server.port
+
+
+def post_reeval(d: DaemonParts, headers: dict, body: bytes, client_host: str) -> tuple[int, dict]:
+    """``POST /reeval``; 503 while the daemon starts: the server answers before the scheduler exists, because
+    /readyz must answer while the daemon waits for its broker or database."""
+    if d.reeval is None:
+        return 503, {"status": "starting", "error": "re-evaluation starts once the daemon has started; retry",
+                     "waiting_for": d.waiting.reason() or "startup"}
+    return d.reeval.handle_post(headers, body, client_host)
 
 
 def readiness(d: DaemonParts) -> tuple[bool, dict]:

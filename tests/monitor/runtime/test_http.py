@@ -87,3 +87,25 @@ def test_post_hook_gets_headers_body_and_client(server):
     ((headers, posted, client),) = server.posts
     assert headers["Authorization"] == "Bearer t0k" and posted == b'{"x": 1}' and client == "127.0.0.1"
     assert request(server, "POST", "/other", body=b"")[0] == 404
+
+
+def test_reeval_is_503_with_the_reason_until_the_scheduler_exists():
+    """The server answers before the daemon has started (so /readyz can say why it waits); /reeval must then say
+    "retry", not fail with a 500."""
+    from types import SimpleNamespace
+
+    from monitor.runtime.probes import post_reeval
+    from monitor.runtime.startup import Waiting
+    from sinks.prometheus import PrometheusSink
+
+    waiting = Waiting(PrometheusSink(CollectorRegistry()))
+    d = SimpleNamespace(reeval=None, waiting=waiting)
+    assert post_reeval(d, {}, b"", "127.0.0.1") == (503, {
+        "status": "starting", "error": "re-evaluation starts once the daemon has started; retry", "waiting_for": "startup"})
+    waiting.wait("broker", "connection refused")
+    code, body = post_reeval(d, {}, b"", "127.0.0.1")
+    assert code == 503 and body["waiting_for"] == "waiting for broker: connection refused"
+    calls = []
+    d.reeval = SimpleNamespace(handle_post=lambda *a: calls.append(a) or (202, {"status": "accepted"}))
+    assert post_reeval(d, {"X": "1"}, b"b", "10.0.0.1") == (202, {"status": "accepted"})
+    assert calls == [({"X": "1"}, b"b", "10.0.0.1")]
