@@ -29,6 +29,7 @@ from detectors.base import (
     json_field,
 )  # fmt: skip
 from detectors.embedding import EmbeddingDriftResult
+from detectors.evidence import QuantileSketch, TokenShift
 from detectors.probabilities import ProbabilityDriftResult
 from detectors.sequential import SequentialResult
 from detectors.shadow import ShadowSummary
@@ -36,7 +37,8 @@ from monitor.results_reeval import LabelFreeEstimate, ReevalReport, WindowEstima
 
 __all__ = ["WindowResult", "ConfidenceSummary", "DriftVerdicts", "ExperimentResult", "VariantFigures", "Comparison",
            "ShadowResult", "BatchResults", "iso_ms", "RESULT_SCHEMA", "Sink", "DeadLetter", "PipelineStats",
-           "ClassFigures", "LabelsResult", "ReevalReport", "LabelFreeEstimate", "WindowEstimate"]
+           "ClassFigures", "LabelsResult", "ReevalReport", "LabelFreeEstimate", "WindowEstimate", "Exemplar",
+           "WindowEvidence", "EVIDENCE_SCHEMA"]
 
 RESULT_SCHEMA = 1
 
@@ -47,6 +49,70 @@ def iso_ms(ts_ms: int | None) -> str | None:
         return None
     dt = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+EVIDENCE_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Exemplar:
+    """Where one of a window's most unusual events is: never its text (docs/evidence.md, *Exemplars*).
+
+    ``position`` is ``topic/partition@offset`` for Kafka, ``path:line`` for a file (the record's position as
+    the pipeline saw it); ``score`` is how unlike the reference it is (``WindowEvidence.exemplar_score``
+    says by what), higher is more unusual.
+    """
+
+    position: str
+    request_id: str | None
+    score: float
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Exemplar":
+        return cls(position=d["position"], request_id=d.get("request_id"), score=float(d["score"]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowEvidence:
+    """The evidence of one closed window, stored beside its result (``window_evidence``, docs/evidence.md).
+
+    ``distributions``: a quantile sketch of the window per numeric series, keyed ``feature:<name>``,
+    ``confidence`` and ``probability:<class>`` (the reference's are in the profile). ``tokens_rising`` /
+    ``tokens_falling``: the most shifted tokens that passed the privacy floor, strongest first;
+    ``token_source`` is ``"tokenizer"``, ``"words"`` or ``None`` (``explain.tokens = false`` or no text).
+    ``exemplars``: pointers to the most unusual events, most unusual first; ``exemplar_score`` names the
+    score (``"embedding"``, ``"features"``). ``embedding_points``: the first two components of the window's
+    kept embedding sample (for the report's scatter), empty without embeddings.
+    """
+
+    schema: int = EVIDENCE_SCHEMA
+    distributions: Mapping[str, QuantileSketch]
+    tokens_rising: tuple[TokenShift, ...] = ()
+    tokens_falling: tuple[TokenShift, ...] = ()
+    token_source: str | None = None
+    exemplars: tuple[Exemplar, ...] = ()
+    exemplar_score: str | None = None
+    embedding_points: tuple[tuple[float, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        return as_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WindowEvidence":
+        """Read back what :meth:`to_dict` wrote (the ``window_evidence`` row's JSON)."""
+        return cls(
+            schema=int(d.get("schema", EVIDENCE_SCHEMA)),
+            distributions={k: QuantileSketch.from_dict(v) for k, v in d.get("distributions", {}).items()},
+            tokens_rising=tuple(TokenShift.from_dict(t) for t in d.get("tokens_rising", ())),
+            tokens_falling=tuple(TokenShift.from_dict(t) for t in d.get("tokens_falling", ())),
+            token_source=d.get("token_source"),
+            exemplars=tuple(Exemplar.from_dict(e) for e in d.get("exemplars", ())),
+            exemplar_score=d.get("exemplar_score"),
+            embedding_points=tuple((float(x), float(y)) for x, y in d.get("embedding_points", ())),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +188,9 @@ class WindowResult:
     window_seq: int | None = json_field(omit_none=True, default=None)
     # The accuracy estimate with its interval (docs/results.md, *The estimate*); only when one was made.
     accuracy_estimate: AccuracyEstimate | None = json_field(omit_none=True, default=None)
+    # What a person needs to see what changed (docs/evidence.md): stored beside the result, in the same
+    # transaction, never in its JSON (the result's JSON stays what consumers parse).
+    evidence: WindowEvidence | None = json_field(skip=True, default=None)
 
     @property
     def inputs_shifted(self) -> bool:
