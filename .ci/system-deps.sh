@@ -8,6 +8,8 @@ command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # kubectl builds the kustomizations in deploy/ (`kubectl kustomize`, offline). Debian ships it as
 # kubernetes-client (bookworm: 1.20, with the kustomize it embeds); a newer kubectl already on PATH is kept.
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+# A headless browser loads every page nlpmon serves or writes (the report tests: console errors, screenshots).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "system-deps: installing ${need[*]} with apt-get" >&2

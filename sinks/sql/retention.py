@@ -27,8 +27,8 @@ __all__ = ["DAY_MS", "RetentionPolicy", "Retention", "PRUNED_TABLES"]
 DAY_MS = 86_400_000
 
 # The tables a prune deletes from, in the order it reports them.
-PRUNED_TABLES = ("window_results", "drift_events", "experiment_results", "shadow_results", "label_results",
-                 "reeval_runs")
+PRUNED_TABLES = ("window_results", "drift_events", "window_evidence", "experiment_results", "shadow_results",
+                 "label_results", "reeval_runs")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class RetentionPolicy:
             return int(now_ms - days * DAY_MS) if days else None
 
         results = before(self.results_days)
-        return {"window_results": results, "drift_events": results, "experiment_results": results,
+        return {"window_results": results, "drift_events": results, "window_evidence": results, "experiment_results": results,
                 "shadow_results": results, "label_results": before(self.labels_days),
                 "reeval_runs": before(self.reeval_days)}
 
@@ -79,7 +79,7 @@ class Retention(TableFamily):
         deleted = dict.fromkeys(PRUNED_TABLES, 0)
         if cut["window_results"] is not None:
             with self._connect(write=True) as conn:
-                deleted["window_results"], deleted["drift_events"] = _prune_windows(conn, cut["window_results"], batch_rows)
+                deleted.update(_prune_windows(conn, cut["window_results"], batch_rows))
             with self._connect(write=True) as conn:
                 deleted["experiment_results"] = _prune_keyed(
                     conn, tables.experiment_results, tables.EXPERIMENT_KEY, cutoff_ms=cut["experiment_results"],
@@ -147,13 +147,15 @@ def _delete_keys(conn: sa.Connection, table: sa.Table, key: tuple[str, ...], key
     return max(result.rowcount, 0)
 
 
-def _prune_windows(conn: sa.Connection, cutoff_ms: int, limit: int) -> tuple[int, int]:
-    """Delete up to ``limit`` due windows with their drift events, in the caller's one transaction."""
+def _prune_windows(conn: sa.Connection, cutoff_ms: int, limit: int) -> dict[str, int]:
+    """Delete up to ``limit`` due windows with their drift events and evidence, in the caller's one transaction."""
     keys = list(_due_keys(conn, tables.window_results, tables.WINDOW_KEY, cutoff_ms=cutoff_ms, limit=limit,
                           keep_newest=False))
-    # Events first: a window's drift_events are keyed by the window's key (and detector, feature).
+    # A window's drift_events and evidence first: they are keyed by the window's key.
     events = _delete_keys(conn, tables.drift_events, tables.WINDOW_KEY, keys)
-    return _delete_keys(conn, tables.window_results, tables.WINDOW_KEY, keys), events
+    evidence = _delete_keys(conn, tables.window_evidence, tables.WINDOW_KEY, keys)
+    return {"drift_events": events, "window_evidence": evidence,
+            "window_results": _delete_keys(conn, tables.window_results, tables.WINDOW_KEY, keys)}
 
 
 def _prune_keyed(conn, table: sa.Table, key: tuple[str, ...], *, cutoff_ms: int, limit: int,

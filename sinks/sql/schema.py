@@ -19,11 +19,12 @@ __all__ = [
     "SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "SchemaBehind", "SchemaGate", "stored_version",
     "create_or_upgrade", "behind_message",
     "WINDOW_KEY", "metadata",
-    "schema_version", "reference_profiles", "window_results", "drift_events", "checkpoints", "reeval_runs",
+    "schema_version", "reference_profiles", "window_results", "drift_events", "window_evidence", "checkpoints",
+    "reeval_runs",
     "EXPERIMENT_KEY", "SHADOW_KEY", "experiment_results", "shadow_results", "LABELS_KEY", "label_results",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[n] upgrades a version-n database to version n + 1, inside the transaction that records the new
 # version. A step alters or backfills existing tables; tables that are new in a version are created after
@@ -37,6 +38,8 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     3: lambda conn: _add_segment_key(conn),
     # 4 -> 5 adds the table label_results; nothing existing changes.
     4: lambda conn: None,
+    # 5 -> 6 adds the table window_evidence; nothing existing changes (older windows have no evidence).
+    5: lambda conn: None,
 }
 
 # JSON documents: JSONB on PostgreSQL (queryable with ->, ->>), JSON text elsewhere.
@@ -116,6 +119,18 @@ drift_events = sa.Table(
     sa.Column("p_value", sa.Double, nullable=True),
     sa.Column("p_value_adjusted", sa.Double, nullable=True),
     sa.Index("drift_events_model_start", "model", "window_start_ms"),
+)
+
+# What a person needs to see what changed in a window (docs/evidence.md): one JSON document per window, written
+# and pruned with its window_results row. Kept apart from the result: readers of results never load it.
+window_evidence = sa.Table(
+    "window_evidence", metadata,
+    sa.Column("model", _Name, primary_key=True),
+    sa.Column("version", _Name, primary_key=True),
+    _segment_column(),
+    *_window_key_columns(),
+    sa.Column("evidence", _Json, nullable=False),
+    sa.Index("window_evidence_model_start", "model", "window_start_ms"),
 )
 
 checkpoints = sa.Table(

@@ -19,7 +19,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from monitor.results import ExperimentResult, LabelsResult, ShadowResult, WindowResult
+from monitor.results import ExperimentResult, LabelsResult, ShadowResult, WindowEvidence, WindowResult
 from sinks.sql import engine as db
 from sinks.sql import schema
 from sinks.sql.checkpoints import Checkpoints
@@ -243,6 +243,16 @@ class SqlStore:
     def streams(self) -> list[tuple[str, str]]:
         """Return every (model, version) with a stored window result, sorted."""
         return self.windows.streams()
+
+    def window_evidence(
+        self, model: str, version: str | None = None, *, segment: str | None = None,
+        since: datetime | str | int | None = None, until: datetime | str | int | None = None, limit: int | None = None,
+    ) -> list[tuple[dict, WindowEvidence | None]]:
+        """Return stored windows of ``model`` as (result JSON, evidence or ``None``), ordered by window start.
+
+        Arguments as in :meth:`history`; ``until`` keeps windows starting before it (docs/evidence.md).
+        """
+        return self.windows.with_evidence(model, version, segment=segment, since=since, until=until, limit=limit)
 
     def experiment_results(
         self, experiment: str, *, since: datetime | str | int | None = None, limit: int | None = None

@@ -62,7 +62,7 @@ def test_versions_limit_and_a_nameless_result(store):
             upsert_label_results(conn, [labels_result(model="")])
 
 
-def test_version_4_database_is_upgraded_to_5(store):
+def test_version_4_database_is_upgraded(store):
     store.create_schema()
     with store.engine.begin() as conn:
         sql_schema.label_results.drop(conn)
@@ -70,7 +70,7 @@ def test_version_4_database_is_upgraded_to_5(store):
     fresh = SqlStore(store.url.render_as_string(hide_password=False))
     try:
         fresh.create_schema()
-        assert fresh.schema_version() == 5 == sql_schema.SCHEMA_VERSION
+        assert fresh.schema_version() == sql_schema.SCHEMA_VERSION >= 5
         with fresh.transaction() as conn:
             upsert_label_results(conn, [labels_result()])
         assert len(label_results(fresh, "m")) == 1

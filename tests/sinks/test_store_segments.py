@@ -69,7 +69,7 @@ def test_a_version_3_database_is_upgraded_keeping_its_rows(store_url):
     engine.dispose()
     with SqlStore(store_url) as store:
         store.create_schema()
-        assert store.schema_version() == sql_schema.SCHEMA_VERSION == 5  # 3 -> 4 (segments) -> 5 (label_results)
+        assert store.schema_version() == sql_schema.SCHEMA_VERSION == 6  # 3 -> 4 (segments) -> 5 -> 6 (new tables)
         assert store.history("sentiment") == [old.to_dict()]
         assert store.history("sentiment", segment="") == [old.to_dict()]
         # The upgraded key takes a segment's window of the same start next to the old one.
@@ -88,6 +88,6 @@ def sql_schema_rows(result):
     """The version-3 rows of a segment-less result: today's rows without the segment column."""
     from sinks.sql.windows import result_rows
 
-    rows, events = result_rows([result])
+    rows, events, _ = result_rows([result])
     strip = lambda d: {k: v for k, v in d.items() if k != "segment"}  # noqa: E731
     return strip(rows[0]), [strip(e) for e in events]
