@@ -22,12 +22,6 @@ def shadow_result(start_ms=T0, *, model="m", n=10, agreement=0.95):
     return factories.shadow(start_ms, model=model, n=n, agreement=agreement)
 
 
-@pytest.fixture
-def store(store_url):
-    with SqlStore(store_url) as s:
-        yield s
-
-
 def test_commit_writes_experiment_and_shadow_results_with_the_checkpoint(store):
     store.commit("g", results=[], checkpoints={("t", 0): (10, b"state")},
                  experiment_results=[exp_result(T0), exp_result(T0 + 60_000, samples=200)],

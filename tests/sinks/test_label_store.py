@@ -17,12 +17,6 @@ def labels_result(start_ms=T0, **kw):
     return factories.labels(start_ms, size_ms=60_000, **kw)
 
 
-@pytest.fixture
-def store(store_url):
-    with SqlStore(store_url) as s:
-        yield s
-
-
 def test_commit_writes_labels_results_with_the_checkpoint(store):
     store.commit("g", results=[], checkpoints={("t", 0): (10, b"state")},
                  label_results=[labels_result(T0), labels_result(T0 + 60_000, accuracy=None, labelled=0, estimate=None)])

@@ -24,14 +24,6 @@ def window(start_ms, *, model="m", version="1"):
                             confidence=factories.confidence_shift(True, 0.2, 1e-5))
 
 
-@pytest.fixture
-def store(store_url):
-    s = SqlStore(store_url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
 def count(store: SqlStore, table: sa.Table, where=None) -> int:
     query = sa.select(sa.func.count()).select_from(table)
     if where is not None:

@@ -35,14 +35,6 @@ def result(start_ms=T0, *, model="sentiment", version="3", events=100, drifted=F
                             confidence=factories.confidence_shift(drifted, 0.2, 1e-5))
 
 
-@pytest.fixture
-def store(store_url):
-    s = SqlStore(store_url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
 def count(store: SqlStore, table: sa.Table) -> int:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar()

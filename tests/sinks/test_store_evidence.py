@@ -22,14 +22,6 @@ def window(i: int):
     return factories.window(1_764_000_000_000 + i * FIVE_MIN, 1_764_000_000_000 + (i + 1) * FIVE_MIN)
 
 
-@pytest.fixture
-def store(store_url):
-    s = SqlStore(store_url)
-    s.create_schema()
-    yield s
-    s.close()
-
-
 def _evidence(shift: float) -> WindowEvidence:
     return WindowEvidence(
         distributions={"feature:char_count": quantile_sketch(np.arange(100.0) + shift), "confidence": quantile_sketch(np.array([]))},
