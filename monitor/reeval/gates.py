@@ -93,7 +93,7 @@ def _outcome(name: str, figure: str, value: float, bar: float, *, upper: bool, d
 def _baseline_name(result: ReevalResult) -> str:
     b = result.baseline
     if b.source == "configured":
-        return f"baseline {_num(b.accuracy)} from --baseline-accuracy"
+        return f"configured baseline {_num(b.accuracy)}"  # --baseline-accuracy, or the key of --config
     if b.source == "first_run":
         return f"baseline {_num(b.accuracy)} of stored run {b.run}"
     return f"baseline {_num(b.accuracy)} ({b.source}{' ' + b.run if b.run else ''})"

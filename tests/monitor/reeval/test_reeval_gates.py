@@ -72,7 +72,7 @@ def _gate_cases(d):
                          f"gate failed: accuracy {_g(acc)} < --min-accuracy {_g(acc + 0.001)} (short by 0.001)"),
         "max-drop": (("--baseline-accuracy", "0.9"), _g(drop), _g(drop - 0.001),
                      f"gate failed: accuracy drop {_g(drop)} > --max-drop {_g(drop - 0.001)} (over by 0.001; "
-                     "baseline 0.9 from --baseline-accuracy)"),
+                     "configured baseline 0.9)"),
         "min-agreement": (("--candidate", "{worse}"), _g(agr), _g(agr + 0.001),
                           f"gate failed: candidate agreement {_g(agr)} < --min-agreement {_g(agr + 0.001)} "
                           f"(short by 0.001; {n} of 500 held-out sentences disagree)"),
@@ -179,3 +179,29 @@ def test_the_python_api_validates_and_refuses_a_candidate_bar_without_a_candidat
     assert ok.passed and ok.value == result.accuracy and ok.flag == "--min-accuracy"
     with pytest.raises(ValueError, match="--min-agreement judges a candidate model"):
         check_gates(result, Gates(min_agreement=0.9))
+
+
+def test_min_agreement_also_bars_the_logged_traffic(nlpmon, capsys, tiny, worse, heldout_rows, tmp_path):
+    texts = [r["text"] for r in heldout_rows[:200]]
+    log = tmp_path / "traffic.jsonl"
+    log.write_text("".join(json.dumps({"ts": 1_764_000_000 + i, "model": "sentiment", "prediction": "pos", "text": t})
+                           + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    code, d, err = _run(nlpmon, capsys, tiny, "--candidate", worse, "--traffic", log, "--min-agreement", "1")
+    traffic = d["candidate"]["traffic"]
+    assert traffic["n"] == 200 and traffic["disagreements"] > 0  # the worse candidate disagrees there too
+    assert code == 1 and len(err) == 2
+    assert err[1] == (f"nlpmon reeval: gate failed: candidate agreement on traffic {_g(traffic['agreement'])} < "
+                      f"--min-agreement 1 (short by {_g(1 - traffic['agreement'])}; {traffic['disagreements']} of 200 "
+                      "logged texts disagree)")
+    assert not any(t in line for t in texts for line in err)  # logged texts stay out of the gate lines
+
+
+def test_max_drop_takes_the_baseline_of_the_config(nlpmon, capsys, tiny, tmp_path):
+    cfg = tmp_path / "nlpmon.toml"
+    cfg.write_text(f'[reeval]\nmodel = "{tiny.model_path}"\ntokenizer = "{tiny.tokenizer_dir}"\n'
+                   f'data = "{tiny.heldout_path}"\nbaseline_accuracy = 0.86\n')
+    assert nlpmon("reeval", "--config", cfg, "--max-drop", "0.005", "--format", "json") == 1
+    err = capsys.readouterr().err.splitlines()
+    drop = round(0.86 - tiny.heldout_accuracy, 6)
+    assert err == [f"nlpmon reeval: gate failed: accuracy drop {drop:g} > --max-drop 0.005 (over by "
+                   f"{round(drop - 0.005, 6):g}; configured baseline 0.86)"]
