@@ -1,6 +1,7 @@
 """The ``reeval`` and ``quantize`` subcommands; ``add_parsers(subparsers)`` registers both.
 
-Handlers return an exit code: 0 on success, 2 when the input is unusable (one line on stderr, no traceback).
+Handlers return an exit code: 0 on success, 1 when a gate of ``reeval`` (``--min-accuracy``...) is missed, 2 when
+the input is unusable (one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
-
-from dataclasses import MISSING
 
 from monitor.cli.common import UsageError, add_config_flags, config_from_args
 from monitor.config.reeval import option_fields
 from monitor.reeval.errors import ReevalError
+from monitor.reeval.gates import Gates, check_gates, flag
 
 __all__ = ["add_parsers", "reeval_command", "quantize_command"]
 
@@ -38,6 +39,7 @@ def _checked(convert, what: str, ok, must: str):
 _positive_int = _checked(int, "an integer", lambda v: v >= 1, "must be at least 1")
 _non_negative_int = _checked(int, "an integer", lambda v: v >= 0, "must be 0 or more")
 _fraction = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "must be an accuracy in [0, 1]")
+_share = _checked(float, "a number", lambda v: 0.0 <= v <= 1.0, "must be a number in [0, 1]")
 
 
 class _Unset:
@@ -104,6 +106,13 @@ def add_parsers(subparsers) -> None:
         help="SQL store URL: store this run in reeval_runs, and use the first stored run of the model and data "
         "set as the baseline when --baseline-accuracy is not given",
     )
+    gates = p.add_argument_group(
+        "gates",
+        "bars the run must meet, for CI: after the report, one line per bar checked on stderr "
+        "('gate passed: ...' or 'gate failed: ...'); exit 1 when any bar is missed, 0 when all are met",
+    )
+    for f in fields(Gates):  # one flag per field of Gates, which validates them again for the Python API
+        gates.add_argument(flag(f.name), dest=f.name, type=_share, metavar="X", help=f.metadata["help"])
     add_config_flags(p, tokenizer=False)  # --config: its [reeval] section gives the defaults of the flags above
     p.set_defaults(func=reeval_command)
 
@@ -143,6 +152,7 @@ def reeval_command(args: argparse.Namespace) -> int:
         config = config_from_args(args, {"source.kind": "stdin"})
         setup_logging(config.logging.level, config.logging.format)
         settings = _settings(args, config.reeval if args.config or args.set else None)
+        gates = _gates(args)
         baseline = Baseline(accuracy=args.baseline_accuracy) if args.baseline_accuracy is not None else None
         if args.traffic is not None and args.candidate is None:
             raise ValueError("--traffic needs --candidate: it compares the two models on logged traffic")
@@ -173,9 +183,28 @@ def reeval_command(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), allow_nan=False))
     else:
         sys.stdout.write(format_table(result))
-    if store is not None:
-        return _save_run(store, result, started_at_ms)
-    return 0
+    code = _save_run(store, result, started_at_ms) if store is not None else 0
+    return _report_gates(result, gates) if code == 0 else code
+
+
+def _gates(args: argparse.Namespace) -> Gates:
+    """The bars of the command line, refused before the run where they cannot be checked."""
+    gates = Gates(**{f.name: getattr(args, f.name) for f in fields(Gates)})
+    needs = gates.candidate_flags()
+    if needs and args.candidate is None:
+        verb = "judges" if len(needs) == 1 else "judge"
+        raise UsageError(f"{', '.join(needs)} {verb} a candidate model: give --candidate")
+    if gates.max_drop is not None and args.baseline_accuracy is None and not args.store:
+        raise UsageError("--max-drop needs a baseline: --baseline-accuracy X, or --store URL holding an earlier run")
+    return gates
+
+
+def _report_gates(result, gates: Gates) -> int:
+    """One line per bar checked, on stderr (stdout is the report); 1 when any bar is missed."""
+    outcomes = check_gates(result, gates)
+    for outcome in outcomes:
+        print(f"nlpmon reeval: {outcome.line}", file=sys.stderr)
+    return 0 if all(o.passed for o in outcomes) else 1
 
 
 def _settings(args: argparse.Namespace, section) -> dict:

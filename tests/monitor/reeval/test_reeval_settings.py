@@ -43,6 +43,8 @@ def test_config_keys_and_defaults_are_unchanged():
     assert [type(v) for v in section.values()] == [type(v) for v in CONFIG_BEFORE.values()]
 
 
+# Added since (issue 22): the gates, CLI-only (monitor.reeval.gates.Gates; the daemon's runs do not exit).
+GATE_FLAGS = {"--min-accuracy": None, "--max-drop": None, "--min-agreement": None, "--max-accuracy-drop": None}
 # Added since (issue 24): the config flags every command has, --tokenizer excepted (reeval's names the job's).
 CONFIG_FLAGS = {"--config": None, "--set": [], "--log-format": None, "--log-level": None}
 
@@ -50,8 +52,8 @@ CONFIG_FLAGS = {"--config": None, "--set": [], "--log-format": None, "--log-leve
 def test_cli_flags_and_defaults_are_unchanged():
     actions = [a for a in _reeval_parser()._actions if a.option_strings and a.option_strings[0] != "-h"]
     # A setting's default is wrapped so that [reeval] of --config can stand in for a flag not given.
-    assert {a.option_strings[0]: getattr(a.default, "value", a.default) for a in actions} == FLAGS_BEFORE | CONFIG_FLAGS
-    assert [a.option_strings[0] for a in actions] == list(FLAGS_BEFORE) + list(CONFIG_FLAGS)
+    assert {a.option_strings[0]: getattr(a.default, "value", a.default) for a in actions} == FLAGS_BEFORE | GATE_FLAGS | CONFIG_FLAGS
+    assert [a.option_strings[0] for a in actions] == list(FLAGS_BEFORE) + list(GATE_FLAGS) + list(CONFIG_FLAGS)
     # --model, --tokenizer and --data are still required, checked once --config had its say.
     required = [a.option_strings[0] for a in actions if "(required, here or as [reeval] of --config)" in a.help]
     assert required == ["--model", "--tokenizer", "--data"] and not any(a.required for a in actions)
