@@ -158,7 +158,7 @@ def _window_header(result: dict, evidence) -> str:
     segment = f" segment {result['segment']}" if result.get("segment") else ""
     head = f"# {result['model']} version {result['version']}{segment}, window {result['window_start']}"
     if evidence is None:
-        return f"{head}: no evidence stored (written before evidence, or explain turned off)\n"
+        return f"{head}: no evidence stored (written before evidence, or evidence turned off)\n"
     if not evidence.exemplars:
         return f"{head}: no exemplars stored\n"
     by = f" by {evidence.exemplar_score}" if evidence.exemplar_score else ""

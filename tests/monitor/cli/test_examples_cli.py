@@ -180,7 +180,7 @@ def test_a_window_without_evidence_says_so_and_exits_1(store_url, capsys):
     store_window(store_url, [], evidence=False)
     code, out, _ = examples(capsys, "--window", START, "--store", store_url)
     assert code == 1 and out == (f"# sentiment version 1, window {STORED}: no evidence stored (written before "
-                                 "evidence, or explain turned off)\n")
+                                 "evidence, or evidence turned off)\n")
 
 
 @pytest.mark.parametrize(("position", "expected"), [
