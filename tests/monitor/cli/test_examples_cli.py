@@ -193,3 +193,15 @@ def test_a_window_without_evidence_says_so_and_exits_1(store_url, capsys):
 ])  # fmt: skip
 def test_parse_position(position, expected):
     assert parse_position(position) == expected
+
+
+def test_a_broker_that_does_not_answer_is_one_line_per_pointer(store_url, capsys):
+    from monitor.devkit.embedded_broker import free_port
+
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    store_window(store_url, [("orders/0@5", "r-5"), ("orders/1@7", "r-7")])
+    code, out, _ = examples(capsys, "--window", START, "--store", store_url, "--bootstrap-servers", bootstrap,
+                            "--timeout", "1")
+    assert code == 1
+    assert out.splitlines()[1:] == [f"orders/0@5: no broker answers at {bootstrap}",
+                                    f"orders/1@7: no broker answers at {bootstrap}"]
