@@ -5,10 +5,11 @@ Standard library only, so it runs wherever the rules are installed (no virtual e
 
     python3 alerts/render.py                                   # the default, as committed in alerts/
     python3 alerts/render.py --selector 'job="ml/nlpmon"' \\
-        --runbook-url https://git.example.org/ml/nlpmon/-/blob/main/docs/runbooks.md -o nlpmon.rules.yml
+        --runbook-url https://git.example.org/ml/nlpmon/-/blob/main/docs/runbooks.md \\
+        --report-url https://nlpmon-report.ml.example.org -o nlpmon.rules.yml
     python3 alerts/render.py --format prometheusrule --rule-label release=kube-prometheus-stack -o rule.yaml
 
-Options: the selector, the runbook URL, the labels every aggregation keeps (--keep-labels, default namespace),
+Options: the selector, the runbook URL, the report server's URL (the model alerts' ``report_url``), the labels every aggregation keeps (--keep-labels, default namespace),
 each alert's severity (--severity NAME=LEVEL) and the thresholds (--p99-latency-seconds, --min-confidence,
 --error-ratio, --consumer-lag, --stale-seconds, --realised-accuracy-margin, --realised-min-labelled).
 ``--format prometheusrule`` writes the same rules as a prometheus-operator ``PrometheusRule`` object.
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_SELECTOR", "DEFAULT_RUNBOOK_URL", "DEFAULT_KEEP_LABELS", "DEFAULT_THRESHOLDS", "SEVERITIES",
+__all__ = ["DEFAULT_SELECTOR", "DEFAULT_RUNBOOK_URL", "DEFAULT_REPORT_URL", "DEFAULT_KEEP_LABELS", "DEFAULT_THRESHOLDS", "SEVERITIES",
            "SOURCE", "PROMETHEUS_RULE_OUTPUT", "render", "parse_selector", "prometheus_rule", "alert_severities"]
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +39,11 @@ PROMETHEUS_RULE_OUTPUT = HERE.parent / "deploy" / "kubernetes" / "overlays" / "m
 DEFAULT_SELECTOR = 'job="nlpmon"'
 # A placeholder for where the repository is hosted: installations pass their own (--runbook-url).
 DEFAULT_RUNBOOK_URL = "https://github.com/nlpmon/nlpmon/blob/main/docs/runbooks.md"
+# Where the on-call's browser reaches `nlpmon report serve` (docs/report.md): the drift and accuracy alerts link
+# its report of the alert's model and version. The default fits `kubectl port-forward svc/nlpmon-report 8080`
+# and a server run locally; installations pass their ingress (--report-url), as the Grafana dashboard's
+# report_url variable.
+DEFAULT_REPORT_URL = "http://localhost:8080"
 # NlpRealisedAccuracyLow (docs/runbooks.md): how far below its baseline realised accuracy may fall, and how many
 # labelled predictions a window needs before it counts (--realised-accuracy-margin, --realised-min-labelled).
 DEFAULT_REALISED_MARGIN = 0.05
@@ -100,6 +106,19 @@ def _check_runbook_url(url: str) -> str:
     if any(c in url for c in ' "\n{}'):
         raise ValueError(f"the runbook URL contains a space, quote or brace: {url!r}")
     return url
+
+
+def _check_report_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"the report URL must be absolute (http or https), so that it is a link in Slack "
+                         f"and PagerDuty: {url!r}")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"the report URL is the server's base: no '?query' or '#fragment' ({url!r}); each "
+                         "alert appends /report?model=...&version=...")
+    if any(c in url for c in ' "\n{}\\'):
+        raise ValueError(f"the report URL contains a space, quote, backslash or brace: {url!r}")
+    return url.rstrip("/")
 
 
 def _check_realised(margin: float, min_labelled: int) -> dict[str, str]:
@@ -190,18 +209,20 @@ def _set_severities(rules: str, severities: dict[str, str]) -> str:
 
 
 def render(source: str, *, selector: str = DEFAULT_SELECTOR, runbook_url: str = DEFAULT_RUNBOOK_URL,
+           report_url: str = DEFAULT_REPORT_URL,
            realised_margin: float = DEFAULT_REALISED_MARGIN,
            realised_min_labelled: int = DEFAULT_REALISED_MIN_LABELLED,
            keep_labels=DEFAULT_KEEP_LABELS, severities: dict[str, str] | None = None,
            thresholds: dict[str, float] | None = None) -> str:
-    """Return the rule file for ``selector`` and ``runbook_url`` (and the realised-accuracy alert's margin and
-    minimum labelled count, the labels aggregations keep, severities by alert name and the thresholds named in
-    DEFAULT_THRESHOLDS) from the text of the source file."""
+    """Return the rule file for ``selector``, ``runbook_url`` and ``report_url`` (and the realised-accuracy
+    alert's margin and minimum labelled count, the labels aggregations keep, severities by alert name and the
+    thresholds named in DEFAULT_THRESHOLDS) from the text of the source file."""
     matchers = parse_selector(selector)
     promql = ",".join(f'{name}{op}"{value}"' for name, op, value in matchers)
     # Inside a Go template's `printf "..."`: a Go string literal (\ and " escaped) that is a format (% doubled).
     in_printf = promql.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     params = {"selector": promql, "selector_printf": in_printf, "runbook_url": _check_runbook_url(runbook_url),
+              "report_url": _check_report_url(report_url),
               **_check_realised(realised_margin, realised_min_labelled), **_check_keep_labels(keep_labels),
               **_check_thresholds(thresholds or {})}
 
@@ -218,6 +239,7 @@ def render(source: str, *, selector: str = DEFAULT_SELECTOR, runbook_url: str = 
         "# GENERATED by alerts/render.py from alerts/src/nlpmon.rules.yml -- edit the source, then `make generated`.\n"
         f"#   selector:    {promql}\n"
         f"#   runbook URL: {runbook_url}\n"
+        f"#   report URL:  {params['report_url']}\n"
         f"#   kept labels: {', '.join(keep_labels) or '(none)'}\n"
         f"#   thresholds:  {', '.join(f'{k} {v:g}' for k, v in {**DEFAULT_THRESHOLDS, **(thresholds or {})}.items())}\n"
         + (f"#   severities:  {', '.join(f'{k}={v}' for k, v in sorted(severities.items()))}\n" if severities else "")
@@ -273,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runbook-url", default=DEFAULT_RUNBOOK_URL,
                         help="absolute URL of docs/runbooks.md; alerts append #<alert name> "
                              f"(default: {DEFAULT_RUNBOOK_URL})")
+    parser.add_argument("--report-url", default=DEFAULT_REPORT_URL,
+                        help="base URL of nlpmon report serve as the on-call's browser reaches it; the drift and "
+                             "accuracy alerts carry report_url = BASE/report?model=M&version=V "
+                             f"(default: {DEFAULT_REPORT_URL})")
     parser.add_argument("--realised-accuracy-margin", type=float, default=DEFAULT_REALISED_MARGIN,
                         help="NlpRealisedAccuracyLow fires when realised accuracy is this far below its baseline "
                              f"(default: {DEFAULT_REALISED_MARGIN})")
@@ -309,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output = str(DEFAULT_OUTPUT if args.format == "rules" else PROMETHEUS_RULE_OUTPUT)
     try:
         text = render(SOURCE.read_text(encoding="utf-8"), selector=args.selector, runbook_url=args.runbook_url,
+                      report_url=args.report_url,
                       realised_margin=args.realised_accuracy_margin, realised_min_labelled=args.realised_min_labelled,
                       keep_labels=[label.strip() for label in args.keep_labels.split(",") if label.strip()],
                       severities=dict(args.severity),

@@ -215,12 +215,17 @@ def test_metric_name_parser():
 
 OTHER_SELECTOR = 'job="ml/nlpmon",namespace="ml",app=~"senti.*|100%"'
 OTHER_RUNBOOKS = "https://wiki.example.org/ml/nlpmon/runbooks.md"
+OTHER_REPORTS = "https://nlpmon-report.ml.example.org"
+# The alerts whose report_url opens the report server on their model and version (docs/runbooks.md).
+REPORT_ALERTS = {"NlpLowMeanConfidence", "NlpInputDrift", "NlpConfidenceShift", "NlpPredictionClassShift",
+                 "NlpEmbeddingDrift", "NlpClassProbabilityShift", "NlpRealisedAccuracyLow", "NlpEstimatedAccuracyLow"}
 # Raw metric names in the rules (recording-rule names contain ':', so the look-arounds leave them out).
 _RAW_METRIC = re.compile(r"(?<![\w:$])(up|nlp_\w+|nlpmon_\w+)(?![\w:])(\{[^}]*\})?")
 
 
 def rendered_rules(selector: str = OTHER_SELECTOR, runbook_url: str = OTHER_RUNBOOKS) -> list[dict]:
-    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=selector, runbook_url=runbook_url)
+    text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=selector, runbook_url=runbook_url,
+                         report_url=OTHER_REPORTS + "/")
     return [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
 
 
@@ -256,6 +261,28 @@ def test_rendered_runbook_links_are_absolute_and_anchored():
         if "alert" in rule:
             assert rule["annotations"]["runbook_url"] == f"{OTHER_RUNBOOKS}#{rule['alert'].lower()}"
     assert 'up{job="ml/nlpmon"' in next(r["expr"] for r in rendered_rules() if r.get("alert") == "NlpmonAbsent")
+
+
+def test_drift_and_accuracy_alerts_link_the_report_of_their_model_and_version():
+    linked = {r["alert"] for r in rendered_rules() if "report_url" in r.get("annotations", {})}
+    assert linked == REPORT_ALERTS
+    for rule in rendered_rules():
+        if rule.get("alert") in REPORT_ALERTS:
+            # The base's trailing "/" is dropped; the labels are URL-escaped by Go's urlquery.
+            assert rule["annotations"]["report_url"] == (
+                f"{OTHER_REPORTS}/report?model={{{{ $labels.model | urlquery }}}}"
+                "&version={{ $labels.version | urlquery }}"), rule["alert"]
+
+
+@pytest.mark.parametrize("report_url, message", [
+    ("nlpmon-report:8080", "absolute"),
+    (OTHER_REPORTS + "/?x=1", "no '[?]query'"),
+    (OTHER_REPORTS + "#top", "no '[?]query' or '#fragment'"),
+    ('http://a"b', "quote"),
+])
+def test_render_refuses_a_bad_report_url(report_url, message):
+    with pytest.raises(ValueError, match=message):
+        render.render(RULES_SOURCE.read_text(encoding="utf-8"), report_url=report_url)
 
 
 @pytest.mark.parametrize("selector, runbook_url, message", [
@@ -324,6 +351,7 @@ tests:
               summary: "Input drift on s 1 in consecutive windows (namespace ml)"
               description: "The input-drift test of model s version 1 flagged drift in at least two consecutive windows. Drifted features: 1. Largest KS statistic: f1 = 0.300."
               runbook_url: https://wiki.example.org/ml/nlpmon/runbooks.md#nlpinputdrift
+              report_url: https://nlpmon-report.ml.example.org/report?model=s&version=1
 """
 
 
@@ -331,7 +359,7 @@ tests:
 def test_rules_rendered_for_another_installation_pass_promtool(tmp_path):
     promtool = tool("promtool")
     text = render.render(RULES_SOURCE.read_text(encoding="utf-8"), selector=OTHER_SELECTOR,
-                         runbook_url=OTHER_RUNBOOKS)
+                         runbook_url=OTHER_RUNBOOKS, report_url=OTHER_REPORTS)
     (tmp_path / "rules.yml").write_text(text, encoding="utf-8")
     (tmp_path / "rules_test.yml").write_text(_OTHER_RENDER_TEST, encoding="utf-8")
     result = run(promtool, "check", "rules", str(tmp_path / "rules.yml"))

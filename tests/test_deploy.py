@@ -426,7 +426,7 @@ def kustomize_build(directory: Path) -> list[dict]:
 def test_the_kustomizations_are_found():
     assert {p.relative_to(DEPLOY).as_posix() for p in KUSTOMIZATIONS} == {
         "kubernetes/base", "kubernetes/overlays/monitoring", "kubernetes/overlays/gpu",
-        "kubernetes/overlays/db-admin"}
+        "kubernetes/overlays/db-admin", "kubernetes/report"}
 
 
 @pytest.mark.integration
