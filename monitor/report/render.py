@@ -73,6 +73,9 @@ def render_report(data: ReportData, *, script: str = INLINE, links: Mapping[str,
         if specs:
             page.add('<div class="grid">' + "".join(page.chart(spec) for _, spec in specs) + "</div>")
         page.add(_tokens(evidence))
+        bars = charts.tokens(evidence)
+        if bars is not None:
+            page.add(page.chart(bars))
         page.section("Embedding", charts.embedding(data, evidence), heading=False)
         page.section("Confidence", charts.confidence(data))
         page.section("Class mix", charts.class_mix(data))
