@@ -87,10 +87,11 @@ def load_report(
         by_segment.setdefault(r.get("segment") or "", []).append((r, e))
     main = by_segment.pop(segment or "", [])
     if not main:
-        what = f"segment {segment!r} of " if segment else ""
-        when = f" starting at {window}" if window is not None else " in this period"
+        stream = f"{f'segment {segment!r} of ' if segment else ''}model {model!r}{f' version {version!r}' if version else ''}"
+        if start is not None:
+            raise NotFound(f"{stream} has no window starting at {window}")
         also = f" (segments with windows: {', '.join(sorted(by_segment))})" if by_segment else ""
-        raise NotFound(f"no stored window of {what}model {model!r} version {version!r}{when}{also}")
+        raise NotFound(f"no stored window of {stream} in this period{also}")
     if len(main) > MAX_WINDOWS:
         notes.append(f"Only the newest {MAX_WINDOWS} of {len(main)} windows are drawn.")
         main = main[-MAX_WINDOWS:]
