@@ -15,11 +15,12 @@ import re
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from monitor.ingest.reference import Profile
 from monitor.logs import log_event
 from monitor.report.load import NotFound, load_report, parse_time_ms
 from monitor.report.render import plotly_js, plotly_version, render_report
@@ -43,8 +44,10 @@ def parse_since_ms(text: str, *, now_ms: int) -> int:
 class ReportApp:
     """The WSGI application over a store (anything with the ``SqlStore`` read API)."""
 
-    def __init__(self, store, *, clock: Callable[[], float] = time.time):
+    def __init__(self, store, *, profiles: Mapping[str, Profile] | None = None, clock: Callable[[], float] = time.time):
         self._store = store
+        # The sidecar's file profiles (reference.paths), the reference where the store has no active one.
+        self._profiles = profiles or {}
         self._clock = clock
         self._script = f"/static/plotly-{plotly_version()}.min.js"
 
@@ -90,7 +93,7 @@ class ReportApp:
             since = parse_since_ms(since, now_ms=int(self._clock() * 1000))
         data = load_report(self._store, model=model, version=params.get("version") or None,
                            segment=params.get("segment") or None, window=params.get("window") or None,
-                           since=since or None, until=until or None)
+                           since=since or None, until=until or None, profile=self._profiles.get(model))
         base = {"model": model, "version": data.version or ""}
         links = {s: "/report?" + urlencode({**base, "segment": s}) for s in data.segments if s}
         return render_report(data, script=self._script, links=links)
@@ -139,8 +142,8 @@ class _QuietHandler(WSGIRequestHandler):
 class ReportServer:
     """Serve :class:`ReportApp` in a background thread; ``port=0`` picks a free port (:attr:`port`)."""
 
-    def __init__(self, store, *, host: str = "0.0.0.0", port: int = 8080):
-        self._server = make_server(host, port, ReportApp(store), server_class=_ThreadingWSGIServer,
+    def __init__(self, store, *, host: str = "0.0.0.0", port: int = 8080, profiles: Mapping[str, Profile] | None = None):
+        self._server = make_server(host, port, ReportApp(store, profiles=profiles), server_class=_ThreadingWSGIServer,
                                    handler_class=_QuietHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="nlpmon-report", daemon=True)

@@ -109,7 +109,7 @@ def _model_clauses(data: ReportData, result: Mapping) -> list[str]:
     drift = result.get("drift") or {}
     mean = (result.get("confidence") or {}).get("mean")
     ref = (drift.get("confidence") or {}).get("reference_mean")
-    if mean is not None and ref is not None and abs(mean - ref) >= 0.005:
+    if mean is not None and ref is not None and abs(mean - ref) >= 0.01:
         out.append(f"confidence {'down' if mean < ref else 'up'} {abs(mean - ref):.2f} ({ref:.2f} -> {mean:.2f})")
     prediction = drift.get("prediction") or {}
     if prediction.get("drifted"):

@@ -55,12 +55,14 @@ def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
     return server.port
 
 
-def serve_report(config: Config, store, stack: contextlib.ExitStack) -> int:
-    """Serve the report pages over ``store`` (``[report]``, docs/report.md) until ``stack`` closes; the port."""
+def serve_report(config: Config, store, stack: contextlib.ExitStack, *, profiles: dict) -> int:
+    """Serve the report pages over ``store`` (``[report]``, docs/report.md) until ``stack`` closes; the port.
+
+    ``profiles``: the daemon's file profiles by model, the reference of a model without one active in the store."""
     from monitor.report.server import ReportServer
 
     r = config.report
-    server = stack.enter_context(ReportServer(store, host=r.host, port=r.port))
+    server = stack.enter_context(ReportServer(store, host=r.host, port=r.port, profiles=profiles))
     log_event(logging.INFO, "serving reports", url=f"http://{r.host}:{server.port}/")
     return server.port
 
