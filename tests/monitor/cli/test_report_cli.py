@@ -46,3 +46,28 @@ def test_unknown_or_bad_exits_2_with_one_line(store_url, tmp_path, capsys, argv,
 def test_a_missing_store_is_exit_2_and_never_created(tmp_path, capsys):
     assert main(["report", "--model", "m", "--store", f"sqlite:///{tmp_path / 'typo.db'}"]) == 2
     assert "no SQLite database" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
+
+
+def test_report_serve_answers_until_sigterm(store_url):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    url, _ = store_url
+    proc = subprocess.Popen([sys.executable, "-m", "monitor.cli", "report", "serve", "--store", url, "--host", "127.0.0.1",
+                             "--port", "0"], stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(re.search(r"url=http://127\.0\.0\.1:(\d+)/", line).group(1))
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30).read() == b"ok\n"
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/report?model=sentiment&version=3", timeout=60).read()
+        assert b"Input drift since" in page
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()

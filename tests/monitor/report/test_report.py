@@ -121,3 +121,15 @@ def test_a_notebook_builds_the_same_report_from_plain_objects():
     assert '<script src="/static/plotly.js"></script>' in page and "Reference: a notebook&#x27;s profile." in page
     with pytest.raises(ValueError, match="no window starting at"):
         ReportData.build(MODEL, pairs, focus_start="1999-01-01T00:00:00.000Z")
+
+
+def test_without_a_version_a_window_is_described_in_its_own_version(tmp_path):
+    store = SqlStore(f"sqlite:///{tmp_path / 'v.db'}")
+    store.create_schema()
+    old, new = report_data.window(0, drifted=False), report_data.window(1, drifted=True)
+    store.commit("g", results=[old, dataclasses.replace(new, version="4")], checkpoints={})
+    assert load_report(store, model=MODEL, window=old.window_start_ms).version == "3"
+    newest = load_report(store, model=MODEL)
+    assert newest.version == "4" and [r["version"] for r, _ in newest.windows] == ["4"]
+    assert newest.notes == ("Version 4 (the newest window's); also stored in this period: 3.",)
+    store.close()
