@@ -34,16 +34,19 @@ def _starts(data: ReportData) -> list[str]:
 
 def timeline(data: ReportData) -> dict | None:
     """Each test's (adjusted) p-value per window on a log axis, drifted windows marked, the alpha line."""
-    series: dict[tuple[str, str], list] = {}
+    series: dict[tuple[str, str], tuple[list, list]] = {}
     x = _starts(data)
     for i, (result, _) in enumerate(data.windows):
         for f in flags(result):
-            ys = series.setdefault((f.detector, f.feature), [None] * len(x))
+            ys, stats = series.setdefault((f.detector, f.feature), ([None] * len(x), [None] * len(x)))
             ys[i] = None if f.p_value is None else max(f.p_value, P_FLOOR)
+            stats[i] = f.statistic
     if not series:
         return None
+    # The statistic rides along for the hover: p says whether, the statistic how much.
     traces = [{"type": "scatter", "mode": "lines+markers", "name": f"{d} {f}".strip(), "x": x, "y": ys,
-               "marker": {"size": 4}, "connectgaps": False} for (d, f), ys in series.items()]
+               "customdata": stats, "hovertemplate": "%{x}: p %{y:.2g}, statistic %{customdata:.3g}",
+               "marker": {"size": 4}, "connectgaps": False} for (d, f), (ys, stats) in series.items()]
     drifted = [r.get("window_start") for r, _ in data.windows if r.get("drifted")]
     if drifted:
         traces.append({"type": "scatter", "mode": "markers", "name": "drifted window", "x": drifted,
