@@ -112,6 +112,14 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    # The read-only report pages (docs/report.md) served by the Kafka sidecar beside /metrics, over its store.
+    enabled: bool = False
+    host: str = "0.0.0.0"
+    port: int = field(default=9109, metadata=_key(min=0, max=65535))
+
+
+@dataclass(frozen=True)
 class ReferenceConfig:
     paths: tuple[str, ...] = ()
 
@@ -271,6 +279,7 @@ class Config:
     embedding: EmbeddingConfig = EmbeddingConfig()
     validation: ValidationConfig = ValidationConfig()
     metrics: MetricsConfig = MetricsConfig()
+    report: ReportConfig = ReportConfig()
     reference: ReferenceConfig = ReferenceConfig()
     kafka: KafkaConfig = KafkaConfig()
     store: StoreConfig = StoreConfig()

@@ -110,6 +110,8 @@ class KafkaDaemon:
         store = self.checkpointer.open_store(stack)
         if c.metrics.enabled:  # first: /readyz says what the daemon waits for
             self.http_port = probes.serve(self, stack)
+        if c.report.enabled:  # the read-only report pages over the same store (docs/report.md)
+            self.report_port = probes.serve_report(c, store, stack, profiles=self.components.profiles)
         with self.heartbeat.waiting("database (at start)"):  # a database down at start is readiness, not liveness
             if not self._wait_store():
                 return False

@@ -23,7 +23,7 @@ from monitor.runtime.startup import Waiting
 from monitor.runtime.wiring import Components
 from sinks.prometheus import PrometheusSink
 
-__all__ = ["DaemonParts", "serve", "post_reeval", "readiness", "status", "set_gauges"]
+__all__ = ["DaemonParts", "serve", "serve_report", "post_reeval", "readiness", "status", "set_gauges"]
 
 
 class DaemonParts(Protocol):
@@ -52,6 +52,18 @@ def serve(d: DaemonParts, stack: contextlib.ExitStack) -> int:
                         if d.config.reeval.enabled else None).start()
     stack.callback(server.stop)
     log_event(logging.INFO, "serving metrics", url=f"http://{m.host}:{server.port}/metrics")
+    return server.port
+
+
+def serve_report(config: Config, store, stack: contextlib.ExitStack, *, profiles: dict) -> int:
+    """Serve the report pages over ``store`` (``[report]``, docs/report.md) until ``stack`` closes; the port.
+
+    ``profiles``: the daemon's file profiles by model, the reference of a model without one active in the store."""
+    from monitor.report.server import ReportServer
+
+    r = config.report
+    server = stack.enter_context(ReportServer(store, host=r.host, port=r.port, profiles=profiles))
+    log_event(logging.INFO, "serving reports", url=f"http://{r.host}:{server.port}/")
     return server.port
 
 
