@@ -10,8 +10,8 @@ returns (``report``)::
 """
 
 from monitor.api.comparing import COMPARE_WINDOW_EVENTS, compare, compare_config
-from monitor.api.inputs import TEXT_ONLY_CLASS, Columns, CompareError
+from monitor.api.inputs import TEXT_ONLY_CLASS, Columns, CompareError, TextFile
 from monitor.api.report import CompareReport, InputSummary, TestResult
 
-__all__ = ["compare", "compare_config", "CompareReport", "TestResult", "InputSummary", "Columns", "CompareError",
+__all__ = ["compare", "compare_config", "CompareReport", "TestResult", "InputSummary", "Columns", "TextFile", "CompareError",
            "COMPARE_WINDOW_EVENTS", "TEXT_ONLY_CLASS"]

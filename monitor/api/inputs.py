@@ -21,7 +21,7 @@ from monitor.ingest.batch import Record
 from monitor.ingest.events import InvalidEvent, LabelEvent, decode_event
 from monitor.runtime.sources import iter_batches, open_source
 
-__all__ = ["Columns", "CompareError", "Input", "open_input", "TEXT_ONLY_CLASS", "DEFAULT_MODEL", "is_profile_file"]
+__all__ = ["Columns", "CompareError", "Input", "TextFile", "open_input", "TEXT_ONLY_CLASS", "DEFAULT_MODEL", "is_profile_file"]
 
 # Rows without a prediction column still need one (docs/events.md: `prediction` is required): all get this
 # class, so the class-shift test has one class and cannot flag (dof 0, p = 1).
@@ -51,6 +51,20 @@ class Columns:
     ts: str = "ts"
 
 
+@dataclass(frozen=True)
+class TextFile:
+    """A plain text file taken as one text per non-blank line, read as it is iterated (never whole)."""
+
+    path: str | os.PathLike
+
+    def __iter__(self) -> Iterator[str]:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    yield text
+
+
 # Each role: the event field it fills and what its values must be.
 _FIELDS = {"text": "text", "prediction": "prediction", "probabilities": "probabilities",
            "confidence": "confidence", "latency": "latency_ms", "label": "label", "ts": "ts"}
@@ -63,7 +77,7 @@ class Input:
     """One side of a comparison: its kind, a display name, its record batches (``batches(model)``: the
     model names list and DataFrame rows; a file's events name their own) and what to show progress by."""
 
-    kind: str  # "list", "dataframe", "jsonl"
+    kind: str  # "list", "dataframe", "jsonl", "text"
     name: str
     batches: Callable[[str], Iterator[list[Record]]]
     total: int | None  # rows (list, DataFrame) or bytes (file), for the progress bar
@@ -82,6 +96,11 @@ def open_input(data, *, columns: Columns, batch_size: int, side: str) -> Input:
     """The records of ``data`` (a path to a JSONL file, a pandas DataFrame, or an iterable of texts)."""
     if isinstance(data, (str, os.PathLike)):
         return _jsonl(Path(data), batch_size=batch_size, side=side)
+    if isinstance(data, TextFile):
+        if not Path(data.path).is_file():
+            raise CompareError(f"{side}: cannot read {data.path}: no such file")
+        return Input("text", Path(data.path).name,
+                     lambda model: _text_batches(data, model=model, batch_size=batch_size, side=side), None, "rows", None)
     if type(data).__name__ == "DataFrame" and hasattr(data, "columns"):  # pandas, without importing it
         return _dataframe(data, columns=columns, batch_size=batch_size, side=side)
     if isinstance(data, Iterable) and not isinstance(data, (bytes, dict)):

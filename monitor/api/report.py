@@ -34,7 +34,7 @@ class TestResult:
 
 @dataclass(frozen=True, slots=True)
 class InputSummary:
-    """One side of the comparison: ``kind`` (``list``, ``dataframe``, ``jsonl``, ``profile``), a display
+    """One side of the comparison: ``kind`` (``list``, ``text``, ``dataframe``, ``jsonl``, ``profile``), a display
     ``name``, the records read (``lines``; 0 for a stored profile), the valid prediction events (``events``;
     for a profile, those it was built from) and the rejected ones by reason (docs/events.md)."""
 
