@@ -55,10 +55,14 @@ def compare(reference, current, *, tokenizer=None, encoder=None, config: Config 
         cfg = cfg.replace(tokenizer=dataclasses.replace(cfg.tokenizer, path=str(tokenizer)))
     show = sys.stderr.isatty() if progress is None else progress
     with contextlib.ExitStack() as stack:
-        cur = open_input(current, columns=columns, batch_size=cfg.source.batch_size, side="current")  # checked first
+        # Both sides' columns are checked before anything is read.
+        stored = _stored_profile(reference)
+        ref_in = open_input(reference, columns=columns, batch_size=cfg.source.batch_size, side="reference") \
+            if stored is None else None
+        cur = open_input(current, columns=columns, batch_size=cfg.source.batch_size, side="current")
         worker = _embedder(encoder, cfg, stack)
-        profile, ref = _reference(reference, cfg, columns=columns, featurizer=featurizer, worker=worker, model=model,
-                                  show=show)
+        profile, ref = stored or _build_reference(ref_in, cfg, featurizer=featurizer, worker=worker, model=model,
+                                                  show=show)
         stream_model = model or cur.model or profile.model
         pipeline = Pipeline(cfg, profiles={stream_model: profile}, tokenizer=featurizer, embedder=worker)
         results: list[WindowResult] = []
@@ -105,16 +109,20 @@ def _embedder(encoder, cfg: Config, stack: contextlib.ExitStack) -> EmbeddingWor
     return worker
 
 
-def _reference(reference, cfg: Config, *, columns: Columns, featurizer, worker, model: str | None,
-               show: bool) -> tuple[Profile, InputSummary]:
-    """The reference profile and its summary: a stored profile as it is, anything else built as
-    ``nlpmon reference build`` builds it (its default sample size and seed, the config's settings)."""
+def _stored_profile(reference) -> tuple[Profile, InputSummary] | None:
+    """A stored profile as it is (a ``Profile``, or the path of one); None when ``reference`` is data."""
     if isinstance(reference, Profile):
         return reference, InputSummary("profile", reference.source, 0, reference.events)
     if isinstance(reference, (str, os.PathLike)) and Path(reference).is_file() and is_profile_file(reference):
         profile = load_profile(reference)
         return profile, InputSummary("profile", Path(reference).name, 0, profile.events)
-    ref = open_input(reference, columns=columns, batch_size=cfg.source.batch_size, side="reference")
+    return None
+
+
+def _build_reference(ref: Input, cfg: Config, *, featurizer, worker, model: str | None,
+                     show: bool) -> tuple[Profile, InputSummary]:
+    """The profile of the reference data as ``nlpmon reference build`` makes it (its default sample size and
+    seed, the config's text limit and [embedding] settings), and what was read."""
     options = ProfileOptions(model=model, max_text_chars=cfg.validation.max_text_chars, embedding=cfg.embedding,
                              batch_size=cfg.source.batch_size)
     built = build_profile(ref.name, options, tokenizer=featurizer, encoder=worker.encoder if worker else None,
