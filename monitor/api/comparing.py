@@ -84,7 +84,8 @@ def compare_config(config: Config | str | os.PathLike | None) -> Config:
     if config is None:
         config = Config()
     elif not isinstance(config, Config):
-        config = load_config(config)
+        # As the daemon reads it (NLPMON_* included); its source is not read here, so a Kafka one needs no broker.
+        config = load_config(config, overrides={"source.kind": "stdin"})
     window = dataclasses.replace(config.window, kind="count", events=COMPARE_WINDOW_EVENTS, by_segment=False)
     return config.replace(window=window, labels=dataclasses.replace(config.labels, enabled=False))
 

@@ -218,3 +218,30 @@ def test_the_documented_examples_run(document):
     runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted >= (5 if document.startswith("docs") else 4) and result.failed == 0
+
+
+def test_a_config_file_sets_the_detectors_and_floors(data, tmp_path):
+    toml = tmp_path / "nlpmon.toml"
+    toml.write_text('[source]\nkind = "kafka"\n[detect]\nalpha = 0.001\n[window]\nmin_events = 100\n')
+    report = compare(data["ref_texts"], data["cur_texts"][:150], config=toml)  # a Kafka source is not read
+    assert report.tested and {t.threshold for t in report.tests} == {0.001}
+    assert not compare(data["ref_texts"], data["cur_texts"][:150]).tested  # the default floor: 200 events
+
+
+def test_embedding_drift_with_the_encoder_nlpmon_runs(tmp_path):
+    """The [embedding] encoder embeds a sample of each side's texts: a change of subject moves the embeddings."""
+    from monitor.config import Config, EmbeddingConfig
+    from monitor.devkit.synth.encoder import build_tiny_encoder, make_subject_texts
+    from monitor.onnx.encoder import OnnxEncoder
+
+    built = build_tiny_encoder(tmp_path / "encoder", seed=0, max_length=64)
+    encoder = OnnxEncoder(built.model_path, built.tokenizer_dir, output=built.pooled_output, provider="cpu",
+                          max_length=64, intra_op_threads=1)
+    config = Config(embedding=EmbeddingConfig(sample_size=64, permutations=200, components=4))
+    restaurants = make_subject_texts(600, "restaurant", seed=1)
+    kw = dict(tokenizer=built.tokenizer_dir, encoder=encoder, config=config)
+    same = compare(restaurants, make_subject_texts(600, "restaurant", seed=2), **kw)
+    moved = compare(restaurants, make_subject_texts(600, "phone", seed=2), **kw)
+    assert "embedding" in {t.test for t in same.tests} and not same.result.drift.embedding.drifted
+    assert moved.result.drift.embedding.drifted and "embedding" in {t.test for t in moved.drifted_tests}
+    assert {"token_count", "unk_token_rate"} <= {t.name for t in moved.tests}  # the tokenizer features
