@@ -23,11 +23,15 @@ N = 1500
 
 
 def _same(a: CompareReport, b: CompareReport) -> None:
-    """Equal reports but for where the data came from (kind and name of each side)."""
+    """Equal reports but for where the data came from: the kind and name of each side, and how an exemplar
+    points at its row (``row:<i>``, 0-based, in a list or DataFrame; ``<file>:<line>`` in a JSONL file)."""
     da, db = a.to_dict(), b.to_dict()
     for d in (da, db):
         for side in ("reference", "current"):
             d[side].pop("kind"), d[side].pop("name")
+        for e in (d["evidence"] or {}).get("exemplars", ()):
+            where, _, n = e["position"].rpartition(":")
+            e["position"] = int(n) if where == "row" else int(n) - 1
     assert da == db
 
 
