@@ -13,14 +13,14 @@ import os
 import sys
 
 from monitor import __version__
-from monitor.cli import ab, db, examples, history, reeval, reference, report, run, sample
+from monitor.cli import ab, compare, db, examples, history, reeval, reference, report, run, sample
 from monitor.cli.common import EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 # Each registers its subcommands with ``add_parsers(subparsers)``; none imports another (``common`` holds
 # what they share).
-COMMANDS = (run, reference, history, examples, report, ab, reeval, db, sample)
+COMMANDS = (run, reference, compare, history, examples, report, ab, reeval, db, sample)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -11,7 +12,7 @@ import numpy as np
 
 from detectors.embedding import fit_reference
 from monitor.config import EmbeddingConfig
-from monitor.ingest.batch import EMBEDDING_LENGTH_REASON
+from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, Record
 from monitor.ingest.events import Event, InvalidEvent, LabelEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
 from monitor.ingest.oov import OOV_FEATURE, VocabularyBuilder
@@ -217,15 +218,19 @@ def build_profile(
     *,
     tokenizer: TokenizerFeaturizer | None = None,
     encoder=None,
+    batches: Iterable[list[Record]] | None = None,
 ) -> BuiltProfile:
     """Return the profile of ``options.model`` (or of the only model in the file) and a summary of what was
     read; with ``options.segment``, of that segment's events only (a segment profile).
 
     ``encoder`` (a ``monitor.onnx.encoder.OnnxEncoder``, the daemon's ``[embedding] model``) embeds a seeded
     sample of the reference texts, and the events' own ``embedding`` fields are then ignored.
+
+    ``batches`` (records already in memory, e.g. ``monitor.api.compare``'s rows) are read instead of the file;
+    ``path`` then only names them in the profile's ``source`` (no ``source_sha256``).
     """
     features = FeatureSet(tokenizer=tokenizer.info.to_dict() if tokenizer else None)
-    read = _read(path, options, features, tokenizer=tokenizer, embed_texts=encoder is not None)
+    read = _read(path, options, features, tokenizer=tokenizer, embed_texts=encoder is not None, batches=batches)
     if not read.samples:
         raise read.nothing_selected(path, options)
     if len(read.samples) > 1:
@@ -242,8 +247,8 @@ def build_profile(
     profile = Profile(
         model=s.model,
         versions=tuple(sorted(s.versions)),
-        source=str(Path(path).resolve()) if path != "-" else "stdin",
-        source_sha256=file_sha256(path) if path != "-" else "",
+        source=path if batches is not None else str(Path(path).resolve()) if path != "-" else "stdin",
+        source_sha256=file_sha256(path) if path != "-" and batches is None else "",
         created_at=utc_now_iso(),
         events=s.events,
         features_version=FEATURES_VERSION,
@@ -271,13 +276,14 @@ def build_profile(
     return BuiltProfile(profile, summary)
 
 
-def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer, embed_texts: bool) -> _Read:
-    """Read the file batch by batch into a sample per model of the events ``options`` selects."""
+def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer, embed_texts: bool,
+          batches: Iterable[list[Record]] | None = None) -> _Read:
+    """Read the file (or ``batches``) batch by batch into a sample per model of the events ``options`` selects."""
     read = _Read()
     width = 2 + len(features.base_names)
-    stream, name = open_source(path)
+    stream, name = open_source(path) if batches is None else (None, path)
     try:
-        for batch in iter_batches(stream, name, options.batch_size):
+        for batch in iter_batches(stream, name, options.batch_size) if batches is None else batches:
             read.lines += len(batch)
             events = _select(batch, options, read.invalid, read.seen)
             if not events:
@@ -293,7 +299,7 @@ def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer
                 for reason in s.add([events[i] for i in idx], rows[idx], embed_texts=embed_texts):
                     read.invalid[reason] += 1
     finally:
-        if name != "stdin":
+        if stream is not None and name != "stdin":
             stream.close()
     return read
 

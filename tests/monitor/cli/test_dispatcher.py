@@ -32,4 +32,4 @@ def test_a_subcommand_module_imports_only_what_they_share(module):
 
 def test_the_dispatcher_registers_every_subcommand_in_help_order():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    assert list(sub.choices) == ["replay", "run", "check-config", "reference", "history", "examples", "report", "ab", "reeval", "quantize", "db", "sample"]
+    assert list(sub.choices) == ["replay", "run", "check-config", "reference", "compare", "history", "examples", "report", "ab", "reeval", "quantize", "db", "sample"]
