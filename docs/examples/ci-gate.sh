@@ -9,7 +9,7 @@
 #
 # Exit status: 0 when every gate passed; 1 when one failed (the line above says which and by how much);
 # 2 when an input was unusable (missing model, unreadable data). Every setting is an environment variable.
-# SKIP_COMPARE=1 skips step 1. (No NLPMON_ prefix here: nlpmon reads every NLPMON_* variable as a config key.)
+# (No NLPMON_ prefix here: nlpmon reads every NLPMON_* variable as a config key.)
 set -euo pipefail
 
 REFERENCE=${REFERENCE:-data/reference.jsonl}
@@ -25,12 +25,8 @@ REPORTS=${REPORTS:-reports}
 
 mkdir -p "$REPORTS" "$(dirname "$CANDIDATE")"
 
-# 1. The data set.
-if [ "${SKIP_COMPARE:-0}" = 1 ]; then
-    echo "ci-gate: data-set gate skipped (SKIP_COMPARE=1)" >&2
-else
-    nlpmon compare "$REFERENCE" "$CURRENT" --fail-on drift
-fi
+# 1. The data set. The report (what changed, as the daemon's report draws it) goes to the artifacts too.
+nlpmon compare "$REFERENCE" "$CURRENT" --fail-on drift -o "$REPORTS/data-drift.html"
 
 # 2. The INT8 export.
 nlpmon quantize "$MODEL" -o "$CANDIDATE"

@@ -74,7 +74,7 @@ def compare(reference, current, *, tokenizer=None, encoder=None, config: Config 
     result = _one_window(results, stream_model, current_summary)
     text_only = set(profile.class_counts) <= {TEXT_ONLY_CLASS} and set(result.predictions) <= {TEXT_ONLY_CLASS}
     return CompareReport(result=result, reference=ref, current=current_summary,
-                         tests=tests_of(result, with_prediction=not text_only))
+                         tests=tests_of(result, with_prediction=not text_only), profile=profile)
 
 
 def compare_config(config: Config | str | os.PathLike | None) -> Config:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from monitor.ingest.reference import Profile
+from monitor.report import ReportData, render_report
 from monitor.results import WindowEvidence, WindowResult
 
 __all__ = ["CompareReport", "InputSummary", "TestResult", "tests_of"]
@@ -58,13 +63,15 @@ class CompareReport:
     ``nlpmon replay``); ``tests`` lists every test it ran, in the result's order; ``drifted`` is the result's
     verdict, ``tested`` false (with ``skip_reason``) when the window had fewer than ``window.min_events``
     events. ``evidence`` is the window's evidence (distributions, shifted tokens, exemplars) when the
-    pipeline keeps it.
+    pipeline keeps it. ``profile`` is the reference profile the window was tested against (the report draws
+    its distributions beside the window's).
     """
 
     result: WindowResult
     reference: InputSummary
     current: InputSummary
     tests: tuple[TestResult, ...]
+    profile: Profile | None = field(default=None, repr=False, compare=False)
 
     @property
     def drifted(self) -> bool:
@@ -85,6 +92,26 @@ class CompareReport:
     @property
     def drifted_tests(self) -> tuple[TestResult, ...]:
         return tuple(t for t in self.tests if t.drifted)
+
+    def report_data(self) -> ReportData:
+        """The comparison as the daemon's report draws a window (docs/report.md): one window, its reference."""
+        return ReportData.build(self.result.model, [(self.result.to_dict(), self.evidence)], profile=self.profile,
+                                reference_note=f"the reference {self.reference.kind} {self.reference.name}")
+
+    def to_html(self) -> str:
+        """The report as one self-contained HTML page (plotly.js inlined: it opens offline)."""
+        return render_report(self.report_data())
+
+    def save_html(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_html` to ``path``; return the path."""
+        out = Path(path)
+        out.write_text(self.to_html(), encoding="utf-8")
+        return out
+
+    def _repr_html_(self) -> str:
+        # Jupyter: the page in an iframe, so its styles and scripts stay out of the notebook's.
+        return (f'<iframe srcdoc="{html.escape(self.to_html(), quote=True)}" '
+                'style="width:100%;height:900px;border:0" sandbox="allow-scripts"></iframe>')
 
     def to_dict(self) -> dict:
         """The report as JSON-safe data (``nlpmon compare --format json`` prints it)."""

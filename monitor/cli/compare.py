@@ -36,6 +36,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--fail-on", action="append", choices=("drift", "untested"), default=[],
                    help="exit 1 when the data drifted (drift) or the window was not tested, e.g. fewer events than "
                    "window.min_events (untested); repeatable")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="also write the report as one self-contained HTML page (opens offline; docs/report.md)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default): the verdict and one line per test; json: the whole report")
     p.add_argument("--input-format", choices=("auto", "jsonl", "text"), default="auto",
@@ -65,6 +67,11 @@ def cmd_compare(args) -> int:
         sys.stdout.buffer.write(orjson.dumps(report.to_dict()) + b"\n")
     else:
         sys.stdout.write(render_table(report))
+    if args.output:
+        try:
+            report.save_html(args.output)
+        except OSError as exc:
+            raise UsageError(f"cannot write the report to {args.output}: {exc.strerror or exc}") from None
     failed = ("drift" in args.fail_on and report.drifted) or ("untested" in args.fail_on and not report.tested)
     return EXIT_FAILED if failed else EXIT_OK
 

@@ -7,6 +7,7 @@ replay`` writes for the same events and profile; unusable input fails in one lin
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import orjson
@@ -249,3 +250,25 @@ def test_embedding_drift_with_the_encoder_nlpmon_runs(tmp_path):
     assert "embedding" in {t.test for t in same.tests} and not same.result.drift.embedding.drifted
     assert moved.result.drift.embedding.drifted and "embedding" in {t.test for t in moved.drifted_tests}
     assert {"token_count", "unk_token_rate"} <= {t.name for t in moved.tests}  # the tokenizer features
+
+
+# -- the report as HTML: the daemon's renderer, in a real browser ---------------------------------------------------
+@pytest.mark.integration
+def test_the_comparison_is_the_daemons_report_in_a_browser(data, tmp_path, capsys):
+    from tests.fixtures.browser import load
+
+    d = data["dir"]
+    out = tmp_path / "compare.html"
+    assert main(["compare", str(d / "profile.json"), str(d / "cur.jsonl"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    page = load(out.as_uri(), height=1400)
+    assert page.console == [] and page.fetched == [], (page.console, page.fetched)
+    expected = int(re.search(r'<body data-charts="(\d+)"', page.dom).group(1))
+    assert expected > 0 and f'data-charts-rendered="{expected}"' in page.dom  # every chart was drawn
+    report = compare(str(d / "profile.json"), str(d / "cur.jsonl"))
+    for t in report.drifted_tests:  # every flagged test is named on the page
+        if t.name:
+            assert t.name in page.dom
+    assert report._repr_html_().startswith('<iframe srcdoc="&lt;!DOCTYPE html&gt;')
+    assert main(["compare", str(d / "profile.json"), str(d / "cur.jsonl"), "-o", str(tmp_path / "no" / "x.html")]) == 2
+    assert "cannot write the report" in capsys.readouterr().err

@@ -13,12 +13,25 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.devkit.synth.traffic import generate_events, write_events
+
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "docs" / "examples" / "ci-gate.sh"
 
 
+def _data_sets(workdir: Path) -> None:
+    """A reference sample of the traffic, a current set like it, and one that drifted (docs/ci.md, step 1)."""
+    if (workdir / "drifted.jsonl").exists():
+        return
+    write_events(workdir / "reference.jsonl", generate_events(3000, seed=1))
+    write_events(workdir / "current.jsonl", generate_events(3000, seed=2))
+    write_events(workdir / "drifted.jsonl", generate_events(3000, seed=3, drift_after=0))
+
+
 def _ci_gate(tiny, workdir: Path, **env: str) -> subprocess.CompletedProcess:
-    """The script with the tiny model's paths, the data-set gate skipped, ``nlpmon`` this checkout's."""
+    """The script with the tiny model's paths and a reference and current data set alike, ``nlpmon`` this
+    checkout's."""
+    _data_sets(workdir)
     variables = {
         # `nlpmon` of this virtual environment, importing this checkout's code.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -27,7 +40,8 @@ def _ci_gate(tiny, workdir: Path, **env: str) -> subprocess.CompletedProcess:
         "MODEL": str(tiny.model_path),
         "TOKENIZER": str(tiny.tokenizer_dir),
         "HELDOUT": str(tiny.heldout_path),
-        "SKIP_COMPARE": "1",
+        "REFERENCE": str(workdir / "reference.jsonl"),
+        "CURRENT": str(workdir / "current.jsonl"),
         **env,
     }
     return subprocess.run(["bash", str(SCRIPT)], cwd=workdir, env=variables, capture_output=True, text=True,
@@ -43,7 +57,7 @@ def test_the_script_passes_a_good_model_and_fails_a_bar_set_too_high(tiny, tmp_p
         "nlpmon reeval: gate passed: candidate agreement --min-agreement 0.99",
         "nlpmon reeval: gate passed: candidate accuracy drop --max-accuracy-drop 0.01",
     ]
-    assert "data-set gate skipped (SKIP_COMPARE=1)" in good.stderr
+    assert "verdict: no drift" in good.stdout and (tmp_path / "reports" / "data-drift.html").stat().st_size > 0
     assert good.stderr.rstrip().endswith("ci-gate: all gates passed")
     report = json.loads((tmp_path / "reports" / "reeval.json").read_text())
     assert report["accuracy"] == tiny.heldout_accuracy and report["candidate"]["model"]["path"].endswith(
@@ -56,6 +70,13 @@ def test_the_script_passes_a_good_model_and_fails_a_bar_set_too_high(tiny, tmp_p
     assert failed == [f"nlpmon reeval: gate failed: accuracy {tiny.heldout_accuracy:g} < --min-accuracy 0.9 "
                       f"(short by {short:g})"]
     assert "all gates passed" not in high.stderr
+
+
+def test_a_drifted_data_set_fails_before_the_model_is_judged(tiny, tmp_path):
+    drifted = _ci_gate(tiny, tmp_path, CURRENT=str(tmp_path / "drifted.jsonl"))
+    assert drifted.returncode == 1
+    assert "verdict: DRIFT" in drifted.stdout and "nlpmon reeval" not in drifted.stderr
+    assert (tmp_path / "reports" / "data-drift.html").stat().st_size > 0  # the artifact that shows what changed
 
 
 def test_an_unusable_input_exits_2(tiny, tmp_path):
