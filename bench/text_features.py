@@ -8,12 +8,17 @@ features, each time by the reference (nlpmon up to a19f2a3: tests/monitor/ingest
 and the tuple-per-chunk cache below) and by the batch kernels, alternated in one process, pinned to one
 CPU. Reports medians of process CPU time (what a busy neighbour inflates least) and checks the values are
 bit-identical. Issue 23.
+
+Read with ``bench/pipeline.py --before-after``: alone in a process, the per-string code's large temporaries
+are page-faulted in afresh on every batch (the minor faults per batch are printed; ~3 us each on the
+development VM), which the pipeline's warmer heap mostly avoids, so this ratio overstates the gain there.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import time
@@ -55,11 +60,14 @@ class ReferenceChunkCounts:
         return tokenizer_features(sums[:, 0] + self.f._added, sums[:, 1], sums[:, 0], self.f.max_length)
 
 
-def cpu_seconds(fn, batches) -> float:
-    c0 = time.process_time()
+def cpu_seconds(fn, batches, faults: list[float]) -> float:
+    """CPU seconds of ``fn`` over the batches; the minor page faults per batch are appended to ``faults``."""
+    f0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
     for b in batches:
         fn(b)
-    return time.process_time() - c0
+    elapsed = time.process_time() - c0
+    faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / len(batches))
+    return elapsed
 
 
 def main() -> None:
@@ -87,14 +95,16 @@ def main() -> None:
     mean_chars = sum(map(len, texts)) / len(texts)
     print(f"{len(texts):,} texts ({mean_chars:.0f} characters on average), batches of {args.batch}, "
           f"{args.repeats} alternated repeats, pinned to one CPU; values bit-identical")
-    print(f"{'features':<24} {'per-string (µs/text)':>21} {'batch kernel (µs/text)':>23} {'speed-up':>9}")
+    print(f"{'features':<24} {'per-string (µs/text)':>21} {'batch kernel (µs/text)':>23} {'speed-up':>9} "
+          f"{'page faults/batch old, new':>27}")
     for name, (old, new) in kernels.items():
-        t_old, t_new = [], []
+        t_old, t_new, f_old, f_new = [], [], [], []
         for _ in range(args.repeats):
-            t_old.append(cpu_seconds(old, batches))
-            t_new.append(cpu_seconds(new, batches))
+            t_old.append(cpu_seconds(old, batches, f_old))
+            t_new.append(cpu_seconds(new, batches, f_new))
         o, n = statistics.median(t_old), statistics.median(t_new)
-        print(f"{name:<24} {o / len(texts) * 1e6:>21.2f} {n / len(texts) * 1e6:>23.2f} {o / n:>8.2f}x")
+        print(f"{name:<24} {o / len(texts) * 1e6:>21.2f} {n / len(texts) * 1e6:>23.2f} {o / n:>8.2f}x "
+              f"{statistics.median(f_old):>17,.0f}, {statistics.median(f_new):,.0f}")
 
 
 if __name__ == "__main__":
