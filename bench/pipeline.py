@@ -3,6 +3,7 @@
     .venv/bin/python bench/pipeline.py                 # throughput, without and with tokenizer features
     .venv/bin/python bench/pipeline.py --rss 1000000 5000000   # + peak RSS of `nlpmon replay` on N events
     .venv/bin/python bench/pipeline.py --distinct-models 1000000   # memory and series with 1M distinct models
+    .venv/bin/python bench/pipeline.py --before-after  # text features: per-string reference vs batch kernels
 
 Throughput: events are read into memory first, then timed through decode -> validation -> features ->
 windows -> detectors -> Prometheus collector (Pipeline.process + flush), against a bare ``orjson.loads``
@@ -64,7 +65,7 @@ def tokenizer_dir() -> Path | None:
 
 
 def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None, batch: int,
-                  cpu: list[float] | None = None) -> float:
+                  cpu: list[float] | None = None, featurize=None) -> float:
     """Wall seconds of the run; its process CPU seconds are appended to ``cpu`` when given (on a shared VM
     the CPU time is what a busy neighbour does not inflate)."""
     over = {"source.kind": "stdin", "reference.paths": [str(profile_path)], "window.max_future_seconds": 1e9}
@@ -75,7 +76,8 @@ def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None
 
     tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
     sink = PrometheusSink(CollectorRegistry())
-    pipeline = Pipeline(config, profiles=load_profiles(config.reference.paths), tokenizer=tok, sink=sink)
+    extra = {"featurize": featurize(tok)} if featurize is not None else {}
+    pipeline = Pipeline(config, profiles=load_profiles(config.reference.paths), tokenizer=tok, sink=sink, **extra)
     records = [Record(line) for line in lines]
     t0, c0 = time.perf_counter(), time.process_time()
     windows = 0
@@ -134,6 +136,52 @@ def throughput(args) -> None:
         cpu_off, cpu_on = (statistics.median(cpu_t[k]) for k in ("no oov_rate", "+ oov_rate"))
         print(f"{'':<42} oov_rate on / off: {off / on:.3f}x events/s (wall), {cpu_off / cpu_on:.3f}x by CPU time "
               f"({n / cpu_on:,.0f} vs {n / cpu_off:,.0f} events per CPU second)")
+
+
+def reference_featurizer(tok):
+    """``base_features`` with the text and tokenizer features computed as before issue 23 (per string)."""
+    import monitor.ingest.features as features_module
+    from bench.text_features import ReferenceChunkCounts
+    from tests.monitor.ingest.text_features_reference import reference_text_features_and_words
+
+    old_tok = ReferenceChunkCounts(tok) if tok is not None else None
+
+    def featurize(events, features, tokenizer):
+        kernel = features_module.text_features_and_words
+        features_module.text_features_and_words = reference_text_features_and_words
+        try:
+            return features_module.base_features(events, features, old_tok if tokenizer is not None else None)
+        finally:
+            features_module.text_features_and_words = kernel
+
+    return featurize
+
+
+def before_after(args) -> None:
+    """The pipeline with the per-string text features (before issue 23) and the batch kernels, alternated."""
+    n = args.events
+    ref_path = events_file(20_000, seed=5)
+    lines = events_file(n, drift_after=n // 2).read_bytes().splitlines()
+    tok = tokenizer_dir()
+    print(f"pipeline before/after the batch text kernels: {n} events, batch {args.batch}, {args.repeats} "
+          "alternated repeats, + oov_rate, pinned to one CPU")
+    print(f"{'configuration':<28} {'before ev/s':>12} {'after ev/s':>11} {'wall':>6} {'before /CPU s':>14} "
+          f"{'after /CPU s':>13} {'CPU':>6}")
+    for label, tokenizer in (("text features", None), ("text + tokenizer features", tok)):
+        with tempfile.TemporaryDirectory() as d:
+            profile, _ = build_profile(str(ref_path), ProfileOptions(sample_cap=10_000),
+                                       tokenizer=TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None)
+            path = Path(d) / "profile.json"
+            save_profile(profile, path)
+            wall: dict[str, list[float]] = {"before": [], "after": []}
+            cpu: dict[str, list[float]] = {"before": [], "after": []}
+            for _ in range(args.repeats):
+                wall["before"].append(time_pipeline(lines, path, tokenizer, args.batch, cpu["before"],
+                                                    featurize=reference_featurizer))
+                wall["after"].append(time_pipeline(lines, path, tokenizer, args.batch, cpu["after"]))
+        wb, wa, cb, ca = (statistics.median(x) for x in (wall["before"], wall["after"], cpu["before"], cpu["after"]))
+        print(f"{label:<28} {n / wb:>12,.0f} {n / wa:>11,.0f} {wb / wa:>5.2f}x {n / cb:>14,.0f} {n / ca:>13,.0f} "
+              f"{cb / ca:>5.2f}x")
 
 
 def without_vocabulary(profile):
@@ -208,6 +256,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--rss", type=int, nargs="*", metavar="N", help="also measure peak RSS replaying N events")
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    ap.add_argument("--before-after", action="store_true",
+                    help="only: the pipeline with the per-string text features and with the batch kernels, alternated")
     ap.add_argument("--distinct-models", type=int, default=0, metavar="N",
                     help="only: N events from N distinct models; peak RSS and exported series (bounded)")
     args = ap.parse_args()
@@ -215,6 +265,9 @@ def main() -> None:
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[0]})
     if args.distinct_models:
         distinct_models(args.distinct_models, args.batch)
+        return
+    if args.before_after:
+        before_after(args)
         return
     throughput(args)
     if args.rss:

@@ -52,19 +52,19 @@ BINARY_FEATURES = ("empty", "truncated")
 _BMP = 0x10000
 # Column order of the character-class table built below.
 _DIGIT, _UPPER, _LETTER, _PUNCT, _SPACE, _NON_ASCII = range(6)
-_N_CODES = 1 << 6
+_N_CLASSES = 6
+_N_CODES = 1 << _N_CLASSES
 
 
 @lru_cache(maxsize=1)
-def _char_codes() -> tuple[np.ndarray, np.ndarray]:
-    """The character classes of every code point as one 6-bit code, and the code -> classes matrix.
+def _char_codes() -> np.ndarray:
+    """The character classes of every code point as one 6-bit code (uint8).
 
     ``codes[cp]`` has bit ``k`` set when code point ``cp`` is in class ``k`` (order above); index ``_BMP``
-    stands for every code point above the BMP (only non-ASCII is set there). ``bits[code, k]`` is 1 when
-    ``code`` has bit ``k``. A batch's per-text class counts are then one gather and one ``bincount`` over
-    (text, code) pairs, instead of a gather and a segmented sum per class.
+    stands for every code point above the BMP (only non-ASCII is set there). uint8: the table (64 KiB)
+    stays in cache while a batch is looked up.
     """
-    codes = np.zeros(_BMP + 1, dtype=np.intp)
+    codes = np.zeros(_BMP + 1, dtype=np.uint8)
     for cp in range(_BMP):
         ch = chr(cp)
         cat = unicodedata.category(ch)
@@ -81,21 +81,76 @@ def _char_codes() -> tuple[np.ndarray, np.ndarray]:
             code |= 1 << _SPACE
         codes[cp] = code
     codes[0x80:] |= 1 << _NON_ASCII
-    # float64: the matrix product below then runs in BLAS (integer matmul has no fast path); counts stay exact
-    # far beyond any batch (2**53).
-    bits = ((np.arange(_N_CODES)[:, None] >> np.arange(6)[None, :]) & 1).astype(np.float64)
-    codes.flags.writeable = bits.flags.writeable = False
-    return codes, bits
+    codes.flags.writeable = False
+    return codes
 
 
-def _class_counts(chars: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Per-text counts of each character class: ``(len(lengths), 6)``, columns in class order."""
-    codes, bits = _char_codes()
-    # intp indices: numpy converts any other index dtype to intp on every gather.
-    code = codes[np.minimum(chars, _BMP).astype(np.intp)]
-    text_of = np.repeat(np.arange(lengths.size, dtype=np.intp), lengths)
-    per_code = np.bincount(text_of * _N_CODES + code, minlength=lengths.size * _N_CODES)
-    return (per_code.reshape(lengths.size, _N_CODES).astype(np.float64) @ bits).astype(np.int64)
+@lru_cache(maxsize=2)
+def _packed(field_bits: int) -> tuple[np.ndarray, ...]:
+    """Code point -> its class bits spread into ``field_bits``-wide counters of uint64 words (``_BMP + 1``
+    entries per word, like :func:`_char_codes`).
+
+    A text's class counts are then the sum of its characters' packed words (one cumulative sum over the
+    batch, differenced at the text boundaries), exact while every count of one text fits in its field: the
+    caller picks ``field_bits`` from the longest text. Sums wrap modulo 2**64, so a difference of two
+    cumulative sums is still the exact segment sum.
+    """
+    codes = _char_codes().astype(np.uint64)
+    per_word = 64 // field_bits
+    tables = []
+    for lo in range(0, _N_CLASSES, per_word):
+        table = np.zeros(codes.size, dtype=np.uint64)
+        for k in range(lo, min(lo + per_word, _N_CLASSES)):
+            table |= ((codes >> np.uint64(k)) & np.uint64(1)) << np.uint64(field_bits * (k - lo))
+        table.flags.writeable = False
+        tables.append(table)
+    return tuple(tables)
+
+
+def _class_counts(texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
+    """Per-text counts of each character class: ``(len(lengths), 6)`` int64, columns in class order."""
+    joined = "".join(texts)
+    # One buffer for the whole batch: bytes when it is all ASCII (isascii() is O(1) on a str), else UTF-32.
+    # surrogatepass: a lone surrogate (a string cut mid-emoji) is a code point like any other here, never an
+    # exception that would stop the batch; the event decoder already mends those it sees (U+FFFD).
+    if joined.isascii():
+        src = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+    else:
+        src = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    # Few, reused temporaries: a batch's arrays are megabytes, and every fresh one costs page faults.
+    buf = np.empty(src.size + 1, dtype=np.intp)
+    idx = buf[1:]
+    # intp indices: take() converts any other dtype element by element, ~10x slower.
+    if src.dtype == np.uint8:
+        idx[...] = src
+    else:
+        np.minimum(src, np.uint32(_BMP), out=idx)
+    longest = int(lengths.max())
+    if longest >= 1 << 21:  # a text of 2M characters or more: a bincount over (text, code) pairs
+        code = _char_codes().take(idx).astype(np.intp)
+        per_code = np.bincount(np.repeat(np.arange(lengths.size, dtype=np.intp), lengths) * _N_CODES + code,
+                               minlength=lengths.size * _N_CODES).reshape(lengths.size, _N_CODES)
+        has = (np.arange(_N_CODES)[None, :] >> np.arange(_N_CLASSES)[:, None]) & 1 == 1
+        return np.stack([per_code[:, has[k]].sum(axis=1) for k in range(_N_CLASSES)], axis=1)
+    # 6 counters of 10 bits in one word while every text is under 1,024 characters (the common case), else
+    # 3 counters of 21 bits in each of two words.
+    field_bits = 10 if longest < 1 << 10 else 21
+    tables = _packed(field_bits)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    mask = np.uint64((1 << field_bits) - 1)
+    per_word = 64 // field_bits
+    out = np.empty((lengths.size, _N_CLASSES), dtype=np.int64)
+    # With one table the packed words overwrite the indices in place; with two the indices are read twice.
+    cum = buf.view(np.uint64) if len(tables) == 1 else np.empty(src.size + 1, dtype=np.uint64)
+    cum[0] = 0
+    for w, table in enumerate(tables):
+        table.take(idx, out=cum[1:], mode="clip")
+        np.cumsum(cum[1:], out=cum[1:])
+        sums = cum[ends] - cum[starts]
+        for j, k in enumerate(range(w * per_word, min((w + 1) * per_word, _N_CLASSES))):
+            out[:, k] = (sums >> np.uint64(field_bits * j)) & mask
+    return out
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -129,12 +184,8 @@ def text_features_and_words(texts: Sequence[str]) -> tuple[np.ndarray, list[list
     if not lengths.any():
         out[:, 8] = 1.0
         return out, [[] for _ in range(n)]
-    # One UTF-32 buffer for the whole batch: character classes become array lookups instead of a Python
-    # loop over characters, which is what makes ~100k texts/s possible.
-    # surrogatepass: a lone surrogate (a string cut mid-emoji) is a code point like any other here, never an
-    # exception that would stop the batch; the event decoder already mends those it sees (U+FFFD).
-    chars = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    counts = _class_counts(chars, lengths)
+    # Character classes are array lookups over one buffer for the batch, never a Python loop over characters.
+    counts = _class_counts(texts, lengths)
     digits, upper, letters, punct, spaces, non_ascii = (counts[:, c] for c in range(6))
 
     # map() keeps the per-text work in C calls; no Python-level loop body per text.

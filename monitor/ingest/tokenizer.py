@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from itertools import chain
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,10 @@ class TokenizerFeaturizer:
         digest = hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
         self.info = TokenizerInfo(path=str(path), fingerprint=digest, max_length=self.max_length)
         self._added = backend.post_processor.num_special_tokens_to_add(False) if backend.post_processor else 0
-        self._chunks: dict[str, tuple[int, int]] = {}
+        # Chunk -> its row in _counts (token count, unknown-token count): dicts of ints and one array, so a
+        # batch's counts are one gather instead of a tuple per chunk.
+        self._chunks: dict[str, int] = {}
+        self._counts = np.zeros((0, 2), dtype=np.int64)
         self.chunk_cache = _splits_on_spaces(backend) and self._verify_chunk_sums()
 
     def features(self, texts: list[str]) -> np.ndarray:
@@ -101,29 +104,45 @@ class TokenizerFeaturizer:
     # token) take the exact per-text path. _verify_chunk_sums double-checks the property at load time.
     _MAX_CHUNKS = 500_000
 
-    def _chunk_counts(self, chunks: set[str]) -> None:
-        missing = [c for c in chunks if c not in self._chunks]
-        if not missing:
-            return
+    def _chunk_rows(self, flat: list[str]) -> np.ndarray:
+        """Each chunk's row in the count arrays, encoding (one ``encode_batch`` call per 4,096) those not seen."""
+        try:
+            # Warm cache: one C-level pass, no per-batch set of the chunks.
+            return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
+        except KeyError:
+            pass
+        missing = list(set(flat).difference(self._chunks))
         if len(self._chunks) + len(missing) > self._MAX_CHUNKS:
             self._chunks.clear()  # bounded memory; a cold cache only costs speed
+            missing = list(set(flat))
+        base = len(self._chunks)
+        if base + len(missing) > len(self._counts):  # grown geometrically: new chunks arrive in most batches
+            counts = np.zeros((max(2 * len(self._counts), base + len(missing), 1024), 2), dtype=np.int64)
+            counts[:base] = self._counts[:base]
+            self._counts = counts
+        counts = self._counts
         unk_id = self.unk_id
         for lo in range(0, len(missing), 4096):
             part = missing[lo : lo + 4096]
-            for chunk, enc in zip(part, self._backend.encode_batch(part, add_special_tokens=False)):
+            for row, enc in enumerate(self._backend.encode_batch(part, add_special_tokens=False), base + lo):
                 ids = enc.ids
-                self._chunks[chunk] = (len(ids), ids.count(unk_id) if unk_id is not None else 0)
+                counts[row] = len(ids), ids.count(unk_id) if unk_id is not None else 0
+        self._chunks.update(zip(missing, range(base, base + len(missing))))
+        return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
 
     def _features_by_chunk(self, texts: list[str]) -> np.ndarray:
         n = len(texts)
-        split = [t.split(" ") for t in texts]  # every text gives >= 1 chunk ("" for an empty text)
-        flat = list(chain.from_iterable(split))
-        self._chunk_counts(set(flat))
-        get = self._chunks.__getitem__
-        counts = np.array([get(c) for c in flat], dtype=np.int64).reshape(-1, 2)
-        starts = np.zeros(n, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, split), dtype=np.int64, count=n)[:-1], out=starts[1:])
-        sums = np.add.reduceat(counts, starts, axis=0)
+        if n == 0:
+            return tokenizer_features(np.zeros(0), np.zeros(0), np.zeros(0), self.max_length)
+        # Splitting the batch joined by single spaces gives each text's chunks in turn (a text of k spaces
+        # has k + 1 chunks, "" for an empty one): one split call for the batch instead of one per text.
+        flat = " ".join(texts).split(" ")
+        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
+        starts = np.zeros(n, dtype=np.intp)
+        np.cumsum(per_text[:-1], out=starts[1:])
+        rows = self._chunk_rows(flat)  # first: it may grow self._counts
+        # Every text has >= 1 chunk, so no reduceat segment is empty.
+        sums = np.add.reduceat(self._counts[rows], starts, axis=0)
         content, unk = sums[:, 0], sums[:, 1]
         return tokenizer_features(content + self._added, unk, content, self.max_length)
 
