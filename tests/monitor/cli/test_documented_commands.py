@@ -45,6 +45,7 @@ TOKENS = {"M": "sentiment", "V": "1", "NAME": EXPERIMENT, "DIR": "{tokenizer}", 
 # Commands with an elision, or named without their required flags: the whole command that stands for it.
 ELIDED = {
     "nlpmon ab report": "nlpmon ab report --experiment NAME",
+    "nlpmon compare": "nlpmon compare last-week.jsonl today.jsonl",
     "nlpmon reeval ...": "nlpmon reeval --model model.onnx --tokenizer DIR --data heldout.jsonl",
     "nlpmon reference build ... --activate":
         "nlpmon reference build today.jsonl -o activated.json --store sqlite:///nlpmon.db --activate",
