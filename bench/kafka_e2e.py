@@ -8,7 +8,7 @@ fresh consumer group each time:
 
 - bare: ``KafkaConsumer.poll`` until N records have been received (nothing else done with them);
 - pipeline: ``Pipeline.process`` over the same N records, already in memory, in batches of --max-records
-  (the daemon's configuration and sink; no Kafka);
+  (the daemon's configuration and sink, and its one BLAS thread; no Kafka);
 - daemon: ``KafkaDaemon`` (in-process, SQLite store) until its durable checkpoint covers all N records:
   decode, validate, features, windows, detectors, metrics, and the checkpoints themselves.
 
@@ -22,13 +22,18 @@ The cost breakdown comes from one more daemon run with timers around its stages,
 (instance attributes and module globals replaced for that run only; the daemon itself has no timing code).
 Each stage's time is exclusive (nested stages are subtracted from the one that called them); wall time, and
 the main thread's CPU time (the difference is waiting: for the broker, for kafka-python's IO thread, for
-the GIL). The timers are per batch or per stream, never per record.
+the GIL). The timers are per batch or per stream, never per record. Garbage collection is timed with
+``gc.callbacks`` and also reported on its own (it runs inside whichever stage allocated).
+
+CPU columns: process CPU time (every thread of this process: kafka-python's IO thread included; not the
+broker's), which a busy neighbour on a shared machine inflates far less than wall time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -45,6 +50,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import orjson  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 import monitor.ingest.batch as batch_module  # noqa: E402
 import monitor.runtime.kafka_daemon as daemon_module  # noqa: E402
@@ -67,20 +73,20 @@ def produce(bootstrap: str, topic: str, n: int) -> None:
     producer.close()
 
 
-def bare(bootstrap: str, topic: str, n: int, max_records: int, keep: list | None = None) -> float:
+def bare(bootstrap: str, topic: str, n: int, max_records: int, keep: list | None = None) -> tuple[float, float]:
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{uuid.uuid4().hex[:6]}",
                       auto_offset_reset="earliest", enable_auto_commit=False, **FAST_GROUP)
     got, t0 = 0, None
     while got < n:
         for records in c.poll(timeout_ms=500, max_records=max_records).values():
             if t0 is None:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
             got += len(records)
             if keep is not None:
                 keep.extend(records)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     c.close()
-    return elapsed
+    return elapsed, cpu
 
 
 def daemon_config(bootstrap: str, topic: str, profile: Path, workdir: Path, args):
@@ -95,20 +101,21 @@ def daemon_config(bootstrap: str, topic: str, profile: Path, workdir: Path, args
     return load_config(env={}, overrides=over)
 
 
-def pipeline_only(records: list, config, max_records: int) -> float:
+def pipeline_only(records: list, config, max_records: int) -> tuple[float, float]:
     """Seconds of Pipeline.process over ``records`` (the daemon's Record objects, built beforehand)."""
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry()
     parts = build_components(config, registry=registry, sink=build_sink(config, registry))
     pipeline = Pipeline(config, profiles=parts.profiles, tokenizer=parts.tokenizer, sink=parts.sink)
-    t0 = time.perf_counter()
-    for lo in range(0, len(records), max_records):
-        pipeline.process(records[lo : lo + max_records])
-    return time.perf_counter() - t0
+    with threadpool_limits(limits=1, user_api="blas"):  # as the daemon runs it (KafkaDaemon._open)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for lo in range(0, len(records), max_records):
+            pipeline.process(records[lo : lo + max_records])
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
-def daemon(config, n: int, timers: Timers | None = None) -> float:
+def daemon(config, n: int, timers: Timers | None = None) -> tuple[float, float]:
     d = KafkaDaemon(config, shutdown=Shutdown())
     with contextlib.ExitStack() as stack:
         if timers is not None:
@@ -119,13 +126,13 @@ def daemon(config, n: int, timers: Timers | None = None) -> float:
             d.step()
             parts = list(d.partitions.values())
             if t0 is None and parts and any(p.next_offset for p in parts):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 if timers is not None:
                     timers.reset()
             if parts and all(p.committed_offset is not None and p.committed_offset >= n for p in parts):
                 break
-        elapsed = time.perf_counter() - t0
-    return elapsed
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return elapsed, cpu
 
 
 # -- the cost breakdown ----------------------------------------------------------------------------------------
@@ -153,10 +160,20 @@ class Timers:
         self.wall: dict[str, float] = defaultdict(float)
         self.cpu: dict[str, float] = defaultdict(float)
         self._stack: list[list[float]] = []  # per open stage: [child wall, child cpu]
+        self.gc_s, self.gc_runs, self._gc_t0 = 0.0, [0, 0, 0], 0.0
 
     def reset(self) -> None:
         self.wall.clear()
         self.cpu.clear()
+        self.gc_s, self.gc_runs = 0.0, [0, 0, 0]
+
+    def on_gc(self, phase: str, info: dict) -> None:
+        """gc.callbacks: the collector's own time, whichever stage it interrupted."""
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_s += time.perf_counter() - self._gc_t0
+            self.gc_runs[info["generation"]] += 1
 
     def timed(self, stage: str, fn):
         def run(*args, **kwargs):
@@ -182,6 +199,8 @@ class Timers:
             stack.callback(setattr, obj, attr, original)
 
     def install(self, d: KafkaDaemon, stack: contextlib.ExitStack) -> None:
+        gc.callbacks.append(self.on_gc)
+        stack.callback(gc.callbacks.remove, self.on_gc)
         self.patch(stack, d, "step", "records")  # what no other stage claims: the step's own loop
         self.patch(stack, d.fetcher, "poll", "poll")
         for attr in ("observe", "observe_waits"):
@@ -220,6 +239,8 @@ class Timers:
             print(f"  {label:<46} {1e6 * w / n:>10.2f} {1e6 * c / n:>8.2f} {100 * w / total:>6.1f}%")
         rest = total - sum(self.wall.values())
         print(f"  {'outside step() (the bench loop)':<46} {1e6 * rest / n:>10.2f} {'':>8} {100 * rest / total:>6.1f}%")
+        print(f"  of all the above, garbage collection: {1e6 * self.gc_s / n:.2f} µs a record "
+              f"({100 * self.gc_s / total:.1f}%; collections by generation {self.gc_runs})")
 
 
 def main() -> None:
@@ -261,28 +282,36 @@ def main() -> None:
             bare(broker.bootstrap, topic, n, args.max_records, keep=fetched)
             records = [Record(r.value, f"{r.topic}/{r.partition}@{r.offset}") for r in fetched[:n]]
             del fetched
-            bare_t, pipe_t, daemon_t = [], [], []
+            runs: dict[str, list[tuple[float, float]]] = {"bare": [], "pipeline": [], "daemon": []}
             for _ in range(args.repeats):
-                bare_t.append(bare(broker.bootstrap, topic, n, args.max_records))
+                runs["bare"].append(bare(broker.bootstrap, topic, n, args.max_records))
                 config = daemon_config(broker.bootstrap, topic, work / "profile.json", work, args)
-                pipe_t.append(pipeline_only(records, config, args.max_records))
-                daemon_t.append(daemon(config, n))
+                runs["pipeline"].append(pipeline_only(records, config, args.max_records))
+                runs["daemon"].append(daemon(config, n))
             timers = Timers()
-            timed_t = daemon(daemon_config(broker.bootstrap, topic, work / "profile.json", work, args), n, timers)
-    b, p, d = statistics.median(bare_t), statistics.median(pipe_t), statistics.median(daemon_t)
+            timed_t, _ = daemon(daemon_config(broker.bootstrap, topic, work / "profile.json", work, args), n, timers)
+    report(runs, n, args)
+    timers.table(n, timed_t)
+
+
+def report(runs: dict, n: int, args) -> None:
+    wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+    b, p, d = wall["bare"], wall["pipeline"], wall["daemon"]
     features = "text + tokenizer features" if args.tokenizer_path else "text features"
     pinned = f"pinned to CPU {args.cpu}" if args.cpu is not None else "not pinned"
     print(f"{n:,} records, {features}, batches of {args.max_records}, {pinned}, medians of {args.repeats}")
-    print(f"{'':<44} {'median s':>9} {'records/s':>10} {'µs/record':>10}")
-    print(f"{'bare kafka-python poll loop (c)':<44} {b:>9.2f} {n / b:>10,.0f} {1e6 * b / n:>10.2f}")
-    print(f"{'pipeline alone, records in memory (p)':<44} {p:>9.2f} {n / p:>10,.0f} {1e6 * p / n:>10.2f}")
-    print(f"{'composed: 1 / (c + p)':<44} {b + p:>9.2f} {n / (b + p):>10,.0f} {1e6 * (b + p) / n:>10.2f}")
-    print(f"{'nlpmon daemon (to checkpointed results)':<44} {d:>9.2f} {n / d:>10,.0f} {1e6 * d / n:>10.2f}")
-    print(f"daemon / composed: {(b + p) / d:.3f}  (target >= 0.9)")
-    print(f"daemon / bare:     {b / d:.3f}  (next milestone >= 0.5)")
-    print(f"per round (bare, pipeline, daemon s): " + "; ".join(
-        f"{x:.2f} {y:.2f} {z:.2f}" for x, y, z in zip(bare_t, pipe_t, daemon_t)))
-    timers.table(n, timed_t)
+    print(f"{'':<44} {'median s':>9} {'records/s':>10} {'µs/record':>10} {'CPU µs/rec':>11}")
+    rows = (("bare kafka-python poll loop (c)", b, cpu["bare"]), ("pipeline alone, records in memory (p)", p, cpu["pipeline"]),
+            ("composed: 1 / (c + p)", b + p, cpu["bare"] + cpu["pipeline"]),
+            ("nlpmon daemon (to checkpointed results)", d, cpu["daemon"]))  # fmt: skip
+    for label, w, c in rows:
+        print(f"{label:<44} {w:>9.2f} {n / w:>10,.0f} {1e6 * w / n:>10.2f} {1e6 * c / n:>11.2f}")
+    print(f"daemon / composed: {(b + p) / d:.3f} wall, {(cpu['bare'] + cpu['pipeline']) / cpu['daemon']:.3f} by process "
+          f"CPU time  (target >= 0.9)")
+    print(f"daemon / bare:     {b / d:.3f} wall, {cpu['bare'] / cpu['daemon']:.3f} by process CPU time  (next milestone >= 0.5)")
+    print("per round, wall s (bare, pipeline, daemon): " + "; ".join(
+        f"{x[0]:.2f} {y[0]:.2f} {z[0]:.2f}" for x, y, z in zip(runs["bare"], runs["pipeline"], runs["daemon"])))
 
 
 if __name__ == "__main__":
