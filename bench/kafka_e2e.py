@@ -1,7 +1,7 @@
 """End-to-end consumption rate of the Kafka sidecar against a bare kafka-python consumer and against the
 consumer and the pipeline composed, same topic, same run; and where the daemon's time goes, per record.
 
-    .venv/bin/python bench/kafka_e2e.py [--events 200000] [--repeats 3] [--cpu N] [--tokenizer]
+    .venv/bin/python bench/kafka_e2e.py [--events 200000] [--repeats 3] [--cpu N] [--tokenizer] [--librdkafka]
 
 An embedded tansu broker gets N events (one model, one partition, keyed by model). Then, alternating, with a
 fresh consumer group each time:
@@ -10,7 +10,8 @@ fresh consumer group each time:
 - pipeline: ``Pipeline.process`` over the same N records, already in memory, in batches of --max-records
   (the daemon's configuration and sink, and its one BLAS thread; no Kafka);
 - daemon: ``KafkaDaemon`` (in-process, SQLite store) until its durable checkpoint covers all N records:
-  decode, validate, features, windows, detectors, metrics, and the checkpoints themselves.
+  decode, validate, features, windows, detectors, metrics, and the checkpoints themselves;
+- with --librdkafka, a bare confluent-kafka loop too (``Consumer.consume``): what another client would cost.
 
 Clocks start at the first record received (group joins are excluded) and stop at the last record (bare) or
 at the checkpoint covering it (daemon). Medians of --repeats. Printed ratios: daemon / bare, and daemon /
@@ -84,6 +85,24 @@ def bare(bootstrap: str, topic: str, n: int, max_records: int, keep: list | None
             got += len(records)
             if keep is not None:
                 keep.extend(records)
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    c.close()
+    return elapsed, cpu
+
+
+def bare_librdkafka(bootstrap: str, topic: str, n: int, max_records: int) -> tuple[float, float]:
+    """The same loop with confluent-kafka (librdkafka: fetch and record parsing in C, on its own threads)."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"rdk-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "session.timeout.ms": 6000})
+    c.subscribe([topic])
+    got, t0 = 0, None
+    while got < n:
+        msgs = c.consume(num_messages=max_records, timeout=0.5)
+        if msgs and t0 is None:
+            t0, c0 = time.perf_counter(), time.process_time()
+        got += sum(1 for m in msgs if m.error() is None)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     c.close()
     return elapsed, cpu
@@ -254,6 +273,8 @@ def main() -> None:
     ap.add_argument("--cpu", type=int, default=None,
                     help="pin this process (consumers, pipeline, IO threads; not the broker) to one CPU")
     ap.add_argument("--tokenizer", action="store_true", help="with tokenizer features (a tiny built tokenizer)")
+    ap.add_argument("--librdkafka", action="store_true",
+                    help="also a bare confluent-kafka (librdkafka) loop: what another consumer client would cost")
     args = ap.parse_args()
     n = args.events
     args.tokenizer_path = None
@@ -285,6 +306,8 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {"bare": [], "pipeline": [], "daemon": []}
             for _ in range(args.repeats):
                 runs["bare"].append(bare(broker.bootstrap, topic, n, args.max_records))
+                if args.librdkafka:
+                    runs.setdefault("librdkafka", []).append(bare_librdkafka(broker.bootstrap, topic, n, args.max_records))
                 config = daemon_config(broker.bootstrap, topic, work / "profile.json", work, args)
                 runs["pipeline"].append(pipeline_only(records, config, args.max_records))
                 runs["daemon"].append(daemon(config, n))
@@ -305,6 +328,8 @@ def report(runs: dict, n: int, args) -> None:
     rows = (("bare kafka-python poll loop (c)", b, cpu["bare"]), ("pipeline alone, records in memory (p)", p, cpu["pipeline"]),
             ("composed: 1 / (c + p)", b + p, cpu["bare"] + cpu["pipeline"]),
             ("nlpmon daemon (to checkpointed results)", d, cpu["daemon"]))  # fmt: skip
+    if "librdkafka" in wall:
+        rows += (("bare confluent-kafka (librdkafka) loop", wall["librdkafka"], cpu["librdkafka"]),)
     for label, w, c in rows:
         print(f"{label:<44} {w:>9.2f} {n / w:>10,.0f} {1e6 * w / n:>10.2f} {1e6 * c / n:>11.2f}")
     print(f"daemon / composed: {(b + p) / d:.3f} wall, {(cpu['bare'] + cpu['pipeline']) / cpu['daemon']:.3f} by process "
