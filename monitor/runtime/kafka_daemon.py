@@ -135,8 +135,9 @@ class KafkaDaemon:
             self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         self.checkpointer.open_producer(stack, kafka_client_config(c))  # connects when it first sends
         # Everything built so far lives as long as the daemon (modules, profiles, clients): out of the cyclic
-        # garbage collector's sight, which otherwise walks it again at every full collection (a tenth of the
-        # daemon's time per record, docs/benchmarks.md). Given back at close, for processes that go on.
+        # garbage collector's sight, which otherwise walks it again at every older-generation collection
+        # (collections took a tenth of the daemon's time per record, under 4% since: docs/benchmarks.md).
+        # Given back at close, for processes that go on (tests).
         gc.freeze()
         stack.callback(gc.unfreeze)
         return True
