@@ -117,6 +117,7 @@ def daemon_config(bootstrap: str, topic: str, profile: Path, workdir: Path, args
     }  # fmt: skip
     if args.tokenizer_path:
         over["tokenizer.path"] = str(args.tokenizer_path)
+        over["tokenizer.max_length"] = 512  # the profile's (built below with max_length=512)
     return load_config(env={}, overrides=over)
 
 
