@@ -20,23 +20,25 @@ business (:mod:`monitor.runtime.consumer`). This class coordinates those parts a
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
+from threadpoolctl import threadpool_limits
 
 from monitor.config import Config
 from monitor.ingest.batch import Featurize
 from monitor.ingest.reference import Profile
 from monitor.logs import log_event
-from monitor.pipeline import Pipeline, Record
+from monitor.pipeline import Pipeline
 from monitor.results import BatchResults
 from monitor.runtime import probes
 from monitor.runtime.checkpointer import Checkpointer, Outcome
 from monitor.runtime.consumer import Fetcher, kafka_client_config
 from monitor.runtime.heartbeat import Heartbeat
-from monitor.runtime.partitions import DeadLetterBuffer, PartitionState
+from monitor.runtime.partitions import DeadLetterBuffer, KafkaRecord, PartitionState
 from monitor.runtime.result_log import log_experiment_result, log_labels_result, log_shadow_result, log_window
 from monitor.runtime.pruner import Pruner
 from monitor.runtime.shutdown import Shutdown
@@ -103,6 +105,10 @@ class KafkaDaemon:
         """Open every resource, waiting for the database and the broker (docs/kafka.md, "Start in any order");
         False when a shutdown came first."""
         c = self.config
+        # One BLAS thread: the pipeline's matrix products are per batch and small, and OpenBLAS's extra threads
+        # busy-wait after each one, taking a core from the broker or from this loop (about a third of the
+        # daemon's CPU per record, docs/benchmarks.md). The daemon's work is this one thread; restored at close.
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
         self.components = build_components(c, registry=self.registry, sink=self.sink)
         if self.components.embedder is not None:  # [embedding] model: one worker thread for all partitions
             stack.callback(self.components.embedder.close)
@@ -130,6 +136,12 @@ class KafkaDaemon:
                 return False
             self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         self.checkpointer.open_producer(stack, kafka_client_config(c))  # connects when it first sends
+        # Everything built so far lives as long as the daemon (modules, profiles, clients): out of the cyclic
+        # garbage collector's sight, which otherwise walks it again at every older-generation collection
+        # (collections took a tenth of the daemon's time per record, under 4% since: docs/benchmarks.md).
+        # Given back at close, for processes that go on (tests).
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         return True
 
     def _stop(self, deadline: float | None) -> None:
@@ -178,7 +190,8 @@ class KafkaDaemon:
                 continue
             if tp in self.fetcher.faults.faults:
                 self.fetcher.recovered(tp, records[0].offset)
-            batch = [Record(r.value if r.value is not None else b"", f"{tp.topic}/{tp.partition}@{r.offset}") for r in records]
+            # A tombstone (no value) is an empty record: rejected as malformed, never an exception.
+            batch = [KafkaRecord(r.value if r.value is not None else b"", r.offset, tp) for r in records]
             self._take(part, part.pipeline.process(batch))  # never raises for a record (poison isolation)
             part.next_offset = records[-1].offset + 1
             self.pending_events += len(records)

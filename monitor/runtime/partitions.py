@@ -15,11 +15,28 @@ import msgspec
 from monitor.pipeline import Pipeline
 from monitor.results import BatchResults, ExperimentResult, LabelsResult, ShadowResult, WindowResult
 
-__all__ = ["PartitionState", "DeadLetterBuffer", "STATE_FORMAT"]
+__all__ = ["PartitionState", "DeadLetterBuffer", "KafkaRecord", "STATE_FORMAT"]
 
 STATE_FORMAT = 1  # bump when Pipeline.state() changes shape; older checkpoints are then refused loudly
 _encode_state = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder().decode
+
+
+class KafkaRecord:
+    """One consumed record as the pipeline reads it (:class:`~monitor.pipeline.Record`'s two attributes).
+
+    The position (``topic/partition@offset``) is built only when asked: the pipeline asks for rejected records
+    alone, and building the string for every record was most of the daemon's own cost per record.
+    """
+
+    __slots__ = ("value", "offset", "tp")
+
+    def __init__(self, value: bytes, offset: int, tp):
+        self.value, self.offset, self.tp = value, offset, tp
+
+    @property
+    def position(self) -> str:
+        return f"{self.tp.topic}/{self.tp.partition}@{self.offset}"
 
 
 @dataclass
