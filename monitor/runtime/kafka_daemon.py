@@ -20,13 +20,11 @@ business (:mod:`monitor.runtime.consumer`). This class coordinates those parts a
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
-from threadpoolctl import threadpool_limits
 
 from monitor.config import Config
 from monitor.ingest.batch import Featurize
@@ -43,7 +41,7 @@ from monitor.runtime.result_log import log_experiment_result, log_labels_result,
 from monitor.runtime.pruner import Pruner
 from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.startup import NotYet, Waiting, wait_for
-from monitor.runtime.wiring import Components, build_components, build_sink
+from monitor.runtime.wiring import Components, build_components, build_sink, freeze_startup_objects, one_blas_thread
 from sinks.sql import StoreUnavailable
 
 __all__ = ["KafkaDaemon"]
@@ -105,10 +103,7 @@ class KafkaDaemon:
         """Open every resource, waiting for the database and the broker (docs/kafka.md, "Start in any order");
         False when a shutdown came first."""
         c = self.config
-        # One BLAS thread: the pipeline's matrix products are per batch and small, and OpenBLAS's extra threads
-        # busy-wait after each one, taking a core from the broker or from this loop (about a third of the
-        # daemon's CPU per record, docs/benchmarks.md). The daemon's work is this one thread; restored at close.
-        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        one_blas_thread(stack)  # restored at close
         self.components = build_components(c, registry=self.registry, sink=self.sink)
         if self.components.embedder is not None:  # [embedding] model: one worker thread for all partitions
             stack.callback(self.components.embedder.close)
@@ -136,12 +131,7 @@ class KafkaDaemon:
                 return False
             self.fetcher.subscribe(on_revoked=self.on_revoked, on_assigned=self.on_assigned)
         self.checkpointer.open_producer(stack, kafka_client_config(c))  # connects when it first sends
-        # Everything built so far lives as long as the daemon (modules, profiles, clients): out of the cyclic
-        # garbage collector's sight, which otherwise walks it again at every older-generation collection
-        # (collections took a tenth of the daemon's time per record, under 4% since: docs/benchmarks.md).
-        # Given back at close, for processes that go on (tests).
-        gc.freeze()
-        stack.callback(gc.unfreeze)
+        freeze_startup_objects(stack)
         return True
 
     def _stop(self, deadline: float | None) -> None:

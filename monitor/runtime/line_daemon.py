@@ -28,7 +28,7 @@ from monitor.runtime.shutdown import Shutdown
 from monitor.runtime.sources import iter_batches, open_source
 from monitor.runtime.heartbeat import Heartbeat
 from monitor.runtime.startup import INITIAL_DELAY_S, MAX_DELAY_S, NotYet, Waiting, sleep_unless_stopped, wait_for
-from monitor.runtime.wiring import build_components
+from monitor.runtime.wiring import build_components, freeze_startup_objects, one_blas_thread
 
 __all__ = ["build_pipeline", "run_line_source", "result_line", "RunSummary"]
 
@@ -103,6 +103,7 @@ def run_line_source(
     """
     shutdown = shutdown or Shutdown()
     with contextlib.ExitStack() as stack:
+        one_blas_thread(stack)
         dead_letter = None
         if config.validation.dead_letter_path:
             dead_letter = DeadLetterFile(config.validation.dead_letter_path)
@@ -130,6 +131,7 @@ def run_line_source(
         if stream is not sys.stdin.buffer:
             stack.callback(stream.close)
         emit = _Emitter(output, store, on_result, shutdown=shutdown, heartbeat=heartbeat)
+        freeze_startup_objects(stack)
         idle_close_s, last_record = config.window.idle_close_seconds, time.monotonic()
         batches = iter_batches(
             stream,

@@ -7,10 +7,13 @@ rule, :func:`check_profiles`.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from threadpoolctl import threadpool_limits
 
 from monitor import __version__
 from monitor.config import Config, EmbeddingConfig
@@ -40,6 +43,23 @@ class Components:
         """Raise :class:`ProfileError` for the first profile these pipelines cannot use (:func:`check_profiles`)."""
         check_profiles(self.profiles, self.tokenizer, embedding=embedding,
                        encoder=self.embedder.identity if self.embedder is not None else None)
+
+
+def one_blas_thread(stack: contextlib.ExitStack) -> None:
+    """Run numpy's BLAS on one thread until ``stack`` closes. The pipeline's matrix products are per batch and
+    small, and OpenBLAS's extra threads busy-wait after each one, taking a core from the broker or from the
+    loop (about a third of the Kafka daemon's CPU per record, docs/benchmarks.md). Both daemons do their work
+    on one thread."""
+    stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+
+
+def freeze_startup_objects(stack: contextlib.ExitStack) -> None:
+    """Move everything built so far (modules, profiles, clients, tokenizer) out of the cyclic garbage
+    collector's sight until ``stack`` closes: it lives as long as the daemon, and every older-generation
+    collection otherwise walks it again (a tenth of the Kafka daemon's time per record, under 4% since:
+    docs/benchmarks.md). Given back at close, for processes that go on (tests, notebooks)."""
+    gc.freeze()
+    stack.callback(gc.unfreeze)
 
 
 def feature_set(tokenizer: TokenizerFeaturizer | None) -> FeatureSet:
