@@ -226,16 +226,16 @@ class SpaceSaving:
 
     def state(self) -> dict:
         return {"capacity": self.capacity, "min_events": self.min_events, "floor": self.floor,
-                "keys": self.keys.astype("<u8").tobytes(), "counts": self.counts.astype("<i8").tobytes(),
-                "errors": self.errors.astype("<i8").tobytes(), "names": [[k, v] for k, v in sorted(self.names.items())]}
+                "keys": self.keys.tolist(), "counts": self.counts.tolist(), "errors": self.errors.tolist(),
+                "names": [[k, v] for k, v in sorted(self.names.items())]}
 
     @classmethod
     def from_state(cls, s: dict) -> "SpaceSaving":
         out = cls(s["capacity"], min_events=s["min_events"])
         out.floor = int(s["floor"])
-        out.keys = np.frombuffer(s["keys"], dtype="<u8").astype(np.uint64)
-        out.counts = np.frombuffer(s["counts"], dtype="<i8").astype(np.int64)
-        out.errors = np.frombuffer(s["errors"], dtype="<i8").astype(np.int64)
+        out.keys = np.array(s["keys"], dtype=np.uint64)
+        out.counts = np.array(s["counts"], dtype=np.int64)
+        out.errors = np.array(s["errors"], dtype=np.int64)
         out.names = {int(k): str(v) for k, v in s["names"]}
         return out
 

@@ -85,6 +85,8 @@ class TokenizerFeaturizer:
         self.info = TokenizerInfo(path=str(path), fingerprint=digest, max_length=self.max_length)
         self._added = backend.post_processor.num_special_tokens_to_add(False) if backend.post_processor else 0
         self._chunks: dict[str, tuple[int, int]] = {}
+        self._chunk_ids: dict[str, list[int]] = {}
+        self._text_ids: dict[str, list[int]] = {}  # the last per-text batch's ids, for token_ids
         self.chunk_cache = _splits_on_spaces(backend) and self._verify_chunk_sums()
 
     def features(self, texts: list[str]) -> np.ndarray:
@@ -107,12 +109,14 @@ class TokenizerFeaturizer:
             return
         if len(self._chunks) + len(missing) > self._MAX_CHUNKS:
             self._chunks.clear()  # bounded memory; a cold cache only costs speed
+            self._chunk_ids.clear()
         unk_id = self.unk_id
         for lo in range(0, len(missing), 4096):
             part = missing[lo : lo + 4096]
             for chunk, enc in zip(part, self._backend.encode_batch(part, add_special_tokens=False)):
                 ids = enc.ids
                 self._chunks[chunk] = (len(ids), ids.count(unk_id) if unk_id is not None else 0)
+                self._chunk_ids[chunk] = ids  # the evidence's token sets (token_ids) reuse them
 
     def _features_by_chunk(self, texts: list[str]) -> np.ndarray:
         n = len(texts)
@@ -142,9 +146,11 @@ class TokenizerFeaturizer:
         unk = np.zeros(n, dtype=np.int64)
         special = np.zeros(n, dtype=np.int64)
         unk_id, special_ids = self.unk_id, self.special_ids
+        self._text_ids = {}
         for lo in range(0, n, self.batch_size):
             encodings = self._backend.encode_batch(texts[lo : lo + self.batch_size], add_special_tokens=True)
             for i, enc in enumerate(encodings, lo):
+                self._text_ids[texts[i]] = enc.ids
                 tokens[i] = len(enc.ids)
                 # special_tokens_mask marks what the post-processor added ([CLS], [SEP], ...).
                 special[i] = sum(enc.special_tokens_mask)
@@ -152,6 +158,32 @@ class TokenizerFeaturizer:
                     unk[i] = enc.ids.count(unk_id)
         content = tokens - special
         return tokenizer_features(tokens, unk, content, self.max_length)
+
+    def token_ids(self, texts: list[str]) -> list[set[int]]:
+        """Each text's distinct token ids, special tokens left out (the evidence's token sets).
+
+        Taken from what :meth:`features` just encoded (its chunk cache, or its last batch), so a batch is not
+        tokenized twice; a text it did not see is encoded here.
+        """
+        special = self.special_ids
+        if self.chunk_cache:
+            split = [t.split(" ") for t in texts]
+            self._chunk_counts(set(chain.from_iterable(split)))
+            get = self._chunk_ids.__getitem__
+            return [set(chain.from_iterable(map(get, chunks))) - special for chunks in split]
+        seen = self._text_ids
+        missing = [t for t in texts if t not in seen]
+        if missing:
+            seen = dict(seen)
+            for lo in range(0, len(missing), self.batch_size):
+                part = missing[lo : lo + self.batch_size]
+                for text, enc in zip(part, self._backend.encode_batch(part, add_special_tokens=True)):
+                    seen[text] = enc.ids
+        return [set(seen[t]) - special for t in texts]
+
+    def tokens(self, ids) -> list[str]:
+        """The vocabulary's text of each token id."""
+        return [self._backend.id_to_token(int(i)) or f"[{int(i)}]" for i in ids]
 
 
 def _splits_on_spaces(backend) -> bool:

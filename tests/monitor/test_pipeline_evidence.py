@@ -1,0 +1,154 @@
+"""The evidence kept with every window (docs/evidence.md): deterministic whatever the batching and across a
+restart, bounded, and holding no text but tokens over the privacy floor."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import msgspec
+import numpy as np
+import pytest
+
+from monitor.config import load_config
+from monitor.devkit.synth.traffic import generate_events, write_events
+from monitor.jobs.profile_builder import build_profile
+from monitor.pipeline import Pipeline, Record
+
+MARKER = "Zyxmarkerq"  # in a few texts of each window: fewer than the floor
+
+
+def cfg(**over):
+    base = {"source.kind": "stdin", "window.size_seconds": 60, "window.lateness_seconds": 10, "window.min_events": 100,
+            "window.max_future_seconds": 1e9, "window.reservoir_size": 500}
+    base.update(over)
+    return load_config(env={}, overrides=base)
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory):
+    d = tmp_path_factory.mktemp("evidence")
+    events = list(generate_events(7000, seed=3, rate_per_s=20, drift_after=5500))
+    write_events(d / "ref.jsonl", events[:3000])
+    profile, _ = build_profile(str(d / "ref.jsonl"))
+    live = events[3000:]
+    for i in range(0, len(live), 600):  # 2 events of each 1200-event window carry the marker
+        live[i] = dict(live[i], text=f"{live[i]['text']} {MARKER}")
+    records = [Record(json.dumps(e).encode(), f"events.jsonl:{i + 1}") for i, e in enumerate(live)]
+    rng = np.random.default_rng(0)  # bounded disorder within lateness, as in test_pipeline
+    order = np.argsort(np.arange(len(records)) + rng.integers(0, 20, len(records)))
+    return profile, [records[i] for i in order]
+
+
+def _run(pipeline, records, batch):
+    out = []
+    for lo in range(0, len(records), batch):
+        out += pipeline.process(records[lo : lo + batch]).windows
+    return out
+
+
+def _evidence(results):
+    return [(r.window_start_ms, r.evidence.to_dict()) for r in results]
+
+
+def test_profile_holds_reference_tokens_over_the_floor(traffic):
+    profile, _ = traffic
+    tokens = profile.tokens
+    assert tokens["source"] == "words" and tokens["min_events"] == 5 and tokens["events"] > 2900
+    assert tokens["counts"] and min(tokens["counts"].values()) >= 5
+    again = type(profile).from_dict(json.loads(json.dumps(profile.to_dict())))
+    assert again.tokens == tokens
+    old = profile.to_dict()
+    del old["tokens"]  # a profile built before the evidence: no token shifts
+    assert type(profile).from_dict(old).tokens is None
+
+
+@pytest.mark.parametrize("batch", [7, 1000])
+def test_evidence_does_not_depend_on_batching(traffic, batch):
+    profile, records = traffic
+    one = Pipeline(cfg(), profiles={profile.model: profile})
+    expected = _evidence(_run(one, records, 1) + list(one.flush().windows))
+    other = Pipeline(cfg(), profiles={profile.model: profile})
+    got = _evidence(_run(other, records, batch) + list(other.flush().windows))
+    assert got == expected
+    docs = [d for _, d in expected]
+    assert len(docs) >= 3 and all(d["exemplars"] and d["exemplar_score"] == "features" for d in docs)
+    assert all(len(d["exemplars"]) == 10 and d["exemplars"][0]["position"].startswith("events.jsonl:") for d in docs)
+    assert any(d["tokens_rising"] for d in docs) and all(d["token_source"] == "words" for d in docs)
+    assert {"feature:char_length", "feature:oov_rate", "confidence", "probability:positive"} <= set(docs[0]["distributions"])
+    assert docs[0]["embedding_points"] == []
+
+
+def test_evidence_survives_a_restart_mid_window(traffic):
+    profile, records = traffic
+    steady = Pipeline(cfg(), profiles={profile.model: profile})
+    expected = _evidence(_run(steady, records, 500) + list(steady.flush().windows))
+    first = Pipeline(cfg(), profiles={profile.model: profile})
+    got = _run(first, records[:2345], 500)
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(first.state()))  # as the checkpoint stores it
+    second = Pipeline(cfg(), profiles={profile.model: profile})
+    second.restore(state)
+    got += _run(second, records[2345:], 333) + list(second.flush().windows)
+    assert _evidence(got) == expected
+
+
+def test_old_checkpoint_without_evidence_restores(traffic):
+    profile, records = traffic
+    first = Pipeline(cfg(), profiles={profile.model: profile})
+    _run(first, records[:700], 350)
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(first.state()))
+    for stream in state["streams"]:
+        for acc in stream["open"]:
+            del acc["evidence"]  # written before the evidence
+    second = Pipeline(cfg(), profiles={profile.model: profile})
+    second.restore(state)
+    results = _run(second, records[700:], 500) + list(second.flush().windows)
+    assert results and all(r.evidence is not None for r in results)
+
+
+def test_explain_off_keeps_no_evidence(traffic):
+    profile, records = traffic
+    p = Pipeline(cfg(**{"explain.enabled": False}), profiles={profile.model: profile})
+    results = _run(p, records[:3000], 1000) + list(p.flush().windows)
+    assert results and all(r.evidence is None for r in results)
+    p = Pipeline(cfg(**{"explain.tokens": False}), profiles={profile.model: profile})
+    results = _run(p, records[:3000], 1000) + list(p.flush().windows)
+    assert all(r.evidence.token_source is None and not r.evidence.tokens_rising for r in results)
+
+
+def test_no_text_below_the_floor_reaches_store_checkpoint_or_log(traffic, store_url, caplog):
+    from sinks.sql import SqlStore
+
+    profile, records = traffic
+    floor = 5
+    p = Pipeline(cfg(), profiles={profile.model: profile})
+    with caplog.at_level(logging.DEBUG):
+        results = _run(p, records, 1000)
+        checkpoint = msgspec.msgpack.encode(p.state())
+        results += list(p.flush().windows)
+    with SqlStore(store_url) as store:
+        store.create_schema()
+        store.commit("g", results=results, checkpoints={("events", 0): (len(records), checkpoint)})
+        stored = store.window_evidence(profile.model)
+        with store.engine.connect() as conn:
+            import sqlalchemy as sa
+
+            dump = json.dumps([list(map(str, row)) for t in ("window_results", "window_evidence", "checkpoints")
+                               for row in conn.execute(sa.text(f"SELECT * FROM {t}"))])
+    assert len(stored) == len(results) and all(ev is not None for _, ev in stored)
+    for needle in (MARKER, MARKER.lower()):
+        assert needle not in dump and needle.encode() not in checkpoint and needle not in caplog.text
+    for _, ev in stored:
+        for t in ev.tokens_rising:
+            assert t.window_events >= floor
+        for t in ev.tokens_falling:  # a token that fell is the profile's: over the floor there
+            assert t.window_events >= floor or profile.tokens["counts"].get(t.token, 0) >= floor
+
+
+def test_stored_evidence_size(traffic, store_url):
+    """Bytes per stored window_evidence row (target <= 16 KB per stream and window; docs/evidence.md)."""
+    profile, records = traffic
+    p = Pipeline(cfg(), profiles={profile.model: profile})
+    results = _run(p, records, 1000) + list(p.flush().windows)
+    sizes = [len(json.dumps(r.evidence.to_dict(), separators=(",", ":"))) for r in results]
+    assert max(sizes) <= 16 * 1024, sizes
