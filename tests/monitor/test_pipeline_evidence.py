@@ -152,3 +152,43 @@ def test_stored_evidence_size(traffic, store_url):
     results = _run(p, records, 1000) + list(p.flush().windows)
     sizes = [len(json.dumps(r.evidence.to_dict(), separators=(",", ":"))) for r in results]
     assert max(sizes) <= 16 * 1024, sizes
+
+
+def test_token_ids_are_the_tokenizers(tiny):
+    from transformers import AutoTokenizer
+
+    from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+    texts = ["great phone", "", "zzqx unseen wordsss ✨", "Hello,   World!! 12:30", "great phone"]
+    tok = AutoTokenizer.from_pretrained(str(tiny.tokenizer_dir))
+    expected = [set(tok(t)["input_ids"]) - set(tok.all_special_ids) for t in texts]
+    f = TokenizerFeaturizer(tiny.tokenizer_dir)
+    f.features(texts)
+    assert f.chunk_cache and f.token_ids(texts) == expected
+    f.chunk_cache = False  # the per-text path (byte-level BPE tokenizers)
+    f.features(texts)
+    assert f.token_ids(texts) == expected and f.token_ids(["not seen before"]) == [
+        set(tok("not seen before")["input_ids"]) - set(tok.all_special_ids)]
+    assert f.tokens([tok.convert_tokens_to_ids("great")]) == ["great"]
+
+
+def test_tokenizer_source_evidence_does_not_depend_on_batching(tiny, tmp_path):
+    from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+    tokenizer = TokenizerFeaturizer(tiny.tokenizer_dir)
+    events = list(generate_events(4000, seed=9, rate_per_s=20, drift_after=3000))
+    write_events(tmp_path / "ref.jsonl", events[:2000])
+    profile, _ = build_profile(str(tmp_path / "ref.jsonl"), tokenizer=tokenizer)
+    assert profile.tokens["source"] == "tokenizer" and min(profile.tokens["counts"].values()) >= 5
+    records = [Record(json.dumps(e).encode(), f"t/0@{i}") for i, e in enumerate(events[2000:])]
+    config = cfg(**{"tokenizer.path": str(tiny.tokenizer_dir)})
+    runs = []
+    for batch in (1, 7, 1000):
+        p = Pipeline(config, profiles={profile.model: profile}, tokenizer=TokenizerFeaturizer(tiny.tokenizer_dir))
+        runs.append(_evidence(_run(p, records, batch) + list(p.flush().windows)))
+    assert runs[0] == runs[1] == runs[2]
+    docs = [d for _, d in runs[0]]
+    assert docs and all(d["token_source"] == "tokenizer" for d in docs)
+    drifted = docs[-1]
+    assert drifted["tokens_rising"] and all(t["window_events"] >= 5 for t in drifted["tokens_rising"])
+    assert "feature:token_count" in drifted["distributions"] and drifted["exemplars"][0]["position"].startswith("t/0@")
