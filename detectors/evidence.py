@@ -172,12 +172,18 @@ class SpaceSaving:
         self.errors = np.empty(0, dtype=np.int64)
         self.names: dict[int, str] = {}
 
-    def update(self, keys: np.ndarray, name_of: Callable[[int], str]) -> None:
-        """Add one occurrence per element of ``keys`` (uint64; an event's keys once each); ``name_of(key)``
-        gives the text of a key of this batch whose lower bound reaches the floor."""
+    def update(self, keys: np.ndarray, name_of: Callable[[int], str], counts: np.ndarray | None = None) -> None:
+        """Add one occurrence per element of ``keys`` (uint64; an event's keys once each), or ``counts[i]`` of
+        the distinct ``keys[i]``; ``name_of(key)`` gives the text of a key of this batch whose lower bound
+        reaches the floor."""
         if keys.size == 0:
             return
-        uniq, counts = np.unique(keys.astype(np.uint64, copy=False), return_counts=True)
+        if counts is None:
+            keys = np.sort(keys.astype(np.uint64, copy=False))
+            starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+            uniq, counts = keys[starts], np.diff(np.append(starts, keys.size))
+        else:
+            uniq, counts = keys.astype(np.uint64, copy=False), counts.astype(np.int64, copy=False)
         at = np.searchsorted(self.keys, uniq)
         found = at < self.keys.size
         found[found] = self.keys[at[found]] == uniq[found]

@@ -159,18 +159,24 @@ class TokenizerFeaturizer:
         content = tokens - special
         return tokenizer_features(tokens, unk, content, self.max_length)
 
-    def token_ids(self, texts: list[str]) -> list[set[int]]:
-        """Each text's distinct token ids, special tokens left out (the evidence's token sets).
+    def token_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's token ids, special tokens left out, concatenated, and how many each text has (the
+        evidence's token sets; repeats within a text kept).
 
         Taken from what :meth:`features` just encoded (its chunk cache, or its last batch), so a batch is not
         tokenized twice; a text it did not see is encoded here.
         """
-        special = self.special_ids
         if self.chunk_cache:
             split = [t.split(" ") for t in texts]
-            self._chunk_counts(set(chain.from_iterable(split)))
-            get = self._chunk_ids.__getitem__
-            return [set(chain.from_iterable(map(get, chunks))) - special for chunks in split]
+            flat = list(chain.from_iterable(split))
+            self._chunk_counts(set(flat))
+            pieces = list(map(self._chunk_ids.__getitem__, flat))
+            per_chunk = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            starts = np.zeros(len(texts), dtype=np.int64)
+            np.cumsum(np.fromiter(map(len, split), dtype=np.int64, count=len(texts))[:-1], out=starts[1:])
+            lengths = np.add.reduceat(per_chunk, starts) if len(texts) else per_chunk
+            ids = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(per_chunk.sum()))
+            return self._content(ids, lengths)
         seen = self._text_ids
         missing = [t for t in texts if t not in seen]
         if missing:
@@ -179,7 +185,17 @@ class TokenizerFeaturizer:
                 part = missing[lo : lo + self.batch_size]
                 for text, enc in zip(part, self._backend.encode_batch(part, add_special_tokens=True)):
                     seen[text] = enc.ids
-        return [set(seen[t]) - special for t in texts]
+        lists = [seen[t] for t in texts]
+        ids = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=sum(map(len, lists)))
+        return self._content(ids, np.fromiter(map(len, lists), dtype=np.int64, count=len(texts)))
+
+    def _content(self, ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` (``lengths`` per text) without the special tokens ([UNK], [CLS], ...)."""
+        special = np.isin(ids, np.fromiter(self.special_ids, dtype=np.int64, count=len(self.special_ids)))
+        if not special.any():
+            return ids, lengths
+        text_of = np.repeat(np.arange(lengths.size), lengths)
+        return ids[~special], np.bincount(text_of[~special], minlength=lengths.size)
 
     def tokens(self, ids) -> list[str]:
         """The vocabulary's text of each token id."""

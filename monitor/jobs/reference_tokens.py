@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from monitor.windowing.evidence import distinct_per_event
+
 __all__ = ["ReferenceTokens", "MAX_PROFILE_TOKENS"]
 
 MAX_PROFILE_TOKENS = 20_000
@@ -36,8 +38,8 @@ class ReferenceTokens:
             for words in map(set, map(str.split, map(str.lower, present))):
                 self.words.update(words)
             return
-        flat = [i for ids in tokenizer.token_ids(present) for i in ids]
-        counts = np.bincount(np.asarray(flat, dtype=np.int64), minlength=self.ids.size)
+        ids, _ = distinct_per_event(*tokenizer.token_ids(present))  # each token once per event
+        counts = np.bincount(ids, minlength=self.ids.size)
         counts[: self.ids.size] += self.ids
         self.ids = counts
 

@@ -2,7 +2,7 @@
 set and how unlike the reference it is, per window bounded token counts and the top exemplars, and at close
 the :class:`~monitor.results.WindowEvidence` stored beside the window's result.
 
-Per stream batch, :meth:`EvidencePlan.inputs` turns the events into an :class:`EvidenceSlice` (token keys,
+Per stream batch, :meth:`EvidencePlan.inputs` turns the events into an :class:`EvidenceSlice` (token ids,
 scores, where each event is); the stream routes each window its share; :class:`EvidenceAccumulator` adds it.
 Everything an accumulator holds is a function of the window's event sequence, whatever the batching, and
 joins the checkpoint (``WindowAccumulator.state``). No text is held beyond a token that passed the privacy
@@ -12,7 +12,7 @@ floor (``explain.min_token_events`` distinct events of the window).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import chain
 
 import numpy as np
@@ -23,7 +23,7 @@ from monitor.ingest.batch import Chunk, StreamBatch
 from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key",
+__all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key", "distinct_per_event",
            "PRUNE_EVERY", "MAX_POINTS"]
 
 # The word sketch is cut back to its capacity after every this many events of the window (event 512, 1024,
@@ -39,26 +39,53 @@ def word_key(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-class _WordKeys(dict):
-    """word -> key, computed once per word (bounded), and the way back for the words of the current batch."""
+class _WordIds(dict):
+    """word -> a dense id of this process (bounded memo), with each id's stable key; and each key's word, for
+    the words of the current batch (the sketch names a word once it passes the floor)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self.keys: list[int] = []
         self.words: dict[int, str] = {}
+        self._array = np.empty(0, dtype=np.uint64)
 
     def __missing__(self, word: str) -> int:
-        key = self[word] = word_key(word)
+        i = self[word] = len(self.keys)
+        key = word_key(word)
+        self.keys.append(key)
         self.words[key] = word
-        return key
+        return i
 
-    def keys_of(self, words: list[str]) -> np.ndarray:
+    def ids_of(self, words: Iterable[str], count: int) -> np.ndarray:
         if len(self) > _MEMO:  # between batches only: the way back must hold every word of the batch
             self.clear()
+            self.keys.clear()
             self.words.clear()
-        return np.fromiter(map(self.__getitem__, words), dtype=np.uint64, count=len(words))
+        return np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=count)
+
+    def key_array(self) -> np.ndarray:
+        if self._array.size != len(self.keys):
+            self._array = np.array(self.keys, dtype=np.uint64)
+        return self._array
 
 
-_WORDS = _WordKeys()
+_WORDS = _WordIds()
+
+
+def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's distinct ids (CSR: ``ids[offsets[i]:offsets[i+1]]``), from all its ids and their count."""
+    n = lengths.size
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if ids.size == 0:
+        return ids, offsets
+    width = int(ids.max()) + 1
+    # int32 when it fits: the sort is the cost here
+    dtype = np.int32 if n * width < 2**31 else np.int64
+    pairs = np.repeat(np.arange(n, dtype=dtype), lengths) * dtype(width) + ids.astype(dtype)
+    pairs.sort()  # (a plain sort and a diff: faster than np.unique here)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    np.cumsum(np.bincount(pairs // width, minlength=n), out=offsets[1:])
+    return (pairs % width).astype(np.int64), offsets
 
 
 class TokenCounts:
@@ -72,7 +99,7 @@ class TokenCounts:
     def add(self, ids: np.ndarray) -> None:
         if ids.size == 0:
             return
-        counts = np.bincount(ids.astype(np.int64), minlength=self.counts.size)
+        counts = np.bincount(ids, minlength=self.counts.size)
         counts[: self.counts.size] += self.counts
         self.counts = counts
 
@@ -90,8 +117,8 @@ class TokenCounts:
 
 
 class EvidenceSlice:
-    """One window's share of a stream batch: each event's token keys (CSR: ``keys[offsets[i]:offsets[i+1]]``),
-    whether it had text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
+    """One window's share of a stream batch: each event's distinct token ids (CSR: ``keys[offsets[i]:
+    offsets[i+1]]``; the tokenizer's vocabulary ids, or the batch's word ids of ``_WORDS``), whether it had text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
 
     __slots__ = ("plan", "keys", "offsets", "texts", "scores", "where", "entry_of")
 
@@ -145,7 +172,10 @@ class EvidenceAccumulator:
             done, i = self.events, 0
             while i < s.n:  # up to each fixed prune point of the window's event sequence
                 take = min(s.n - i, PRUNE_EVERY - done % PRUNE_EVERY)
-                self.words.update(s.keys[s.offsets[i] : s.offsets[i + take]], _WORDS.words.__getitem__)
+                # the slice holds the batch's word ids (_WordIds): counted here, keyed for the sketch
+                counts = np.bincount(s.keys[s.offsets[i] : s.offsets[i + take]])
+                seen = np.flatnonzero(counts)
+                self.words.update(_WORDS.key_array()[seen], _WORDS.words.__getitem__, counts=counts[seen])
                 done, i = done + take, i + take
                 if done % PRUNE_EVERY == 0:
                     self.words.prune()
@@ -195,12 +225,13 @@ class EvidencePlan:
 
     # -- per batch -------------------------------------------------------------------------------------------
     def inputs(self, rows: np.ndarray, texts: Sequence[str | None], *, width: int, where: np.ndarray,
-               entry_of: Callable[[int], tuple[str, str | None]]) -> EvidenceSlice:
+               entry_of: Callable[[int], tuple[str, str | None]], words: list | None = None) -> EvidenceSlice:
         """The slice of a stream batch: ``rows`` its rows (the stream's ``width`` columns, then any projected
-        embedding), ``texts`` its events' texts, ``where`` their chunk indices for ``entry_of``."""
+        embedding), ``texts`` its events' texts (``words``: their lower-cased words, when already split),
+        ``where`` their chunk indices for ``entry_of``."""
         n = len(texts)
-        has_text = np.fromiter((t is not None for t in texts), dtype=bool, count=n)
-        keys, offsets = self._token_keys(texts, has_text)
+        has_text = np.array([t is not None for t in texts], dtype=bool).reshape(n)
+        keys, offsets = self._token_keys(texts, has_text, words)
         if self.score_name == "embedding":
             scores = self.scorer.distance(rows[:, width:])
         elif self.score_name == "features":
@@ -215,26 +246,30 @@ class EvidencePlan:
         events, records, pos = chunk.events, chunk.records, chunk.pos
         if texts is None:
             texts = [events[i].text for i in sb.idx.tolist()]
-        return self.inputs(sb.rows, texts, width=width, where=sb.idx,
+        words = sb.words if isinstance(sb.words, list) and len(sb.words) == len(texts) else None
+        return self.inputs(sb.rows, texts, width=width, where=sb.idx, words=words,
                            entry_of=lambda j: (records[pos[j]].position, events[j].request_id))
 
-    def _token_keys(self, texts: Sequence[str | None], has_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _token_keys(self, texts: Sequence[str | None], has_text: np.ndarray, words: list | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)
-        offsets = np.zeros(n + 1, dtype=np.int64)
         if self.source is None or not has_text.any():
-            return np.empty(0, dtype=np.uint64), offsets
-        present = [t for t in texts if t is not None] if not has_text.all() else list(texts)
-        if self.source == "tokenizer":
-            sets = self.tokenizer.token_ids(present)
-        else:
-            sets = list(map(set, map(str.split, map(str.lower, present))))
+            return np.empty(0, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+        every = bool(has_text.all())
+        present = list(texts) if every else [t for t in texts if t is not None]
         lengths = np.zeros(n, dtype=np.int64)
-        lengths[has_text] = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
-        np.cumsum(lengths, out=offsets[1:])
-        flat = list(chain.from_iterable(sets))
         if self.source == "tokenizer":
-            return np.fromiter(flat, dtype=np.int64, count=len(flat)).astype(np.uint64), offsets
-        return _WORDS.keys_of(flat), offsets
+            ids, lengths[has_text] = self.tokenizer.token_ids(present)
+        else:
+            # the words the text features split (BatchFeatures.words), else split here the same way
+            if words is not None:
+                split = words if every else [w for w in words if w is not None]
+            else:
+                split = list(map(str.split, map(str.lower, present)))
+            lengths[has_text] = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+            ids = _WORDS.ids_of(chain.from_iterable(split), int(lengths.sum()))
+        # words: the batch's ids of _WORDS (keyed when counted); tokenizer: the vocabulary's ids
+        return distinct_per_event(ids, lengths)
 
     # -- at close --------------------------------------------------------------------------------------------
     def window_counts(self, acc: EvidenceAccumulator) -> dict[str, int]:

@@ -1,0 +1,114 @@
+"""What the evidence kept with every window costs (docs/evidence.md): pipeline speed with it on and off, and
+the bytes of each stored ``window_evidence`` row.
+
+    .venv/bin/python bench/evidence.py                      # 200k events, text features, then + tokenizer
+    .venv/bin/python bench/evidence.py --events 100000 --repeats 7 --no-tokenizer
+
+Speed: the same lines through the same profile with ``[explain] enabled = true`` and ``false``, interleaved
+in one process, pinned to one CPU; medians of --repeats runs, by wall time and by process CPU time (which
+a busy neighbour on a shared VM inflates less). Target (issue 20): on / off >= 0.9.
+
+Size: the run's windows at the default 5-minute windows (each holds ~6,000 events at 20 events/s) committed
+to a SQLite store; the stored JSON of each ``window_evidence`` row is measured. Target: <= 16 KB per stream
+and window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.pipeline import events_file, tokenizer_dir  # noqa: E402
+from monitor.config import load_config  # noqa: E402
+from monitor.ingest.tokenizer import TokenizerFeaturizer  # noqa: E402
+from monitor.jobs.profile_builder import ProfileOptions, build_profile  # noqa: E402
+from monitor.pipeline import Pipeline, Record  # noqa: E402
+from sinks.sql import SqlStore  # noqa: E402
+
+
+def run(lines: list[bytes], profile, tokenizer: Path | None, *, batch: int, explain: bool, keep: bool = False):
+    """(wall seconds, CPU seconds, the closed windows when ``keep``) of one pass over ``lines``."""
+    over = {"source.kind": "stdin", "window.max_future_seconds": 1e9, "explain.enabled": explain}
+    if tokenizer:
+        over["tokenizer.path"] = str(tokenizer)
+    config = load_config(env={}, overrides=over)
+    tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
+    pipeline = Pipeline(config, profiles={profile.model: profile}, tokenizer=tok)
+    records = [Record(line, f"events.jsonl:{i + 1}") for i, line in enumerate(lines)]
+    windows = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for lo in range(0, len(records), batch):
+        windows += pipeline.process(records[lo : lo + batch]).windows
+    windows += pipeline.flush().windows
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert windows and pipeline.stats.valid == len(lines)
+    return wall, cpu, windows if keep else None
+
+
+def stored_sizes(windows) -> list[int]:
+    """Bytes of each window's stored evidence JSON (a SQLite store, as the daemon writes it)."""
+    with tempfile.TemporaryDirectory() as d:
+        with SqlStore(f"sqlite:///{d}/s.db") as store:
+            store.create_schema()
+            store.commit("bench", results=windows, checkpoints={})
+            with store.engine.connect() as conn:
+                return [int(n) for (n,) in conn.execute(sa.text("SELECT length(evidence) FROM window_evidence"))]
+
+
+def measure(label: str, lines: list[bytes], tokenizer: Path | None, args) -> None:
+    ref = events_file(20_000, seed=5)
+    tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
+    profile, _ = build_profile(str(ref), ProfileOptions(sample_cap=10_000), tokenizer=tok)
+    times = {True: [], False: []}
+    cpus = {True: [], False: []}
+    windows = None
+    for i in range(args.repeats):
+        for explain in ((True, False) if i % 2 == 0 else (False, True)):  # alternate which goes first
+            wall, cpu, kept = run(lines, profile, tokenizer, batch=args.batch, explain=explain,
+                                  keep=explain and windows is None)
+            times[explain].append(wall)
+            cpus[explain].append(cpu)
+            windows = windows or kept
+    n = len(lines)
+    on, off = statistics.median(times[True]), statistics.median(times[False])
+    c_on, c_off = statistics.median(cpus[True]), statistics.median(cpus[False])
+    print(f"{label}: evidence off {n / off:,.0f} events/s, on {n / on:,.0f} events/s: on / off {off / on:.3f}x "
+          f"(wall), {c_off / c_on:.3f}x by CPU time ({n / c_on:,.0f} vs {n / c_off:,.0f} events per CPU s)")
+    sizes = stored_sizes(windows)
+    events = [w.events for w in windows]
+    print(f"{'':<{len(label) + 2}}window_evidence rows: {len(sizes)}, bytes median {statistics.median(sizes):,.0f}, "
+          f"max {max(sizes):,} (windows of median {statistics.median(events):,.0f} events)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
+    ap.add_argument("--no-tokenizer", action="store_true", help="only the text-feature configuration")
+    args = ap.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[0]})
+    lines = events_file(args.events, drift_after=args.events // 2).read_bytes().splitlines()
+    print(f"evidence cost: {args.events} events, batch {args.batch}, {args.repeats} repeats, pinned to one CPU")
+    measure("text features", lines, None, args)
+    tok = None if args.no_tokenizer else tokenizer_dir()
+    if tok is not None:
+        measure("text + tokenizer features", lines, tok, args)
+
+
+if __name__ == "__main__":
+    main()
