@@ -197,3 +197,24 @@ def test_tokenizer_source_evidence_does_not_depend_on_batching(tiny, tmp_path):
     drifted = docs[-1]
     assert drifted["tokens_rising"] and all(t["window_events"] >= 5 for t in drifted["tokens_rising"])
     assert "feature:token_count" in drifted["distributions"] and drifted["exemplars"][0]["position"].startswith("t/0@")
+
+
+def test_explain_config_from_env_and_flags_and_validated():
+    from monitor.config import ConfigError
+
+    c = load_config(env={"NLPMON_EXPLAIN_TOKENS": "false", "NLPMON_EXPLAIN_MIN_TOKEN_EVENTS": "8"},
+                    overrides={"source.kind": "stdin", "explain.top_tokens": 5})
+    assert (c.explain.tokens, c.explain.min_token_events, c.explain.top_tokens) == (False, 8, 5)
+    with pytest.raises(ConfigError, match="min_token_events"):
+        load_config(env={}, overrides={"source.kind": "stdin", "explain.min_token_events": 1})  # a floor of 1 keeps every word
+
+
+def test_reference_build_without_tokens(tmp_path):
+    from monitor.config import ExplainConfig
+    from monitor.jobs.profile_builder import ProfileOptions
+
+    write_events(tmp_path / "ref.jsonl", generate_events(300, seed=2))
+    profile, _ = build_profile(str(tmp_path / "ref.jsonl"), ProfileOptions(explain=ExplainConfig(tokens=False)))
+    assert profile.tokens is None
+    floored, _ = build_profile(str(tmp_path / "ref.jsonl"), ProfileOptions(explain=ExplainConfig(min_token_events=50)))
+    assert floored.tokens["min_events"] == 50 and min(floored.tokens["counts"].values()) >= 50
