@@ -4,9 +4,9 @@ the bytes of each stored ``window_evidence`` row.
     .venv/bin/python bench/evidence.py                      # 200k events, text features, then + tokenizer
     .venv/bin/python bench/evidence.py --events 100000 --repeats 7 --no-tokenizer
 
-Speed: the same lines through the same profile with ``[explain] enabled = true`` and ``false``, interleaved
-in one process, pinned to one CPU; medians of --repeats runs, by wall time and by process CPU time (which
-a busy neighbour on a shared VM inflates less). Target (issue 20): on / off >= 0.9.
+Speed: the same lines through the same profile with ``[explain] enabled = true`` and ``false``: two pipelines
+in one process, pinned to one CPU, fed the same batches in turn (which goes first alternates), each call
+timed; medians of --repeats passes, by wall time and by process CPU time. Target (issue 20): on / off >= 0.9.
 
 Size: the run's windows at the default 5-minute windows (each holds ~6,000 events at 20 events/s) committed
 to a SQLite store; the stored JSON of each ``window_evidence`` row is measured. Target: <= 16 KB per stream
@@ -38,23 +38,35 @@ from monitor.pipeline import Pipeline, Record  # noqa: E402
 from sinks.sql import SqlStore  # noqa: E402
 
 
-def run(lines: list[bytes], profile, tokenizer: Path | None, *, batch: int, explain: bool, keep: bool = False):
-    """(wall seconds, CPU seconds, the closed windows when ``keep``) of one pass over ``lines``."""
+def pipeline(profile, tokenizer: Path | None, *, explain: bool) -> Pipeline:
     over = {"source.kind": "stdin", "window.max_future_seconds": 1e9, "explain.enabled": explain}
     if tokenizer:
         over["tokenizer.path"] = str(tokenizer)
     config = load_config(env={}, overrides=over)
     tok = TokenizerFeaturizer(tokenizer, max_length=512) if tokenizer else None
-    pipeline = Pipeline(config, profiles={profile.model: profile}, tokenizer=tok)
+    return Pipeline(config, profiles={profile.model: profile}, tokenizer=tok)
+
+
+def run_pair(lines: list[bytes], profile, tokenizer: Path | None, *, batch: int, first_on: bool):
+    """One pass of the lines through a pipeline with evidence and one without, batch by batch in turn (so a
+    busy neighbour slows both alike): ({on: wall seconds}, {on: CPU seconds}, the windows with evidence)."""
+    pipes = {True: pipeline(profile, tokenizer, explain=True), False: pipeline(profile, tokenizer, explain=False)}
     records = [Record(line, f"events.jsonl:{i + 1}") for i, line in enumerate(lines)]
+    wall, cpu = {True: 0.0, False: 0.0}, {True: 0.0, False: 0.0}
     windows = []
-    t0, c0 = time.perf_counter(), time.process_time()
-    for lo in range(0, len(records), batch):
-        windows += pipeline.process(records[lo : lo + batch]).windows
-    windows += pipeline.flush().windows
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    assert windows and pipeline.stats.valid == len(lines)
-    return wall, cpu, windows if keep else None
+    order = (True, False) if first_on else (False, True)
+    for lo in range(0, len(records) + batch, batch):
+        part = records[lo : lo + batch]
+        for on in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = pipes[on].process(part).windows if part else pipes[on].flush().windows
+            wall[on] += time.perf_counter() - t0
+            cpu[on] += time.process_time() - c0
+            if on:
+                windows += out
+        order = order[::-1]
+    assert windows and pipes[True].stats.valid == len(lines)
+    return wall, cpu, windows
 
 
 def stored_sizes(windows) -> list[int]:
@@ -75,12 +87,11 @@ def measure(label: str, lines: list[bytes], tokenizer: Path | None, args) -> Non
     cpus = {True: [], False: []}
     windows = None
     for i in range(args.repeats):
-        for explain in ((True, False) if i % 2 == 0 else (False, True)):  # alternate which goes first
-            wall, cpu, kept = run(lines, profile, tokenizer, batch=args.batch, explain=explain,
-                                  keep=explain and windows is None)
-            times[explain].append(wall)
-            cpus[explain].append(cpu)
-            windows = windows or kept
+        wall, cpu, kept = run_pair(lines, profile, tokenizer, batch=args.batch, first_on=i % 2 == 0)
+        for on in (True, False):
+            times[on].append(wall[on])
+            cpus[on].append(cpu[on])
+        windows = windows or kept
     n = len(lines)
     on, off = statistics.median(times[True]), statistics.median(times[False])
     c_on, c_off = statistics.median(cpus[True]), statistics.median(cpus[False])
