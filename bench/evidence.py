@@ -3,6 +3,7 @@ the bytes of each stored ``window_evidence`` row.
 
     .venv/bin/python bench/evidence.py                      # 200k events, text features, then + tokenizer
     .venv/bin/python bench/evidence.py --events 100000 --repeats 7 --no-tokenizer
+    .venv/bin/python bench/evidence.py --variants             # the cost of each part (tokens, exemplars)
 
 Speed: the same lines through the same profile with ``[explain] enabled = true`` and ``false``: two pipelines
 in one process, pinned to one CPU, fed the same batches in turn (which goes first alternates), each call
@@ -103,6 +104,30 @@ def measure(label: str, lines: list[bytes], tokenizer: Path | None, args) -> Non
           f"max {max(sizes):,} (windows of median {statistics.median(events):,.0f} events)")
 
 
+def variants(lines: list[bytes], repeats: int, batch: int) -> None:
+    """Where the cost goes (text features): evidence off, full, without tokens, without exemplars, fed the
+    same batches in turn; extra CPU per event over off."""
+    profile, _ = build_profile(str(events_file(20_000, seed=5)), ProfileOptions(sample_cap=10_000))
+    settings = {"off": {"enabled": False}, "full": {}, "no tokens": {"tokens": False}, "no exemplars": {"exemplars": 0},
+                "neither": {"tokens": False, "exemplars": 0}}
+    records = [Record(line, f"events.jsonl:{i + 1}") for i, line in enumerate(lines)]
+    cpu = {k: 0.0 for k in settings}
+    for _ in range(repeats):
+        over = {"source.kind": "stdin", "window.max_future_seconds": 1e9}
+        pipes = {k: Pipeline(load_config(env={}, overrides={**over, **{f"explain.{a}": v for a, v in kv.items()}}),
+                             profiles={profile.model: profile}) for k, kv in settings.items()}
+        order = list(settings)
+        for lo in range(0, len(records), batch):
+            for k in order:
+                c0 = time.process_time()
+                pipes[k].process(records[lo : lo + batch])
+                cpu[k] += time.process_time() - c0
+            order.reverse()
+    n = len(lines) * repeats
+    for k in settings:
+        print(f"  {k:<13} {cpu['off'] / cpu[k]:.3f}x of off by CPU time, {(cpu[k] - cpu['off']) / n * 1e6:+.2f} us per event")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=200_000)
@@ -110,11 +135,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cpu", type=int, default=None, help="CPU to pin to (default: the first allowed)")
     ap.add_argument("--no-tokenizer", action="store_true", help="only the text-feature configuration")
+    ap.add_argument("--variants", action="store_true", help="only: the cost of each part (tokens, exemplars)")
     args = ap.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {args.cpu if args.cpu is not None else cpus[0]})
     lines = events_file(args.events, drift_after=args.events // 2).read_bytes().splitlines()
     print(f"evidence cost: {args.events} events, batch {args.batch}, {args.repeats} repeats, pinned to one CPU")
+    if args.variants:
+        variants(lines, args.repeats, args.batch)
+        return
     measure("text features", lines, None, args)
     tok = None if args.no_tokenizer else tokenizer_dir()
     if tok is not None:
