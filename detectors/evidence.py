@@ -104,7 +104,8 @@ PRIOR_EVENTS = 100.0
 
 
 def token_shifts(window: Mapping[str, int], window_total: int, reference: Mapping[str, int], reference_total: int,
-                 *, min_events: int, top: int, prior_events: float = PRIOR_EVENTS) -> tuple[tuple[TokenShift, ...], tuple[TokenShift, ...]]:
+                 *, min_events: int, top: int, prior_events: float = PRIOR_EVENTS,
+                 ) -> tuple[tuple[TokenShift, ...], tuple[TokenShift, ...]]:
     """The ``top`` tokens that rose and fell most in the window, by the z-score of their log-odds ratio.
 
     ``window`` / ``reference``: events holding each token (document frequencies) out of ``*_total`` events.

@@ -23,8 +23,8 @@ from monitor.ingest.batch import Chunk, StreamBatch
 from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key", "distinct_per_event",
-           "PRUNE_EVERY", "MAX_POINTS"]
+__all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key",
+           "distinct_per_event", "PRUNE_EVERY", "MAX_POINTS"]
 
 # The word sketch is cut back to its capacity after every this many events of the window (event 512, 1024,
 # ...): fixed points of the event sequence, so its state does not depend on the batching.
@@ -98,7 +98,8 @@ class _ChunkTokens(dict):
             self.starts, self.lengths, self.ids = self.starts[:0], self.lengths[:0], self.ids[:0]
         split = [t.split(" ") for t in texts]
         per_text = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-        chunks = np.fromiter(map(self.__getitem__, chain.from_iterable(split)), dtype=np.int64, count=int(per_text.sum()))
+        chunks = np.fromiter(map(self.__getitem__, chain.from_iterable(split)), dtype=np.int64,
+                             count=int(per_text.sum()))
         if self.pending:
             ids, lengths = self.tokenizer.token_ids(self.pending)
             self.pending = []
@@ -159,7 +160,8 @@ class TokenCounts:
 
 class EvidenceSlice:
     """One window's share of a stream batch: each event's distinct token ids (CSR: ``keys[offsets[i]:
-    offsets[i+1]]``; the tokenizer's vocabulary ids, or the batch's word ids of ``_WORDS``), whether it had text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
+    offsets[i+1]]``; the tokenizer's vocabulary ids, or the batch's word ids of ``_WORDS``), whether it had
+    text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
 
     __slots__ = ("plan", "keys", "offsets", "texts", "scores", "where", "entry_of")
 
