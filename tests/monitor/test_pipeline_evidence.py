@@ -218,3 +218,16 @@ def test_reference_build_without_tokens(tmp_path):
     assert profile.tokens is None
     floored, _ = build_profile(str(tmp_path / "ref.jsonl"), ProfileOptions(explain=ExplainConfig(min_token_events=50)))
     assert floored.tokens["min_events"] == 50 and min(floored.tokens["counts"].values()) >= 50
+
+
+def test_reference_build_takes_the_floor_from_the_config(tmp_path, capsys):
+    from monitor.cli import main
+
+    write_events(tmp_path / "e.jsonl", generate_events(600, seed=4))
+    config = tmp_path / "nlpmon.toml"
+    config.write_text("[explain]\nmin_token_events = 40\n", encoding="utf-8")
+    out = tmp_path / "p.json"
+    assert main(["reference", "build", str(tmp_path / "e.jsonl"), "-o", str(out), "--config", str(config)]) == 0
+    tokens = json.loads(out.read_text())["tokens"]
+    assert tokens["min_events"] == 40 and tokens["counts"] and min(tokens["counts"].values()) >= 40
+    capsys.readouterr()
