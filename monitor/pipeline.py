@@ -35,7 +35,8 @@ from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.results import BatchResults, DeadLetter, PipelineStats, Sink, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, WindowAccumulator
-from monitor.windowing.evaluate import window_result
+from monitor.windowing.evaluate import window_evidence, window_result
+from monitor.windowing.evidence import EvidencePlans
 from monitor.windowing.segments import fold_segments, profile_detectors
 from monitor.windowing.stream_table import HELD_STREAMS, OTHER_STREAM, StreamTable
 from monitor.windowing.streams import StreamState
@@ -88,6 +89,9 @@ class Pipeline:
         self.texts = TextEmbeddings(embedder, {m: p.embedding_projection for m, p in self.profiles.items()
                                                if p.embedding_source == "encoder"},
                                     max_pending=8 * config.embedding.sample_size) if embedder is not None else None
+        # The evidence kept with every window ([explain], docs/evidence.md), by profile.
+        self._explain = EvidencePlans(config.explain, self.profiles, self._segment_profiles, tokenizer,
+                                      base_names=self.features.base_names)
         self.sink = sink
         self.dead_letter = dead_letter
         self._now_ms = now_ms or (lambda: int(time.time() * 1000))
@@ -229,7 +233,7 @@ class Pipeline:
         named = self._streams.name_rejections(chunk.rejected, groups)  # by stream, with their record positions
         for key, sb in groups.items():
             rs = np.asarray(named.pop(key, ()), dtype=np.int64)
-            results.extend(self._add(self._streams.stream(key), sb, part, events=events, rejected=rs))
+            results.extend(self._add(self._streams.stream(key), sb, part, chunk=chunk, rejected=rs))
         self._streams.attribute_rejections(named, part)  # of known streams without events in this chunk
         self._streams.advance(part, chunk.ts)
 
@@ -257,7 +261,7 @@ class Pipeline:
             self._sink("count_untracked", n)
         return out
 
-    def _add(self, stream: StreamState, sb: StreamBatch, part: PartitionRun, *, events: list[Event],
+    def _add(self, stream: StreamState, sb: StreamBatch, part: PartitionRun, *, chunk: Chunk,
              rejected: np.ndarray) -> list[WindowResult]:
         """Window one stream's events of the chunk (and its ``rejected`` records); evaluate what closes."""
         ts, rows = sb.ts, sb.rows
@@ -265,14 +269,21 @@ class Pipeline:
                    classes=Counter(sb.preds), errors=sum(p is None for p in sb.preds),
                    latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()),
                    **stream.segment_kw)
-        texts, offer = None, None
+        texts, offer, events = None, None, chunk.events
         if self.texts is not None and stream.model in self.texts.projections:
             texts, offer = [events[i].text for i in sb.idx.tolist()], self.texts.offer
-        n_late, due = self._streams.add(stream, sb, part, rejected, texts=texts, offer=offer)
+        evidence = self._evidence_inputs(stream, sb, chunk, texts)
+        n_late, due = self._streams.add(stream, sb, part, rejected, texts=texts, offer=offer, evidence=evidence)
         if n_late:
             self.stats.late += n_late
             self._sink("count_late", stream.model, stream.version, n_late, **stream.segment_kw)
         return self._evaluate(due)
+
+    def _evidence_inputs(self, stream: StreamState, sb: StreamBatch, chunk: Chunk, texts: list | None):
+        """The stream batch's evidence inputs (windowing/evidence.py); None with [explain] off or when they raise."""
+        plan = self._explain.plan(stream.model, stream.segment, stream.custom)
+        width = stream.row_width(len(self.features.base_names))
+        return self._guarded("evidence", plan.batch, sb, chunk, texts, width=width) if plan is not None else None
 
     def _expire_streams(self) -> None:
         """Forget streams without events for metrics.stream_ttl_seconds of partition time."""
@@ -297,6 +308,11 @@ class Pipeline:
             self._internal("detectors", exc)
             result = dataclasses.replace(window_result(acc, feature_names=names, detectors=None, **kw),
                                          skip_reason=INTERNAL_REASON)
+        plan = self._explain.plan(stream.model, stream.segment, stream.custom)
+        if plan is not None:  # stored beside the result, never in its JSON (docs/evidence.md)
+            evidence = self._guarded("evidence", window_evidence, acc, plan, feature_names=names,
+                                     classes=stream.probability_classes)
+            result = dataclasses.replace(result, evidence=evidence)
         result = self._estimate(result, acc.reservoir.rows[:, CONFIDENCE_COL])
         self.stats.windows += 1
         self._sink("window_closed", result)

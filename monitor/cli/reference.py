@@ -89,6 +89,7 @@ def cmd_reference_build(args) -> int:
     options = ProfileOptions(
         model=args.model, versions=tuple(args.versions), sample_cap=args.sample_size, seed=args.seed,
         max_text_chars=config.validation.max_text_chars if config else 10_000, embedding=embedding,
+        **({"explain": config.explain} if config else {}),
     )  # fmt: skip
     profile, summary = build_profile(args.events, options, tokenizer=tokenizer, encoder=encoder)
     if args.activate and not args.store:

@@ -38,13 +38,14 @@ from monitor.config.sections import (  # noqa: F401 (re-exported: the sections a
     ShadowConfig,
     GuardrailConfig,
     ExperimentConfig,
+    ExplainConfig,
     Config,
     EXPERIMENT_METRICS,
     GUARDRAIL_METRICS,
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "SECTIONS", "ARRAY_SECTIONS", "ExperimentConfig", "GuardrailConfig",
-           "ShadowConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url", "secret_keys"]
+           "ShadowConfig", "ExplainConfig", "EXPERIMENT_METRICS", "GUARDRAIL_METRICS", "config_as_dict", "redact_url", "secret_keys"]
 
 
 # Array-of-tables sections ([[experiments]]): only in the file, never from the environment or flags.

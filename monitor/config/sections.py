@@ -271,6 +271,19 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class ExplainConfig:
+    # The evidence kept with every window (docs/evidence.md): quantile sketches, shifted tokens, exemplars.
+    enabled: bool = True
+    tokens: bool = True
+    # The privacy floor: a token is kept (window, profile) only when at least this many distinct events hold it.
+    min_token_events: int = field(default=5, metadata=_key(min=2, max=1_000_000))
+    top_tokens: int = field(default=20, metadata=_key(min=1, max=200))
+    exemplars: int = field(default=10, metadata=_key(min=0, max=100))
+    # Space-Saving capacity of a window's open word set (token source "words"; docs/evidence.md).
+    word_capacity: int = field(default=2000, metadata=_key(min=10, max=100_000))
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = SourceConfig()
     window: WindowConfig = WindowConfig()
@@ -291,6 +304,7 @@ class Config:
     reeval: ReevalConfig = ReevalConfig()
     shadow: ShadowConfig = ShadowConfig()
     labels: LabelsConfig = LabelsConfig()
+    explain: ExplainConfig = ExplainConfig()
     experiments: tuple[ExperimentConfig, ...] = ()
 
     def replace(self, **sections: Any) -> "Config":

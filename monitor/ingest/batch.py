@@ -45,6 +45,9 @@ class StreamBatch:
     labels: list
     entropy: np.ndarray
     lengths: np.ndarray
+    # Each event's lower-cased words as the text features split them (None without text; None when the
+    # featurizer kept none): the evidence's token sets reuse them (windowing/evidence.py).
+    words: list | None = None
 
 
 @dataclass(slots=True)
@@ -105,14 +108,15 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             profile = profiles.get(key[0])
             words_of = (segment_profiles or {}).get((key[0], key[2]), profile) if key[2] else profile
             ia = np.asarray(idx, dtype=np.intp)
+            words = _pick(batch.words, idx, len(events))
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        probability_classes=profile.probability_classes if profile else (),
                                        projection=profile.event_projection if profile else None,
                                        vocabulary=words_of.oov_vocabulary if words_of else None,
-                                       words=_pick(batch.words, idx, len(events))),
+                                       words=words),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
-                entropies(evs), batch.lengths[ia],
+                entropies(evs), batch.lengths[ia], words,
             )  # fmt: skip
     return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams, labels)
 

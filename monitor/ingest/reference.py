@@ -79,6 +79,10 @@ class Profile:
     # oov_rate (monitor.ingest.oov): the reference vocabulary as HashedVocabulary.to_dict() (keyed hashes, no
     # word); None in profiles built before it or from events without text (then no oov_rate feature).
     vocabulary: dict | None = field(default=None, repr=False)
+    # Shifted tokens (docs/evidence.md): {"source": "tokenizer" | "words", "min_events": the privacy floor,
+    # "events": reference events with text, "counts": {token: events holding it}}, only tokens held by at least
+    # min_events events, at most MAX_PROFILE_TOKENS of them; None in profiles built before it (no token shifts).
+    tokens: dict | None = field(default=None, repr=False)
 
     @cached_property
     def oov_vocabulary(self) -> HashedVocabulary | None:
@@ -230,6 +234,7 @@ class Profile:
             "embedding": self.embedding,
             **({"segment": self.segment} if self.segment is not None else {}),
             "vocabulary": self.vocabulary,
+            "tokens": self.tokens,
         }
 
     @classmethod
@@ -258,11 +263,22 @@ class Profile:
                 embedding=d.get("embedding"),
                 segment=d.get("segment"),
                 vocabulary=d.get("vocabulary"),
+                tokens=_tokens(d.get("tokens")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ProfileError):
                 raise
             raise ProfileError(f"{origin}: not a valid nlpmon reference profile ({type(exc).__name__}: {exc})") from None
+
+
+def _tokens(d: dict | None) -> dict | None:
+    """The profile's reference token counts, checked (absent from profiles built before them)."""
+    if d is None:
+        return None
+    if d["source"] not in ("tokenizer", "words"):
+        raise ValueError(f"tokens.source {d['source']!r}")
+    return {"source": d["source"], "min_events": int(d["min_events"]), "events": int(d["events"]),
+            "counts": {str(k): int(v) for k, v in d["counts"].items()}}
 
 
 def _toml_string(text: str) -> str:

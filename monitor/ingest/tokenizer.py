@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +88,8 @@ class TokenizerFeaturizer:
         # batch's counts are one gather instead of a tuple per chunk.
         self._chunks: dict[str, int] = {}
         self._counts = np.zeros((0, 2), dtype=np.int64)
+        self._row_ids: list[list[int]] = []  # each row's token ids: the evidence's token sets (token_ids) reuse them
+        self._text_ids: dict[str, list[int]] = {}  # the last per-text batch's ids, for token_ids
         self.chunk_cache = _splits_on_spaces(backend) and self._verify_chunk_sums()
 
     def features(self, texts: list[str]) -> np.ndarray:
@@ -114,6 +116,7 @@ class TokenizerFeaturizer:
         missing = list(set(flat).difference(self._chunks))
         if len(self._chunks) + len(missing) > self._MAX_CHUNKS:
             self._chunks.clear()  # bounded memory; a cold cache only costs speed
+            self._row_ids.clear()
             missing = list(set(flat))
         base = len(self._chunks)
         if base + len(missing) > len(self._counts):  # grown geometrically: new chunks arrive in most batches
@@ -127,6 +130,7 @@ class TokenizerFeaturizer:
             for row, enc in enumerate(self._backend.encode_batch(part, add_special_tokens=False), base + lo):
                 ids = enc.ids
                 counts[row] = len(ids), ids.count(unk_id) if unk_id is not None else 0
+                self._row_ids.append(ids)  # rows are appended in order: base == len(self._row_ids)
         self._chunks.update(zip(missing, range(base, base + len(missing))))
         return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
 
@@ -153,6 +157,7 @@ class TokenizerFeaturizer:
         exact = self._features_by_text(probes)
         chunked = self._features_by_chunk(probes)
         self._chunks.clear()
+        self._row_ids.clear()
         return bool(np.array_equal(exact, chunked))
 
     def _features_by_text(self, texts: list[str]) -> np.ndarray:
@@ -161,9 +166,11 @@ class TokenizerFeaturizer:
         unk = np.zeros(n, dtype=np.int64)
         special = np.zeros(n, dtype=np.int64)
         unk_id, special_ids = self.unk_id, self.special_ids
+        self._text_ids = {}
         for lo in range(0, n, self.batch_size):
             encodings = self._backend.encode_batch(texts[lo : lo + self.batch_size], add_special_tokens=True)
             for i, enc in enumerate(encodings, lo):
+                self._text_ids[texts[i]] = enc.ids
                 tokens[i] = len(enc.ids)
                 # special_tokens_mask marks what the post-processor added ([CLS], [SEP], ...).
                 special[i] = sum(enc.special_tokens_mask)
@@ -171,6 +178,50 @@ class TokenizerFeaturizer:
                     unk[i] = enc.ids.count(unk_id)
         content = tokens - special
         return tokenizer_features(tokens, unk, content, self.max_length)
+
+    def token_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's token ids, special tokens left out, concatenated, and how many each text has (the
+        evidence's token sets; repeats within a text kept).
+
+        Taken from what :meth:`features` just encoded (its chunk cache, or its last batch), so a batch is not
+        tokenized twice; a text it did not see is encoded here.
+        """
+        n = len(texts)
+        if self.chunk_cache:
+            if n == 0:
+                return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            flat = " ".join(texts).split(" ")  # each text's chunks in turn, as in _features_by_chunk
+            per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
+            pieces = list(map(self._row_ids.__getitem__, self._chunk_rows(flat)))
+            per_chunk = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+            starts = np.zeros(n, dtype=np.intp)
+            np.cumsum(per_text[:-1], out=starts[1:])
+            lengths = np.add.reduceat(per_chunk, starts)
+            ids = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(per_chunk.sum()))
+            return self._content(ids, lengths)
+        seen = self._text_ids
+        missing = [t for t in texts if t not in seen]
+        if missing:
+            seen = dict(seen)
+            for lo in range(0, len(missing), self.batch_size):
+                part = missing[lo : lo + self.batch_size]
+                for text, enc in zip(part, self._backend.encode_batch(part, add_special_tokens=True)):
+                    seen[text] = enc.ids
+        lists = [seen[t] for t in texts]
+        ids = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=sum(map(len, lists)))
+        return self._content(ids, np.fromiter(map(len, lists), dtype=np.int64, count=n))
+
+    def _content(self, ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` (``lengths`` per text) without the special tokens ([UNK], [CLS], ...)."""
+        special = np.isin(ids, np.fromiter(self.special_ids, dtype=np.int64, count=len(self.special_ids)))
+        if not special.any():
+            return ids, lengths
+        text_of = np.repeat(np.arange(lengths.size), lengths)
+        return ids[~special], np.bincount(text_of[~special], minlength=lengths.size)
+
+    def tokens(self, ids) -> list[str]:
+        """The vocabulary's text of each token id."""
+        return [self._backend.id_to_token(int(i)) or f"[{int(i)}]" for i in ids]
 
 
 def _splits_on_spaces(backend) -> bool:

@@ -11,11 +11,12 @@ from typing import NamedTuple
 import numpy as np
 
 from detectors.embedding import fit_reference
-from monitor.config import EmbeddingConfig
+from monitor.config import EmbeddingConfig, ExplainConfig
 from monitor.ingest.batch import EMBEDDING_LENGTH_REASON, Record
 from monitor.ingest.events import Event, InvalidEvent, LabelEvent, decode_event
 from monitor.ingest.features import base_features, event_rows, probability_columns
 from monitor.ingest.oov import OOV_FEATURE, VocabularyBuilder
+from monitor.jobs.reference_tokens import ReferenceTokens
 from monitor.ingest.reference import (
     FEATURES_VERSION,
     FeatureSet,
@@ -60,6 +61,8 @@ class ProfileOptions:
     max_text_chars: int = 10_000
     batch_size: int = 2000
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    # The shifted tokens' reference (docs/evidence.md): tokens and their privacy floor.
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class _ModelSample:
         self.probabilities: dict[str, Reservoir] = {}  # one sample per class (BBSD)
         self.embeddings: Reservoir | None = None  # raw embeddings, width fixed by the first one
         self.vocabulary = VocabularyBuilder(cap, seed)  # oov_rate: word counts and held-out texts
+        self.tokens = ReferenceTokens(options.explain.min_token_events) if options.explain.tokens else None
         self.texts: list[str] = []  # with an encoder: the sampled texts, by slot of text_slots
         self.text_slots: Reservoir | None = None
         self.classes: Counter[str] = Counter()
@@ -113,13 +117,15 @@ class _ModelSample:
         self.segments: Counter[str] = Counter()  # events by segment (reference build --by-segment)
         self.events = 0
 
-    def add(self, events: list[Event], rows: np.ndarray, *, embed_texts: bool) -> list[str]:
+    def add(self, events: list[Event], rows: np.ndarray, *, embed_texts: bool, tokenizer=None) -> list[str]:
         """Add one batch of this model's events and their feature rows; return a rejection reason per bad one."""
         self.rows.add(rows)
         self.events += len(events)
         self._add_probabilities(events)
         texts = [e.text for e in events]
         self.vocabulary.add(texts)
+        if self.tokens is not None:
+            self.tokens.add(texts, tokenizer)
         rejected = [] if embed_texts else self._add_embeddings(events)
         if embed_texts:
             self._add_texts(texts)
@@ -265,6 +271,7 @@ def build_profile(
         embedding=_fit_embedding(s, options.embedding, encoder),
         segment=options.segment,
         vocabulary=vocabulary[0] if vocabulary else None,
+        tokens=s.tokens.finish(tokenizer) if s.tokens is not None else None,
     )
     summary = ProfileSummary(
         lines=read.lines, events=s.events, invalid=dict(read.invalid), model=s.model, versions=profile.versions,
@@ -296,7 +303,7 @@ def _read(path: str, options: ProfileOptions, features: FeatureSet, *, tokenizer
                 s = read.samples.get(m)
                 if s is None:
                     s = read.samples[m] = _ModelSample(m, width, options)
-                for reason in s.add([events[i] for i in idx], rows[idx], embed_texts=embed_texts):
+                for reason in s.add([events[i] for i in idx], rows[idx], embed_texts=embed_texts, tokenizer=tokenizer):
                     read.invalid[reason] += 1
     finally:
         if stream is not None and name != "stdin":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from monitor.windowing.evidence import EvidenceAccumulator, EvidenceSlice
 from monitor.windowing.reservoir import Reservoir
 
 __all__ = ["WindowAccumulator", "BatchSlice", "embedding_seed", "window_seed", "FIXED_POINT", "LATENCY_COL", "CONFIDENCE_COL", "FIRST_FEATURE_COL"]
@@ -26,6 +27,7 @@ class BatchSlice:
     labels: list  # label or None
     entropy: np.ndarray  # NaN where the event had no probabilities
     low_confidence_threshold: float
+    evidence: EvidenceSlice | None = None  # the window's evidence inputs ([explain]; windowing/evidence.py)
 
 
 # Sums of confidences and entropies are kept as integers in units of 2**-32: integer addition is exact and
@@ -70,8 +72,9 @@ class WindowAccumulator:
         "model", "version", "kind", "start_ms", "end_ms", "seq", "first_ts_ms", "last_ts_ms",
         "events", "errors", "labelled", "correct", "class_counts",
         "confidence_n", "confidence_sum", "low_confidence_n", "entropy_n", "entropy_sum", "reservoir",
-        "invalid", "late", "embeddings", "segment",
+        "invalid", "late", "embeddings", "segment", "evidence",
     )  # fmt: skip
+    _NESTED = ("reservoir", "class_counts", "embeddings", "evidence")
 
     def __init__(self, *, model: str, version: str, kind: str, start_ms: int, end_ms: int, seq: int,
                  width: int, reservoir_size: int, seed: int, embedding: tuple[int, int] = (0, 0), segment: str = ""):
@@ -95,6 +98,8 @@ class WindowAccumulator:
         components, sample = embedding
         self.embeddings = (Reservoir(sample, components, embedding_seed(window_seed(seed, model, version, key, segment=segment)))
                            if components else None)
+        # The evidence (docs/evidence.md): made with the window's first events, None while [explain] is off.
+        self.evidence: EvidenceAccumulator | None = None
 
     def add(self, s: BatchSlice) -> None:
         k = s.ts_ms.size
@@ -127,26 +132,32 @@ class WindowAccumulator:
             self.reservoir.add(s.rows[:, :width])
             projected = s.rows[:, width:]
             self.embeddings.add(projected[~np.isnan(projected[:, 0])])
+        if s.evidence is not None:
+            if self.evidence is None:
+                self.evidence = EvidenceAccumulator.for_plan(s.evidence.plan)
+            self.evidence.add(s.evidence)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything needed to resume this window exactly (used by the checkpoint store)."""
-        out = {name: getattr(self, name) for name in self.__slots__
-               if name not in ("reservoir", "class_counts", "embeddings")}
+        out = {name: getattr(self, name) for name in self.__slots__ if name not in self._NESTED}
         out["class_counts"] = dict(self.class_counts)
         out["reservoir"] = self.reservoir.state()
         out["embeddings"] = self.embeddings.state() if self.embeddings is not None else None
+        out["evidence"] = self.evidence.state() if self.evidence is not None else None
         return out
 
     @classmethod
     def from_state(cls, state: dict) -> "WindowAccumulator":
         acc = cls.__new__(cls)
         for name in cls.__slots__:
-            if name not in ("reservoir", "class_counts", "embeddings"):
+            if name not in cls._NESTED:
                 # invalid/late/segment: absent from checkpoints written before they were counted (kept) here.
                 setattr(acc, name, state[name] if name in state or name not in _ADDED else _ADDED[name])
         acc.class_counts = Counter(state["class_counts"])
         acc.reservoir = Reservoir.from_state(state["reservoir"])
         embeddings = state.get("embeddings")  # absent from checkpoints written before embedding drift
         acc.embeddings = Reservoir.from_state(embeddings) if embeddings is not None else None
+        evidence = state.get("evidence")  # absent from checkpoints written before the evidence
+        acc.evidence = EvidenceAccumulator.from_state(evidence) if evidence is not None else None
         return acc

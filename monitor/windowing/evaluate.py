@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.classes import PredictionShift
+from detectors.evidence import quantile_sketch, token_shifts
 from detectors.confidence import ConfidenceShift, low_confidence_threshold
 from detectors.embedding import EmbeddingDrift
 from detectors.ks import KSDrift
@@ -13,11 +14,12 @@ from detectors.latency import latency_summary
 from detectors.text_features import BINARY_FEATURES
 from monitor.config import DetectConfig, EmbeddingConfig
 from monitor.ingest.reference import Profile
-from monitor.results import ConfidenceSummary, DriftVerdicts, WindowResult
+from monitor.results import ConfidenceSummary, DriftVerdicts, Exemplar, WindowEvidence, WindowResult
 from monitor.windowing.accumulator import CONFIDENCE_COL, FIRST_FEATURE_COL, FIXED_POINT, LATENCY_COL, WindowAccumulator
+from monitor.windowing.evidence import MAX_POINTS, EvidencePlan
 from monitor.windowing.text_embeddings import ENCODER_ERROR
 
-__all__ = ["StreamDetectors", "window_result"]
+__all__ = ["StreamDetectors", "window_result", "window_evidence"]
 
 
 class StreamDetectors:
@@ -149,3 +151,37 @@ def _test(acc: WindowAccumulator, rows: np.ndarray, feature_names: tuple[str, ..
         embedding=embedding,
         embedding_skipped=skipped,
     )  # fmt: skip
+
+
+def window_evidence(acc: WindowAccumulator, plan: EvidencePlan, *, feature_names: tuple[str, ...],
+                    classes: tuple[str, ...]) -> WindowEvidence:
+    """The evidence of the closed window ``acc`` (docs/evidence.md): its sample's quantile sketches, the shifted
+    tokens against the profile's, its exemplars, the first two components of its embedding sample."""
+    rows = acc.reservoir.rows
+    dist = {f"feature:{name}": quantile_sketch(rows[:, FIRST_FEATURE_COL + i]) for i, name in enumerate(feature_names)}
+    dist["confidence"] = quantile_sketch(rows[:, CONFIDENCE_COL])
+    first = FIRST_FEATURE_COL + len(feature_names)
+    if rows.shape[1] == first + len(classes):  # (a window opened before its profile had probabilities: none)
+        dist.update({f"probability:{c}": quantile_sketch(rows[:, first + j]) for j, c in enumerate(classes)})
+    ev = acc.evidence
+    rising = falling = exemplars = ()
+    source = None
+    if ev is not None and ev.source is not None and ev.source == plan.source:
+        source, e = ev.source, plan.explain
+        rising, falling = token_shifts(plan.window_counts(ev), ev.texts, plan.reference, plan.reference_events,
+                                       min_events=e.min_token_events, top=e.top_tokens)
+    if ev is not None:
+        exemplars = tuple(Exemplar(position=p, request_id=r, score=round(s, 4)) for s, p, r in ev.exemplars.kept)
+    return WindowEvidence(distributions=dist, tokens_rising=rising, tokens_falling=falling, token_source=source,
+                          exemplars=exemplars, exemplar_score=plan.score_name if exemplars else None,
+                          embedding_points=_points(acc))
+
+
+def _points(acc: WindowAccumulator) -> tuple[tuple[float, float], ...]:
+    """The first two components of the window's embedding sample (at most MAX_POINTS, rounded)."""
+    sample = acc.embeddings
+    if sample is None or sample.width < 2:
+        return ()
+    xy = sample.rows[:MAX_POINTS, :2]
+    xy = np.round(xy[np.isfinite(xy).all(axis=1)], 4)
+    return tuple((float(x), float(y)) for x, y in xy.tolist())

@@ -17,6 +17,7 @@ from monitor.config import Config
 from monitor.ingest.batch import StreamBatch
 from monitor.ingest.reference import Profile
 from monitor.windowing.accumulator import BatchSlice, WindowAccumulator, embedding_seed
+from monitor.windowing.evidence import EvidenceSlice
 from monitor.windowing.reservoir import Reservoir
 from monitor.windowing.watermarks import PartitionRun, StreamClock, attribution, clock_at, stream_clock
 from monitor.windowing.windows import NO_EVENTS_YET, closed_by_ms, is_late, window_start_ms
@@ -163,10 +164,12 @@ class StreamState:
 
     # -- the window state machine ----------------------------------------------------------------------------
     def add(self, sb: StreamBatch, part: PartitionRun, rejected: np.ndarray, *, low_threshold: float,
-            texts: list | None = None, offer: Callable | None = None) -> tuple[np.ndarray, int]:
+            texts: list | None = None, offer: Callable | None = None, evidence: EvidenceSlice | None = None,
+            ) -> tuple[np.ndarray, int]:
         """Window the stream's events of a chunk (``sb``) and count its late events and its ``rejected`` records
         (record positions) where they belong; return the keys of the windows it opened, in the order they
-        opened, and the number of late events. ``offer(window, texts)`` gets each window's share of ``texts``.
+        opened, and the number of late events. ``offer(window, texts)`` gets each window's share of ``texts``,
+        each window its share of ``evidence`` (windowing/evidence.py).
         """
         spec = self.spec
         ts, n = sb.ts, sb.ts.size
@@ -186,7 +189,8 @@ class StreamState:
         else:
             keys = (self.count + np.arange(n, dtype=np.int64)) // spec.events
             n_late, keep = 0, None
-        opened = self._route(sb, keys, ev_pos, keep=keep, low_threshold=low_threshold, texts=texts, offer=offer)
+        opened = self._route(sb, keys, ev_pos, keep=keep, low_threshold=low_threshold, texts=texts, offer=offer,
+                             evidence=evidence)
         if opened[0].size:
             first = self.open[int(opened[0][0])]
             first.invalid, first.late = first.invalid + carried[0], first.late + carried[1]
@@ -207,7 +211,8 @@ class StreamState:
         return opened[0], n_late
 
     def _route(self, sb: StreamBatch, keys: np.ndarray, ev_pos: np.ndarray, *, keep: np.ndarray | None,
-               low_threshold: float, texts: list | None, offer: Callable | None) -> tuple[np.ndarray, np.ndarray]:
+               low_threshold: float, texts: list | None, offer: Callable | None,
+               evidence: EvidenceSlice | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Add the ``keep`` events (all when None) to their windows; return the keys of the windows opened and
         the record positions where they opened, sorted by position."""
         ts, rows, preds, labels, entropy = sb.ts, sb.rows, sb.preds, sb.labels, sb.entropy
@@ -218,6 +223,7 @@ class StreamState:
             preds = [preds[i] for i in keep]
             labels = [labels[i] for i in keep]
             texts = [texts[i] for i in keep] if texts is not None else None
+            evidence = evidence.take(keep) if evidence is not None else None
         first, last = keys[0], keys[-1]
         if first == last and (keys.size < 3 or (keys == first).all()):
             groups = [(int(first), None, 0)]  # the common case: the whole batch falls into one window
@@ -231,10 +237,10 @@ class StreamState:
                 acc = self.open[k] = self._new_window(k)
                 opened.append((int(ev_pos[first_i]), k))
             if sel is None:
-                acc.add(BatchSlice(ts, rows, preds, labels, entropy, low_threshold))
+                acc.add(BatchSlice(ts, rows, preds, labels, entropy, low_threshold, evidence))
             else:
                 acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel],
-                                   low_threshold))
+                                   low_threshold, evidence.take(sel) if evidence is not None else None))
             if texts is not None:  # the window's seeded sample of texts, embedded off the hot path
                 offer(acc, texts if sel is None else [texts[i] for i in sel])
         opened.sort()

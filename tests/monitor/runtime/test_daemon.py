@@ -108,6 +108,9 @@ SEGMENTS = {"en": 0.5, "fr": 0.3, "de": 0.15, "pt": 0.05}
 SEGMENT_ENV = {"NLPMON_WINDOW_BY_SEGMENT": "true", "NLPMON_WINDOW_MAX_SEGMENTS": "3"}
 
 SECRET = "Qzxwvutsr"  # in some texts of the encoder case: must reach no store, checkpoint or log
+# In about one event per window, fewer than the evidence's privacy floor (explain.min_token_events = 5): as a
+# word (lower-cased, as the evidence counts words) it must reach no store, checkpoint or log either.
+RARE = "Wvqrarezz"
 
 
 @pytest.mark.parametrize("embedding", ["off", "encoder"])
@@ -124,6 +127,8 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
         extra = AB + tables
         events = [dict(e, text=f"{e['text']} {SECRET}") if i % 40 == 0 and e.get("text") else e
                   for i, e in enumerate(events)]
+    events = [dict(e, text=f"{e['text']} {RARE}") if i % 997 == 500 and e.get("text") else e
+              for i, e in enumerate(events)]
     n_poison = sum(MARKER in (e.get("text") or "") for e in events)
     garbage = [b"not json", b'{"ts": 1764000000, "model": "sentiment", "version": "1"}',
                b'{"model": "sentiment", "version": "1", "ts": "x", "prediction": "p"}']
@@ -175,6 +180,15 @@ def test_sigkill_at_arbitrary_points_gives_the_same_results(kafka_broker, profil
     poisoned = [e for e in steady.logs() if e.get("msg", "").startswith("poison record isolated")]
     assert len(poisoned) == n_poison >= 4 and not any(MARKER in line for line in steady.log.read_text().splitlines())
     assert got == expected
+    # The evidence of every window (docs/evidence.md) is exactly-once like its result.
+    with SqlStore(store_a) as a, SqlStore(store_b) as b:
+        evidence_expected = [row for m in models for row in a.window_evidence(m)]
+        evidence_got = [row for m in models for row in b.window_evidence(m)]
+    assert len(evidence_expected) == len(expected) and all(ev is not None for _, ev in evidence_expected)
+    assert any(ev.tokens_rising for _, ev in evidence_expected)
+    assert all(ev.exemplars for doc, ev in evidence_expected if doc["model"] == "sentiment")
+    assert evidence_got == evidence_expected
+    _assert_rare_word_not_stored(store_b, topic, [tmp_path / f"b{i}.log" for i in range(1, 5)])
     with SqlStore(store_a) as a, SqlStore(store_b) as b:
         ab_expected, ab_got = a.experiment_results("crash-ab"), b.experiment_results("crash-ab")
     assert len(ab_expected) >= 5 and ab_expected[-1]["comparisons"]["b"]["always_valid"]["looks"] == len(ab_expected)
@@ -212,6 +226,23 @@ def _assert_no_text_stored(store_url: str, topic: str, logs) -> None:
         assert SECRET.encode() not in Path(store_url.removeprefix("sqlite:///")).read_bytes()
     for log in logs:
         assert SECRET not in log.read_text(errors="replace")
+
+
+def _assert_rare_word_not_stored(store_url: str, topic: str, logs) -> None:
+    """A word in fewer events of a window than the privacy floor reaches no SQL row, checkpoint or log."""
+    import sqlalchemy as sa
+
+    rare = RARE.lower()
+    with SqlStore(store_url) as store:
+        cps = store.load_checkpoints("crashy", [(topic, p) for p in range(3)])
+        with store.engine.connect() as conn:
+            rows = json.dumps([[str(v) for v in row] for t in ("window_results", "window_evidence")
+                               for row in conn.execute(sa.text(f"SELECT * FROM {t}"))])
+    assert cps and "tokens_rising" in rows and rare not in rows and RARE not in rows
+    for _, state in cps.values():
+        assert rare.encode() not in state and RARE.encode() not in state
+    for log in logs:
+        assert rare not in log.read_text(errors="replace").lower()
 
 
 def test_rebalance_second_daemon_joins_mid_stream(kafka_broker, profile, tmp_path):

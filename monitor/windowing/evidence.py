@@ -1,0 +1,358 @@
+"""The evidence a window keeps so that a person can see what changed (docs/evidence.md): per event its token
+set and how unlike the reference it is, per window bounded token counts and the top exemplars, and at close
+the :class:`~monitor.results.WindowEvidence` stored beside the window's result.
+
+Per stream batch, :meth:`EvidencePlan.inputs` turns the events into an :class:`EvidenceSlice` (token ids,
+scores, where each event is); the stream routes each window its share; :class:`EvidenceAccumulator` adds it.
+Everything an accumulator holds is a function of the window's event sequence, whatever the batching, and
+joins the checkpoint (``WindowAccumulator.state``). No text is held beyond a token that passed the privacy
+floor (``explain.min_token_events`` distinct events of the window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
+
+import numpy as np
+
+from detectors.evidence import SpaceSaving, Standardiser, TopExemplars
+from monitor.config import ExplainConfig
+from monitor.ingest.batch import Chunk, StreamBatch
+from monitor.ingest.reference import Profile
+from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+__all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key",
+           "distinct_per_event", "PRUNE_EVERY", "MAX_POINTS"]
+
+# The word sketch is cut back to its capacity after every this many events of the window (event 512, 1024,
+# ...): fixed points of the event sequence, so its state does not depend on the batching.
+PRUNE_EVERY = 512
+# At most this many points of the window's embedding sample go to the stored evidence (the report's scatter).
+MAX_POINTS = 200
+_MEMO = 65_536  # words whose key is remembered (in memory only)
+_MAX_PLANS = 4096
+
+
+def word_key(word: str) -> int:
+    """A word's stable 64-bit key (BLAKE2b): the same in every process, so checkpoints restore across restarts."""
+    return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+class _WordIds(dict):
+    """word -> a dense id of this process (bounded memo), with each id's stable key; and each key's word, for
+    the words of the current batch (the sketch names a word once it passes the floor)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[int] = []
+        self.words: dict[int, str] = {}
+        self._array = np.empty(0, dtype=np.uint64)
+
+    def __missing__(self, word: str) -> int:
+        i = self[word] = len(self.keys)
+        key = word_key(word)
+        self.keys.append(key)
+        self.words[key] = word
+        return i
+
+    def ids_of(self, words: Iterable[str], count: int) -> np.ndarray:
+        if len(self) > _MEMO:  # between batches only: the way back must hold every word of the batch
+            self.clear()
+            self.keys.clear()
+            self.words.clear()
+        return np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=count)
+
+    def key_array(self) -> np.ndarray:
+        if self._array.size != len(self.keys):
+            self._array = np.array(self.keys, dtype=np.uint64)
+        return self._array
+
+
+_WORDS = _WordIds()
+
+
+class _ChunkTokens(dict):
+    """The served tokenizer's ids of each space-separated chunk of text (bounded memo, in memory only), for
+    tokenizers whose counts add up over chunks (``TokenizerFeaturizer.chunk_cache``): a text's tokens are then
+    its chunks' tokens, gathered with numpy instead of walked id by id in Python."""
+
+    def __init__(self, tokenizer: TokenizerFeaturizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.pending: list[str] = []
+        self.starts = np.zeros(0, dtype=np.int64)
+        self.lengths = np.zeros(0, dtype=np.int64)
+        self.ids = np.zeros(0, dtype=np.int64)
+
+    def __missing__(self, chunk: str) -> int:
+        i = self[chunk] = len(self)  # the next dense id
+        self.pending.append(chunk)
+        return i
+
+    def tokens_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's token ids (special tokens left out) concatenated, and how many each text has."""
+        if len(self) > 4 * _MEMO:
+            self.clear()
+            self.starts, self.lengths, self.ids = self.starts[:0], self.lengths[:0], self.ids[:0]
+        split = [t.split(" ") for t in texts]
+        per_text = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+        chunks = np.fromiter(map(self.__getitem__, chain.from_iterable(split)), dtype=np.int64,
+                             count=int(per_text.sum()))
+        if self.pending:
+            ids, lengths = self.tokenizer.token_ids(self.pending)
+            self.pending = []
+            self.starts = np.concatenate([self.starts, self.ids.size + np.cumsum(lengths) - lengths])
+            self.lengths = np.concatenate([self.lengths, lengths])
+            self.ids = np.concatenate([self.ids, ids])
+        lengths = self.lengths[chunks]
+        ends = np.cumsum(lengths)
+        at = np.repeat(self.starts[chunks] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if ends.size else 0)
+        text_starts = np.cumsum(per_text) - per_text
+        per_text_ids = np.add.reduceat(lengths, text_starts) if lengths.size else per_text
+        return self.ids[at], per_text_ids
+
+
+def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's distinct ids (CSR: ``ids[offsets[i]:offsets[i+1]]``), from all its ids and their count."""
+    n = lengths.size
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if ids.size == 0:
+        return ids, offsets
+    width = int(ids.max()) + 1
+    # int32 when it fits: the sort is the cost here
+    dtype = np.int32 if n * width < 2**31 else np.int64
+    pairs = np.repeat(np.arange(n, dtype=dtype), lengths) * dtype(width) + ids.astype(dtype)
+    pairs.sort()  # (a plain sort and a diff: faster than np.unique here)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    np.cumsum(np.bincount(pairs // width, minlength=n), out=offsets[1:])
+    return (pairs % width).astype(np.int64), offsets
+
+
+class TokenCounts:
+    """Exact document counts of token ids (the served tokenizer's vocabulary is finite): one dense array."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, ids: np.ndarray) -> None:
+        if ids.size == 0:
+            return
+        counts = np.bincount(ids, minlength=self.counts.size)
+        counts[: self.counts.size] += self.counts
+        self.counts = counts
+
+    def state(self) -> dict:
+        ids = np.flatnonzero(self.counts)
+        return {"ids": ids.tolist(), "counts": self.counts[ids].tolist()}
+
+    @classmethod
+    def from_state(cls, s: dict) -> "TokenCounts":
+        out = cls()
+        ids = np.array(s["ids"], dtype=np.int64)
+        out.counts = np.zeros(int(ids.max()) + 1 if ids.size else 0, dtype=np.int64)
+        out.counts[ids] = s["counts"]
+        return out
+
+
+class EvidenceSlice:
+    """One window's share of a stream batch: each event's distinct token ids (CSR: ``keys[offsets[i]:
+    offsets[i+1]]``; the tokenizer's vocabulary ids, or the batch's word ids of ``_WORDS``), whether it had
+    text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
+
+    __slots__ = ("plan", "keys", "offsets", "texts", "scores", "where", "entry_of")
+
+    def __init__(self, plan: "EvidencePlan", *, keys: np.ndarray, offsets: np.ndarray, texts: np.ndarray,
+                 scores: np.ndarray, where: np.ndarray, entry_of: Callable[[int], tuple[str, str | None]]):
+        self.plan, self.keys, self.offsets, self.texts, self.scores = plan, keys, offsets, texts, scores
+        self.where, self.entry_of = where, entry_of  # where: the chunk event index of each event
+
+    @property
+    def n(self) -> int:
+        return self.scores.size
+
+    def entry(self, i: int) -> tuple[str, str | None]:
+        return self.entry_of(int(self.where[i]))
+
+    def take(self, sel: np.ndarray) -> "EvidenceSlice":
+        """The events ``sel`` (increasing indices) of this slice."""
+        lengths = np.diff(self.offsets)[sel]
+        offsets = np.zeros(sel.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        starts = self.offsets[:-1][sel]
+        flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]), dtype=np.int64)
+        return EvidenceSlice(self.plan, keys=self.keys[flat], offsets=offsets, texts=self.texts[sel],
+                             scores=self.scores[sel], where=self.where[sel], entry_of=self.entry_of)
+
+
+class EvidenceAccumulator:
+    """What one open window keeps for its evidence: token counts (exact ids, or a Space-Saving sketch of
+    words), the number of events with text, and the top exemplars."""
+
+    __slots__ = ("source", "events", "texts", "ids", "words", "exemplars")
+
+    def __init__(self, *, source: str | None, exemplars: int, word_capacity: int, min_events: int):
+        self.source = source
+        self.events = self.texts = 0
+        self.ids = TokenCounts() if source == "tokenizer" else None
+        self.words = SpaceSaving(word_capacity, min_events=min_events) if source == "words" else None
+        self.exemplars = TopExemplars(exemplars)
+
+    @classmethod
+    def for_plan(cls, plan: "EvidencePlan") -> "EvidenceAccumulator":
+        e = plan.explain
+        return cls(source=plan.source, exemplars=e.exemplars, word_capacity=e.word_capacity,
+                   min_events=e.min_token_events)
+
+    def add(self, s: EvidenceSlice) -> None:
+        self.exemplars.offer(s.scores, s.entry)
+        if self.ids is not None:
+            self.ids.add(s.keys)
+        elif self.words is not None:
+            done, i = self.events, 0
+            while i < s.n:  # up to each fixed prune point of the window's event sequence
+                take = min(s.n - i, PRUNE_EVERY - done % PRUNE_EVERY)
+                # the slice holds the batch's word ids (_WordIds): counted here, keyed for the sketch
+                counts = np.bincount(s.keys[s.offsets[i] : s.offsets[i + take]])
+                seen = np.flatnonzero(counts)
+                self.words.update(_WORDS.key_array()[seen], _WORDS.words.__getitem__, counts=counts[seen])
+                done, i = done + take, i + take
+                if done % PRUNE_EVERY == 0:
+                    self.words.prune()
+        self.events += s.n
+        self.texts += int(s.texts.sum())
+
+    def state(self) -> dict:
+        return {"source": self.source, "events": self.events, "texts": self.texts,
+                "ids": self.ids.state() if self.ids is not None else None,
+                "words": self.words.state() if self.words is not None else None,
+                "exemplars": self.exemplars.state()}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, s: dict) -> "EvidenceAccumulator":
+        out = cls.__new__(cls)
+        out.source, out.events, out.texts = s["source"], int(s["events"]), int(s["texts"])
+        out.ids = TokenCounts.from_state(s["ids"]) if s["ids"] is not None else None
+        out.words = SpaceSaving.from_state(s["words"]) if s["words"] is not None else None
+        out.exemplars = TopExemplars.from_state(s["exemplars"])
+        return out
+
+
+class EvidencePlan:
+    """How one profile's windows gather and build their evidence: the token source and the reference's
+    document counts, and the exemplar score (the embedding's distance from the reference, or the features')."""
+
+    def __init__(self, explain: ExplainConfig, profile: Profile | None, tokenizer: TokenizerFeaturizer | None,
+                 *, feature_names: tuple[str, ...]):
+        self.explain, self.tokenizer = explain, tokenizer
+        tokens = (profile.tokens if profile is not None else None) if explain.tokens else None
+        self.source: str | None = tokens["source"] if tokens else None
+        if self.source == "tokenizer" and tokenizer is None:
+            self.source = None
+        self.reference: dict[str, int] = dict(tokens["counts"]) if self.source else {}
+        self.reference_events = int(tokens["events"]) if self.source else 0
+        self._reference_keys = (np.fromiter(map(word_key, self.reference), dtype=np.uint64, count=len(self.reference))
+                                if self.source == "words" else None)
+        chunked = self.source == "tokenizer" and tokenizer.chunk_cache
+        self._chunks = _ChunkTokens(tokenizer) if chunked else None
+        self.projection = profile.event_projection if profile is not None else None
+        self.score_name: str | None = None
+        self.scorer: Standardiser | None = None
+        if self.projection is not None:
+            self.score_name, self.scorer = "embedding", Standardiser.fit(list(profile.embedding_reference.T))
+        elif profile is not None:
+            cols = [profile.samples.get(n, np.empty(0)) for n in feature_names]
+            self.score_name, self.scorer = "features", Standardiser.fit(cols)
+        self.n_features = len(feature_names)
+
+    # -- per batch -------------------------------------------------------------------------------------------
+    def inputs(self, rows: np.ndarray, texts: Sequence[str | None], *, width: int, where: np.ndarray,
+               entry_of: Callable[[int], tuple[str, str | None]], words: list | None = None) -> EvidenceSlice:
+        """The slice of a stream batch: ``rows`` its rows (the stream's ``width`` columns, then any projected
+        embedding), ``texts`` its events' texts (``words``: their lower-cased words, when already split),
+        ``where`` their chunk indices for ``entry_of``."""
+        n = len(texts)
+        has_text = np.array([t is not None for t in texts], dtype=bool).reshape(n)
+        keys, offsets = self._token_keys(texts, has_text, words)
+        if self.score_name == "embedding":
+            scores = self.scorer.distance(rows[:, width:])
+        elif self.score_name == "features":
+            scores = self.scorer.max_abs_z(rows[:, 2 : 2 + self.n_features])
+        else:
+            scores = np.full(n, np.nan)
+        return EvidenceSlice(self, keys=keys, offsets=offsets, texts=has_text, scores=scores, where=where,
+                             entry_of=entry_of)
+
+    def batch(self, sb: StreamBatch, chunk: Chunk, texts: list | None, *, width: int) -> EvidenceSlice:
+        """:meth:`inputs` of one stream's events of a chunk (``texts``: theirs, when already gathered)."""
+        events, records, pos = chunk.events, chunk.records, chunk.pos
+        if texts is None:
+            texts = [events[i].text for i in sb.idx.tolist()]
+        words = sb.words if isinstance(sb.words, list) and len(sb.words) == len(texts) else None
+        return self.inputs(sb.rows, texts, width=width, where=sb.idx, words=words,
+                           entry_of=lambda j: (records[pos[j]].position, events[j].request_id))
+
+    def _token_keys(self, texts: Sequence[str | None], has_text: np.ndarray, words: list | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(texts)
+        if self.source is None or not has_text.any():
+            return np.empty(0, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+        every = bool(has_text.all())
+        present = list(texts) if every else [t for t in texts if t is not None]
+        lengths = np.zeros(n, dtype=np.int64)
+        if self.source == "tokenizer":
+            tokens = self._chunks.tokens_of if self._chunks is not None else self.tokenizer.token_ids
+            ids, lengths[has_text] = tokens(present)
+        else:
+            # the words the text features split (BatchFeatures.words), else split here the same way
+            if words is not None:
+                split = words if every else [w for w in words if w is not None]
+            else:
+                split = list(map(str.split, map(str.lower, present)))
+            lengths[has_text] = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+            ids = _WORDS.ids_of(chain.from_iterable(split), int(lengths.sum()))
+        # words: the batch's ids of _WORDS (keyed when counted); tokenizer: the vocabulary's ids
+        return distinct_per_event(ids, lengths)
+
+    # -- at close --------------------------------------------------------------------------------------------
+    def window_counts(self, acc: EvidenceAccumulator) -> dict[str, int]:
+        """The window's document count of each token it can name: tokenizer ids all (names from the
+        vocabulary); words above the floor, plus the reference's words (for those that fell)."""
+        if acc.ids is not None:
+            ids = np.flatnonzero(acc.ids.counts)
+            out: dict[str, int] = {}
+            for name, c in zip(self.tokenizer.tokens(ids.tolist()), acc.ids.counts[ids].tolist()):
+                out[name] = out.get(name, 0) + c
+            return out
+        if acc.words is not None:
+            out = dict(zip(self.reference, acc.words.lower_bound(self._reference_keys).tolist()))
+            out.update(acc.words.named())
+            return out
+        return {}
+
+
+class EvidencePlans:
+    """The plan of each profile (by model, and by (model, segment) for segment profiles), made on first use."""
+
+    def __init__(self, explain: ExplainConfig, profiles: Mapping[str, Profile],
+                 segment_profiles: Mapping[tuple[str, str], Profile], tokenizer: TokenizerFeaturizer | None,
+                 *, base_names: tuple[str, ...]):
+        self.explain, self.tokenizer, self.base_names = explain, tokenizer, base_names
+        self.profiles, self.segment_profiles = profiles, segment_profiles
+        self._plans: dict[tuple[str, str], EvidencePlan] = {}
+
+    def plan(self, model: str, segment: str, custom: tuple[str, ...]) -> EvidencePlan | None:
+        if not self.explain.enabled:
+            return None
+        key = (model, segment)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _MAX_PLANS:  # model names come from producers: bounded (cheap to remake)
+                self._plans.clear()
+            profile = self.segment_profiles.get(key) or self.profiles.get(model)
+            plan = self._plans[key] = EvidencePlan(self.explain, profile, self.tokenizer,
+                                                   feature_names=self.base_names + custom)
+        return plan
