@@ -30,6 +30,7 @@ from monitor.cli.table import COMPACT_COLUMNS
 from monitor.devkit.synth.traffic import generate_events, write_events
 from monitor.jobs.profile_builder import build_profile
 from monitor.ingest.reference import save_profile
+from sinks.sql import SqlStore
 from tests.monitor.runtime.harness import DaemonProcess, caught_up, nlpmon, produce, wait_until, write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -41,7 +42,9 @@ AB = (f'[[experiments]]\nname = "{EXPERIMENT}"\nmodel = "sentiment"\nvariants = 
       'metric = "confidence"\nmde = 0.02\n')
 
 # Placeholder tokens of the documents and what they stand for here ("{tokenizer}": the tiny model's).
-TOKENS = {"M": "sentiment", "V": "1", "NAME": EXPERIMENT, "DIR": "{tokenizer}", "/models/sentiment": "{tokenizer}"}
+TOKENS = {"M": "sentiment", "V": "1", "NAME": EXPERIMENT, "DIR": "{tokenizer}", "/models/sentiment": "{tokenizer}",
+          # A window's start: the workdir fixture sets the newest one the daemon stored.
+          "START": "0"}
 # Commands with an elision, or named without their required flags: the whole command that stands for it.
 ELIDED = {
     "nlpmon ab report": "nlpmon ab report --experiment NAME",
@@ -120,6 +123,8 @@ def workdir(kafka_broker, tiny, tmp_path_factory):
         wait_until(lambda: caught_up(store, "oncall", topic, ends), 120, "the daemon to checkpoint every record",
                    daemon)
         assert daemon.stop() == 0, daemon.log_tail()
+    with SqlStore(store) as s:
+        TOKENS["START"] = s.history("sentiment")[-1]["window_start"]  # `nlpmon examples --window START`
     return d
 
 
