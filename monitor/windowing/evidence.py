@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -96,10 +96,11 @@ class _ChunkTokens(dict):
         if len(self) > 4 * _MEMO:
             self.clear()
             self.starts, self.lengths, self.ids = self.starts[:0], self.lengths[:0], self.ids[:0]
-        split = [t.split(" ") for t in texts]
-        per_text = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-        chunks = np.fromiter(map(self.__getitem__, chain.from_iterable(split)), dtype=np.int64,
-                             count=int(per_text.sum()))
+        # The batch joined by single spaces splits into each text's chunks in turn (a text with k spaces has
+        # k + 1): one split call for the batch, as the tokenizer's own chunk path does.
+        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.int64, count=len(texts)) + 1
+        flat = " ".join(texts).split(" ") if texts else []
+        chunks = np.fromiter(map(self.__getitem__, flat), dtype=np.int64, count=len(flat))
         if self.pending:
             ids, lengths = self.tokenizer.token_ids(self.pending)
             self.pending = []
