@@ -12,18 +12,16 @@ from __future__ import annotations
 import html
 import logging
 import re
-import socketserver
-import threading
 import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from urllib.parse import parse_qs, urlencode
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from monitor.ingest.reference import Profile
 from monitor.logs import log_event
 from monitor.report.load import NotFound, load_report, parse_time_ms
 from monitor.report.render import plotly_js, plotly_version, render_report
+from monitor.wsgi import BackgroundServer
 from sinks.sql import StoreUnavailable
 
 __all__ = ["ReportApp", "ReportServer", "parse_since_ms"]
@@ -130,38 +128,8 @@ def _reply(start_response, code: int, body: bytes, method: str, *, content_type=
     return [] if method == "HEAD" else [body]
 
 
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - errors are logged by the app, once
-        pass
-
-
-class ReportServer:
+class ReportServer(BackgroundServer):
     """Serve :class:`ReportApp` in a background thread; ``port=0`` picks a free port (:attr:`port`)."""
 
     def __init__(self, store, *, host: str = "0.0.0.0", port: int = 8080, profiles: Mapping[str, Profile] | None = None):
-        self._server = make_server(host, port, ReportApp(store, profiles=profiles), server_class=_ThreadingWSGIServer,
-                                   handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="nlpmon-report", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> "ReportServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "ReportServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().__init__(ReportApp(store, profiles=profiles), host=host, port=port, name="nlpmon-report")

@@ -9,14 +9,13 @@ reasons as JSON; ``/status`` is JSON: the latest window result of every stream p
 
 from __future__ import annotations
 
-import socketserver
-import threading
 from http import HTTPStatus
 from collections.abc import Callable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import orjson
 from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from monitor.wsgi import BackgroundServer
 
 __all__ = ["HttpServer"]
 
@@ -27,7 +26,7 @@ MAX_POST_BYTES = 1 << 20
 PostHandler = Callable[[dict, bytes, str], tuple[int, dict]]
 
 
-class HttpServer:
+class HttpServer(BackgroundServer):
     """Serve the endpoints in a background thread; ``port=0`` picks a free port (see :attr:`port`)."""
 
     def __init__(
@@ -44,38 +43,7 @@ class HttpServer:
         post_handlers: dict[str, PostHandler] | None = None,
     ):
         app = _App(make_wsgi_app(registry), readiness, status, post_handlers or {}, liveness=liveness)
-        self._server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-        # poll_interval: how long stop() may wait for the serving loop (its default, 0.5 s, delays every exit).
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="nlpmon-http", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    def start(self) -> "HttpServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> "HttpServer":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    # A slow scraper must not hold up the probes; handler threads die with the process.
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - scrapes every few seconds would flood the log
-        pass
+        super().__init__(app, host=host, port=port, name="nlpmon-http")
 
 
 class _App:
