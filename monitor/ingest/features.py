@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -96,9 +97,45 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     return rows
 
 
+_PROBABILITIES = attrgetter("probabilities")
+_ERROR = attrgetter("error")
+_CLASSES = attrgetter("classes")
+
+
+def _scored(events: Sequence[Event]) -> tuple[list[int] | None, list]:
+    """The events that logged probabilities and did not fail: their indices (None: every event) and their
+    probability tuples. A few C-level maps per batch instead of a Python loop body per event."""
+    probs = list(map(_PROBABILITIES, events))
+    errors = list(map(_ERROR, events))
+    if errors.count(None) != len(errors):
+        probs = [None if err is not None else p for p, err in zip(probs, errors)]
+    if None not in probs:
+        return None, probs
+    idx = [i for i, p in enumerate(probs) if p is not None]
+    return idx, [probs[i] for i in idx]
+
+
+def _matrix(probs: list) -> np.ndarray | None:
+    """The probability tuples as one ``(n, k)`` matrix, or None when their widths differ."""
+    try:
+        p = np.array(probs, dtype=np.float64)
+    except ValueError:  # ragged: events with different numbers of classes
+        return None
+    return p if p.ndim == 2 else None
+
+
 def entropies(events: Sequence[Event]) -> np.ndarray:
     """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed)."""
     out = np.full(len(events), np.nan)
+    idx, probs = _scored(events)
+    if not probs:
+        return out
+    p = _matrix(probs)
+    if p is not None:  # one width (the common batch): one matrix; entropy is row by row, so the same values
+        if idx is None:
+            return entropy_bits(p)
+        out[idx] = entropy_bits(p)
+        return out
     by_width: dict[int, list[int]] = {}
     for i, e in enumerate(events):
         if e.probabilities is not None and e.error is None:
@@ -112,17 +149,29 @@ def probability_columns(events: Sequence[Event], classes: tuple[str, ...]) -> np
     """Each event's probability of each of ``classes``, ``(len(events), len(classes))``; NaN where it logged
     none, failed, or did not name that class (classes not in ``classes`` are left out).
 
-    Events are grouped by their class tuple (one or two groups in practice), so the cost is one tuple hash
-    per event plus one array per group.
+    When the scored events share one class tuple (the common batch) this is one matrix; otherwise events are
+    grouped by their class tuple (one tuple hash per event plus one array per group).
     """
     out = np.full((len(events), len(classes)), np.nan)
+    column = {c: j for j, c in enumerate(classes)}
+    idx, probs = _scored(events)
+    if not probs:
+        return out
+    names = list(map(_CLASSES, events))
+    if len(set(names if idx is None else [names[i] for i in idx])) == 1:
+        # One class tuple for the scored events (the common batch): one matrix, no per-event grouping.
+        pairs = [(src, j) for src, c in enumerate(names[idx[0] if idx else 0]) if (j := column.get(c)) is not None]
+        if pairs:
+            src, dst = zip(*pairs)
+            rows = slice(None) if idx is None else idx
+            out[np.ix_(np.arange(len(events))[rows], dst)] = np.array(probs, dtype=np.float64)[:, list(src)]
+        return out
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, e in enumerate(events):
         if e.probabilities is not None and e.error is None:
             groups.setdefault(e.classes, []).append(i)
     if not groups:
         return out
-    column = {c: j for j, c in enumerate(classes)}
     for names, idx in groups.items():
         pairs = [(src, column[c]) for src, c in enumerate(names) if c in column]
         if not pairs:
