@@ -20,6 +20,13 @@ from monitor.ingest.tokenizer import TokenizerFeaturizer
 __all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "LENGTH_FEATURE"]
 
 _WORD_COUNT = TEXT_FEATURES.index("word_count")
+# Column reads as C-level maps over the batch (about half the cost of a list comprehension per event).
+_TEXT = attrgetter("text")
+_LATENCY = attrgetter("latency_ms")
+_CONFIDENCE = attrgetter("confidence")
+_PROBABILITIES = attrgetter("probabilities")
+_ERROR = attrgetter("error")
+_CLASSES = attrgetter("classes")
 
 
 class BatchFeatures:
@@ -43,9 +50,12 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
     n = len(events)
     width = len(features.base_names)
     matrix = np.full((n, width), np.nan)
-    with_text = [i for i, e in enumerate(events) if e.text is not None]
+    texts = list(map(_TEXT, events))
+    # Every event has a text in the common case: one C-level map, no Python loop body per event.
+    with_text = range(n) if None not in texts else [i for i, t in enumerate(texts) if t is not None]
     if with_text:
-        texts = [events[i].text for i in with_text]
+        if len(with_text) < n:
+            texts = [texts[i] for i in with_text]
         # Every event has a text in the common case: a slice assignment, not a fancy-indexed scatter.
         rows = slice(None) if len(with_text) == n else with_text
         matrix[rows, : len(TEXT_FEATURES)], split = text_features_and_words(texts)
@@ -87,19 +97,19 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
                                count=len(idx) * projection.dim)
             rows[idx, end:] = projection.project_rows(flat.reshape(len(idx), projection.dim))
     # np.array(..., dtype=float) maps None to NaN in C, much faster than a Python conditional per event.
-    rows[:, 0] = np.array([e.latency_ms for e in events], dtype=np.float64)
-    rows[:, 1] = np.array([None if e.error is not None else e.confidence for e in events], dtype=np.float64)
+    rows[:, 0] = np.array(list(map(_LATENCY, events)), dtype=np.float64)
+    rows[:, 1] = np.array(list(map(_CONFIDENCE, events)), dtype=np.float64)
+    errors = list(map(_ERROR, events))
+    if errors.count(None) != k:  # a failed prediction has no confidence
+        rows[[i for i, err in enumerate(errors) if err is not None], 1] = np.nan
     rows[:, 2 : 2 + base.shape[1]] = base
     for j, name in enumerate(custom, start=2 + base.shape[1]):
         rows[:, j] = np.array([e.features.get(name) if e.features else None for e in events], dtype=np.float64)
     if vocabulary is not None:
-        rows[:, width - 1] = oov_column([e.text for e in events], vocabulary, words)
+        rows[:, width - 1] = oov_column(list(map(_TEXT, events)), vocabulary, words)
     return rows
 
 
-_PROBABILITIES = attrgetter("probabilities")
-_ERROR = attrgetter("error")
-_CLASSES = attrgetter("classes")
 
 
 def _scored(events: Sequence[Event]) -> tuple[list[int] | None, list]:
