@@ -31,7 +31,7 @@ import base64
 import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from itertools import chain, repeat
+from itertools import chain
 
 import numpy as np
 
@@ -143,21 +143,14 @@ class HashedVocabulary:
         counts = np.fromiter(map(len, split), dtype=np.int64, count=n)
         flat = list(chain.from_iterable(split))
         known = self._known
-        # One C-level lookup per word: 1 known, 0 out of the vocabulary, 2 not looked up yet. A stream repeats
-        # most of its words, so usually nothing is 2 and no set of the batch's words is built.
-        state = np.fromiter(map(known.get, flat, repeat(2)), dtype=np.int8, count=len(flat))
-        unseen = np.flatnonzero(state == 2)
-        if unseen.size:
-            new = {flat[i] for i in unseen.tolist()}
+        new = set(flat).difference(known)
+        if new:
             if len(known) + len(new) > _KNOWN_MAX:
                 known.clear()  # bounded: start over rather than track recency per word
                 new = set(flat)
             new = list(new)
-            found = _member(self.hashes, _hash_words(new, self.key))
-            known.update(zip(new, found.tolist()))
-            state[unseen] = np.fromiter(map(known.__getitem__, (flat[i] for i in unseen.tolist())), dtype=bool,
-                                        count=unseen.size)
-        missing = state == 0
+            known.update(zip(new, _member(self.hashes, _hash_words(new, self.key)).tolist()))
+        missing = ~np.fromiter(map(known.__getitem__, flat), dtype=bool, count=len(flat))
         text_of = np.repeat(np.arange(n), counts)
         oov = np.bincount(text_of[missing], minlength=n)
         out = np.zeros(n, dtype=np.float64)
