@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -42,9 +43,11 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
     n = len(events)
     width = len(features.base_names)
     matrix = np.full((n, width), np.nan)
-    with_text = [i for i, e in enumerate(events) if e.text is not None]
+    texts = [e.text for e in events]
+    with_text = range(n) if None not in texts else [i for i, t in enumerate(texts) if t is not None]
     if with_text:
-        texts = [events[i].text for i in with_text]
+        if len(with_text) < n:
+            texts = [texts[i] for i in with_text]
         # Every event has a text in the common case: a slice assignment, not a fancy-indexed scatter.
         rows = slice(None) if len(with_text) == n else with_text
         matrix[rows, : len(TEXT_FEATURES)], split = text_features_and_words(texts)
@@ -96,9 +99,47 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     return rows
 
 
+def _scored(events: Sequence[Event]) -> tuple[list[int] | None, list]:
+    """The events that logged probabilities and did not fail: their indices (None: every event) and their
+    probability tuples. (A comprehension: reading msgspec fields inline measured ~2x faster than
+    ``map(operator.attrgetter(...))``.)"""
+    probs = [e.probabilities if e.error is None else None for e in events]
+    if None not in probs:
+        return None, probs
+    idx = [i for i, p in enumerate(probs) if p is not None]
+    return idx, _pick(probs, idx)
+
+
+def _pick(items: list, idx: list[int]) -> list:
+    """``[items[i] for i in idx]`` in one C call."""
+    if len(idx) < 2:
+        return [items[i] for i in idx]
+    return list(itemgetter(*idx)(items))
+
+
+def _matrix(probs: list) -> np.ndarray | None:
+    """The probability tuples as one ``(n, k)`` matrix, or None when their widths differ. One flat fromiter
+    (the values converted exactly as np.array converts them) measured ~1.7x np.array's speed on a list of
+    tuples."""
+    widths = set(map(len, probs))
+    if len(widths) != 1:
+        return None
+    k = widths.pop()
+    return np.fromiter(chain.from_iterable(probs), dtype=np.float64, count=len(probs) * k).reshape(len(probs), k)
+
+
 def entropies(events: Sequence[Event]) -> np.ndarray:
     """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed)."""
     out = np.full(len(events), np.nan)
+    idx, probs = _scored(events)
+    if not probs:
+        return out
+    p = _matrix(probs)
+    if p is not None:  # one width (the common batch): one matrix; entropy is row by row, so the same values
+        if idx is None:
+            return entropy_bits(p)
+        out[idx] = entropy_bits(p)
+        return out
     by_width: dict[int, list[int]] = {}
     for i, e in enumerate(events):
         if e.probabilities is not None and e.error is None:
@@ -112,17 +153,31 @@ def probability_columns(events: Sequence[Event], classes: tuple[str, ...]) -> np
     """Each event's probability of each of ``classes``, ``(len(events), len(classes))``; NaN where it logged
     none, failed, or did not name that class (classes not in ``classes`` are left out).
 
-    Events are grouped by their class tuple (one or two groups in practice), so the cost is one tuple hash
-    per event plus one array per group.
+    When the scored events share one class tuple (the common batch) this is one matrix; otherwise events are
+    grouped by their class tuple (one tuple hash per event plus one array per group).
     """
     out = np.full((len(events), len(classes)), np.nan)
+    column = {c: j for j, c in enumerate(classes)}
+    idx, probs = _scored(events)
+    if not probs:
+        return out
+    names = [e.classes for e in events]
+    if idx is not None:
+        names = _pick(names, idx)
+    if len(set(names)) == 1:
+        # One class tuple for the scored events (the common batch): one matrix, no per-event grouping.
+        pairs = [(src, j) for src, c in enumerate(names[0]) if (j := column.get(c)) is not None]
+        if pairs:
+            src, dst = zip(*pairs)
+            rows = np.arange(len(events)) if idx is None else np.asarray(idx, dtype=np.intp)
+            out[np.ix_(rows, dst)] = _matrix(probs)[:, list(src)]
+        return out
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, e in enumerate(events):
         if e.probabilities is not None and e.error is None:
             groups.setdefault(e.classes, []).append(i)
     if not groups:
         return out
-    column = {c: j for j, c in enumerate(classes)}
     for names, idx in groups.items():
         pairs = [(src, column[c]) for src, c in enumerate(names) if c in column]
         if not pairs:
