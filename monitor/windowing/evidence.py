@@ -12,7 +12,6 @@ floor (``explain.min_token_events`` distinct events of the window).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from itertools import repeat
 
 import numpy as np
 
@@ -32,50 +31,7 @@ __all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulato
 PRUNE_EVERY = 512
 # At most this many points of the window's embedding sample go to the stored evidence (the report's scatter).
 MAX_POINTS = 200
-_MEMO = 65_536  # tokenizer chunks whose ids are remembered: 4x this (in memory only)
 _MAX_PLANS = 4096
-
-
-class _ChunkTokens(dict):
-    """The served tokenizer's ids of each space-separated chunk of text (bounded memo, in memory only), for
-    tokenizers whose counts add up over chunks (``TokenizerFeaturizer.chunk_cache``): a text's tokens are then
-    its chunks' tokens, gathered with numpy instead of walked id by id in Python."""
-
-    def __init__(self, tokenizer: TokenizerFeaturizer):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.pending: list[str] = []
-        self.starts = np.zeros(0, dtype=np.int64)
-        self.lengths = np.zeros(0, dtype=np.int64)
-        self.ids = np.zeros(0, dtype=np.int64)
-
-    def __missing__(self, chunk: str) -> int:
-        i = self[chunk] = len(self)  # the next dense id
-        self.pending.append(chunk)
-        return i
-
-    def tokens_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Every text's token ids (special tokens left out) concatenated, and how many each text has."""
-        if len(self) > 4 * _MEMO:
-            self.clear()
-            self.starts, self.lengths, self.ids = self.starts[:0], self.lengths[:0], self.ids[:0]
-        # The batch joined by single spaces splits into each text's chunks in turn (a text with k spaces has
-        # k + 1): one split call for the batch, as the tokenizer's own chunk path does.
-        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.int64, count=len(texts)) + 1
-        flat = " ".join(texts).split(" ") if texts else []
-        chunks = np.fromiter(map(self.__getitem__, flat), dtype=np.int64, count=len(flat))
-        if self.pending:
-            ids, lengths = self.tokenizer.token_ids(self.pending)
-            self.pending = []
-            self.starts = np.concatenate([self.starts, self.ids.size + np.cumsum(lengths) - lengths])
-            self.lengths = np.concatenate([self.lengths, lengths])
-            self.ids = np.concatenate([self.ids, ids])
-        lengths = self.lengths[chunks]
-        ends = np.cumsum(lengths)
-        at = np.repeat(self.starts[chunks] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if ends.size else 0)
-        text_starts = np.cumsum(per_text) - per_text
-        per_text_ids = np.add.reduceat(lengths, text_starts) if lengths.size else per_text
-        return self.ids[at], per_text_ids
 
 
 class TokenCounts:
@@ -208,8 +164,6 @@ class EvidencePlan:
         self.reference_events = int(tokens["events"]) if self.source else 0
         self._reference_keys = (np.fromiter(map(word_key, self.reference), dtype=np.uint64, count=len(self.reference))
                                 if self.source == "words" else None)
-        chunked = self.source == "tokenizer" and tokenizer.chunk_cache
-        self._chunks = _ChunkTokens(tokenizer) if chunked else None
         self.projection = profile.event_projection if profile is not None else None
         self.score_name: str | None = None
         self.scorer: Standardiser | None = None
@@ -260,8 +214,7 @@ class EvidencePlan:
         every = bool(has_text.all())
         present = list(texts) if every else [t for t in texts if t is not None]
         lengths = np.zeros(n, dtype=np.int64)
-        tokens = self._chunks.tokens_of if self._chunks is not None else self.tokenizer.token_ids
-        ids, lengths[has_text] = tokens(present)
+        ids, lengths[has_text] = self.tokenizer.token_ids(present)  # the chunks features() just split
         return (*distinct_per_event(ids, lengths), None)  # the tokenizer's vocabulary ids
 
     # -- at close --------------------------------------------------------------------------------------------
