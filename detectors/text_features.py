@@ -143,12 +143,14 @@ def _word_counts(buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     start = word.copy()
     np.logical_and(start[1:], ~word[:-1], out=start[1:])
     ends = np.cumsum(lengths)
-    starts = ends - lengths
-    first = starts[lengths > 0]
+    nonempty = lengths > 0
+    first = (ends - lengths)[nonempty]
     start[first] = word[first]  # a text's first character starts a word whatever precedes it
-    cum = np.zeros(idx.size + 1, dtype=np.int64)
-    np.cumsum(start, out=cum[1:])
-    return cum[ends] - cum[starts]
+    out = np.zeros(lengths.size, dtype=np.int64)
+    # One segment per non-empty text (an empty text between two adds nothing to the one before it); a sum
+    # over uint8 into int64, ~3x cheaper than a cumulative sum of the whole buffer.
+    out[nonempty] = np.add.reduceat(start.view(np.uint8), first, dtype=np.int64)
+    return out
 
 
 def _class_counts(buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
