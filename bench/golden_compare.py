@@ -7,9 +7,10 @@ A capture, in the checkout given by its PYTHONPATH: deterministic events (two mo
 events, and hostile records: bad JSON, invalid UTF-8, empty values, a missing field, a far-future timestamp)
 go through
 
-- ``nlpmon replay`` (with --dead-letter): ``replay.jsonl``, ``replay-dead.jsonl``;
+- ``nlpmon replay`` (with --dead-letter): ``replay.jsonl``, ``replay-dead.jsonl``; and again with the tiny
+  tokenizer's features (``--tokenizer``, profiles built with it): ``replay-tokenizer.jsonl``;
 - the Kafka daemon against an embedded tansu broker (two partitions, keyed by model, SQLite store, labels on,
-  dead-letter and output topics): the SQL rows of ``window_results``, ``drift_events`` and ``label_results``
+  dead-letter and output topics): the SQL rows of ``window_results``, ``drift_events``, ``label_results`` and ``window_evidence``
   (``sql.txt``), the records on the output and dead-letter topics (``topics.txt``, sorted per partition by
   offset), and ``/metrics`` (``metrics.txt``) once the final checkpoint is published.
 
@@ -84,16 +85,30 @@ def capture(out: Path) -> None:
         (work / "events.jsonl").write_bytes(b"".join(v.replace(b"\n", b" ") + b"\n" for _, v in pairs))
         replay(work, profiles, out)
         kafka(work, pairs, profiles, out)
+        tokenizer = os.environ.get("GOLDEN_TOKENIZER")
+        if tokenizer:  # the same events with tokenizer features, against profiles built with the tokenizer
+            from monitor.ingest.tokenizer import TokenizerFeaturizer
+
+            tok_profiles = []
+            for model in ("sentiment", "intent"):
+                profile, _ = build_profile(str(work / f"ref-{model}.jsonl"), ProfileOptions(sample_cap=2_000),
+                                           tokenizer=TokenizerFeaturizer(tokenizer))
+                save_profile(profile, work / f"{model}-tokenizer.json")
+                tok_profiles.append(str(work / f"{model}-tokenizer.json"))
+            replay(work, tok_profiles, out, tokenizer=tokenizer)
 
 
-def replay(work: Path, profiles: list[str], out: Path) -> None:
+def replay(work: Path, profiles: list[str], out: Path, tokenizer: str | None = None) -> None:
     from monitor.cli import main
 
-    args = ["replay", str(work / "events.jsonl"), "-o", str(out / "replay.jsonl"),
-            "--dead-letter", str(out / "replay-dead.jsonl"),
+    suffix = "-tokenizer" if tokenizer else ""
+    args = ["replay", str(work / "events.jsonl"), "-o", str(out / f"replay{suffix}.jsonl"),
+            "--dead-letter", str(out / f"replay{suffix}-dead.jsonl"),
             "--set", "window.max_future_seconds=1e9", "--set", "labels.enabled=true", "--set", "window.size_seconds=60"]
     for p in profiles:
         args += ["-r", p]
+    if tokenizer:
+        args += ["--tokenizer", tokenizer]
     rc = main(args)
     assert rc == 0, rc
 
@@ -176,7 +191,7 @@ def sql_dump(db: Path, path: Path) -> None:
 
     conn = sqlite3.connect(db)
     lines = []
-    for table in ("window_results", "drift_events", "label_results"):
+    for table in ("window_results", "drift_events", "label_results", "window_evidence"):
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         keep = [c for c in cols if not c.endswith("_at_ms")]  # wall clock (written / updated at)
         for row in conn.execute(f"SELECT {', '.join(keep)} FROM {table} ORDER BY {', '.join(keep[:4])}"):
@@ -185,8 +200,10 @@ def sql_dump(db: Path, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_capture(tree: Path, out: Path) -> None:
+def run_capture(tree: Path, out: Path, tokenizer: Path | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    if tokenizer is not None:
+        env["GOLDEN_TOKENIZER"] = str(tokenizer)
     # Not `python golden_compare.py`: that puts bench/ first on sys.path, where bench/detectors.py hides the package.
     code = f"import runpy, sys; sys.argv = ['golden_compare', '--capture', {str(out)!r}]; " \
            f"runpy.run_path({str(HERE)!r}, run_name='__main__')"
@@ -206,10 +223,15 @@ def main() -> int:
         ap.error("--base or --capture")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
-        run_capture(args.base.resolve(), root / "base")
-        run_capture(HERE.parent.parent, root / "head")
+        sys.path.insert(0, str(HERE.parent.parent))
+        from bench.pipeline import tokenizer_dir
+
+        tokenizer = tokenizer_dir()  # one tiny tokenizer, built here, for both captures
+        run_capture(args.base.resolve(), root / "base", tokenizer)
+        run_capture(HERE.parent.parent, root / "head", tokenizer)
         differ = 0
-        for name in ("replay.jsonl", "replay-dead.jsonl", "sql.txt", "topics.txt", "metrics.txt"):
+        for name in ("replay.jsonl", "replay-dead.jsonl", "sql.txt", "topics.txt", "metrics.txt",
+                     "replay-tokenizer.jsonl"):
             a, b = (root / "base" / name).read_text().splitlines(), (root / "head" / name).read_text().splitlines()
             diff = list(difflib.unified_diff(a, b, f"base/{name}", f"head/{name}", lineterm="", n=1))
             print(f"{name}: {len(b)} lines, " + ("identical" if not diff else f"{len(diff)} diff lines"))

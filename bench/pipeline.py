@@ -146,13 +146,19 @@ def reference_featurizer(tok):
 
     old_tok = ReferenceChunkCounts(tok) if tok is not None else None
 
+    def per_string(texts, index):
+        # the per-string features; the words then split again, as oov_rate and the evidence did then
+        from monitor.ingest.words import split_words
+
+        return reference_text_features_and_words(texts)[0], split_words(texts)
+
     def featurize(events, features, tokenizer):
-        kernel = features_module.text_features_and_words
-        features_module.text_features_and_words = reference_text_features_and_words
+        kernel = features_module.text_features_batch
+        features_module.text_features_batch = per_string
         try:
             return features_module.base_features(events, features, old_tok if tokenizer is not None else None)
         finally:
-            features_module.text_features_and_words = kernel
+            features_module.text_features_batch = kernel
 
     return featurize
 

@@ -34,8 +34,9 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from bench.pipeline import events_file, tokenizer_dir  # noqa: E402
-from detectors.text_features import text_features_and_words, tokenizer_features  # noqa: E402
+from detectors.text_features import text_features_batch, tokenizer_features  # noqa: E402
 from monitor.ingest.tokenizer import TokenizerFeaturizer  # noqa: E402
+from monitor.ingest.words import WordTable  # noqa: E402
 from tests.monitor.ingest.text_features_reference import reference_text_features_and_words  # noqa: E402
 
 
@@ -82,7 +83,10 @@ def main() -> None:
     texts = [t for t in (orjson.loads(line).get("text") for line in lines) if t is not None]
     batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
     tok_dir = tokenizer_dir()
-    kernels = {"text features + words": (reference_text_features_and_words, text_features_and_words)}
+    # the words as the pipeline keeps them: per-text lists of strings before, ids of the word table now
+    table = WordTable()
+    kernels = {"text features + words": (reference_text_features_and_words,
+                                         lambda b: text_features_batch(b, table.generation()))}
     if tok_dir is not None:
         new_tok = TokenizerFeaturizer(tok_dir, max_length=512)
         old_tok = ReferenceChunkCounts(TokenizerFeaturizer(tok_dir, max_length=512))

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import count, islice
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "text_features_and_words",
-           "tokenizer_features"]
+__all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "text_features_batch",
+           "text_features_and_words", "tokenizer_features", "BatchWords", "WordIndex", "distinct_per_event"]
 
 TEXT_FEATURES = (
     "char_length",
@@ -107,8 +110,10 @@ def _packed(field_bits: int) -> tuple[np.ndarray, ...]:
     return tuple(tables)
 
 
-def _class_counts(texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
-    """Per-text counts of each character class: ``(len(lengths), 6)`` int64, columns in class order."""
+def _code_points(texts: Sequence[str]) -> np.ndarray:
+    """The batch's characters as indices into the class tables (``_BMP`` for every code point above the BMP),
+    text after text, in an intp buffer with one spare leading slot (``buf[1:]`` are the indices; the slot lets
+    :func:`_class_counts` reuse the buffer for its cumulative sums)."""
     joined = "".join(texts)
     # One buffer for the whole batch: bytes when it is all ASCII (isascii() is O(1) on a str), else UTF-32.
     # surrogatepass: a lone surrogate (a string cut mid-emoji) is a code point like any other here, never an
@@ -125,6 +130,34 @@ def _class_counts(texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
         idx[...] = src
     else:
         np.minimum(src, np.uint32(_BMP), out=idx)
+    return buf
+
+
+def _word_counts(buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per-text number of ``str.split()`` words: runs of non-whitespace characters (whitespace as
+    ``str.isspace``, the class table's ``_SPACE`` bit, which ``str.split`` shares), counted by their first
+    character (one that starts its text or follows whitespace). Lower-casing maps no character to or from
+    whitespace, so these are also the counts of ``text.lower().split()``."""
+    idx = buf[1:]
+    word = (_char_codes().take(idx) & np.uint8(1 << _SPACE)) == 0
+    start = word.copy()
+    np.logical_and(start[1:], ~word[:-1], out=start[1:])
+    ends = np.cumsum(lengths)
+    nonempty = lengths > 0
+    first = (ends - lengths)[nonempty]
+    start[first] = word[first]  # a text's first character starts a word whatever precedes it
+    out = np.zeros(lengths.size, dtype=np.int64)
+    # One segment per non-empty text (an empty text between two adds nothing to the one before it); a sum
+    # over uint8 into int64, ~3x cheaper than a cumulative sum of the whole buffer.
+    out[nonempty] = np.add.reduceat(start.view(np.uint8), first, dtype=np.int64)
+    return out
+
+
+def _class_counts(buf: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per-text counts of each character class: ``(len(lengths), 6)`` int64, columns in class order.
+
+    ``buf``: :func:`_code_points` of the texts, overwritten here."""
+    idx = buf[1:]
     longest = int(lengths.max())
     if longest >= 1 << 21:  # a text of 2M characters or more: a bincount over (text, code) pairs
         code = _char_codes().take(idx).astype(np.intp)
@@ -142,7 +175,7 @@ def _class_counts(texts: Sequence[str], lengths: np.ndarray) -> np.ndarray:
     per_word = 64 // field_bits
     out = np.empty((lengths.size, _N_CLASSES), dtype=np.int64)
     # With one table the packed words overwrite the indices in place; with two the indices are read twice.
-    cum = buf.view(np.uint64) if len(tables) == 1 else np.empty(src.size + 1, dtype=np.uint64)
+    cum = buf.view(np.uint64) if len(tables) == 1 else np.empty(idx.size + 1, dtype=np.uint64)
     cum[0] = 0
     for w, table in enumerate(tables):
         table.take(idx, out=cum[1:], mode="clip")
@@ -168,30 +201,126 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
     >>> dict(zip(TEXT_FEATURES, m[0].tolist()))["word_count"], float(m[1, TEXT_FEATURES.index("empty")])
     (2.0, 1.0)
     """
-    return text_features_and_words(texts)[0]
+    return text_features_batch(texts)[0]
 
 
-def text_features_and_words(texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
-    """:func:`text_features` and each text's lower-cased words (``str.lower().split()``), which the feature
-    computation splits anyway: ``oov_rate`` (:mod:`detectors.vocabulary`) reuses them instead of splitting again.
+class WordIndex(Protocol):
+    """Maps words to integer ids, equal words to equal ids and different words to different ids."""
+
+    def ids(self, words: list[str]) -> np.ndarray: ...
+
+
+class _BatchIds:
+    """A :class:`WordIndex` for one batch: a dict filled as the words come (ids with gaps, which is fine)."""
+
+    def ids(self, words: list[str]) -> np.ndarray:
+        index: dict[str, int] = {}
+        # setdefault(word, i): the word's first position in the batch; one hash lookup per word, in C.
+        return np.fromiter(map(index.setdefault, words, count()), dtype=np.int64, count=len(words))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWords:
+    """The lower-cased words of a batch's texts (``text.lower().split()``) as ids of one :class:`WordIndex`.
+
+    ``ids``: every word's id, text after text; ``counts``: each text's number of words (0 for an event
+    without text); ``distinct``/``offsets``: each text's distinct ids, ascending (CSR:
+    ``distinct[offsets[i]:offsets[i + 1]]``); ``index``: the WordIndex that gave the ids (kept, so that
+    whoever holds the ids can still resolve them after the index has moved on).
     """
+
+    ids: np.ndarray
+    counts: np.ndarray
+    distinct: np.ndarray
+    offsets: np.ndarray
+    index: object = None
+
+    @classmethod
+    def empty(cls, n: int, index: object = None) -> "BatchWords":
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, np.zeros(n, dtype=np.int64), none, np.zeros(n + 1, dtype=np.int64), index)
+
+    def take(self, sel) -> "BatchWords":
+        """The words of texts ``sel`` (indices, increasing), as a BatchWords of their own."""
+        sel = np.asarray(sel, dtype=np.intp)
+        ids = self.ids[_csr_positions(np.cumsum(self.counts) - self.counts, self.counts, sel)]
+        distinct_len = np.diff(self.offsets)
+        distinct = self.distinct[_csr_positions(self.offsets[:-1], distinct_len, sel)]
+        offsets = np.zeros(sel.size + 1, dtype=np.int64)
+        np.cumsum(distinct_len[sel], out=offsets[1:])
+        return BatchWords(ids, self.counts[sel], distinct, offsets, self.index)
+
+    def spread(self, rows: Sequence[int], n: int) -> "BatchWords":
+        """These words as those of rows ``rows`` (increasing) of a batch of ``n`` texts; other rows none."""
+        counts = np.zeros(n, dtype=np.int64)
+        counts[rows] = self.counts
+        distinct_len = np.zeros(n, dtype=np.int64)
+        distinct_len[rows] = np.diff(self.offsets)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(distinct_len, out=offsets[1:])
+        return BatchWords(self.ids, counts, self.distinct, offsets, self.index)
+
+    def lists(self, words: Sequence[str]) -> list[list[str]]:
+        """Each text's words as strings, given ``words``: the batch's words in order (tests, old callers)."""
+        it = iter(words)
+        return [list(islice(it, c)) for c in self.counts.tolist()]
+
+
+def _csr_positions(starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Positions in a flat array of the segments ``sel`` (segment i: ``starts[i]``, ``lengths[i]`` long)."""
+    lengths = lengths[sel]
+    ends = np.cumsum(lengths)
+    return np.repeat(starts[sel] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if ends.size else 0)
+
+
+def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each event's distinct ids (CSR: ``ids[offsets[i]:offsets[i+1]]``, ascending), from all its ids and
+    their count per event."""
+    n = lengths.size
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if ids.size == 0:
+        return ids.astype(np.int64, copy=False), offsets
+    width = int(ids.max()) + 1
+    # int32 when it fits: the sort is the cost here
+    dtype = np.int32 if n * width < 2**31 else np.int64
+    pairs = np.repeat(np.arange(n, dtype=dtype), lengths) * dtype(width) + ids.astype(dtype)
+    pairs.sort()  # (a plain sort and a diff: faster than np.unique here)
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    np.cumsum(np.bincount(pairs // width, minlength=n), out=offsets[1:])
+    return (pairs % width).astype(np.int64), offsets
+
+
+def text_features_batch(texts: Sequence[str], index: WordIndex | None = None) -> tuple[np.ndarray, BatchWords]:
+    """:func:`text_features` and the texts' lower-cased words as ids of ``index`` (a fresh per-batch index
+    by default), which ``oov_rate`` and the evidence's token sets reuse instead of splitting again.
+
+    The words are split once for the batch: the texts joined by spaces, lower-cased and split in three C
+    calls (a space is not case-ignorable, so it ends a final-sigma context exactly as a text's end does), and
+    cut back into texts by their word counts, which :func:`_word_counts` takes from the character buffer the
+    classes use. Each text's distinct words are one sort of (text, id) pairs instead of a set per text.
+    """
+    index = _BatchIds() if index is None else index
     n = len(texts)
     out = np.zeros((n, len(TEXT_FEATURES)), dtype=np.float64)
     if n == 0:
-        return out, []
+        return out, BatchWords.empty(0, index)
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=n)
     out[:, 0] = lengths
     if not lengths.any():
         out[:, 8] = 1.0
-        return out, [[] for _ in range(n)]
+        return out, BatchWords.empty(n, index)
     # Character classes are array lookups over one buffer for the batch, never a Python loop over characters.
-    counts = _class_counts(texts, lengths)
+    buf = _code_points(texts)
+    words = _word_counts(buf, lengths)
+    counts = _class_counts(buf, lengths)
     digits, upper, letters, punct, spaces, non_ascii = (counts[:, c] for c in range(6))
 
-    # map() keeps the per-text work in C calls; no Python-level loop body per text.
-    split = list(map(str.split, map(str.lower, texts)))
-    words = np.fromiter(map(len, split), dtype=np.int64, count=n)
-    unique = np.fromiter(map(len, map(set, split)), dtype=np.int64, count=n)
+    flat = " ".join(texts).lower().split()
+    if int(words.sum()) != len(flat):  # never seen; a text's own split is the authority if it ever is
+        words = np.fromiter(map(len, map(str.split, texts)), dtype=np.int64, count=n)
+    ids = index.ids(flat)
+    distinct, offsets = distinct_per_event(ids, words)
+    unique = np.diff(offsets)
 
     out[:, 1] = words
     out[:, 2] = _ratio(lengths - spaces, words)
@@ -201,7 +330,13 @@ def text_features_and_words(texts: Sequence[str]) -> tuple[np.ndarray, list[list
     out[:, 6] = _ratio(upper, letters)
     out[:, 7] = _ratio(punct, lengths)
     out[:, 8] = words == 0
-    return out, split
+    return out, BatchWords(ids, words, distinct, offsets, index)
+
+
+def text_features_and_words(texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
+    """:func:`text_features` and each text's lower-cased words as lists of strings (``str.lower().split()``)."""
+    matrix, words = text_features_batch(texts)
+    return matrix, words.lists(" ".join(texts).lower().split())
 
 
 def tokenizer_features(

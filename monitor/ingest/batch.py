@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detectors.text_features import BatchWords
 from monitor.ingest.events import Event, InvalidEvent, LabelEvent, decode_event
 from monitor.ingest.features import BatchFeatures, entropies, event_rows
 from monitor.ingest.reference import FeatureSet, Profile
@@ -45,9 +46,9 @@ class StreamBatch:
     labels: list
     entropy: np.ndarray
     lengths: np.ndarray
-    # Each event's lower-cased words as the text features split them (None without text; None when the
-    # featurizer kept none): the evidence's token sets reuse them (windowing/evidence.py).
-    words: list | None = None
+    # The events' lower-cased words as ids of the word table, as the text features split them (None when the
+    # featurizer kept none): oov_rate and the evidence's token sets reuse them (windowing/evidence.py).
+    words: BatchWords | None = None
 
 
 @dataclass(slots=True)
@@ -121,11 +122,11 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
     return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams, labels)
 
 
-def _pick(items: list | None, idx: list[int], n: int) -> list | None:
-    """``items`` of the stream's events (all of them, as they are, when the chunk is one stream)."""
-    if items is None or len(idx) == n:
-        return items
-    return [items[i] for i in idx]
+def _pick(words: BatchWords | None, idx: list[int], n: int) -> BatchWords | None:
+    """``words`` of the stream's events (all of them, as they are, when the chunk is one stream)."""
+    if words is None or len(idx) == n:
+        return words
+    return words.take(idx)
 
 
 def merge_streams(parts: list[StreamBatch], width: int) -> StreamBatch:

@@ -10,12 +10,13 @@ import numpy as np
 
 from detectors.confidence import entropy_bits
 from detectors.embedding import PCAProjection
-from detectors.text_features import TEXT_FEATURES, text_features_and_words
+from detectors.text_features import TEXT_FEATURES, BatchWords, text_features_batch
 from detectors.vocabulary import HashedVocabulary
 from monitor.ingest.events import Event
 from monitor.ingest.oov import oov_column
 from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.ingest.words import WORDS
 
 __all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "LENGTH_FEATURE"]
 
@@ -27,12 +28,13 @@ class BatchFeatures:
 
     __slots__ = ("matrix", "lengths", "words")
 
-    def __init__(self, matrix: np.ndarray, lengths: np.ndarray, words: list | None = None):
+    def __init__(self, matrix: np.ndarray, lengths: np.ndarray, words: BatchWords | None = None):
         self.matrix = matrix
         # Input length for nlp_input_length_tokens: tokenizer tokens, or whitespace words without one.
         self.lengths = lengths
-        # Each event's lower-cased words as the text features split them (None without text), for oov_rate;
-        # None when the featurizer did not keep them (oov_rate then splits the texts itself).
+        # Every event's lower-cased words as ids of the process's word table (none for an event without
+        # text), for oov_rate and the evidence; None when the featurizer did not keep them (they then split
+        # the texts themselves).
         self.words = words
 
 
@@ -50,24 +52,20 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
             texts = [texts[i] for i in with_text]
         # Every event has a text in the common case: a slice assignment, not a fancy-indexed scatter.
         rows = slice(None) if len(with_text) == n else with_text
-        matrix[rows, : len(TEXT_FEATURES)], split = text_features_and_words(texts)
+        matrix[rows, : len(TEXT_FEATURES)], words = text_features_batch(texts, WORDS.generation())
         if tokenizer is not None:
             matrix[rows, len(TEXT_FEATURES) :] = tokenizer.features(texts)
-        if len(with_text) == n:
-            words = split
-        else:
-            words = [None] * n
-            for i, w in zip(with_text, split):
-                words[i] = w
+        if len(with_text) < n:
+            words = words.spread(with_text, n)
     else:
-        words = [None] * n
+        words = BatchWords.empty(n)
     length_col = len(TEXT_FEATURES) if tokenizer is not None else _WORD_COUNT
     return BatchFeatures(matrix, matrix[:, length_col], words)
 
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...], *,
                probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
-               vocabulary: HashedVocabulary | None = None, words: list | None = None) -> np.ndarray:
+               vocabulary: HashedVocabulary | None = None, words: BatchWords | None = None) -> np.ndarray:
     """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,
     projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
     profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift;

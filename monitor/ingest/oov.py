@@ -18,7 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from detectors.text_features import BatchWords
 from detectors.vocabulary import OOV_FEATURE, HashedVocabulary
+from monitor.ingest.words import WordIds, split_words
 
 __all__ = ["OOV_FEATURE", "VocabularyBuilder", "oov_column", "MAX_WORDS", "HOLDOUT_EVERY", "MIN_HELD_OUT"]
 
@@ -74,17 +76,20 @@ class VocabularyBuilder:
         return vocabulary.to_dict(), vocabulary.oov_rate(self.held)
 
 
-def oov_column(texts: Sequence[str | None], vocabulary: HashedVocabulary,
-               words: Sequence[list[str] | None] | None = None) -> np.ndarray:
+def oov_column(texts: Sequence[str | None], vocabulary: HashedVocabulary, words: BatchWords | None = None) -> np.ndarray:
     """Each text's ``oov_rate`` against ``vocabulary`` (NaN for an event without text), one pass per batch.
 
-    ``words``: each text's lower-cased words as the text features split them (None without text), which
-    saves splitting every text a second time.
+    ``words``: the texts' words as the text features split them (:class:`BatchWords` of the process's word
+    table), which saves splitting and hashing every word again: a word's membership is looked up by its id.
     """
-    out = np.full(len(texts), np.nan)
-    idx = [i for i, t in enumerate(texts) if t is not None]
-    if len(idx) == len(texts):
-        return vocabulary.oov_rate(texts, words)
-    if idx:
-        out[idx] = vocabulary.oov_rate([texts[i] for i in idx], [words[i] for i in idx] if words is not None else None)
+    n = len(texts)
+    if words is None or not isinstance(words.index, WordIds):
+        words = split_words([t if t is not None else "" for t in texts])
+    known = words.index.membership(vocabulary)
+    text_of = np.repeat(np.arange(n), words.counts)
+    oov = np.bincount(text_of[~known[words.ids]], minlength=n)
+    out = np.zeros(n, dtype=np.float64)
+    np.divide(oov, words.counts, out=out, where=words.counts > 0)
+    if None in texts:
+        out[[i for i, t in enumerate(texts) if t is None]] = np.nan
     return out

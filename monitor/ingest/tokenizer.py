@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import operator
 import os
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -88,7 +89,14 @@ class TokenizerFeaturizer:
         # batch's counts are one gather instead of a tuple per chunk.
         self._chunks: dict[str, int] = {}
         self._counts = np.zeros((0, 2), dtype=np.int64)
-        self._row_ids: list[list[int]] = []  # each row's token ids: the evidence's token sets (token_ids) reuse them
+        # Each row's token ids less the special ones, for the evidence's token sets (token_ids): one flat
+        # array, row r at _ids[_id_starts[r]:][:_id_lengths[r]], so a batch's ids are one numpy gather.
+        self._ids = _Growing()
+        self._id_starts = _Growing()
+        self._id_lengths = _Growing()
+        # The last batch features() split into chunks (its texts and each chunk's row): token_ids of the same
+        # texts, which the evidence asks for next, reuses them instead of splitting and looking up again.
+        self._last: tuple[list[str], np.ndarray, np.ndarray] | None = None
         self._text_ids: dict[str, list[int]] = {}  # the last per-text batch's ids, for token_ids
         self.chunk_cache = _splits_on_spaces(backend) and self._verify_chunk_sums()
 
@@ -116,7 +124,9 @@ class TokenizerFeaturizer:
         missing = list(set(flat).difference(self._chunks))
         if len(self._chunks) + len(missing) > self._MAX_CHUNKS:
             self._chunks.clear()  # bounded memory; a cold cache only costs speed
-            self._row_ids.clear()
+            for grown in (self._ids, self._id_starts, self._id_lengths):
+                grown.clear()
+            self._last = None  # its rows were of the cache just cleared
             missing = list(set(flat))
         base = len(self._chunks)
         if base + len(missing) > len(self._counts):  # grown geometrically: new chunks arrive in most batches
@@ -124,27 +134,38 @@ class TokenizerFeaturizer:
             counts[:base] = self._counts[:base]
             self._counts = counts
         counts = self._counts
-        unk_id = self.unk_id
+        unk_id, special = self.unk_id, self.special_ids
         for lo in range(0, len(missing), 4096):
             part = missing[lo : lo + 4096]
+            content = []
             for row, enc in enumerate(self._backend.encode_batch(part, add_special_tokens=False), base + lo):
                 ids = enc.ids
                 counts[row] = len(ids), ids.count(unk_id) if unk_id is not None else 0
-                self._row_ids.append(ids)  # rows are appended in order: base == len(self._row_ids)
+                content.append([i for i in ids if i not in special])  # [UNK] too: the evidence names no unknown
+            lengths = np.fromiter(map(len, content), dtype=np.int64, count=len(content))
+            self._id_starts.extend(self._ids.size + np.cumsum(lengths) - lengths)  # rows appended in order
+            self._id_lengths.extend(lengths)
+            self._ids.extend(np.fromiter(chain.from_iterable(content), dtype=np.int64, count=int(lengths.sum())))
         self._chunks.update(zip(missing, range(base, base + len(missing))))
         return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
+
+    def _split_chunks(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each chunk's row (text after text) and where each text's chunks start (every text has >= 1)."""
+        # Splitting the batch joined by single spaces gives each text's chunks in turn (a text of k spaces
+        # has k + 1 chunks, "" for an empty one): one split call for the batch instead of one per text.
+        n = len(texts)
+        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
+        starts = np.zeros(n, dtype=np.intp)
+        np.cumsum(per_text[:-1], out=starts[1:])
+        rows = self._chunk_rows(" ".join(texts).split(" "))  # it may grow self._counts
+        return rows, starts
 
     def _features_by_chunk(self, texts: list[str]) -> np.ndarray:
         n = len(texts)
         if n == 0:
             return tokenizer_features(np.zeros(0), np.zeros(0), np.zeros(0), self.max_length)
-        # Splitting the batch joined by single spaces gives each text's chunks in turn (a text of k spaces
-        # has k + 1 chunks, "" for an empty one): one split call for the batch instead of one per text.
-        flat = " ".join(texts).split(" ")
-        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
-        starts = np.zeros(n, dtype=np.intp)
-        np.cumsum(per_text[:-1], out=starts[1:])
-        rows = self._chunk_rows(flat)  # first: it may grow self._counts
+        rows, starts = self._split_chunks(texts)
+        self._last = (texts, rows, starts)
         # Every text has >= 1 chunk, so no reduceat segment is empty.
         sums = np.add.reduceat(self._counts[rows], starts, axis=0)
         content, unk = sums[:, 0], sums[:, 1]
@@ -157,7 +178,9 @@ class TokenizerFeaturizer:
         exact = self._features_by_text(probes)
         chunked = self._features_by_chunk(probes)
         self._chunks.clear()
-        self._row_ids.clear()
+        for grown in (self._ids, self._id_starts, self._id_lengths):
+            grown.clear()
+        self._last = None
         return bool(np.array_equal(exact, chunked))
 
     def _features_by_text(self, texts: list[str]) -> np.ndarray:
@@ -190,15 +213,15 @@ class TokenizerFeaturizer:
         if self.chunk_cache:
             if n == 0:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            flat = " ".join(texts).split(" ")  # each text's chunks in turn, as in _features_by_chunk
-            per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
-            pieces = list(map(self._row_ids.__getitem__, self._chunk_rows(flat)))
-            per_chunk = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-            starts = np.zeros(n, dtype=np.intp)
-            np.cumsum(per_text[:-1], out=starts[1:])
-            lengths = np.add.reduceat(per_chunk, starts)
-            ids = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(per_chunk.sum()))
-            return self._content(ids, lengths)
+            last = self._last
+            if last is not None and len(last[0]) == n and all(map(operator.is_, last[0], texts)):
+                rows, starts = last[1], last[2]  # the texts features() just split: the same chunks
+            else:
+                rows, starts = self._split_chunks(texts)
+            lengths = self._id_lengths.array[rows]
+            ends = np.cumsum(lengths)
+            at = np.repeat(self._id_starts.array[rows] - (ends - lengths), lengths) + np.arange(int(ends[-1]))
+            return self._ids.array[at], np.add.reduceat(lengths, starts)
         seen = self._text_ids
         missing = [t for t in texts if t not in seen]
         if missing:
@@ -222,6 +245,32 @@ class TokenizerFeaturizer:
     def tokens(self, ids) -> list[str]:
         """The vocabulary's text of each token id."""
         return [self._backend.id_to_token(int(i)) or f"[{int(i)}]" for i in ids]
+
+
+class _Growing:
+    """An int64 array appended to in batches, its buffer doubled when full (no copy of it all per batch)."""
+
+    __slots__ = ("_buf", "size")
+
+    def __init__(self) -> None:
+        self._buf = np.zeros(1024, dtype=np.int64)
+        self.size = 0
+
+    @property
+    def array(self) -> np.ndarray:
+        return self._buf[: self.size]
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + values.size
+        if end > self._buf.size:
+            buf = np.zeros(max(2 * self._buf.size, end), dtype=np.int64)
+            buf[: self.size] = self._buf[: self.size]
+            self._buf = buf
+        self._buf[self.size : end] = values
+        self.size = end
+
+    def clear(self) -> None:
+        self.size = 0
 
 
 def _splits_on_spaces(backend) -> bool:

@@ -11,17 +11,17 @@ floor (``explain.min_token_events`` distinct events of the window).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain, repeat
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from detectors.evidence import SpaceSaving, Standardiser, TopExemplars
+from detectors.text_features import BatchWords, distinct_per_event
 from monitor.config import ExplainConfig
 from monitor.ingest.batch import Chunk, StreamBatch
 from monitor.ingest.reference import Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
+from monitor.ingest.words import WordIds, split_words, word_key
 
 __all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key",
            "distinct_per_event", "PRUNE_EVERY", "MAX_POINTS"]
@@ -31,104 +31,7 @@ __all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulato
 PRUNE_EVERY = 512
 # At most this many points of the window's embedding sample go to the stored evidence (the report's scatter).
 MAX_POINTS = 200
-_MEMO = 65_536  # words whose key is remembered (in memory only)
 _MAX_PLANS = 4096
-
-
-def word_key(word: str) -> int:
-    """A word's stable 64-bit key (BLAKE2b): the same in every process, so checkpoints restore across restarts."""
-    return int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
-
-
-class _WordIds(dict):
-    """word -> a dense id of this process (bounded memo), with each id's stable key; and each key's word, for
-    the words of the current batch (the sketch names a word once it passes the floor)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.keys: list[int] = []
-        self.words: dict[int, str] = {}
-        self._array = np.empty(0, dtype=np.uint64)
-
-    def __missing__(self, word: str) -> int:
-        i = self[word] = len(self.keys)
-        key = word_key(word)
-        self.keys.append(key)
-        self.words[key] = word
-        return i
-
-    def ids_of(self, words: Iterable[str], count: int) -> np.ndarray:
-        if len(self) > _MEMO:  # between batches only: the way back must hold every word of the batch
-            self.clear()
-            self.keys.clear()
-            self.words.clear()
-        return np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=count)
-
-    def key_array(self) -> np.ndarray:
-        if self._array.size != len(self.keys):
-            self._array = np.array(self.keys, dtype=np.uint64)
-        return self._array
-
-
-_WORDS = _WordIds()
-
-
-class _ChunkTokens(dict):
-    """The served tokenizer's ids of each space-separated chunk of text (bounded memo, in memory only), for
-    tokenizers whose counts add up over chunks (``TokenizerFeaturizer.chunk_cache``): a text's tokens are then
-    its chunks' tokens, gathered with numpy instead of walked id by id in Python."""
-
-    def __init__(self, tokenizer: TokenizerFeaturizer):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.pending: list[str] = []
-        self.starts = np.zeros(0, dtype=np.int64)
-        self.lengths = np.zeros(0, dtype=np.int64)
-        self.ids = np.zeros(0, dtype=np.int64)
-
-    def __missing__(self, chunk: str) -> int:
-        i = self[chunk] = len(self)  # the next dense id
-        self.pending.append(chunk)
-        return i
-
-    def tokens_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Every text's token ids (special tokens left out) concatenated, and how many each text has."""
-        if len(self) > 4 * _MEMO:
-            self.clear()
-            self.starts, self.lengths, self.ids = self.starts[:0], self.lengths[:0], self.ids[:0]
-        # The batch joined by single spaces splits into each text's chunks in turn (a text with k spaces has
-        # k + 1): one split call for the batch, as the tokenizer's own chunk path does.
-        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.int64, count=len(texts)) + 1
-        flat = " ".join(texts).split(" ") if texts else []
-        chunks = np.fromiter(map(self.__getitem__, flat), dtype=np.int64, count=len(flat))
-        if self.pending:
-            ids, lengths = self.tokenizer.token_ids(self.pending)
-            self.pending = []
-            self.starts = np.concatenate([self.starts, self.ids.size + np.cumsum(lengths) - lengths])
-            self.lengths = np.concatenate([self.lengths, lengths])
-            self.ids = np.concatenate([self.ids, ids])
-        lengths = self.lengths[chunks]
-        ends = np.cumsum(lengths)
-        at = np.repeat(self.starts[chunks] - (ends - lengths), lengths) + np.arange(int(ends[-1]) if ends.size else 0)
-        text_starts = np.cumsum(per_text) - per_text
-        per_text_ids = np.add.reduceat(lengths, text_starts) if lengths.size else per_text
-        return self.ids[at], per_text_ids
-
-
-def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each event's distinct ids (CSR: ``ids[offsets[i]:offsets[i+1]]``), from all its ids and their count."""
-    n = lengths.size
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    if ids.size == 0:
-        return ids, offsets
-    width = int(ids.max()) + 1
-    # int32 when it fits: the sort is the cost here
-    dtype = np.int32 if n * width < 2**31 else np.int64
-    pairs = np.repeat(np.arange(n, dtype=dtype), lengths) * dtype(width) + ids.astype(dtype)
-    pairs.sort()  # (a plain sort and a diff: faster than np.unique here)
-    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-    np.cumsum(np.bincount(pairs // width, minlength=n), out=offsets[1:])
-    return (pairs % width).astype(np.int64), offsets
 
 
 class TokenCounts:
@@ -161,15 +64,17 @@ class TokenCounts:
 
 class EvidenceSlice:
     """One window's share of a stream batch: each event's distinct token ids (CSR: ``keys[offsets[i]:
-    offsets[i+1]]``; the tokenizer's vocabulary ids, or the batch's word ids of ``_WORDS``), whether it had
-    text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
+    offsets[i+1]]``; the tokenizer's vocabulary ids, or word ids of ``words``, a generation of the process's
+    word table), whether it had text, its exemplar score, and where it is (``entry(i)``: position, request id)."""
 
-    __slots__ = ("plan", "keys", "offsets", "texts", "scores", "where", "entry_of")
+    __slots__ = ("plan", "keys", "offsets", "texts", "scores", "where", "entry_of", "words")
 
     def __init__(self, plan: "EvidencePlan", *, keys: np.ndarray, offsets: np.ndarray, texts: np.ndarray,
-                 scores: np.ndarray, where: np.ndarray, entry_of: Callable[[int], tuple[str, str | None]]):
+                 scores: np.ndarray, where: np.ndarray, entry_of: Callable[[int], tuple[str, str | None]],
+                 words: WordIds | None = None):
         self.plan, self.keys, self.offsets, self.texts, self.scores = plan, keys, offsets, texts, scores
         self.where, self.entry_of = where, entry_of  # where: the chunk event index of each event
+        self.words = words
 
     @property
     def n(self) -> int:
@@ -186,7 +91,8 @@ class EvidenceSlice:
         starts = self.offsets[:-1][sel]
         flat = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]), dtype=np.int64)
         return EvidenceSlice(self.plan, keys=self.keys[flat], offsets=offsets, texts=self.texts[sel],
-                             scores=self.scores[sel], where=self.where[sel], entry_of=self.entry_of)
+                             scores=self.scores[sel], where=self.where[sel], entry_of=self.entry_of,
+                             words=self.words)
 
 
 class EvidenceAccumulator:
@@ -216,10 +122,11 @@ class EvidenceAccumulator:
             done, i = self.events, 0
             while i < s.n:  # up to each fixed prune point of the window's event sequence
                 take = min(s.n - i, PRUNE_EVERY - done % PRUNE_EVERY)
-                # the slice holds the batch's word ids (_WordIds): counted here, keyed for the sketch
+                # the slice holds word ids of the word table: counted here, keyed for the sketch
                 counts = np.bincount(s.keys[s.offsets[i] : s.offsets[i + take]])
                 seen = np.flatnonzero(counts)
-                self.words.update(_WORDS.key_array()[seen], _WORDS.words.__getitem__, counts=counts[seen])
+                if seen.size:  # (a slice without text has no word table)
+                    self.words.update(s.words.keys()[seen], s.words.named.__getitem__, counts=counts[seen])
                 done, i = done + take, i + take
                 if done % PRUNE_EVERY == 0:
                     self.words.prune()
@@ -257,8 +164,6 @@ class EvidencePlan:
         self.reference_events = int(tokens["events"]) if self.source else 0
         self._reference_keys = (np.fromiter(map(word_key, self.reference), dtype=np.uint64, count=len(self.reference))
                                 if self.source == "words" else None)
-        chunked = self.source == "tokenizer" and tokenizer.chunk_cache
-        self._chunks = _ChunkTokens(tokenizer) if chunked else None
         self.projection = profile.event_projection if profile is not None else None
         self.score_name: str | None = None
         self.scorer: Standardiser | None = None
@@ -271,13 +176,13 @@ class EvidencePlan:
 
     # -- per batch -------------------------------------------------------------------------------------------
     def inputs(self, rows: np.ndarray, texts: Sequence[str | None], *, width: int, where: np.ndarray,
-               entry_of: Callable[[int], tuple[str, str | None]], words: list | None = None) -> EvidenceSlice:
+               entry_of: Callable[[int], tuple[str, str | None]], words: BatchWords | None = None) -> EvidenceSlice:
         """The slice of a stream batch: ``rows`` its rows (the stream's ``width`` columns, then any projected
-        embedding), ``texts`` its events' texts (``words``: their lower-cased words, when already split),
-        ``where`` their chunk indices for ``entry_of``."""
+        embedding), ``texts`` its events' texts (``words``: their lower-cased words as ids of the word table,
+        when the text features split them already), ``where`` their chunk indices for ``entry_of``."""
         n = len(texts)
         has_text = np.array([t is not None for t in texts], dtype=bool).reshape(n)
-        keys, offsets = self._token_keys(texts, has_text, words)
+        keys, offsets, index = self._token_keys(texts, has_text, words)
         if self.score_name == "embedding":
             scores = self.scorer.distance(rows[:, width:])
         elif self.score_name == "features":
@@ -285,38 +190,32 @@ class EvidencePlan:
         else:
             scores = np.full(n, np.nan)
         return EvidenceSlice(self, keys=keys, offsets=offsets, texts=has_text, scores=scores, where=where,
-                             entry_of=entry_of)
+                             entry_of=entry_of, words=index)
 
     def batch(self, sb: StreamBatch, chunk: Chunk, texts: list | None, *, width: int) -> EvidenceSlice:
         """:meth:`inputs` of one stream's events of a chunk (``texts``: theirs, when already gathered)."""
         events, records, pos = chunk.events, chunk.records, chunk.pos
         if texts is None:
             texts = [events[i].text for i in sb.idx.tolist()]
-        words = sb.words if isinstance(sb.words, list) and len(sb.words) == len(texts) else None
+        words = sb.words if sb.words is not None and sb.words.counts.size == len(texts) else None
         return self.inputs(sb.rows, texts, width=width, where=sb.idx, words=words,
                            entry_of=lambda j: (records[pos[j]].position, events[j].request_id))
 
-    def _token_keys(self, texts: Sequence[str | None], has_text: np.ndarray, words: list | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _token_keys(self, texts: Sequence[str | None], has_text: np.ndarray, words: BatchWords | None
+                    ) -> tuple[np.ndarray, np.ndarray, WordIds | None]:
         n = len(texts)
         if self.source is None or not has_text.any():
-            return np.empty(0, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+            return np.empty(0, dtype=np.int64), np.zeros(n + 1, dtype=np.int64), None
+        if self.source == "words":
+            # the words the text features split (BatchFeatures.words), else split here the same way
+            if words is None or not isinstance(words.index, WordIds):
+                words = split_words([t if t is not None else "" for t in texts])
+            return words.distinct, words.offsets, words.index
         every = bool(has_text.all())
         present = list(texts) if every else [t for t in texts if t is not None]
         lengths = np.zeros(n, dtype=np.int64)
-        if self.source == "tokenizer":
-            tokens = self._chunks.tokens_of if self._chunks is not None else self.tokenizer.token_ids
-            ids, lengths[has_text] = tokens(present)
-        else:
-            # the words the text features split (BatchFeatures.words), else split here the same way
-            if words is not None:
-                split = words if every else [w for w in words if w is not None]
-            else:
-                split = list(map(str.split, map(str.lower, present)))
-            lengths[has_text] = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-            ids = _WORDS.ids_of(chain.from_iterable(split), int(lengths.sum()))
-        # words: the batch's ids of _WORDS (keyed when counted); tokenizer: the vocabulary's ids
-        return distinct_per_event(ids, lengths)
+        ids, lengths[has_text] = self.tokenizer.token_ids(present)  # the chunks features() just split
+        return (*distinct_per_event(ids, lengths), None)  # the tokenizer's vocabulary ids
 
     # -- at close --------------------------------------------------------------------------------------------
     def window_counts(self, acc: EvidenceAccumulator) -> dict[str, int]:

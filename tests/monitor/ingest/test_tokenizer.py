@@ -37,6 +37,30 @@ def test_chunk_cache_is_exact_on_many_texts(tiny):
     np.testing.assert_array_equal(f.features(texts), f._features_by_text(texts))
 
 
+def _id_sets(f, texts):
+    ids, lengths = f.token_ids(texts)
+    ends = np.cumsum(lengths)
+    return [ids[e - n : e].tolist() for n, e in zip(lengths.tolist(), ends.tolist())]
+
+
+def test_token_ids_reuse_the_chunks_features_split_and_equal_a_fresh_tokenizers(tiny, monkeypatch):
+    # token_ids of the texts features() just saw reuses its split; any other list is split again; a
+    # cache that starts over in between forgets the reused split. Every path gives the same ids.
+    texts = ["great phone", "", "zzqx unseen wordsss ✨", "Hello,   World!! 12:30", "great phone"]
+    expected = _id_sets(TokenizerFeaturizer(tiny.tokenizer_dir), texts)
+    tok = AutoTokenizer.from_pretrained(str(tiny.tokenizer_dir))
+    special = set(tok.all_special_ids)
+    assert expected == [[i for i in tok(t)["input_ids"] if i not in special] for t in texts]
+    f = TokenizerFeaturizer(tiny.tokenizer_dir)
+    f.features(texts)
+    assert f._last is not None and f._last[0] is texts
+    assert _id_sets(f, list(texts)) == expected  # the same strings: reused
+    assert _id_sets(f, [t + "" for t in ["x y"] + texts[1:]])[1:] == expected[1:]  # other strings: split again
+    monkeypatch.setattr(TokenizerFeaturizer, "_MAX_CHUNKS", 4)
+    f.features(["brand new chunks here now"])  # past the cap: the cache starts over
+    assert _id_sets(f, texts) == expected
+
+
 def test_fingerprint_identifies_the_tokenizer(tiny, tmp_path):
     a = TokenizerFeaturizer(tiny.tokenizer_dir)
     assert a.info.fingerprint == TokenizerFeaturizer(tiny.tokenizer_dir).info.fingerprint
