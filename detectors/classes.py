@@ -14,12 +14,12 @@ import numbers
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import stats
+from scipy import special
 from scipy.spatial import distance
 
 from detectors.base import PredictionShiftResult, check_in_range
 
-__all__ = ["PredictionShift"]
+__all__ = ["PredictionShift", "chi_square"]
 
 
 class PredictionShift:
@@ -98,7 +98,7 @@ class PredictionShift:
             # One class: the window cannot differ from the reference in class balance.
             statistic, p_value = 0.0, 1.0
         else:
-            statistic, p_value = stats.chisquare(observed, ref * n)
+            statistic, p_value = chi_square(observed, ref * n)
         return self._result(float(statistic), float(p_value), dof, psi, js, unseen, _as_count(n))
 
     def _result(self, statistic, p_value, dof, psi, js, unseen, n) -> PredictionShiftResult:
@@ -118,6 +118,28 @@ class PredictionShift:
     def __repr__(self) -> str:
         return (f"PredictionShift(classes={list(self.classes)}, alpha={self.alpha}, min_psi={self.min_psi}, "
                 f"pseudo_count={self.pseudo_count})")
+
+
+def chi_square(observed: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """Return Pearson's chi-square statistic and p-value (``len - 1`` degrees of freedom) of 1-d counts.
+
+    The floats ``scipy.stats.chisquare(observed, expected)`` returns, by the same operations (its terms
+    ``(o - e)**2 / e`` summed, ``scipy.special.chdtrc`` for the tail), and the same ``ValueError`` when the
+    totals disagree by more than ``sqrt(eps)`` (relative). Without scipy's array-API and NaN-policy layers,
+    which cost ~50x the arithmetic on a window's few classes.
+
+    Examples
+    --------
+    >>> chi_square(np.array([16.0, 18.0, 16.0, 14.0, 12.0, 12.0]), np.full(6, 88.0 / 6))
+    (2.0, 0.8491450360846096)
+    """
+    obs_sum, exp_sum = observed.sum(), expected.sum()
+    rtol = np.finfo(np.float64).eps ** 0.5
+    if abs(obs_sum - exp_sum) / min(obs_sum, exp_sum) > rtol:
+        raise ValueError(f"the sum of the observed frequencies must agree with the sum of the expected frequencies "
+                         f"to a relative tolerance of {rtol}, got {obs_sum} and {exp_sum}")
+    statistic = ((observed - expected) ** 2 / expected).sum()
+    return float(statistic), float(special.chdtrc(observed.size - 1.0, statistic))
 
 
 def _positive_counts(name: str, counts: Mapping[str, int]) -> dict[str, float]:

@@ -265,15 +265,17 @@ class Pipeline:
              rejected: np.ndarray) -> list[WindowResult]:
         """Window one stream's events of the chunk (and its ``rejected`` records); evaluate what closes."""
         ts, rows = sb.ts, sb.rows
-        self._sink("observe_batch", stream.model, stream.version,
-                   classes=Counter(sb.preds), errors=sum(p is None for p in sb.preds),
+        # One pass over the predictions for the sink and the windows (the sink gets a copy it may keep).
+        classes = Counter(sb.preds)
+        self._sink("observe_batch", stream.model, stream.version, classes=classes.copy(), errors=classes.get(None, 0),
                    latency_ms=rows[:, 0], confidence=rows[:, 1], lengths=sb.lengths, last_ts_ms=int(ts.max()),
                    **stream.segment_kw)
         texts, offer, events = None, None, chunk.events
         if self.texts is not None and stream.model in self.texts.projections:
             texts, offer = [events[i].text for i in sb.idx.tolist()], self.texts.offer
         evidence = self._evidence_inputs(stream, sb, chunk, texts)
-        n_late, due = self._streams.add(stream, sb, part, rejected, texts=texts, offer=offer, evidence=evidence)
+        n_late, due = self._streams.add(stream, sb, part, rejected, texts=texts, offer=offer, evidence=evidence,
+                                        classes=classes)
         if n_late:
             self.stats.late += n_late
             self._sink("count_late", stream.model, stream.version, n_late, **stream.segment_kw)

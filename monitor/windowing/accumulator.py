@@ -28,6 +28,9 @@ class BatchSlice:
     entropy: np.ndarray  # NaN where the event had no probabilities
     low_confidence_threshold: float
     evidence: EvidenceSlice | None = None  # the window's evidence inputs ([explain]; windowing/evidence.py)
+    # ``Counter(predictions)`` when the caller has counted them already (the pipeline counts every stream
+    # batch for its sink; a slice that is the whole batch reuses that count instead of a second pass). Read only.
+    classes: Counter | None = None
 
 
 # Sums of confidences and entropies are kept as integers in units of 2**-32: integer addition is exact and
@@ -109,13 +112,18 @@ class WindowAccumulator:
         lo, hi = int(s.ts_ms.min()), int(s.ts_ms.max())
         self.first_ts_ms = lo if self.first_ts_ms is None else min(self.first_ts_ms, lo)
         self.last_ts_ms = hi if self.last_ts_ms is None else max(self.last_ts_ms, hi)
-        counts = Counter(s.predictions)
-        self.errors += counts.pop(None, 0)
-        self.class_counts.update(counts)
-        for p, label in zip(s.predictions, s.labels):
-            if label is not None and p is not None:
-                self.labelled += 1
-                self.correct += p == label
+        counts = s.classes if s.classes is not None else Counter(s.predictions)
+        class_counts = self.class_counts
+        for cls, n in counts.items():  # (in the order Counter.update would insert them: checkpoints keep it)
+            if cls is None:
+                self.errors += n
+            else:
+                class_counts[cls] += n
+        if s.labels.count(None) < k:  # (a C-speed scan: most batches carry no label at all)
+            for p, label in zip(s.predictions, s.labels):
+                if label is not None and p is not None:
+                    self.labelled += 1
+                    self.correct += p == label
         conf = s.rows[:, CONFIDENCE_COL]
         has_conf = ~np.isnan(conf)
         self.confidence_n += int(has_conf.sum())

@@ -8,6 +8,7 @@ position); this module only applies them to one stream's fields.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -165,11 +166,12 @@ class StreamState:
     # -- the window state machine ----------------------------------------------------------------------------
     def add(self, sb: StreamBatch, part: PartitionRun, rejected: np.ndarray, *, low_threshold: float,
             texts: list | None = None, offer: Callable | None = None, evidence: EvidenceSlice | None = None,
-            ) -> tuple[np.ndarray, int]:
+            classes: Counter | None = None) -> tuple[np.ndarray, int]:
         """Window the stream's events of a chunk (``sb``) and count its late events and its ``rejected`` records
         (record positions) where they belong; return the keys of the windows it opened, in the order they
         opened, and the number of late events. ``offer(window, texts)`` gets each window's share of ``texts``,
-        each window its share of ``evidence`` (windowing/evidence.py).
+        each window its share of ``evidence`` (windowing/evidence.py). ``classes``: ``Counter(sb.preds)``, when
+        the caller has it (read only).
         """
         spec = self.spec
         ts, n = sb.ts, sb.ts.size
@@ -190,7 +192,7 @@ class StreamState:
             keys = (self.count + np.arange(n, dtype=np.int64)) // spec.events
             n_late, keep = 0, None
         opened = self._route(sb, keys, ev_pos, keep=keep, low_threshold=low_threshold, texts=texts, offer=offer,
-                             evidence=evidence)
+                             evidence=evidence, classes=classes)
         if opened[0].size:
             first = self.open[int(opened[0][0])]
             first.invalid, first.late = first.invalid + carried[0], first.late + carried[1]
@@ -212,13 +214,14 @@ class StreamState:
 
     def _route(self, sb: StreamBatch, keys: np.ndarray, ev_pos: np.ndarray, *, keep: np.ndarray | None,
                low_threshold: float, texts: list | None, offer: Callable | None,
-               evidence: EvidenceSlice | None = None) -> tuple[np.ndarray, np.ndarray]:
+               evidence: EvidenceSlice | None = None, classes: Counter | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Add the ``keep`` events (all when None) to their windows; return the keys of the windows opened and
-        the record positions where they opened, sorted by position."""
+        the record positions where they opened, sorted by position. ``classes``: ``Counter(sb.preds)`` or None."""
         ts, rows, preds, labels, entropy = sb.ts, sb.rows, sb.preds, sb.labels, sb.entropy
         if keep is not None:
             if keep.size == 0:
                 return _NONE_OPENED
+            classes = None  # (counted over all the events, not the kept ones)
             keys, ts, rows, entropy, ev_pos = keys[keep], ts[keep], rows[keep], entropy[keep], ev_pos[keep]
             preds = [preds[i] for i in keep]
             labels = [labels[i] for i in keep]
@@ -237,12 +240,13 @@ class StreamState:
                 acc = self.open[k] = self._new_window(k)
                 opened.append((int(ev_pos[first_i]), k))
             if sel is None:
-                acc.add(BatchSlice(ts, rows, preds, labels, entropy, low_threshold, evidence))
+                acc.add(BatchSlice(ts, rows, preds, labels, entropy, low_threshold, evidence, classes))
             else:
-                acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in sel], [labels[i] for i in sel], entropy[sel],
+                at = sel.tolist()  # (list indexing with Python ints: numpy scalars cost more per item)
+                acc.add(BatchSlice(ts[sel], rows[sel], [preds[i] for i in at], [labels[i] for i in at], entropy[sel],
                                    low_threshold, evidence.take(sel) if evidence is not None else None))
             if texts is not None:  # the window's seeded sample of texts, embedded off the hot path
-                offer(acc, texts if sel is None else [texts[i] for i in sel])
+                offer(acc, texts if sel is None else [texts[i] for i in sel.tolist()])
         opened.sort()
         return (np.array([k for _, k in opened], dtype=np.int64), np.array([p for p, _ in opened], dtype=np.int64))
 

@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from detectors.correction import adjust_p_values
-from detectors.ks import KSDrift, ks_p_value, ks_statistic_sorted
+from detectors import ks
+from detectors.ks import KSDrift, KSReference, ks_p_value, ks_statistic_sorted
 
 
 def _sample(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
@@ -40,6 +41,42 @@ def test_statistic_equals_ks_2samp(kind):
 def test_statistic_edge_cases(a, b, expected):
     assert ks_statistic_sorted(np.array(a), np.array(b)) == pytest.approx(expected, abs=1e-12)
     assert stats.ks_2samp(a, b).statistic == pytest.approx(expected, abs=1e-12)
+    ref = KSReference(np.array(a))
+    assert ref._runs is not None or len(set(a)) > len(a) / 2
+    assert ref.statistic(np.array(b)) == ks_statistic_sorted(np.array(a), np.array(b))
+
+
+@pytest.mark.parametrize("kind", ["integers", "rounded", "constant", "mixed"])
+def test_runs_statistic_is_the_merge_statistic_bit_for_bit(kind):
+    """A reference with many ties is tested at the window's distinct values (_statistic_runs): the float must
+    be the one the merge over every value gives (checkpointed and stored results compare byte for byte)."""
+    rng = np.random.default_rng(7)
+    runs_used = 0
+    for _ in range(400):
+        n1, n2 = (int(n) for n in rng.integers(1, 600, size=2))
+        if kind == "integers":
+            a, b = rng.integers(0, 12, n1), rng.integers(rng.integers(0, 4), 12, n2)
+        elif kind == "rounded":
+            a, b = np.round(rng.exponential(1.0, n1), 1), np.round(rng.exponential(rng.uniform(0.8, 1.5), n2), 2)
+        elif kind == "constant":  # a reference of one value (oov_rate without a vocabulary hit, digit_ratio 0)
+            a, b = np.zeros(n1), np.where(rng.random(n2) < 0.7, 0.0, rng.random(n2))
+        else:  # distinct values and runs on both sides
+            a = np.concatenate((np.zeros(n1), rng.normal(0, 1, n1 // 3)))
+            b = np.concatenate((np.zeros(n2 // 2), rng.normal(0.2, 1, n2)))
+        a, b = np.sort(a.astype(np.float64)), np.sort(b.astype(np.float64))
+        ref = KSReference(a)
+        runs_used += ref._runs is not None
+        expected = ks._statistic(ref.sorted, ref._right, b)
+        assert ref.statistic(b) == expected  # exact: no tolerance
+        assert expected == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+    assert runs_used > 300  # the property is about the runs path: it must have been taken
+
+
+def test_a_reference_of_mostly_distinct_values_keeps_the_merge():
+    rng = np.random.default_rng(3)
+    assert KSReference(rng.normal(size=1000))._runs is None
+    assert KSReference(rng.integers(0, 10, 1000).astype(float))._runs is not None
+    assert KSReference(np.array([]))._runs is None
 
 
 def test_statistic_rejects_unsorted_or_empty_input():

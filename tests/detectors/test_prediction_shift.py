@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from detectors.classes import PredictionShift
+from detectors.classes import PredictionShift, chi_square
 
 
 def _smoothed(counts: list[float], pseudo: float) -> np.ndarray:
@@ -32,6 +32,23 @@ def test_chi_square_psi_and_js_match_scipy_with_smoothing_over_the_union():
     assert result.js_distance == pytest.approx(distance.jensenshannon(w, r, base=2), rel=1e-12)
     assert result.unseen_classes == ("spam",)
     assert result.n == 500
+
+
+def test_chi_square_is_scipys_bit_for_bit():
+    """The direct chi-square must give scipy.stats.chisquare's floats exactly (stored results compare bytes)."""
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        k = int(rng.integers(2, 12))
+        observed = rng.integers(0, 5000, k).astype(np.float64)
+        observed[0] += 1.0
+        ref = rng.random(k) + 0.5
+        ref /= ref.sum()
+        expected = stats.chisquare(observed, ref * observed.sum())
+        assert chi_square(observed, ref * observed.sum()) == (float(expected.statistic), float(expected.pvalue))
+    with pytest.raises(ValueError, match="relative tolerance"):
+        stats.chisquare(np.array([10.0, 10.0]), np.array([10.0, 11.0]))
+    with pytest.raises(ValueError, match="relative tolerance"):
+        chi_square(np.array([10.0, 10.0]), np.array([10.0, 11.0]))
 
 
 def test_unseen_classes_are_sorted_and_zero_counts_do_not_count():
