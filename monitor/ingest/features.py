@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,7 +18,8 @@ from monitor.ingest.oov import oov_column
 from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
-__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "LENGTH_FEATURE"]
+__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "Scored", "scored",
+           "LENGTH_FEATURE"]
 
 _WORD_COUNT = TEXT_FEATURES.index("word_count")
 
@@ -67,18 +69,20 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...], *,
                probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
-               vocabulary: HashedVocabulary | None = None, words: list | None = None) -> np.ndarray:
+               vocabulary: HashedVocabulary | None = None, words: list | None = None,
+               probabilities: Scored | None = None) -> np.ndarray:
     """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,
     projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
     profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift;
     ``oov_rate`` only with a ``vocabulary``, the profile's; ``words``: the events' lower-cased words, from
-    :class:`BatchFeatures`, so that oov_rate does not split the texts again)."""
+    :class:`BatchFeatures`, so that oov_rate does not split the texts again; ``probabilities``: the events'
+    :func:`scored`, when the caller has it)."""
     k = len(events)
     width = 2 + base.shape[1] + len(custom) + (vocabulary is not None)
     end = width + len(probability_classes)
     rows = np.empty((k, end + (projection.components if projection is not None else 0)), dtype=np.float64)
     if probability_classes:
-        rows[:, width:end] = probability_columns(events, probability_classes)
+        rows[:, width:end] = probability_columns(events, probability_classes, probabilities)
     if projection is not None:
         rows[:, end:] = np.nan
         idx = [i for i, e in enumerate(events) if e.embedding is not None]
@@ -99,15 +103,34 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     return rows
 
 
-def _scored(events: Sequence[Event]) -> tuple[list[int] | None, list]:
-    """The events that logged probabilities and did not fail: their indices (None: every event) and their
-    probability tuples. (A comprehension: reading msgspec fields inline measured ~2x faster than
-    ``map(operator.attrgetter(...))``.)"""
+class Scored(NamedTuple):
+    """The probabilities of a batch's scored events (those that logged probabilities and did not fail), read
+    once for both :func:`entropies` and :func:`probability_columns`."""
+
+    idx: list[int] | None  # their indices in the batch; None: every event
+    probs: list  # their probability tuples
+    matrix: np.ndarray | None  # the tuples as one (len(probs), k) matrix; None when their widths differ
+
+
+def scored(events: Sequence[Event]) -> Scored:
+    """The :class:`Scored` probabilities of ``events``."""
+    probs, idx = _scored(events)
+    return Scored(idx, probs, _matrix(probs) if probs else None)
+
+
+def _scored(events: Sequence[Event]) -> tuple[list, list[int] | None]:
+    """The scored events' probability tuples and indices (None: every event). A comprehension: reading
+    msgspec fields inline measured ~2x faster than ``map(operator.attrgetter(...))``; the rest is in C."""
     probs = [e.probabilities if e.error is None else None for e in events]
-    if None not in probs:
-        return None, probs
+    # Truthiness, tested in C, is `is not None` unless a tuple is empty, which only a hand-built Event can
+    # hold: then the kept ones do not add up, and the explicit test decides (an empty tuple is scored).
+    kept = list(filter(None, probs))
+    if len(kept) == len(probs):
+        return kept, None
+    if len(kept) + probs.count(None) == len(probs):
+        return kept, list(compress(range(len(probs)), probs))
     idx = [i for i, p in enumerate(probs) if p is not None]
-    return idx, _pick(probs, idx)
+    return _pick(probs, idx), idx
 
 
 def _pick(items: list, idx: list[int]) -> list:
@@ -128,13 +151,13 @@ def _matrix(probs: list) -> np.ndarray | None:
     return np.fromiter(chain.from_iterable(probs), dtype=np.float64, count=len(probs) * k).reshape(len(probs), k)
 
 
-def entropies(events: Sequence[Event]) -> np.ndarray:
-    """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed)."""
+def entropies(events: Sequence[Event], probabilities: Scored | None = None) -> np.ndarray:
+    """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed). ``probabilities``:
+    the events' :func:`scored`, when the caller has it."""
     out = np.full(len(events), np.nan)
-    idx, probs = _scored(events)
+    idx, probs, p = probabilities if probabilities is not None else scored(events)
     if not probs:
         return out
-    p = _matrix(probs)
     if p is not None:  # one width (the common batch): one matrix; entropy is row by row, so the same values
         if idx is None:
             return entropy_bits(p)
@@ -149,28 +172,34 @@ def entropies(events: Sequence[Event]) -> np.ndarray:
     return out
 
 
-def probability_columns(events: Sequence[Event], classes: tuple[str, ...]) -> np.ndarray:
+def probability_columns(events: Sequence[Event], classes: tuple[str, ...],
+                        probabilities: Scored | None = None) -> np.ndarray:
     """Each event's probability of each of ``classes``, ``(len(events), len(classes))``; NaN where it logged
-    none, failed, or did not name that class (classes not in ``classes`` are left out).
+    none, failed, or did not name that class (classes not in ``classes`` are left out). ``probabilities``:
+    the events' :func:`scored`, when the caller has it.
 
     When the scored events share one class tuple (the common batch) this is one matrix; otherwise events are
     grouped by their class tuple (one tuple hash per event plus one array per group).
     """
     out = np.full((len(events), len(classes)), np.nan)
     column = {c: j for j, c in enumerate(classes)}
-    idx, probs = _scored(events)
+    idx, probs, matrix = probabilities if probabilities is not None else scored(events)
     if not probs:
         return out
     names = [e.classes for e in events]
     if idx is not None:
         names = _pick(names, idx)
-    if len(set(names)) == 1:
+    # All equal to the first (list.count compares in C, each class tuple usually the same strings): what
+    # len(set(names)) == 1 says, without hashing every tuple.
+    if names.count(names[0]) == len(names):
         # One class tuple for the scored events (the common batch): one matrix, no per-event grouping.
         pairs = [(src, j) for src, c in enumerate(names[0]) if (j := column.get(c)) is not None]
         if pairs:
             src, dst = zip(*pairs)
-            rows = np.arange(len(events)) if idx is None else np.asarray(idx, dtype=np.intp)
-            out[np.ix_(rows, dst)] = _matrix(probs)[:, list(src)]
+            if idx is None:
+                out[:, list(dst)] = matrix[:, list(src)]
+            else:
+                out[np.ix_(np.asarray(idx, dtype=np.intp), dst)] = matrix[:, list(src)]
         return out
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, e in enumerate(events):
