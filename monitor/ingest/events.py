@@ -11,7 +11,7 @@ import json
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 import msgspec
 import orjson
@@ -207,7 +207,9 @@ class _Wire(msgspec.Struct, gc=False):
 
     ts: Union[str, int, float]
     model: Annotated[str, msgspec.Meta(min_length=1)]
-    version: Union[str, None] = None
+    # An empty version and a schema other than 1 are refused here, in C, like every type: the validator then
+    # names the reason.
+    version: Union[Annotated[str, msgspec.Meta(min_length=1)], None] = None
     request_id: Union[str, None] = None
     text: Union[str, None] = None
     prediction: Union[str, None] = None
@@ -223,7 +225,7 @@ class _Wire(msgspec.Struct, gc=False):
     outcome: Union[float, None] = None
     embedding: Union[list[float], None] = None
     segment: Union[Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SEGMENT_CHARS)], None] = None
-    schema: int = 1
+    schema: Literal[1] = 1
     kind: str = "prediction"
 
 
@@ -246,7 +248,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | L
     if w.kind != "prediction":
         return _label_from_wire(w, raw, max_text_chars)
     version, text = w.version, w.text
-    if (w.schema != 1 or version == "" or (w.prediction is None and w.error is None)
+    if ((w.prediction is None and w.error is None)
             or (text is not None and len(text) > max_text_chars)):
         return _slow_decode(raw, max_text_chars)
     ts = w.ts

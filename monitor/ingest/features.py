@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import chain, compress
-from operator import itemgetter
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -104,40 +103,45 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
 
 
 class Scored(NamedTuple):
-    """The probabilities of a batch's scored events (those that logged probabilities and did not fail), read
-    once for both :func:`entropies` and :func:`probability_columns`."""
+    """A batch's probabilities, read once for both :func:`entropies` and :func:`probability_columns`.
 
-    idx: list[int] | None  # their indices in the batch; None: every event
-    probs: list  # their probability tuples
-    matrix: np.ndarray | None  # the tuples as one (len(probs), k) matrix; None when their widths differ
+    ``matrix`` has a row for every event, so that the common batch needs no indices: the probabilities of the
+    scored events (those that logged probabilities and did not fail) and zeros in the rows of the others,
+    ``unscored``, which the functions set to NaN. It is None when no event is scored or their widths differ.
+    """
+
+    unscored: list[int]
+    first: int  # the first scored event; -1: none
+    matrix: np.ndarray | None
 
 
 def scored(events: Sequence[Event]) -> Scored:
-    """The :class:`Scored` probabilities of ``events``."""
-    probs, idx = _scored(events)
-    return Scored(idx, probs, _matrix(probs) if probs else None)
-
-
-def _scored(events: Sequence[Event]) -> tuple[list, list[int] | None]:
-    """The scored events' probability tuples and indices (None: every event). A comprehension: reading
-    msgspec fields inline measured ~2x faster than ``map(operator.attrgetter(...))``; the rest is in C."""
+    """The :class:`Scored` probabilities of ``events``. A comprehension: reading msgspec fields inline measured
+    ~2x faster than ``map(operator.attrgetter(...))``; the rest is in C but for the (few) unscored events."""
     probs = [e.probabilities if e.error is None else None for e in events]
-    # Truthiness, tested in C, is `is not None` unless a tuple is empty, which only a hand-built Event can
-    # hold: then the kept ones do not add up, and the explicit test decides (an empty tuple is scored).
-    kept = list(filter(None, probs))
-    if len(kept) == len(probs):
-        return kept, None
-    if len(kept) + probs.count(None) == len(probs):
-        return kept, list(compress(range(len(probs)), probs))
-    idx = [i for i, p in enumerate(probs) if p is not None]
-    return _pick(probs, idx), idx
+    unscored = _nones(probs)
+    if len(unscored) == len(probs):
+        return Scored(unscored, -1, None)
+    first = 0
+    if unscored:
+        while first < len(unscored) and unscored[first] == first:
+            first += 1
+        pad = (0.0,) * len(probs[first])
+        for i in unscored:
+            probs[i] = pad
+    return Scored(unscored, first, _matrix(probs))
 
 
-def _pick(items: list, idx: list[int]) -> list:
-    """``[items[i] for i in idx]`` in one C call."""
-    if len(idx) < 2:
-        return [items[i] for i in idx]
-    return list(itemgetter(*idx)(items))
+def _nones(items: list) -> list[int]:
+    """The indices of the Nones in ``items``, found by list.index in C (Nones are the rare items)."""
+    out: list[int] = []
+    i = -1
+    try:
+        while True:
+            i = items.index(None, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
 
 
 def _matrix(probs: list) -> np.ndarray | None:
@@ -154,14 +158,13 @@ def _matrix(probs: list) -> np.ndarray | None:
 def entropies(events: Sequence[Event], probabilities: Scored | None = None) -> np.ndarray:
     """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed). ``probabilities``:
     the events' :func:`scored`, when the caller has it."""
-    out = np.full(len(events), np.nan)
-    idx, probs, p = probabilities if probabilities is not None else scored(events)
-    if not probs:
-        return out
+    unscored, first, p = probabilities if probabilities is not None else scored(events)
     if p is not None:  # one width (the common batch): one matrix; entropy is row by row, so the same values
-        if idx is None:
-            return entropy_bits(p)
-        out[idx] = entropy_bits(p)
+        out = entropy_bits(p)
+        out[unscored] = np.nan
+        return out
+    out = np.full(len(events), np.nan)
+    if first < 0:
         return out
     by_width: dict[int, list[int]] = {}
     for i, e in enumerate(events):
@@ -183,23 +186,21 @@ def probability_columns(events: Sequence[Event], classes: tuple[str, ...],
     """
     out = np.full((len(events), len(classes)), np.nan)
     column = {c: j for j, c in enumerate(classes)}
-    idx, probs, matrix = probabilities if probabilities is not None else scored(events)
-    if not probs:
+    unscored, first, matrix = probabilities if probabilities is not None else scored(events)
+    if first < 0:
         return out
     names = [e.classes for e in events]
-    if idx is not None:
-        names = _pick(names, idx)
-    # All equal to the first (list.count compares in C, each class tuple usually the same strings): what
-    # len(set(names)) == 1 says, without hashing every tuple.
-    if names.count(names[0]) == len(names):
+    ref = names[first]
+    # Every scored event's classes equal the first's: list.count compares in C (each class tuple usually holds
+    # the same string objects), less the unscored events that happen to equal it. What a set of the scored
+    # events' class tuples of size 1 says, without hashing every tuple.
+    if names.count(ref) - sum(names[i] == ref for i in unscored) == len(names) - len(unscored):
         # One class tuple for the scored events (the common batch): one matrix, no per-event grouping.
-        pairs = [(src, j) for src, c in enumerate(names[0]) if (j := column.get(c)) is not None]
+        pairs = [(src, j) for src, c in enumerate(ref) if (j := column.get(c)) is not None]
         if pairs:
             src, dst = zip(*pairs)
-            if idx is None:
-                out[:, list(dst)] = matrix[:, list(src)]
-            else:
-                out[np.ix_(np.asarray(idx, dtype=np.intp), dst)] = matrix[:, list(src)]
+            out[:, list(dst)] = matrix[:, list(src)]
+            out[unscored] = np.nan
         return out
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, e in enumerate(events):

@@ -68,17 +68,18 @@ def test_scored_once_for_both_gives_what_each_computes_alone():
             assert (probability_columns(events, classes, sc).tobytes() == probability_columns(events, classes).tobytes()
                     == _grouped_columns(events, classes).tobytes())
     sc = scored(gaps)
-    assert sc.idx == [i for i, e in enumerate(gaps) if e.probabilities is not None and e.error is None]
-    assert sc.matrix.shape == (60, 2) and len(sc.probs) == 60
+    assert sc.unscored == [i for i, e in enumerate(gaps) if e.probabilities is None or e.error is not None]
+    assert sc.first == 1 and sc.matrix.shape == (len(gaps), 2) and not sc.matrix[sc.unscored].any()
+    assert scored([_event(1, None)]) == ([0], -1, None)
 
 
 def test_an_empty_probability_tuple_is_scored_as_a_tuple_not_as_missing():
-    # Only a hand-built Event can hold one (decoding refuses it); the scored indices are the `is not None` ones.
+    # Only a hand-built Event can hold one (decoding refuses it): scored, its entropy 0 as before, not NaN.
     from monitor.ingest.features import scored
 
     empty = Event(ts_ms=1, model="m", version="1", prediction="a", classes=(), probabilities=())
     events = [_event(0, None), empty, _event(2, AB)]
     sc = scored(events)
-    assert sc.idx == [1, 2] and sc.probs[0] == ()
+    assert sc.unscored == [0] and sc.first == 1 and sc.matrix is None  # widths 0 and 2
     assert entropies(events).tobytes() == _grouped_entropies(events).tobytes()
-    assert entropies([empty]).tolist() == [0.0]
+    assert entropies([empty]).tolist() == [0.0] and entropies([_event(0, None), empty]).tolist()[1] == 0.0
