@@ -11,6 +11,7 @@ import json
 import math
 import re
 from datetime import datetime
+from operator import attrgetter
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -230,6 +231,8 @@ class _Wire(msgspec.Struct, gc=False):
 
 
 _decode_wire = msgspec.json.Decoder(_Wire).decode
+# The wire's fields a label event must not carry, read in one C call (a generator of getattr cost ~0.5 us).
+_prediction_fields = attrgetter(*_PREDICTION_ONLY)
 
 
 def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | LabelEvent:
@@ -305,7 +308,7 @@ def decode_event(raw: bytes | str, *, max_text_chars: int = 10_000) -> Event | L
 def _label_from_wire(w: _Wire, raw: bytes | str, max_text_chars: int) -> LabelEvent:
     """The fast path of a label event; anything unusual goes to the authoritative validator."""
     if (w.kind != "label" or w.schema != 1 or w.version == "" or not w.request_id or not w.label
-            or any(getattr(w, name) is not None for name in _PREDICTION_ONLY)):
+            or _prediction_fields(w).count(None) != len(_PREDICTION_ONLY)):
         return _slow_decode(raw, max_text_chars)
     ts = w.ts
     if type(ts) is int and _SECONDS_LIMIT <= ts < _MAX_TS_MS:

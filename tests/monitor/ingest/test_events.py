@@ -302,3 +302,19 @@ def test_field_order_on_the_wire_does_not_matter():
     for order in itertools.islice(itertools.permutations(keys), 0, None, 9973):  # ~4000 of the 11! orders
         assert decode_event(json.dumps({k: obj[k] for k in order}).encode()) == expected
     assert decode_event(json.dumps(dict(reversed(obj.items()))).encode()) == expected
+
+
+_ONE_VALUE = {"prediction": "a", "error": "e", "confidence": 0.5, "probabilities": {"a": 1.0}, "classes": ["a"],
+              "latency_ms": 0, "text": "", "features": {}, "variant": "", "outcome": 0.0, "embedding": [0.0]}
+
+
+@pytest.mark.parametrize("field", sorted(_ONE_VALUE))
+def test_a_label_event_with_any_prediction_field_is_refused_on_both_paths(field):
+    from monitor.ingest.events import _PREDICTION_ONLY
+
+    assert set(_ONE_VALUE) == set(_PREDICTION_ONLY)
+    label = {"kind": "label", "ts": 1_764_000_000_000, "model": "m", "request_id": "r", "label": "a"}
+    raw = json.dumps({**label, field: _ONE_VALUE[field]}).encode()
+    assert _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw) == _outcome(_slow_decode, raw) \
+        == "label_with_prediction"
+    assert decode_event(json.dumps(label).encode()).label == "a"
