@@ -13,7 +13,7 @@ import numpy as np
 
 from detectors.text_features import BatchWords
 from monitor.ingest.events import Event, InvalidEvent, LabelEvent, decode_event
-from monitor.ingest.features import BatchFeatures, entropies, event_rows
+from monitor.ingest.features import BatchFeatures, entropies, event_rows, scored
 from monitor.ingest.reference import FeatureSet, Profile
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 
@@ -73,7 +73,6 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
     its own (``segment_profiles``, by (model, segment)) has its ``oov_rate`` scored against that profile's
     vocabulary, the one its reference values were scored against."""
     events: list[Event] = []
-    pos: list[int] = []
     rejected: list[tuple[int, object, InvalidEvent]] = []
     labels: list[tuple[int, LabelEvent]] = []
     for i, rec in enumerate(records):
@@ -84,7 +83,9 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
             continue
         if e.ts_ms > horizon_ms:
             # One producer with a wrong clock must not close every window of its stream.
-            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds", e.model, e.version, segment=e.segment)))
+            # (A label event has no segment: its prediction's stream is the one it counts in.)
+            rejected.append((i, rec, InvalidEvent(FUTURE_REASON, "ts is further in the future than window.max_future_seconds",
+                                                  e.model, e.version, segment=getattr(e, "segment", None))))
             continue
         if type(e) is LabelEvent:
             labels.append((i, e))
@@ -96,30 +97,57 @@ def prepare_chunk(records: Sequence, *, horizon_ms: int, max_text_chars: int, fe
                                                       "reference profile's", e.model, e.version, segment=e.segment)))
                 continue
         events.append(e)
-        pos.append(i)
-    ts = np.fromiter((e.ts_ms for e in events), dtype=np.int64, count=len(events))
+    pos = _positions(len(records), rejected, labels)
+    ts = np.fromiter([e.ts_ms for e in events], dtype=np.int64, count=len(events))
     streams: dict[tuple[str, str, str], StreamBatch] = {}
     if events:
         batch = featurize(events, features, tokenizer)
-        by_stream: dict[tuple[str, str, str], list[int]] = {}
-        for i, e in enumerate(events):
-            by_stream.setdefault((e.model, e.version, (e.segment or "") if by_segment else ""), []).append(i)
-        for key, idx in by_stream.items():
+        for key, idx in _by_stream(events, by_segment).items():
             evs = [events[i] for i in idx] if len(idx) < len(events) else events
             profile = profiles.get(key[0])
             words_of = (segment_profiles or {}).get((key[0], key[2]), profile) if key[2] else profile
-            ia = np.asarray(idx, dtype=np.intp)
+            ia = np.asarray(idx, dtype=np.intp) if len(idx) < len(events) else np.arange(len(events), dtype=np.intp)
             words = _pick(batch.words, idx, len(events))
+            probabilities = scored(evs)
             streams[key] = StreamBatch(
                 ia, ts[ia], event_rows(evs, batch.matrix[ia], profile.custom_features if profile else (),
                                        probability_classes=profile.probability_classes if profile else (),
                                        projection=profile.event_projection if profile else None,
                                        vocabulary=words_of.oov_vocabulary if words_of else None,
-                                       words=words),
+                                       words=words, probabilities=probabilities),
                 [None if e.error is not None else e.prediction for e in evs], [e.label for e in evs],
-                entropies(evs), batch.lengths[ia], words,
+                entropies(evs, probabilities), batch.lengths[ia], words,
             )  # fmt: skip
-    return Chunk(records, events, np.asarray(pos, dtype=np.int64), ts, rejected, streams, labels)
+    return Chunk(records, events, pos, ts, rejected, streams, labels)
+
+
+def _positions(n: int, rejected: list, labels: list) -> np.ndarray:
+    """The record index of each event: those of the ``n`` records that are neither rejected nor labels. In
+    numpy rather than one append per event (labels and rejections are the rare records)."""
+    if not rejected and not labels:
+        return np.arange(n, dtype=np.int64)
+    keep = np.ones(n, dtype=bool)
+    keep[[r[0] for r in rejected]] = False
+    keep[[lab[0] for lab in labels]] = False
+    return np.flatnonzero(keep).astype(np.int64, copy=False)
+
+
+def _by_stream(events: list[Event], by_segment: bool) -> dict[tuple[str, str, str], Sequence[int]]:
+    """The indices of each stream's events, by (model, version, segment) (segment "" unless ``by_segment``).
+
+    A batch is usually one stream: comparing each event's strings with the first's (stopping at the first
+    that differs) costs a third of keying and grouping every event."""
+    first = events[0]
+    model, version, segment = first.model, first.version, first.segment if by_segment else None
+    for e in events:
+        if e.model != model or e.version != version or (by_segment and e.segment != segment):
+            break
+    else:
+        return {(model, version, (segment or "") if by_segment else ""): range(len(events))}
+    by_stream: dict[tuple[str, str, str], list[int]] = {}
+    for i, e in enumerate(events):
+        by_stream.setdefault((e.model, e.version, (e.segment or "") if by_segment else ""), []).append(i)
+    return by_stream
 
 
 def _pick(words: BatchWords | None, idx: list[int], n: int) -> BatchWords | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import chain
-from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,7 +18,8 @@ from monitor.ingest.reference import FeatureSet
 from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.ingest.words import WORDS
 
-__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "LENGTH_FEATURE"]
+__all__ = ["BatchFeatures", "base_features", "event_rows", "entropies", "probability_columns", "Scored", "scored",
+           "LENGTH_FEATURE"]
 
 _WORD_COUNT = TEXT_FEATURES.index("word_count")
 
@@ -65,18 +66,20 @@ def base_features(events: Sequence[Event], features: FeatureSet, tokenizer: Toke
 
 def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...], *,
                probability_classes: tuple[str, ...] = (), projection: PCAProjection | None = None,
-               vocabulary: HashedVocabulary | None = None, words: BatchWords | None = None) -> np.ndarray:
+               vocabulary: HashedVocabulary | None = None, words: BatchWords | None = None,
+               probabilities: Scored | None = None) -> np.ndarray:
     """Rows of ``latency_ms, confidence, base features..., custom features..., oov_rate, class probabilities...,
     projected embedding...`` (NaN = missing; the probability columns are ``probability_classes``, the
     profile's, for BBSD; the embedding columns the ``projection``'s components, for embedding drift;
     ``oov_rate`` only with a ``vocabulary``, the profile's; ``words``: the events' lower-cased words, from
-    :class:`BatchFeatures`, so that oov_rate does not split the texts again)."""
+    :class:`BatchFeatures`, so that oov_rate does not split the texts again; ``probabilities``: the events'
+    :func:`scored`, when the caller has it)."""
     k = len(events)
     width = 2 + base.shape[1] + len(custom) + (vocabulary is not None)
     end = width + len(probability_classes)
     rows = np.empty((k, end + (projection.components if projection is not None else 0)), dtype=np.float64)
     if probability_classes:
-        rows[:, width:end] = probability_columns(events, probability_classes)
+        rows[:, width:end] = probability_columns(events, probability_classes, probabilities)
     if projection is not None:
         rows[:, end:] = np.nan
         idx = [i for i, e in enumerate(events) if e.embedding is not None]
@@ -97,22 +100,46 @@ def event_rows(events: Sequence[Event], base: np.ndarray, custom: tuple[str, ...
     return rows
 
 
-def _scored(events: Sequence[Event]) -> tuple[list[int] | None, list]:
-    """The events that logged probabilities and did not fail: their indices (None: every event) and their
-    probability tuples. (A comprehension: reading msgspec fields inline measured ~2x faster than
-    ``map(operator.attrgetter(...))``.)"""
+class Scored(NamedTuple):
+    """A batch's probabilities, read once for both :func:`entropies` and :func:`probability_columns`.
+
+    ``matrix`` has a row for every event, so that the common batch needs no indices: the probabilities of the
+    scored events (those that logged probabilities and did not fail) and zeros in the rows of the others,
+    ``unscored``, which the functions set to NaN. It is None when no event is scored or their widths differ.
+    """
+
+    unscored: list[int]
+    first: int  # the first scored event; -1: none
+    matrix: np.ndarray | None
+
+
+def scored(events: Sequence[Event]) -> Scored:
+    """The :class:`Scored` probabilities of ``events``. A comprehension: reading msgspec fields inline measured
+    ~2x faster than ``map(operator.attrgetter(...))``; the rest is in C but for the (few) unscored events."""
     probs = [e.probabilities if e.error is None else None for e in events]
-    if None not in probs:
-        return None, probs
-    idx = [i for i, p in enumerate(probs) if p is not None]
-    return idx, _pick(probs, idx)
+    unscored = _nones(probs)
+    if len(unscored) == len(probs):
+        return Scored(unscored, -1, None)
+    first = 0
+    if unscored:
+        while first < len(unscored) and unscored[first] == first:
+            first += 1
+        pad = (0.0,) * len(probs[first])
+        for i in unscored:
+            probs[i] = pad
+    return Scored(unscored, first, _matrix(probs))
 
 
-def _pick(items: list, idx: list[int]) -> list:
-    """``[items[i] for i in idx]`` in one C call."""
-    if len(idx) < 2:
-        return [items[i] for i in idx]
-    return list(itemgetter(*idx)(items))
+def _nones(items: list) -> list[int]:
+    """The indices of the Nones in ``items``, found by list.index in C (Nones are the rare items)."""
+    out: list[int] = []
+    i = -1
+    try:
+        while True:
+            i = items.index(None, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
 
 
 def _matrix(probs: list) -> np.ndarray | None:
@@ -126,17 +153,16 @@ def _matrix(probs: list) -> np.ndarray | None:
     return np.fromiter(chain.from_iterable(probs), dtype=np.float64, count=len(probs) * k).reshape(len(probs), k)
 
 
-def entropies(events: Sequence[Event]) -> np.ndarray:
-    """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed)."""
-    out = np.full(len(events), np.nan)
-    idx, probs = _scored(events)
-    if not probs:
-        return out
-    p = _matrix(probs)
+def entropies(events: Sequence[Event], probabilities: Scored | None = None) -> np.ndarray:
+    """Entropy (bits) of each event's probabilities; NaN when it logged none (or failed). ``probabilities``:
+    the events' :func:`scored`, when the caller has it."""
+    unscored, first, p = probabilities if probabilities is not None else scored(events)
     if p is not None:  # one width (the common batch): one matrix; entropy is row by row, so the same values
-        if idx is None:
-            return entropy_bits(p)
-        out[idx] = entropy_bits(p)
+        out = entropy_bits(p)
+        out[unscored] = np.nan
+        return out
+    out = np.full(len(events), np.nan)
+    if first < 0:
         return out
     by_width: dict[int, list[int]] = {}
     for i, e in enumerate(events):
@@ -147,28 +173,32 @@ def entropies(events: Sequence[Event]) -> np.ndarray:
     return out
 
 
-def probability_columns(events: Sequence[Event], classes: tuple[str, ...]) -> np.ndarray:
+def probability_columns(events: Sequence[Event], classes: tuple[str, ...],
+                        probabilities: Scored | None = None) -> np.ndarray:
     """Each event's probability of each of ``classes``, ``(len(events), len(classes))``; NaN where it logged
-    none, failed, or did not name that class (classes not in ``classes`` are left out).
+    none, failed, or did not name that class (classes not in ``classes`` are left out). ``probabilities``:
+    the events' :func:`scored`, when the caller has it.
 
     When the scored events share one class tuple (the common batch) this is one matrix; otherwise events are
     grouped by their class tuple (one tuple hash per event plus one array per group).
     """
     out = np.full((len(events), len(classes)), np.nan)
     column = {c: j for j, c in enumerate(classes)}
-    idx, probs = _scored(events)
-    if not probs:
+    unscored, first, matrix = probabilities if probabilities is not None else scored(events)
+    if first < 0:
         return out
     names = [e.classes for e in events]
-    if idx is not None:
-        names = _pick(names, idx)
-    if len(set(names)) == 1:
+    ref = names[first]
+    # Every scored event's classes equal the first's: list.count compares in C (each class tuple usually holds
+    # the same string objects), less the unscored events that happen to equal it. What a set of the scored
+    # events' class tuples of size 1 says, without hashing every tuple.
+    if names.count(ref) - sum(names[i] == ref for i in unscored) == len(names) - len(unscored):
         # One class tuple for the scored events (the common batch): one matrix, no per-event grouping.
-        pairs = [(src, j) for src, c in enumerate(names[0]) if (j := column.get(c)) is not None]
+        pairs = [(src, j) for src, c in enumerate(ref) if (j := column.get(c)) is not None]
         if pairs:
             src, dst = zip(*pairs)
-            rows = np.arange(len(events)) if idx is None else np.asarray(idx, dtype=np.intp)
-            out[np.ix_(rows, dst)] = _matrix(probs)[:, list(src)]
+            out[:, list(dst)] = matrix[:, list(src)]
+            out[unscored] = np.nan
         return out
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, e in enumerate(events):

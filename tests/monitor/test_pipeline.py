@@ -93,6 +93,13 @@ def test_future_timestamps_are_rejected_not_windowed():
     assert p.stats.invalid["future_timestamp"] == 1 and p.open_windows == 1
 
 
+def test_a_label_event_from_the_future_is_rejected_as_future_not_as_an_internal_error():
+    p = Pipeline(cfg(**{"window.max_future_seconds": 60, "labels.enabled": True}), now_ms=lambda: T0)
+    label = {"kind": "label", "ts": T0 + 3_600_000, "model": "m", "request_id": "r1", "label": "pos"}
+    run(p, [ev(T0), Record(json.dumps(label).encode(), "x:2")])
+    assert dict(p.stats.invalid) == {"future_timestamp": 1}
+
+
 def test_summary_fields_are_exact():
     p = Pipeline(cfg(**{"window.min_events": 1}))
     recs = [ev(T0 + i, latency_ms=float(i), prediction="pos" if i % 3 else "neg", label="pos",

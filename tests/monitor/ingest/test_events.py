@@ -1,6 +1,7 @@
 """Validation: one test per rejection reason, plus the accepted shapes (docs/events.md)."""
 
 import json
+import math
 
 import pytest
 
@@ -253,3 +254,67 @@ def test_an_integer_too_large_for_a_float_is_a_named_rejection(field):
     with pytest.raises(InvalidEvent) as exc:
         decode_event(raw)
     assert exc.value.reason in ("non_finite", "bad_timestamp")
+
+
+# -- the fast path's shortcuts give the general path's values ---------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_unit = st.floats(min_value=0.0, max_value=1.0)
+
+
+@st.composite
+def _near_the_tolerance(draw):
+    """Two probabilities whose sum is at (or one float step around) 1 +/- 0.01, or anywhere."""
+    a = draw(_unit)
+    edge = draw(st.sampled_from([0.99, 1.01, 1.0]))
+    b = min(1.0, max(0.0, edge - a))
+    for _ in range(draw(st.integers(0, 2))):
+        b = math.nextafter(b, draw(st.sampled_from([0.0, 1.0])))
+    return draw(st.sampled_from([(a, b), (b, a), (a, draw(_unit))]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_near_the_tolerance(), st.booleans())
+def test_two_class_shortcut_is_the_general_sum_and_max(pair, with_confidence):
+    # The binary case checks a + b and picks b if b > a; the general case math.fsum and max: same verdicts.
+    a, b = pair
+    obj = {**BASE, "ts": 1_764_000_000_000, "probabilities": {"x": a, "y": b}}
+    if with_confidence:
+        obj["confidence"] = 0.5
+    raw = json.dumps(obj).encode()
+    fast, slow = _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw), _outcome(_slow_decode, raw)
+    assert fast == slow
+    normalised = abs(math.fsum((a, b)) - 1.0) <= 0.01
+    assert (fast == "probabilities_not_normalised") == (not normalised)
+    if normalised:
+        assert fast.probabilities == (a, b) and fast.classes == ("x", "y")
+        assert fast.confidence == (0.5 if with_confidence else max((a, b)))
+
+
+def test_field_order_on_the_wire_does_not_matter():
+    import itertools
+
+    obj = {"ts": 1_764_000_000_000, "model": "m", "version": "2", "request_id": "r", "text": "t", "prediction": "a",
+           "probabilities": {"a": 0.6, "b": 0.4}, "latency_ms": 3.5, "label": "b", "segment": "fr", "variant": "v"}
+    expected = decode_event(json.dumps(obj).encode())
+    keys = list(obj)
+    for order in itertools.islice(itertools.permutations(keys), 0, None, 9973):  # ~4000 of the 11! orders
+        assert decode_event(json.dumps({k: obj[k] for k in order}).encode()) == expected
+    assert decode_event(json.dumps(dict(reversed(obj.items()))).encode()) == expected
+
+
+_ONE_VALUE = {"prediction": "a", "error": "e", "confidence": 0.5, "probabilities": {"a": 1.0}, "classes": ["a"],
+              "latency_ms": 0, "text": "", "features": {}, "variant": "", "outcome": 0.0, "embedding": [0.0]}
+
+
+@pytest.mark.parametrize("field", sorted(_ONE_VALUE))
+def test_a_label_event_with_any_prediction_field_is_refused_on_both_paths(field):
+    from monitor.ingest.events import _PREDICTION_ONLY
+
+    assert set(_ONE_VALUE) == set(_PREDICTION_ONLY)
+    label = {"kind": "label", "ts": 1_764_000_000_000, "model": "m", "request_id": "r", "label": "a"}
+    raw = json.dumps({**label, field: _ONE_VALUE[field]}).encode()
+    assert _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw) == _outcome(_slow_decode, raw) \
+        == "label_with_prediction"
+    assert decode_event(json.dumps(label).encode()).label == "a"

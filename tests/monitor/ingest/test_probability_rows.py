@@ -54,3 +54,32 @@ def test_no_scored_event_gives_nan_rows():
     assert np.isnan(entropies(events)).all()
     assert np.isnan(probability_columns(events, AB)).all()
     assert entropies([]).shape == (0,) and probability_columns([], AB).shape == (0, 2)
+
+
+def test_scored_once_for_both_gives_what_each_computes_alone():
+    from monitor.ingest.features import scored
+
+    plain = [_event(i, AB) for i in range(60)]
+    gaps = [_event(900, None)] + plain[:30] + [_event(901, AB, error="x"), _event(902, None)] + plain[30:]
+    for events in (plain, gaps, [_event(i, AB if i % 2 else ABC) for i in range(20)]):
+        sc = scored(events)
+        assert entropies(events, sc).tobytes() == entropies(events).tobytes() == _grouped_entropies(events).tobytes()
+        for classes in (AB, ABC, ("neg",)):
+            assert (probability_columns(events, classes, sc).tobytes() == probability_columns(events, classes).tobytes()
+                    == _grouped_columns(events, classes).tobytes())
+    sc = scored(gaps)
+    assert sc.unscored == [i for i, e in enumerate(gaps) if e.probabilities is None or e.error is not None]
+    assert sc.first == 1 and sc.matrix.shape == (len(gaps), 2) and not sc.matrix[sc.unscored].any()
+    assert scored([_event(1, None)]) == ([0], -1, None)
+
+
+def test_an_empty_probability_tuple_is_scored_as_a_tuple_not_as_missing():
+    # Only a hand-built Event can hold one (decoding refuses it): scored, its entropy 0 as before, not NaN.
+    from monitor.ingest.features import scored
+
+    empty = Event(ts_ms=1, model="m", version="1", prediction="a", classes=(), probabilities=())
+    events = [_event(0, None), empty, _event(2, AB)]
+    sc = scored(events)
+    assert sc.unscored == [0] and sc.first == 1 and sc.matrix is None  # widths 0 and 2
+    assert entropies(events).tobytes() == _grouped_entropies(events).tobytes()
+    assert entropies([empty]).tolist() == [0.0] and entropies([_event(0, None), empty]).tolist()[1] == 0.0
