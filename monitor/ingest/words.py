@@ -14,6 +14,7 @@ a reset still resolve (the pipeline may prepare a batch's halves before applying
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,15 +39,22 @@ class WordIds(dict):
 
     def __init__(self) -> None:
         super().__init__()
+        # Lookups that hit are one atomic dict read; what grows (a new word, the arrays per id) holds the
+        # lock, so pipelines in several threads (compare() from threads, tests) never share an id or a row.
+        self._lock = threading.RLock()
         self.words: list[str] = []
         self.named: dict[int, str] = {}  # key -> word, for the ids keyed so far
         self._keys = np.empty(0, dtype=np.uint64)
         self._members: dict[int, tuple[HashedVocabulary, np.ndarray]] = {}
 
     def __missing__(self, word: str) -> int:
-        i = self[word] = len(self.words)
-        self.words.append(word)
-        return i
+        with self._lock:
+            i = dict.get(self, word)  # another thread may have added it meanwhile
+            if i is None:
+                i = len(self.words)
+                self.words.append(word)  # before the id is published: whoever reads the id finds the word
+                self[word] = i
+            return i
 
     def ids(self, words: list[str]) -> np.ndarray:
         """Each word's id (a new word gets the next one): one C-level lookup per word."""
@@ -54,24 +62,26 @@ class WordIds(dict):
 
     def keys(self) -> np.ndarray:
         """:func:`word_key` of every id so far (uint64, indexed by id)."""
-        done = self._keys.size
-        if done < len(self.words):
-            new = self.words[done:]
-            keys = np.fromiter(map(word_key, new), dtype=np.uint64, count=len(new))
-            self.named.update(zip(keys.tolist(), new))
-            self._keys = np.concatenate([self._keys, keys])
-        return self._keys
+        with self._lock:
+            done = self._keys.size
+            if done < len(self.words):
+                new = self.words[done:]
+                keys = np.fromiter(map(word_key, new), dtype=np.uint64, count=len(new))
+                self.named.update(zip(keys.tolist(), new))
+                self._keys = np.concatenate([self._keys, keys])
+            return self._keys
 
     def membership(self, vocabulary: HashedVocabulary) -> np.ndarray:
         """Whether each id's word is in ``vocabulary`` (bool, indexed by id)."""
-        held = self._members.get(id(vocabulary))
-        known = held[1] if held is not None and held[0] is vocabulary else np.empty(0, dtype=bool)
-        if known.size < len(self.words):
-            known = np.concatenate([known, vocabulary.contains(self.words[known.size :])])
-            if len(self._members) >= _MAX_VOCABULARIES:
-                self._members.clear()
-            self._members[id(vocabulary)] = (vocabulary, known)  # the vocabulary held: its id() stays its own
-        return known
+        with self._lock:
+            held = self._members.get(id(vocabulary))
+            known = held[1] if held is not None and held[0] is vocabulary else np.empty(0, dtype=bool)
+            if known.size < len(self.words):
+                known = np.concatenate([known, vocabulary.contains(self.words[known.size :])])
+                if len(self._members) >= _MAX_VOCABULARIES:
+                    self._members.clear()
+                self._members[id(vocabulary)] = (vocabulary, known)  # held: its id() stays its own
+            return known
 
 
 class WordTable:

@@ -4,6 +4,8 @@ batch, its subsets and the table's generations."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,3 +104,38 @@ def test_oov_column_from_the_feature_words_equals_the_vocabulary_on_the_texts(te
         expected[present] = vocab.oov_rate([texts[i] for i in present])
     assert col.tobytes() == expected.tobytes()
     assert oov_column(texts, vocab).tobytes() == expected.tobytes()  # without the words: split here
+
+
+def test_threads_sharing_the_table_never_share_an_id():
+    import threading
+
+    table = WordTable()
+    vocab = HashedVocabulary.fit(["w1 w3 w5"], key=KEY)
+    out: list[BatchWords] = []
+    start = threading.Barrier(4)
+
+    def work(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        start.wait()
+        for _ in range(50):
+            texts = [" ".join(f"w{k}" for k in rng.integers(0, 400, 8)) for _ in range(20)]
+            words = split_words(texts, table)
+            assert lists_of(words) == [t.split() for t in texts]
+            member = words.index.membership(vocab)[words.ids]
+            assert member.tolist() == [w in {"w1", "w3", "w5"} for t in texts for w in t.split()]
+            out.append(words)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows: races show up
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    gen = table.generation()
+    assert len(out) == 200 and len(set(gen.values())) == len(gen) == len(gen.words)
+    assert all(gen[w] == i for i, w in enumerate(gen.words))
+    assert gen.keys().tolist() == [word_key(w) for w in gen.words]
