@@ -235,6 +235,8 @@ class Timers:
                 self.patch(stack, d.sink, name, "sink")
         self.patch(stack, batch_module, "event_rows", "rows")
         self.patch(stack, batch_module, "entropies", "rows")
+        if hasattr(batch_module, "scored"):  # the batch's probability matrix, which event_rows and entropies share
+            self.patch(stack, batch_module, "scored", "rows")
         new_partition = d._new_partition
 
         def timed_partition():
