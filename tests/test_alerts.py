@@ -218,7 +218,7 @@ def test_metric_name_parser():
 OTHER_SELECTOR = 'job="ml/nlpmon",namespace="ml",app=~"senti.*|100%"'
 OTHER_RUNBOOKS = "https://wiki.example.org/ml/nlpmon/runbooks.md"
 OTHER_REPORTS = "https://nlpmon-report.ml.example.org"
-# The alerts whose report_url opens the report server on their model and version (docs/runbooks.md).
+# The alerts whose report_url opens the report server on their model, version and segment (docs/runbooks.md).
 REPORT_ALERTS = {"NlpLowMeanConfidence", "NlpInputDrift", "NlpConfidenceShift", "NlpPredictionClassShift",
                  "NlpEmbeddingDrift", "NlpClassProbabilityShift", "NlpRealisedAccuracyLow", "NlpEstimatedAccuracyLow"}
 # Raw metric names in the rules (recording-rule names contain ':', so the look-arounds leave them out).
@@ -265,15 +265,18 @@ def test_rendered_runbook_links_are_absolute_and_anchored():
     assert 'up{job="ml/nlpmon"' in next(r["expr"] for r in rendered_rules() if r.get("alert") == "NlpmonAbsent")
 
 
-def test_drift_and_accuracy_alerts_link_the_report_of_their_model_and_version():
+def test_drift_and_accuracy_alerts_link_the_report_of_their_model_version_and_segment():
     linked = {r["alert"] for r in rendered_rules() if "report_url" in r.get("annotations", {})}
     assert linked == REPORT_ALERTS
     for rule in rendered_rules():
         if rule.get("alert") in REPORT_ALERTS:
-            # The base's trailing "/" is dropped; the labels are URL-escaped by Go's urlquery.
+            # The base's trailing "/" is dropped; the labels are URL-escaped by Go's urlquery. The segment only
+            # when the alert has one (window.by_segment): an alert of one segment opens that segment's report,
+            # one without opens the whole stream's (alerts/tests/model_test.yml checks both, rendered).
             assert rule["annotations"]["report_url"] == (
                 f"{OTHER_REPORTS}/report?model={{{{ $labels.model | urlquery }}}}"
-                "&version={{ $labels.version | urlquery }}"), rule["alert"]
+                "&version={{ $labels.version | urlquery }}"
+                "{{ with $labels.segment }}&segment={{ . | urlquery }}{{ end }}"), rule["alert"]
 
 
 @pytest.mark.parametrize("report_url, message", [
