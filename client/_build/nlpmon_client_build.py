@@ -16,10 +16,12 @@ from setuptools import build_meta as _setuptools
 HERE = Path(__file__).resolve().parents[1]  # client/
 REPO = HERE.parent
 # The modules a serving app needs: the whole monitor.client package plus what it imports. The architecture
-# allows monitor.client to import only monitor.ingest.events; tests/test_client_dist.py checks this list
-# against the import graph, so a new import fails the tests before it breaks an install.
+# allows monitor.client to import only monitor.ingest.events (and so what events imports: its types and its
+# validator); tests/test_client_dist.py checks this list against the import graph, so a new import fails the
+# tests before it breaks an install.
 CLIENT_PACKAGE = "monitor/client"
-MODULES = ("monitor/__init__.py", "monitor/ingest/__init__.py", "monitor/ingest/events.py")
+MODULES = ("monitor/__init__.py", "monitor/ingest/__init__.py", "monitor/ingest/events.py",
+           "monitor/ingest/event_schema.py", "monitor/ingest/validate.py")
 
 
 def _in_repository() -> bool:

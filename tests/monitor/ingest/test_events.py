@@ -310,9 +310,9 @@ _ONE_VALUE = {"prediction": "a", "error": "e", "confidence": 0.5, "probabilities
 
 @pytest.mark.parametrize("field", sorted(_ONE_VALUE))
 def test_a_label_event_with_any_prediction_field_is_refused_on_both_paths(field):
-    from monitor.ingest.events import _PREDICTION_ONLY
+    from monitor.ingest.event_schema import PREDICTION_ONLY
 
-    assert set(_ONE_VALUE) == set(_PREDICTION_ONLY)
+    assert set(_ONE_VALUE) == set(PREDICTION_ONLY)
     label = {"kind": "label", "ts": 1_764_000_000_000, "model": "m", "request_id": "r", "label": "a"}
     raw = json.dumps({**label, field: _ONE_VALUE[field]}).encode()
     assert _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw) == _outcome(_slow_decode, raw) \
