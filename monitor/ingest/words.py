@@ -1,4 +1,4 @@
-"""The process's lower-cased words as dense ids: one dictionary lookup per word of a batch, shared by the
+"""The process's lower-cased words as dense ids: one compiled table lookup per word of a batch, shared by the
 text features (distinct words), ``oov_rate`` (membership of the profile's vocabulary) and the evidence (the
 words' stable keys), which before each hashed and looked up every word again.
 
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.text_features import BatchWords, distinct_per_event
+from detectors.text_features import BatchWords, text_features_batch
+from detectors.text_kernels import WordInterner, code_points
 from detectors.vocabulary import HashedVocabulary
 
 __all__ = ["WordIds", "WordTable", "WORDS", "MAX_WORDS", "word_key", "split_words"]
@@ -35,30 +36,42 @@ def word_key(word: str) -> int:
 
 class WordIds(dict):
     """One generation of the table: word -> dense id (in order of first sight), the words by id, and per id
-    the evidence's key and each vocabulary's membership, grown as ids arrive."""
+    the evidence's key and each vocabulary's membership, grown as ids arrive.
+
+    The ids come from a :class:`~detectors.text_kernels.WordInterner` (a compiled table over the words' code
+    points); the dictionary holds the same words for a lookup by ``str`` (``table[word]``)."""
 
     def __init__(self) -> None:
         super().__init__()
-        # Lookups that hit are one atomic dict read; what grows (a new word, the arrays per id) holds the
-        # lock, so pipelines in several threads (compare() from threads, tests) never share an id or a row.
+        # What grows (new words, the arrays per id) holds the lock, so pipelines in several threads (compare()
+        # from threads, tests) never share an id or a row.
         self._lock = threading.RLock()
-        self.words: list[str] = []
+        self._interner = WordInterner()
+        self.words: list[str] = self._interner.words  # by id; appended before an id is handed out
         self.named: dict[int, str] = {}  # key -> word, for the ids keyed so far
         self._keys = np.empty(0, dtype=np.uint64)
         self._members: dict[int, tuple[HashedVocabulary, np.ndarray]] = {}
 
-    def __missing__(self, word: str) -> int:
+    def intern(self, text: str, buf: np.ndarray, counts: np.ndarray, *, lower_ascii: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None:
+        """:meth:`WordInterner.intern <detectors.text_kernels.WordInterner.intern>`, under the lock."""
         with self._lock:
-            i = dict.get(self, word)  # another thread may have added it meanwhile
-            if i is None:
-                i = len(self.words)
-                self.words.append(word)  # before the id is published: whoever reads the id finds the word
-                self[word] = i
-            return i
+            before = len(self.words)
+            got = self._interner.intern(text, buf, counts, lower_ascii=lower_ascii)
+            for i in range(before, len(self.words)):
+                dict.__setitem__(self, self.words[i], i)
+            return got
 
     def ids(self, words: list[str]) -> np.ndarray:
-        """Each word's id (a new word gets the next one): one C-level lookup per word."""
-        return np.fromiter(map(self.__getitem__, words), dtype=np.int64, count=len(words))
+        """Each word's id (a new word gets the next one); words are non-empty and hold no whitespace."""
+        joined = " ".join(words)
+        got = self.intern(joined, code_points(joined), np.ones(len(words), dtype=np.int64))
+        if got is None:
+            raise ValueError("a word is empty or holds whitespace")
+        return got[0]
+
+    def __missing__(self, word: str) -> int:
+        return int(self.ids([word])[0])
 
     def keys(self) -> np.ndarray:
         """:func:`word_key` of every id so far (uint64, indexed by id)."""
@@ -103,9 +116,4 @@ WORDS = WordTable()  # the process's table: a memo, so one per process is right 
 
 def split_words(texts: Sequence[str], table: WordTable = WORDS) -> BatchWords:
     """:class:`BatchWords` of ``texts`` for a caller that did not get them from the text features."""
-    split = list(map(str.split, map(str.lower, texts)))
-    counts = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
-    gen = table.generation()
-    ids = gen.ids([w for words in split for w in words])
-    distinct, offsets = distinct_per_event(ids, counts)
-    return BatchWords(ids, counts, distinct, offsets, gen)
+    return text_features_batch(texts, table.generation())[1]

@@ -62,7 +62,13 @@ def test_the_split_is_each_texts_own_when_the_word_counts_disagree(monkeypatch):
     # The word counts come from the character classes; if they ever disagreed with the split, the texts' own
     # splits decide (never words attributed to the wrong text).
     texts = ["Hello world", "", "a b c", "x\u3000y z"]
-    monkeypatch.setattr(tf, "_word_counts", lambda buf, lengths: np.zeros(lengths.size, dtype=np.int64))
+    kernel = tf.class_counts
+
+    def no_words(src, lengths, codes):
+        counts, words = kernel(src, lengths, codes)
+        return counts, np.zeros_like(words)
+
+    monkeypatch.setattr(tf, "class_counts", no_words)
     matrix, words = text_features_batch(texts, WordTable().generation())
     expected, split = reference_text_features_and_words(texts)
     assert matrix.tobytes() == expected.tobytes() and lists_of(words) == split
