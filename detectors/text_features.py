@@ -31,7 +31,8 @@ from typing import Protocol
 
 import numpy as np
 
-from detectors.text_kernels import WordInterner, class_counts, char_codes, code_points
+from detectors.text_kernels import char_codes, class_counts, code_points
+from detectors.word_table import WordInterner
 
 __all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "text_features_batch",
            "text_features_and_words", "tokenizer_features", "BatchWords", "WordIndex", "distinct_per_event"]
@@ -72,9 +73,9 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
 
 class WordIndex(Protocol):
     """Maps words to integer ids, equal words to equal ids and different words to different ids
-    (:class:`~detectors.text_kernels.WordInterner`'s interface)."""
+    (:class:`~detectors.word_table.WordInterner`'s interface)."""
 
-    def intern(self, text: str, buf: np.ndarray, counts: np.ndarray, *, lower_ascii: bool = False
+    def intern(self, text: str, buf: np.ndarray, counts: np.ndarray, *, lower: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None: ...
 
 
@@ -151,14 +152,14 @@ def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray
 
 def text_features_batch(texts: Sequence[str], index: WordIndex | None = None) -> tuple[np.ndarray, BatchWords]:
     """:func:`text_features` and the texts' lower-cased words as ids of ``index`` (a fresh
-    :class:`~detectors.text_kernels.WordInterner` by default), which ``oov_rate`` and the evidence's token
+    :class:`~detectors.word_table.WordInterner` by default), which ``oov_rate`` and the evidence's token
     sets reuse instead of splitting again.
 
-    Two compiled passes (:mod:`detectors.text_kernels`): the character classes and word counts over the texts
-    joined by spaces, then the words of the same string lower-cased, cut back into texts by those word
-    counts, as ids with each text's distinct ids. An ASCII batch is lower-cased by the kernel as it reads;
-    any other by one ``str.lower`` call for the batch (a space is not case-ignorable, so it ends a final-sigma
-    context exactly as a text's end does).
+    Two compiled passes: the character classes and word counts over the texts joined by spaces
+    (:mod:`detectors.text_kernels`), then the words of the same buffer lower-cased as they are read, cut back
+    into texts by those word counts, as ids with each text's distinct ids (:mod:`detectors.word_table`). A
+    batch with U+0130 or U+03A3 is lower-cased by one ``str.lower`` call instead (a space is not
+    case-ignorable, so it ends a final-sigma context exactly as a text's end does).
     """
     index = WordInterner() if index is None else index
     n = len(texts)
@@ -174,9 +175,8 @@ def text_features_batch(texts: Sequence[str], index: WordIndex | None = None) ->
     buf = code_points(joined)
     counts, words = class_counts(buf, lengths, char_codes())
     digits, upper, letters, punct, spaces, non_ascii = (counts[:, c] for c in range(6))
-    if buf.dtype == np.uint8:  # ASCII: the kernel lower-cases the words as it reads them
-        got = index.intern(joined, buf, words, lower_ascii=True)
-    else:
+    got = index.intern(joined, buf, words, lower=True)  # lower-cased as the kernel reads them
+    if got is None:  # U+0130 or U+03A3, whose lower case is not one code point for one: str.lower's
         lowered = joined.lower()
         got = index.intern(lowered, code_points(lowered), words)
     if got is None:  # never seen; each text's own split is the authority if it ever is

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.text_features import BatchWords, text_features_batch
-from detectors.text_kernels import WordInterner, code_points
+from detectors.text_kernels import code_points
+from detectors.word_table import WordInterner
 from detectors.vocabulary import HashedVocabulary
 
 __all__ = ["WordIds", "WordTable", "WORDS", "MAX_WORDS", "word_key", "split_words"]
@@ -38,7 +39,7 @@ class WordIds(dict):
     """One generation of the table: word -> dense id (in order of first sight), the words by id, and per id
     the evidence's key and each vocabulary's membership, grown as ids arrive.
 
-    The ids come from a :class:`~detectors.text_kernels.WordInterner` (a compiled table over the words' code
+    The ids come from a :class:`~detectors.word_table.WordInterner` (a compiled table over the words' code
     points); the dictionary holds the same words for a lookup by ``str`` (``table[word]``)."""
 
     def __init__(self) -> None:
@@ -52,12 +53,12 @@ class WordIds(dict):
         self._keys = np.empty(0, dtype=np.uint64)
         self._members: dict[int, tuple[HashedVocabulary, np.ndarray]] = {}
 
-    def intern(self, text: str, buf: np.ndarray, counts: np.ndarray, *, lower_ascii: bool = False
+    def intern(self, text: str, buf: np.ndarray, counts: np.ndarray, *, lower: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]] | None:
-        """:meth:`WordInterner.intern <detectors.text_kernels.WordInterner.intern>`, under the lock."""
+        """:meth:`WordInterner.intern <detectors.word_table.WordInterner.intern>`, under the lock."""
         with self._lock:
             before = len(self.words)
-            got = self._interner.intern(text, buf, counts, lower_ascii=lower_ascii)
+            got = self._interner.intern(text, buf, counts, lower=lower)
             for i in range(before, len(self.words)):
                 dict.__setitem__(self, self.words[i], i)
             return got

@@ -1,6 +1,7 @@
-"""The compiled word table (detectors/text_kernels.py): ids exact whatever the hash does, across batches and
-table growth; and a cache location that never stops the import (tests/monitor/ingest/test_words.py and
-test_text_features_batch.py compare the features and words with each text's own split)."""
+"""The compiled word table (detectors/word_table.py): ids exact whatever the hash does, across batches and
+table growth, words lower-cased exactly as str.lower, chunks as str.split(" "); and a kernel cache location
+that never stops the import (detectors/text_kernels.py). tests/monitor/ingest/test_words.py and
+test_text_features_batch.py compare the features and words with each text's own split."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import detectors.text_kernels as tk
-from detectors.text_kernels import WordInterner, code_points
+import detectors.word_table as wt
+from detectors.text_kernels import code_points
+from detectors.word_table import WordInterner
 
 
 def interned(table: WordInterner, texts: list[str]) -> list[list[int]]:
@@ -31,13 +34,13 @@ def test_equal_hashes_never_make_equal_words(monkeypatch):
     # table is one probe chain and only the code point comparison tells the words apart.
     words = ["alpha", "beta", "gamma", "alphb", "al", "alpha\u0301", "\U0001f600", "beta"]
     table = WordInterner()
-    monkeypatch.setattr(tk, "_FNV", np.uint64(0))
-    monkeypatch.setattr(tk, "_M1", np.uint64(0))
-    monkeypatch.setattr(tk, "_M2", np.uint64(0))
-    fn = tk._intern.py_func  # the same code, run by the interpreter with the constant hash
-    monkeypatch.setattr(tk, "_intern", fn)
+    monkeypatch.setattr(wt, "_FNV", np.uint64(0))
+    monkeypatch.setattr(wt, "_M1", np.uint64(0))
+    monkeypatch.setattr(wt, "_M2", np.uint64(0))
+    fn = wt._intern.py_func  # the same code, run by the interpreter with the constant hash
+    monkeypatch.setattr(wt, "_intern", fn)
     for name in ("_probe", "_is_space", "_folded", "_finish", "_sort_run"):
-        monkeypatch.setitem(fn.__globals__, name, getattr(tk, name).py_func)
+        monkeypatch.setitem(fn.__globals__, name, getattr(wt, name).py_func)
     assert interned(table, [" ".join(words)]) == [[0, 1, 2, 3, 4, 5, 6, 1]]
     assert table.words == words[:-1]
     assert len(set(table._hashes[: len(table.words)].tolist())) == 1  # all one hash indeed
@@ -57,15 +60,40 @@ def test_ids_are_first_sight_order_across_batches_and_growth(batches):
     assert table.words == list(seen)
 
 
-def test_ascii_words_are_lower_cased_by_the_kernel_as_str_lower_does():
+@pytest.mark.parametrize("text", ["Hello WORLD hello World mIxEd @Home", "Ünïcode ÜNÏCODE ǅ ǄUNGLA \U0001f600x \u212a",
+                                  "ΑΒΓ αβγ Straße STRASSE ﬃ ＡＢＣ"])
+def test_words_are_lower_cased_by_the_kernel_as_str_lower_does(text):
     table = WordInterner()
-    text = "Hello WORLD hello World mIxEd @Home"
     counts = np.array([len(text.split())], dtype=np.int64)
-    ids, distinct, offsets, new = table.intern(text, code_points(text), counts, lower_ascii=True)
+    ids, distinct, offsets, new = table.intern(text, code_points(text), counts, lower=True)
     assert [table.words[i] for i in ids.tolist()] == text.lower().split()
-    assert distinct.tolist() == sorted(set(ids.tolist())) and offsets.tolist() == [0, 4]
-    with pytest.raises(ValueError):
-        table.intern("Ünïcode", code_points("Ünïcode"), np.array([1]), lower_ascii=True)
+    assert distinct.tolist() == sorted(set(ids.tolist())) and offsets.tolist() == [0, len(set(text.lower().split()))]
+    # and the same words lower-cased by str.lower first, unfolded, are the same ids
+    low = text.lower()
+    assert table.intern(low, code_points(low), counts)[0].tolist() == ids.tolist()
+
+
+@pytest.mark.parametrize("text", ["ok \u0130stanbul", "ΟΔΟΣ", "Deseret \U00010400\U00010401 x"])
+def test_a_code_point_without_a_one_to_one_lower_case_is_left_to_str_lower(text):
+    table = WordInterner()
+    counts = np.array([len(text.split())], dtype=np.int64)
+    assert table.intern(text, code_points(text), counts, lower=True) is None
+    low = text.lower()
+    ids = table.intern(low, code_points(low), counts)[0]
+    assert [table.words[i] for i in ids.tolist()] == low.split()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(st.sampled_from("ab  A\u00e9\u0301\U0001f600\t"), max_size=12), max_size=8))
+def test_chunks_are_each_texts_split_on_spaces(texts):
+    table = WordInterner()
+    joined = " ".join(texts)
+    lengths = np.array([len(t) for t in texts], dtype=np.int64)
+    ids, per_text, new = table.intern_chunks(joined, code_points(joined), lengths)
+    expected = [[c for c in t.split(" ") if c] for t in texts]
+    assert per_text.tolist() == [len(e) for e in expected]
+    assert [table.words[i] for i in ids.tolist()] == [c for e in expected for c in e]
+    assert len(set(table.words)) == len(table.words)
 
 
 def test_a_count_that_disagrees_with_the_buffer_is_refused():
