@@ -92,8 +92,8 @@ def _finish(h, length):
 
 
 @numba.njit(inline="always")
-def _probe(word, n, h, slots, hashes, starts, lens, arena):
-    """The slot of the word ``word[:n]`` (hash ``h``): the one holding its id, or the empty one where it goes.
+def _probe(word, off, n, h, slots, hashes, starts, lens, arena):
+    """The slot of the word ``word[off:off + n]`` (hash ``h``): the one holding its id, or the empty one where it goes.
     A slot's word is compared code point by code point: equal hashes alone never make equal words. (One exit
     at the end: the same loop written with a return per outcome compiled ~3x slower.)"""
     mask = slots.size - 1
@@ -106,7 +106,7 @@ def _probe(word, n, h, slots, hashes, starts, lens, arena):
             a = starts[i]
             same = True
             for q in range(n):
-                if arena[a + q] != word[q]:
+                if arena[a + q] != word[off + q]:
                     same = False
                     break
             if same:
@@ -177,7 +177,7 @@ def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, 
                 break
             n = pos - s
             h = _finish(h, n)
-            j = _probe(word, n, h, slots, hashes, starts, lens, arena)
+            j = _probe(word, 0, n, h, slots, hashes, starts, lens, arena)
             i = np.int64(slots[j])
             if i < 0:  # a new word: the next id (counters in locals, not state[]: writes to an array there
                 i = n_ids  # made every lookup ~3x slower, by what they let the compiler assume)
@@ -239,8 +239,8 @@ def _intern_chunks(buf, lengths, seed, table, state):
             if n == 0:
                 break
             h = _finish(h, n)
-            word = buf[s:pos]
-            j = _probe(word, n, h, slots, hashes, starts, lens, arena)
+            # (buf and an offset, not a slice: a view per chunk cost a reference count each)
+            j = _probe(buf, s, n, h, slots, hashes, starts, lens, arena)
             i = np.int64(slots[j])
             if i < 0:
                 i = n_ids
@@ -249,8 +249,9 @@ def _intern_chunks(buf, lengths, seed, table, state):
                 hashes[i] = h
                 starts[i] = used
                 lens[i] = n
-                arena[used : used + n] = word
-                used += n
+                for q in range(s, pos):
+                    arena[used] = buf[q]
+                    used += 1
                 new_spans[n_new, 0] = s
                 new_spans[n_new, 1] = pos
                 n_new += 1

@@ -6,12 +6,14 @@ import hashlib
 import operator
 import os
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from detectors.text_features import tokenizer_features
+from detectors.text_kernels import code_points
+from detectors.word_table import WordInterner
 
 __all__ = ["TokenizerFeaturizer", "TokenizerError", "resolve_max_length", "DEFAULT_MAX_LENGTH"]
 
@@ -85,9 +87,10 @@ class TokenizerFeaturizer:
         digest = hashlib.sha256(backend.to_str().encode()).hexdigest()[:16]
         self.info = TokenizerInfo(path=str(path), fingerprint=digest, max_length=self.max_length)
         self._added = backend.post_processor.num_special_tokens_to_add(False) if backend.post_processor else 0
-        # Chunk -> its row in _counts (token count, unknown-token count): dicts of ints and one array, so a
-        # batch's counts are one gather instead of a tuple per chunk.
-        self._chunks: dict[str, int] = {}
+        # Chunk -> its row in _counts (token count, unknown-token count): the ids of a compiled table over the
+        # chunks' code points (detectors.word_table), so a batch's chunks are looked up without a Python str
+        # each, and its counts are one gather.
+        self._chunks = WordInterner()
         self._counts = np.zeros((0, 2), dtype=np.int64)
         # Each row's token ids less the special ones, for the evidence's token sets (token_ids): one flat
         # array, row r at _ids[_id_starts[r]:][:_id_lengths[r]], so a batch's ids are one numpy gather.
@@ -114,29 +117,30 @@ class TokenizerFeaturizer:
     # token) take the exact per-text path. _verify_chunk_sums double-checks the property at load time.
     _MAX_CHUNKS = 500_000
 
-    def _chunk_rows(self, flat: list[str]) -> np.ndarray:
-        """Each chunk's row in the count arrays, encoding (one ``encode_batch`` call per 4,096) those not seen."""
-        try:
-            # Warm cache: one C-level pass, no per-batch set of the chunks.
-            return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
-        except KeyError:
-            pass
-        missing = list(set(flat).difference(self._chunks))
-        if len(self._chunks) + len(missing) > self._MAX_CHUNKS:
-            self._chunks.clear()  # bounded memory; a cold cache only costs speed
-            for grown in (self._ids, self._id_starts, self._id_lengths):
-                grown.clear()
-            self._last = None  # its rows were of the cache just cleared
-            missing = list(set(flat))
+    def _split_chunks(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each non-empty chunk's row (text after text; a chunk is a run of characters other than U+0020, as
+        ``text.split(" ")`` gives them; an empty one has no token) and each text's number of them, encoding
+        (one ``encode_batch`` call per 4,096) the chunks not seen before."""
+        if len(self._chunks) > self._MAX_CHUNKS:  # bounded memory; a cold cache only costs speed
+            self._reset_chunks()
+        joined = " ".join(texts)
+        lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
         base = len(self._chunks)
-        if base + len(missing) > len(self._counts):  # grown geometrically: new chunks arrive in most batches
-            counts = np.zeros((max(2 * len(self._counts), base + len(missing), 1024), 2), dtype=np.int64)
+        rows, per_text, new = self._chunks.intern_chunks(joined, code_points(joined), lengths)
+        if new:
+            self._encode_chunks(new, base)
+        return rows, per_text
+
+    def _encode_chunks(self, new: list[str], base: int) -> None:
+        """The counts and content ids of chunks ``new``, rows ``base`` on (the table's new ids, in order)."""
+        if base + len(new) > len(self._counts):  # grown geometrically: new chunks arrive in most batches
+            counts = np.zeros((max(2 * len(self._counts), base + len(new), 1024), 2), dtype=np.int64)
             counts[:base] = self._counts[:base]
             self._counts = counts
         counts = self._counts
         unk_id, special = self.unk_id, self.special_ids
-        for lo in range(0, len(missing), 4096):
-            part = missing[lo : lo + 4096]
+        for lo in range(0, len(new), 4096):
+            part = new[lo : lo + 4096]
             content = []
             for row, enc in enumerate(self._backend.encode_batch(part, add_special_tokens=False), base + lo):
                 ids = enc.ids
@@ -146,28 +150,20 @@ class TokenizerFeaturizer:
             self._id_starts.extend(self._ids.size + np.cumsum(lengths) - lengths)  # rows appended in order
             self._id_lengths.extend(lengths)
             self._ids.extend(np.fromiter(chain.from_iterable(content), dtype=np.int64, count=int(lengths.sum())))
-        self._chunks.update(zip(missing, range(base, base + len(missing))))
-        return np.fromiter(map(self._chunks.__getitem__, flat), dtype=np.intp, count=len(flat))
 
-    def _split_chunks(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Each chunk's row (text after text) and where each text's chunks start (every text has >= 1)."""
-        # Splitting the batch joined by single spaces gives each text's chunks in turn (a text of k spaces
-        # has k + 1 chunks, "" for an empty one): one split call for the batch instead of one per text.
-        n = len(texts)
-        per_text = np.fromiter(map(str.count, texts, repeat(" ")), dtype=np.intp, count=n) + 1
-        starts = np.zeros(n, dtype=np.intp)
-        np.cumsum(per_text[:-1], out=starts[1:])
-        rows = self._chunk_rows(" ".join(texts).split(" "))  # it may grow self._counts
-        return rows, starts
+    def _reset_chunks(self) -> None:
+        self._chunks = WordInterner()
+        for grown in (self._ids, self._id_starts, self._id_lengths):
+            grown.clear()
+        self._last = None  # its rows were of the table just dropped
 
     def _features_by_chunk(self, texts: list[str]) -> np.ndarray:
         n = len(texts)
         if n == 0:
             return tokenizer_features(np.zeros(0), np.zeros(0), np.zeros(0), self.max_length)
-        rows, starts = self._split_chunks(texts)
-        self._last = (texts, rows, starts)
-        # Every text has >= 1 chunk, so no reduceat segment is empty.
-        sums = np.add.reduceat(self._counts[rows], starts, axis=0)
+        rows, per_text = self._split_chunks(texts)
+        self._last = (texts, rows, per_text)
+        sums = _segment_sums(self._counts[rows], per_text)
         content, unk = sums[:, 0], sums[:, 1]
         return tokenizer_features(content + self._added, unk, content, self.max_length)
 
@@ -177,10 +173,7 @@ class TokenizerFeaturizer:
                   "emoji 🔥 中文字符 混合 text", "don't won't can't", "e-mail@example.com http://x.y/z?a=b"]
         exact = self._features_by_text(probes)
         chunked = self._features_by_chunk(probes)
-        self._chunks.clear()
-        for grown in (self._ids, self._id_starts, self._id_lengths):
-            grown.clear()
-        self._last = None
+        self._reset_chunks()
         return bool(np.array_equal(exact, chunked))
 
     def _features_by_text(self, texts: list[str]) -> np.ndarray:
@@ -215,13 +208,14 @@ class TokenizerFeaturizer:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
             last = self._last
             if last is not None and len(last[0]) == n and all(map(operator.is_, last[0], texts)):
-                rows, starts = last[1], last[2]  # the texts features() just split: the same chunks
+                rows, per_text = last[1], last[2]  # the texts features() just split: the same chunks
             else:
-                rows, starts = self._split_chunks(texts)
+                rows, per_text = self._split_chunks(texts)
             lengths = self._id_lengths.array[rows]
             ends = np.cumsum(lengths)
-            at = np.repeat(self._id_starts.array[rows] - (ends - lengths), lengths) + np.arange(int(ends[-1]))
-            return self._ids.array[at], np.add.reduceat(lengths, starts)
+            total = int(ends[-1]) if ends.size else 0
+            at = np.repeat(self._id_starts.array[rows] - (ends - lengths), lengths) + np.arange(total)
+            return self._ids.array[at], _segment_sums(lengths, per_text)
         seen = self._text_ids
         missing = [t for t in texts if t not in seen]
         if missing:
@@ -245,6 +239,14 @@ class TokenizerFeaturizer:
     def tokens(self, ids) -> list[str]:
         """The vocabulary's text of each token id."""
         return [self._backend.id_to_token(int(i)) or f"[{int(i)}]" for i in ids]
+
+
+def _segment_sums(values: np.ndarray, per_text: np.ndarray) -> np.ndarray:
+    """Each text's sum of ``values`` (``per_text[i]`` consecutive rows each, some texts none)."""
+    cum = np.zeros((values.shape[0] + 1, *values.shape[1:]), dtype=np.int64)
+    np.cumsum(values, axis=0, out=cum[1:])
+    ends = np.cumsum(per_text)
+    return cum[ends] - cum[ends - per_text]
 
 
 class _Growing:

@@ -113,7 +113,7 @@ def test_tokenizer_batch_is_identical_on_hostile_unicode(featurizer, texts):
 def test_tokenizer_cache_refills_after_clearing(featurizer, monkeypatch):
     # Past _MAX_CHUNKS the cache starts over; counts stay right across the reset and the row reuse.
     monkeypatch.setattr(TokenizerFeaturizer, "_MAX_CHUNKS", 8)
-    featurizer._chunks.clear()
+    featurizer._reset_chunks()
     batches = [["a b c d e f g", "h i"], ["j k l m n o p q r s", ""], ["a b", "zz yy xx"]]
     for texts in batches:
         np.testing.assert_array_equal(featurizer.features(texts), reference_tokenizer_features(featurizer, texts))
