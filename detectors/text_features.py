@@ -32,7 +32,7 @@ from typing import Protocol
 import numpy as np
 
 from detectors.text_kernels import char_codes, class_counts, code_points
-from detectors.word_table import WordInterner
+from detectors.word_table import WordInterner, distinct_ids
 
 __all__ = ["TEXT_FEATURES", "TOKENIZER_FEATURES", "BINARY_FEATURES", "text_features", "text_features_batch",
            "text_features_and_words", "tokenizer_features", "BatchWords", "WordIndex", "distinct_per_event"]
@@ -84,7 +84,7 @@ class BatchWords:
     """The lower-cased words of a batch's texts (``text.lower().split()``) as ids of one :class:`WordIndex`.
 
     ``ids``: every word's id, text after text; ``counts``: each text's number of words (0 for an event
-    without text); ``distinct``/``offsets``: each text's distinct ids, ascending (CSR:
+    without text); ``distinct``/``offsets``: each text's distinct ids, in order of first occurrence (CSR:
     ``distinct[offsets[i]:offsets[i + 1]]``); ``index``: the WordIndex that gave the ids (kept, so that
     whoever holds the ids can still resolve them after the index has moved on).
     """
@@ -134,20 +134,18 @@ def _csr_positions(starts: np.ndarray, lengths: np.ndarray, sel: np.ndarray) -> 
 
 
 def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each event's distinct ids (CSR: ``ids[offsets[i]:offsets[i+1]]``, ascending), from all its ids and
-    their count per event."""
+    """Each event's distinct ids in order of first occurrence (CSR: ``ids[offsets[i]:offsets[i+1]]``), from
+    all its ids and their count per event."""
     n = lengths.size
-    offsets = np.zeros(n + 1, dtype=np.int64)
+    lengths = lengths.astype(np.int64, copy=False)
     if ids.size == 0:
-        return ids.astype(np.int64, copy=False), offsets
-    width = int(ids.max()) + 1
-    # int32 when it fits: the sort is the cost here
-    dtype = np.int32 if n * width < 2**31 else np.int64
-    pairs = np.repeat(np.arange(n, dtype=dtype), lengths) * dtype(width) + ids.astype(dtype)
-    pairs.sort()  # (a plain sort and a diff: faster than np.unique here)
-    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
-    np.cumsum(np.bincount(pairs // width, minlength=n), out=offsets[1:])
-    return (pairs % width).astype(np.int64), offsets
+        return ids.astype(np.int64, copy=False), np.zeros(n + 1, dtype=np.int64)
+    lo, width = int(ids.min()), int(ids.max()) + 1
+    if lo >= 0 and width <= max(1 << 22, 4 * ids.size):  # a mark per id (vocabulary ids, the word table's)
+        return distinct_ids(ids, lengths, width)
+    uniq, dense = np.unique(ids, return_inverse=True)  # too sparse for a mark each: numbered densely first
+    distinct, offsets = distinct_ids(dense.ravel(), lengths, uniq.size)
+    return uniq[distinct].astype(np.int64, copy=False), offsets
 
 
 def text_features_batch(texts: Sequence[str], index: WordIndex | None = None) -> tuple[np.ndarray, BatchWords]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from detectors.text_kernels import ABOVE_BMP, NUMBA_CACHE, SPACE_BIT, char_codes
 
-__all__ = ["WordInterner", "lower_table"]
+__all__ = ["WordInterner", "lower_table", "distinct_ids"]
 
 _FNV = np.uint64(0x100000001B3)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -115,21 +115,6 @@ def _probe(word, off, n, h, slots, hashes, starts, lens, arena):
     return j
 
 
-@numba.njit(inline="always")
-def _sort_run(a, lo, hi):
-    """Sort ``a[lo:hi]`` in place: insertion sort for the few distinct words of a text, numpy's past 32."""
-    if hi - lo > 32:
-        a[lo:hi].sort()
-        return
-    for k in range(lo + 1, hi):
-        v = a[k]
-        b = k - 1
-        while b >= lo and a[b] > v:
-            a[b + 1] = a[b]
-            b -= 1
-        a[b + 1] = v
-
-
 @numba.njit(cache=NUMBA_CACHE, nogil=True)
 def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, arena, marks, state):
     """Every word of ``buf`` (whitespace-separated; ``counts`` words per text, in order), lower-cased through
@@ -137,7 +122,7 @@ def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, 
     getting the next id.
 
     ``state`` is ``[ids so far, arena used, text serial]`` and is advanced here. Returns the ids, each text's
-    distinct ids ascending (CSR), the span in ``buf`` of each new word, and 0 when done, 1 when the buffer
+    distinct ids in order of first occurrence (CSR), the span in ``buf`` of each new word, and 0 when done, 1 when the buffer
     did not hold exactly ``counts.sum()`` words, 2 when a code point had no one-to-one lower case (the ids so
     far are then void, the table still sound); the caller guarantees room for every word to be new.
     """
@@ -154,7 +139,6 @@ def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, 
     size = buf.size
     pos = w = d = n_new = status = 0
     for t in range(n_texts):
-        first = d
         for _ in range(counts[t]):
             while pos < size and _is_space(codes, np.int64(buf[pos])):
                 pos += 1
@@ -200,7 +184,6 @@ def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, 
                 d += 1
         if status:
             break
-        _sort_run(distinct, first, d)  # ascending, as the sort of (text, id) pairs it replaced gave them
         offsets[t + 1] = d
     while status == 0 and pos < size:  # more words than counted
         if not _is_space(codes, np.int64(buf[pos])):
@@ -261,6 +244,28 @@ def _intern_chunks(buf, lengths, seed, table, state):
         pos = end + 1  # the separator
     state[0], state[1] = n_ids, used
     return ids[:w], per_text, new_spans[:n_new]
+
+
+@numba.njit(cache=NUMBA_CACHE, nogil=True)
+def distinct_ids(ids, lengths, width):
+    """Each text's distinct ids in order of first occurrence (CSR: ``out[offsets[t]:offsets[t + 1]]``), from
+    all its ids (``lengths[t]`` of them, text after text; every id in ``[0, width)``): one pass with a mark
+    per id. (Unsorted: whoever reads them counts them; sorting each text's ids doubled the cost.)"""
+    n = lengths.size
+    marks = np.full(width, -1, dtype=np.int64)
+    out = np.empty(ids.size, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    pos = d = 0
+    for t in range(n):
+        for _ in range(lengths[t]):
+            i = np.int64(ids[pos])
+            pos += 1
+            if marks[i] != t:
+                marks[i] = t
+                out[d] = i
+                d += 1
+        offsets[t + 1] = d
+    return out[:d], offsets
 
 
 @numba.njit(cache=NUMBA_CACHE, nogil=True)

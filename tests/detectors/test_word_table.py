@@ -39,7 +39,7 @@ def test_equal_hashes_never_make_equal_words(monkeypatch):
     monkeypatch.setattr(wt, "_M2", np.uint64(0))
     fn = wt._intern.py_func  # the same code, run by the interpreter with the constant hash
     monkeypatch.setattr(wt, "_intern", fn)
-    for name in ("_probe", "_is_space", "_folded", "_finish", "_sort_run"):
+    for name in ("_probe", "_is_space", "_folded", "_finish"):
         monkeypatch.setitem(fn.__globals__, name, getattr(wt, name).py_func)
     assert interned(table, [" ".join(words)]) == [[0, 1, 2, 3, 4, 5, 6, 1]]
     assert table.words == words[:-1]
@@ -67,7 +67,7 @@ def test_words_are_lower_cased_by_the_kernel_as_str_lower_does(text):
     counts = np.array([len(text.split())], dtype=np.int64)
     ids, distinct, offsets, new = table.intern(text, code_points(text), counts, lower=True)
     assert [table.words[i] for i in ids.tolist()] == text.lower().split()
-    assert distinct.tolist() == sorted(set(ids.tolist())) and offsets.tolist() == [0, len(set(text.lower().split()))]
+    assert distinct.tolist() == list(dict.fromkeys(ids.tolist())) and offsets.tolist() == [0, len(distinct)]
     # and the same words lower-cased by str.lower first, unfolded, are the same ids
     low = text.lower()
     assert table.intern(low, code_points(low), counts)[0].tolist() == ids.tolist()
@@ -114,3 +114,15 @@ def test_the_cache_goes_to_the_temp_dir_when_the_package_is_read_only(tmp_path, 
     assert tk.cache_location(str(pkg), str(tmp), {}) == str(tmp / "nlpmon-numba")
     writable.clear()
     assert tk.cache_location(str(pkg), str(tmp), {}) is None  # nowhere: compiled in each process, no error
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(-3, 40) | st.integers(0, 1 << 40), max_size=50), max_size=12))
+def test_distinct_per_event_is_each_events_ids_once_in_order(events):
+    from detectors.text_features import distinct_per_event
+
+    ids = np.array([i for e in events for i in e], dtype=np.int64)
+    lengths = np.array([len(e) for e in events], dtype=np.int64)
+    distinct, offsets = distinct_per_event(ids, lengths)
+    expected = [list(dict.fromkeys(e)) for e in events]
+    assert [distinct[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == expected
