@@ -65,10 +65,13 @@ def tokenizer_dir() -> Path | None:
 
 
 def time_pipeline(lines: list[bytes], profile_path: Path, tokenizer: Path | None, batch: int,
-                  cpu: list[float] | None = None, featurize=None) -> float:
+                  cpu: list[float] | None = None, featurize=None, explain: bool | None = None) -> float:
     """Wall seconds of the run; its process CPU seconds are appended to ``cpu`` when given (on a shared VM
-    the CPU time is what a busy neighbour does not inflate)."""
+    the CPU time is what a busy neighbour does not inflate). ``explain``: ``[explain] enabled`` (the
+    evidence kept with every window; the configuration's default when None)."""
     over = {"source.kind": "stdin", "reference.paths": [str(profile_path)], "window.max_future_seconds": 1e9}
+    if explain is not None:
+        over["explain.enabled"] = explain
     if tokenizer:
         over["tokenizer.path"] = str(tokenizer)
     config = load_config(env={}, overrides=over)

@@ -4,7 +4,9 @@
 
 Each round runs base then this tree, each in a fresh process pinned to one CPU (``taskset``), through
 ``bench/pipeline.py``'s ``time_pipeline`` (text features, then text + tokenizer features, both with the
-profile's ``oov_rate``), best of ``--repeats`` per process. On a shared machine read the per-round ratios
+profile's ``oov_rate``), best of ``--repeats`` per process; ``--no-evidence`` runs this tree without the
+evidence kept with every window (``[explain] enabled = false``), to compare like for like with a base from
+before it existed. On a shared machine read the per-round ratios
 (base CPU seconds / this tree's) and their median; the events are ``bench/pipeline.py``'s cached file.
 """
 
@@ -36,8 +38,9 @@ for label, tok in (("text features", None), ("text + tokenizer features", bp.tok
     path = Path(tempfile.mkdtemp()) / "profile.json"
     save_profile(profile, path)
     cpu = []
+    extra = {"explain": False} if os.environ.get("AB_NO_EVIDENCE") else {}
     for _ in range(repeats):
-        bp.time_pipeline(lines, path, tok, 1000, cpu)
+        bp.time_pipeline(lines, path, tok, 1000, cpu, **extra)
     out[label] = min(cpu)
 print(json.dumps(out))
 '''
@@ -49,6 +52,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-evidence", action="store_true",
+                    help="this tree with [explain] enabled = false: the same work as a base from before the "
+                         "evidence kept with every window existed")
     args = ap.parse_args()
     import sys
 
@@ -63,8 +69,10 @@ def main() -> None:
     runs: dict[str, list[dict]] = {k: [] for k in trees}
     for r in range(args.rounds):
         for name, root in trees.items():
+            own = {"AB_NO_EVIDENCE": "1"} if name == "this" and args.no_evidence else {}
             out = subprocess.run(["taskset", "-c", "0", str(root / ".venv/bin/python"), "-c", CODE], cwd=root,
-                                 env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=True)
+                                 env={**env, **own, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                                 check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"round {r} {name}: {runs[name][-1]}", flush=True)
     for label in runs["base"][0]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from detectors.text_kernels import ABOVE_BMP, NUMBA_CACHE, SPACE_BIT, char_codes
 
-__all__ = ["WordInterner", "lower_table", "distinct_ids"]
+__all__ = ["WordInterner", "lower_table", "distinct_ids", "distinct_ids_of_rows"]
 
 _FNV = np.uint64(0x100000001B3)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -264,6 +264,34 @@ def distinct_ids(ids, lengths, width):
                 marks[i] = t
                 out[d] = i
                 d += 1
+        offsets[t + 1] = d
+    return out[:d], offsets
+
+
+@numba.njit(cache=NUMBA_CACHE, nogil=True)
+def distinct_ids_of_rows(rows, per_text, row_starts, row_lengths, ids, width):
+    """:func:`distinct_ids` of texts made of rows (text t: the next ``per_text[t]`` of ``rows``; row r: the
+    ids ``ids[row_starts[r]:][:row_lengths[r]]``, all in ``[0, width)``), without gathering every id first:
+    the tokenizer's chunks and their token ids."""
+    n = per_text.size
+    marks = np.full(width, -1, dtype=np.int64)
+    total = 0
+    for r in rows:
+        total += row_lengths[r]
+    out = np.empty(total, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    k = d = 0
+    for t in range(n):
+        for _ in range(per_text[t]):
+            r = rows[k]
+            k += 1
+            a = row_starts[r]
+            for q in range(a, a + row_lengths[r]):
+                i = np.int64(ids[q])
+                if marks[i] != t:
+                    marks[i] = t
+                    out[d] = i
+                    d += 1
         offsets[t + 1] = d
     return out[:d], offsets
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.text_features import tokenizer_features
+from detectors.text_features import distinct_per_event, tokenizer_features
 from detectors.text_kernels import code_points
-from detectors.word_table import WordInterner
+from detectors.word_table import WordInterner, distinct_ids_of_rows
 
 __all__ = ["TokenizerFeaturizer", "TokenizerError", "resolve_max_length", "DEFAULT_MAX_LENGTH"]
 
@@ -95,6 +95,7 @@ class TokenizerFeaturizer:
         # Each row's token ids less the special ones, for the evidence's token sets (token_ids): one flat
         # array, row r at _ids[_id_starts[r]:][:_id_lengths[r]], so a batch's ids are one numpy gather.
         self._ids = _Growing()
+        self._max_id = -1  # the largest of _ids (the width of distinct_token_ids' marks)
         self._id_starts = _Growing()
         self._id_lengths = _Growing()
         # The last batch features() split into chunks (its texts and each chunk's row): token_ids of the same
@@ -149,10 +150,14 @@ class TokenizerFeaturizer:
             lengths = np.fromiter(map(len, content), dtype=np.int64, count=len(content))
             self._id_starts.extend(self._ids.size + np.cumsum(lengths) - lengths)  # rows appended in order
             self._id_lengths.extend(lengths)
-            self._ids.extend(np.fromiter(chain.from_iterable(content), dtype=np.int64, count=int(lengths.sum())))
+            flat = np.fromiter(chain.from_iterable(content), dtype=np.int64, count=int(lengths.sum()))
+            self._ids.extend(flat)
+            if flat.size:
+                self._max_id = max(self._max_id, int(flat.max()))
 
     def _reset_chunks(self) -> None:
         self._chunks = WordInterner()
+        self._max_id = -1
         for grown in (self._ids, self._id_starts, self._id_lengths):
             grown.clear()
         self._last = None  # its rows were of the table just dropped
@@ -195,6 +200,24 @@ class TokenizerFeaturizer:
         content = tokens - special
         return tokenizer_features(tokens, unk, content, self.max_length)
 
+    def distinct_token_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's distinct token ids, special tokens left out, in order of first occurrence (CSR: ids,
+        offsets): the evidence's token sets, from :meth:`features`' chunks without gathering every id."""
+        if not self.chunk_cache or not texts:
+            ids, lengths = self.token_ids(texts)
+            return distinct_per_event(ids, lengths)
+        rows, per_text = self._rows_of(texts)
+        width = max(int(self._max_id) + 1, 1)
+        return distinct_ids_of_rows(rows, per_text, self._id_starts.array, self._id_lengths.array,
+                                    self._ids.array, width)
+
+    def _rows_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_split_chunks` of ``texts``, reused when they are the batch :meth:`features` just split."""
+        last = self._last
+        if last is not None and len(last[0]) == len(texts) and all(map(operator.is_, last[0], texts)):
+            return last[1], last[2]
+        return self._split_chunks(texts)
+
     def token_ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every text's token ids, special tokens left out, concatenated, and how many each text has (the
         evidence's token sets; repeats within a text kept).
@@ -206,11 +229,7 @@ class TokenizerFeaturizer:
         if self.chunk_cache:
             if n == 0:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            last = self._last
-            if last is not None and len(last[0]) == n and all(map(operator.is_, last[0], texts)):
-                rows, per_text = last[1], last[2]  # the texts features() just split: the same chunks
-            else:
-                rows, per_text = self._split_chunks(texts)
+            rows, per_text = self._rows_of(texts)  # the chunks features() just split, when the same texts
             lengths = self._id_lengths.array[rows]
             ends = np.cumsum(lengths)
             total = int(ends[-1]) if ends.size else 0

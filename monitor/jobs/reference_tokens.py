@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monitor.windowing.evidence import distinct_per_event
 
 __all__ = ["ReferenceTokens", "MAX_PROFILE_TOKENS"]
 
@@ -38,7 +37,7 @@ class ReferenceTokens:
             for words in map(set, map(str.split, map(str.lower, present))):
                 self.words.update(words)
             return
-        ids, _ = distinct_per_event(*tokenizer.token_ids(present))  # each token once per event
+        ids, _ = tokenizer.distinct_token_ids(present)  # each token once per event
         counts = np.bincount(ids, minlength=self.ids.size)
         counts[: self.ids.size] += self.ids
         self.ids = counts

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from detectors.evidence import SpaceSaving, Standardiser, TopExemplars
-from detectors.text_features import BatchWords, distinct_per_event
+from detectors.text_features import BatchWords
 from monitor.config import ExplainConfig
 from monitor.ingest.batch import Chunk, StreamBatch
 from monitor.ingest.reference import Profile
@@ -24,7 +24,7 @@ from monitor.ingest.tokenizer import TokenizerFeaturizer
 from monitor.ingest.words import WordIds, split_words, word_key
 
 __all__ = ["EvidencePlan", "EvidencePlans", "EvidenceSlice", "EvidenceAccumulator", "TokenCounts", "word_key",
-           "distinct_per_event", "PRUNE_EVERY", "MAX_POINTS"]
+           "PRUNE_EVERY", "MAX_POINTS"]
 
 # The word sketch is cut back to its capacity after every this many events of the window (event 512, 1024,
 # ...): fixed points of the event sequence, so its state does not depend on the batching.
@@ -213,9 +213,13 @@ class EvidencePlan:
             return words.distinct, words.offsets, words.index
         every = bool(has_text.all())
         present = list(texts) if every else [t for t in texts if t is not None]
-        lengths = np.zeros(n, dtype=np.int64)
-        ids, lengths[has_text] = self.tokenizer.token_ids(present)  # the chunks features() just split
-        return (*distinct_per_event(ids, lengths), None)  # the tokenizer's vocabulary ids
+        ids, offsets = self.tokenizer.distinct_token_ids(present)  # the chunks features() just split
+        if not every:  # the texts' offsets spread over the events, none for an event without text
+            per_event = np.zeros(n, dtype=np.int64)
+            per_event[has_text] = np.diff(offsets)
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(per_event, out=offsets[1:])
+        return ids, offsets, None  # the tokenizer's vocabulary ids
 
     # -- at close --------------------------------------------------------------------------------------------
     def window_counts(self, acc: EvidenceAccumulator) -> dict[str, int]:

@@ -61,6 +61,25 @@ def test_token_ids_reuse_the_chunks_features_split_and_equal_a_fresh_tokenizers(
     assert _id_sets(f, texts) == expected
 
 
+def test_distinct_token_ids_are_each_texts_ids_once_in_order(tiny, monkeypatch):
+    # From the chunks' ids without gathering them all: the same as the token ids made distinct, per text,
+    # whether the texts are the batch features() just split or not, and across a cache that starts over.
+    texts = ["great phone great", "", "zzqx unseen wordsss ✨ zzqx", "Hello,   World!! 12:30 hello", "   "]
+    expected = [list(dict.fromkeys(ids)) for ids in _id_sets(TokenizerFeaturizer(tiny.tokenizer_dir), texts)]
+    f = TokenizerFeaturizer(tiny.tokenizer_dir)
+
+    def sets(ts):
+        ids, offsets = f.distinct_token_ids(ts)
+        return [ids[a:b].tolist() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+    f.features(texts)
+    assert sets(texts) == expected  # reused split
+    assert sets(list(reversed(texts))) == expected[::-1]  # split again
+    monkeypatch.setattr(TokenizerFeaturizer, "_MAX_CHUNKS", 4)
+    f.features(["brand new chunks here now"])
+    assert sets(texts) == expected and sets([]) == []
+
+
 def test_fingerprint_identifies_the_tokenizer(tiny, tmp_path):
     a = TokenizerFeaturizer(tiny.tokenizer_dir)
     assert a.info.fingerprint == TokenizerFeaturizer(tiny.tokenizer_dir).info.fingerprint
