@@ -68,3 +68,24 @@ def test_an_empty_batch_and_a_batch_without_events():
                                                   "label": "p"}).encode(), "1")]
     chunk = _chunk(bad, False)
     assert chunk.pos.tolist() == [] and chunk.pos.dtype == np.int64 and len(chunk.rejected) == len(chunk.labels) == 1
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("with_probabilities", [True, False])
+def test_predictions_are_none_for_failed_events_whatever_their_share(share, with_probabilities):
+    # Only the unscored events are looked at again when they are few; every event when they are many.
+    rnd = random.Random(int(share * 100) + with_probabilities)
+    records = []
+    for i in range(120):
+        obj = {"ts": T0 + i, "model": "a", "prediction": rnd.choice(["p", "q"]), "text": "w"}
+        if with_probabilities and rnd.random() < 0.9:
+            obj["probabilities"] = {"p": 0.6, "q": 0.4}
+        if rnd.random() < share:
+            obj["error"] = "timeout"
+            if rnd.random() < 0.5:
+                del obj["prediction"]
+        records.append(Record(json.dumps(obj).encode(), str(i)))
+    chunk = _chunk(records, False)
+    (sb,) = chunk.streams.values()
+    assert sb.preds == [None if e.error is not None else e.prediction for e in chunk.events]
+    assert len(sb.preds) == 120

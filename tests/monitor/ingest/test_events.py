@@ -318,3 +318,33 @@ def test_a_label_event_with_any_prediction_field_is_refused_on_both_paths(field)
     assert _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw) == _outcome(_slow_decode, raw) \
         == "label_with_prediction"
     assert decode_event(json.dumps(label).encode()).label == "a"
+
+
+@pytest.mark.parametrize("tolerance", [0.01, 0.001, 0.05, 0.1, 0.25, 1e-9])
+def test_binary_sum_bounds_are_the_distance_to_one(tolerance):
+    # decode_event's binary case compares a + b with _sum_bounds(PROB_SUM_TOLERANCE) instead of computing
+    # abs(a + b - 1.0): the same verdict for every sum of two probabilities, checked float by float at the edges.
+    from monitor.ingest.events import _sum_bounds
+
+    lo, hi = _sum_bounds(tolerance)
+    for edge in (lo, hi, 1.0 - tolerance, 1.0 + tolerance, 0.5, 1.0, 2.0, 0.0):
+        s = edge
+        for _ in range(40):
+            s = math.nextafter(s, 0.0)
+        for _ in range(80):
+            if 0.0 <= s <= 2.0:
+                assert (lo <= s <= hi) == (abs(s - 1.0) <= tolerance), (tolerance, s)
+            s = math.nextafter(s, 3.0)
+
+
+@pytest.mark.parametrize("embedding", [b"[]", b"[1e308, 1e308]", b"[-1e308, -1e308, 1]", b"[1e999]", b"[1, NaN]",
+                                       b"[0.5, true]", b"[1" + b"0" * 308 + b", 1" + b"0" * 308 + b"]", b"[1e-320]",
+                                       b'["1"]', b"{}", b"[0.25, -0.0, 3]"])
+def test_fast_and_slow_paths_agree_on_embeddings(embedding):
+    # msgspec refuses an empty embedding and every number out of float range; the fast path checks nothing else.
+    raw = b'{"ts": 1764000000000, "model": "m", "prediction": "p", "embedding": %s, "outcome": 2}' % embedding
+    fast, slow = _outcome(lambda r, n: decode_event(r, max_text_chars=n), raw), _outcome(_slow_decode, raw)
+    assert fast == slow
+    if not isinstance(fast, str):
+        assert type(fast.embedding) is tuple and all(type(v) is float for v in fast.embedding)
+        assert type(fast.outcome) is float
