@@ -272,7 +272,8 @@ def distinct_ids(ids, lengths, width):
 def distinct_ids_of_rows(rows, per_text, row_starts, row_lengths, ids, width):
     """:func:`distinct_ids` of texts made of rows (text t: the next ``per_text[t]`` of ``rows``; row r: the
     ids ``ids[row_starts[r]:][:row_lengths[r]]``, all in ``[0, width)``), without gathering every id first:
-    the tokenizer's chunks and their token ids."""
+    the tokenizer's chunks and their token ids. (The marking is written out as in distinct_ids: the same
+    few lines as an inlined helper ran ~6x slower.)"""
     n = per_text.size
     marks = np.full(width, -1, dtype=np.int64)
     total = 0
