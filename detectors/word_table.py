@@ -39,28 +39,24 @@ _NO_FOLD = np.zeros(0, dtype=np.uint32)
 
 
 @lru_cache(maxsize=1)
-def lower_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``str.lower`` one code point at a time: a uint32 table over the BMP (every BMP code point lower-cases
-    inside the BMP), ``_NOT_ONE_TO_ONE`` where it is not one code point for one, and the 260-odd code points
-    above the BMP that change, as sorted (from, to) arrays. Taken from this Python's own ``str.lower``."""
-    table = np.fromiter((ord(c) if len(c) == 1 else _NOT_ONE_TO_ONE for c in map(str.lower, map(chr, range(ABOVE_BMP)))),
-                        dtype=np.uint32, count=ABOVE_BMP)
+def lower_table() -> tuple[np.ndarray, int]:
+    """``str.lower`` one code point at a time, from this Python's own: a uint32 table over the BMP (every BMP
+    code point lower-cases inside the BMP), ``_NOT_ONE_TO_ONE`` where it is not one code point for one; and
+    the last code point above the BMP whose lower case differs (those few scripts are left to ``str.lower``).
+    """
+    lowered = map(str.lower, map(chr, range(ABOVE_BMP)))
+    table = np.fromiter((ord(c) if len(c) == 1 else _NOT_ONE_TO_ONE for c in lowered), dtype=np.uint32,
+                        count=ABOVE_BMP)
     table[0x3A3] = _NOT_ONE_TO_ONE  # final sigma: its lower case depends on the letters around it
+    table.flags.writeable = False
     upper = np.arange(ABOVE_BMP, 0x110000, dtype=np.uint32)
-    text = upper.tobytes().decode("utf-32-le")
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        low = np.frombuffer(lowered.encode("utf-32-le"), dtype=np.uint32)
-        changed = np.flatnonzero(low != upper)
-        src, dst = upper[changed], low[changed]
-    else:  # a Unicode version where one expands: one at a time, those that expand left to the fallback
-        pairs = [(c, ord(c.lower())) for c in map(chr, range(ABOVE_BMP, 0x110000))
-                 if c.lower() != c and len(c.lower()) == 1]
-        src = np.array([ord(a) for a, _ in pairs], dtype=np.uint32)
-        dst = np.array([b for _, b in pairs], dtype=np.uint32)
-    for a in (table, src, dst):
-        a.flags.writeable = False
-    return table, src, dst
+    text = upper.tobytes().decode("utf-32-le")  # every code point above the BMP, lower-cased in one call
+    low = text.lower()
+    if len(low) == len(text):
+        changed = np.flatnonzero(np.frombuffer(low.encode("utf-32-le"), dtype=np.uint32) != upper)
+        return table, int(upper[changed[-1]]) if changed.size else -1
+    # a Unicode version where one of them expands: one at a time
+    return table, max((ord(c) for c in map(chr, range(ABOVE_BMP, 0x110000)) if c.lower() != c), default=-1)
 
 
 @numba.njit(inline="always")
@@ -122,9 +118,10 @@ def _intern(buf, fold, limit, counts, codes, seed, slots, hashes, starts, lens, 
     getting the next id.
 
     ``state`` is ``[ids so far, arena used, text serial]`` and is advanced here. Returns the ids, each text's
-    distinct ids in order of first occurrence (CSR), the span in ``buf`` of each new word, and 0 when done, 1 when the buffer
-    did not hold exactly ``counts.sum()`` words, 2 when a code point had no one-to-one lower case (the ids so
-    far are then void, the table still sound); the caller guarantees room for every word to be new.
+    distinct ids in order of first occurrence (CSR), the span in ``buf`` of each new word, and 0 when done, 1
+    when the buffer did not hold exactly ``counts.sum()`` words, 2 when a code point had no one-to-one lower
+    case (the ids so far are then void, the table still sound); the caller guarantees room for every word to
+    be new.
     """
     n_texts = counts.size
     total = counts.sum()
@@ -350,10 +347,7 @@ class WordInterner:
         scripts; emoji lie above): the caller then lower-cases the text with ``str.lower`` and passes it
         with ``lower=False``. The table stays sound either way (the words it took are real words).
         """
-        fold, limit = _NO_FOLD, -1
-        if lower:
-            fold, above, _ = lower_table()
-            limit = int(above[-1]) if above.size else -1
+        fold, limit = lower_table() if lower else (_NO_FOLD, -1)
         self._room(int(counts.sum()), buf.size)
         ids, distinct, offsets, spans, status = _intern(buf, fold, limit, counts, char_codes(), self._seed,
                                                         *self._table(), self._marks, self._state)
