@@ -21,6 +21,7 @@ Two ways to cut a batch (its texts joined by single spaces, as code points):
 from __future__ import annotations
 
 import os
+import threading
 from functools import lru_cache
 
 import numba
@@ -317,8 +318,8 @@ class WordInterner:
     """Words -> dense ids in order of first sight, equal words equal ids: an open-addressing table in numpy
     arrays that the kernels fill in compiled code, and the words themselves (``words``: by id).
 
-    Not thread-safe on its own: whoever shares one (``monitor.ingest.words.WordIds``) holds a lock around
-    :meth:`intern`.
+    A lock takes one batch at a time through the table: the kernels index its arrays without bounds checks,
+    trusting the room made for the batch just before.
     """
 
     def __init__(self) -> None:
@@ -332,6 +333,7 @@ class WordInterner:
         self._marks = np.empty(0, dtype=np.int64)
         self._arena = np.empty(0, dtype=np.uint32)
         self._state = np.zeros(3, dtype=np.int64)  # ids, arena used, text serial
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.words)
@@ -348,11 +350,12 @@ class WordInterner:
         with ``lower=False``. The table stays sound either way (the words it took are real words).
         """
         fold, limit = lower_table() if lower else (_NO_FOLD, -1)
-        self._room(int(counts.sum()), buf.size)
-        ids, distinct, offsets, spans, status = _intern(buf, fold, limit, counts, char_codes(), self._seed,
-                                                        *self._table(), self._marks, self._state)
-        new = [text[s:e].lower() if lower else text[s:e] for s, e in spans.tolist()]
-        self.words.extend(new)
+        with self._lock:
+            self._room(int(counts.sum()), buf.size)
+            ids, distinct, offsets, spans, status = _intern(buf, fold, limit, counts, char_codes(), self._seed,
+                                                            *self._table(), self._marks, self._state)
+            new = [text[s:e].lower() if lower else text[s:e] for s, e in spans.tolist()]
+            self.words.extend(new)
         return (ids, distinct, offsets, new) if status == 0 else None
 
     def intern_chunks(self, text: str, buf: np.ndarray, lengths: np.ndarray
@@ -360,10 +363,11 @@ class WordInterner:
         """The ids of each text's chunks (runs of characters other than U+0020; ``text`` is the texts joined
         by single spaces, ``buf`` its code points, ``lengths`` the texts'), each text's number of chunks, and
         the new chunks (appended to :attr:`words`)."""
-        self._room((buf.size + 1) // 2 + 1, buf.size)  # a chunk takes a code point and a space at least
-        ids, per_text, spans = _intern_chunks(buf, lengths, self._seed, self._table(), self._state)
-        new = [text[s:e] for s, e in spans.tolist()]
-        self.words.extend(new)
+        with self._lock:
+            self._room((buf.size + 1) // 2 + 1, buf.size)  # a chunk takes a code point and a space at least
+            ids, per_text, spans = _intern_chunks(buf, lengths, self._seed, self._table(), self._state)
+            new = [text[s:e] for s, e in spans.tolist()]
+            self.words.extend(new)
         return ids, per_text, new
 
     def _table(self) -> tuple:

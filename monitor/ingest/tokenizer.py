@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import os
+import threading
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -102,13 +103,17 @@ class TokenizerFeaturizer:
         # texts, which the evidence asks for next, reuses them instead of splitting and looking up again.
         self._last: tuple[list[str], np.ndarray, np.ndarray] | None = None
         self._text_ids: dict[str, list[int]] = {}  # the last per-text batch's ids, for token_ids
+        # One batch at a time through the chunk table and its arrays (a featurizer shared between threads):
+        # the compiled kernels trust the ids they are given to index those arrays.
+        self._lock = threading.RLock()
         self.chunk_cache = _splits_on_spaces(backend) and self._verify_chunk_sums()
 
     def features(self, texts: list[str]) -> np.ndarray:
         """Return an ``(len(texts), 3)`` matrix: token_count, unk_token_rate, truncated."""
-        if self.chunk_cache:
-            return self._features_by_chunk(texts)
-        return self._features_by_text(texts)
+        with self._lock:
+            if self.chunk_cache:
+                return self._features_by_chunk(texts)
+            return self._features_by_text(texts)
 
     # Encoding a text costs ~30-50 us in the tokenizers library whatever its vocabulary (per-Encoding
     # bookkeeping), which caps a sidecar at ~25k texts/s on one core. For tokenizers whose pre-tokenizer splits
@@ -129,7 +134,11 @@ class TokenizerFeaturizer:
         base = len(self._chunks)
         rows, per_text, new = self._chunks.intern_chunks(joined, code_points(joined), lengths)
         if new:
-            self._encode_chunks(new, base)
+            try:
+                self._encode_chunks(new, base)
+            except BaseException:
+                self._reset_chunks()  # the table named chunks whose counts were not stored: start over
+                raise
         return rows, per_text
 
     def _encode_chunks(self, new: list[str], base: int) -> None:
@@ -206,10 +215,11 @@ class TokenizerFeaturizer:
         if not self.chunk_cache or not texts:
             ids, lengths = self.token_ids(texts)
             return distinct_per_event(ids, lengths)
-        rows, per_text = self._rows_of(texts)
-        width = max(int(self._max_id) + 1, 1)
-        return distinct_ids_of_rows(rows, per_text, self._id_starts.array, self._id_lengths.array,
-                                    self._ids.array, width)
+        with self._lock:
+            rows, per_text = self._rows_of(texts)
+            width = max(int(self._max_id) + 1, 1)
+            return distinct_ids_of_rows(rows, per_text, self._id_starts.array, self._id_lengths.array,
+                                        self._ids.array, width)
 
     def _rows_of(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`_split_chunks` of ``texts``, reused when they are the batch :meth:`features` just split."""
@@ -229,12 +239,13 @@ class TokenizerFeaturizer:
         if self.chunk_cache:
             if n == 0:
                 return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            rows, per_text = self._rows_of(texts)  # the chunks features() just split, when the same texts
-            lengths = self._id_lengths.array[rows]
-            ends = np.cumsum(lengths)
-            total = int(ends[-1]) if ends.size else 0
-            at = np.repeat(self._id_starts.array[rows] - (ends - lengths), lengths) + np.arange(total)
-            return self._ids.array[at], _segment_sums(lengths, per_text)
+            with self._lock:
+                rows, per_text = self._rows_of(texts)  # the chunks features() just split, when the same texts
+                lengths = self._id_lengths.array[rows]
+                ends = np.cumsum(lengths)
+                total = int(ends[-1]) if ends.size else 0
+                at = np.repeat(self._id_starts.array[rows] - (ends - lengths), lengths) + np.arange(total)
+                return self._ids.array[at], _segment_sums(lengths, per_text)
         seen = self._text_ids
         missing = [t for t in texts if t not in seen]
         if missing:

@@ -80,6 +80,30 @@ def test_distinct_token_ids_are_each_texts_ids_once_in_order(tiny, monkeypatch):
     assert sets(texts) == expected and sets([]) == []
 
 
+def test_a_failed_encoding_leaves_no_chunk_without_its_counts(tiny):
+    # The chunk table names a chunk before the tokenizer encodes it: if encoding raises, the table starts
+    # over, so the next batch encodes that chunk again instead of reading counts that were never stored.
+    f = TokenizerFeaturizer(tiny.tokenizer_dir)
+    texts = ["great phone", "zzqx unseen wordsss"]
+    expected = f._features_by_text(texts)
+    backend = f._backend
+
+    class Failing:
+        def __getattr__(self, name):
+            return getattr(backend, name)
+
+        def encode_batch(self, *args, **kwargs):
+            raise RuntimeError("tokenizer failed")
+
+    f._backend = Failing()
+    with pytest.raises(RuntimeError):
+        f.features(texts)
+    f._backend = backend
+    np.testing.assert_array_equal(f.features(texts), expected)
+    ids, offsets = f.distinct_token_ids(texts)
+    assert offsets[-1] == ids.size and ids.size > 0
+
+
 def test_fingerprint_identifies_the_tokenizer(tiny, tmp_path):
     a = TokenizerFeaturizer(tiny.tokenizer_dir)
     assert a.info.fingerprint == TokenizerFeaturizer(tiny.tokenizer_dir).info.fingerprint
