@@ -138,6 +138,8 @@ def distinct_per_event(ids: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray
     all its ids and their count per event."""
     n = lengths.size
     lengths = lengths.astype(np.int64, copy=False)
+    if int(lengths.sum()) != ids.size or (n and int(lengths.min()) < 0):  # the kernel trusts them: no bounds
+        raise ValueError("lengths must be non-negative and add up to the number of ids")
     if ids.size == 0:
         return ids.astype(np.int64, copy=False), np.zeros(n + 1, dtype=np.int64)
     lo, width = int(ids.min()), int(ids.max()) + 1
